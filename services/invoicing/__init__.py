@@ -1,0 +1,1 @@
+"""Invoicing: documents with gapless numbers from settled receivables."""

@@ -1,0 +1,11 @@
+"""Invoicing worker: `faststream run services.invoicing.app:app [--workers N]`."""
+
+from services.invoicing import handlers
+from services.invoicing.tables import messaging
+from shared import topics
+from shared.events import ReceivablesPosted
+from shared.messaging import ServiceRuntime
+
+runtime = ServiceRuntime.create("invoicing", handlers.settings, messaging)
+runtime.subscribe(topics.RECEIVABLES_POSTED, ReceivablesPosted, handlers.create_invoice)
+app = runtime.app()

@@ -1,0 +1,1 @@
+"""Rating: turns usage of a contract's items into priced billable items."""

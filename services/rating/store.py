@@ -1,0 +1,58 @@
+"""Rating's repository: contracts in, billable items out."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.rating.domain import BillableItem, Contract, ContractItem
+from services.rating.tables import billable_items, contract_items, contracts
+
+
+async def find_contract(session: AsyncSession, contract_id: str) -> Contract | None:
+    row = (await session.execute(select(contracts).where(contracts.c.contract_id == contract_id))).first()
+    if row is None:
+        return None
+    items = (
+        await session.execute(select(contract_items).where(contract_items.c.contract_id == contract_id))
+    ).all()
+    return Contract(
+        contract_id=row.contract_id,
+        customer_id=row.customer_id,
+        currency=row.currency,
+        starts_on=row.starts_on,
+        ends_on=row.ends_on,
+        items={
+            item.item_code: ContractItem(item.item_code, item.description, item.unit_price) for item in items
+        },
+    )
+
+
+async def save_contract(session: AsyncSession, contract: Contract) -> None:
+    """Create or replace a contract with exactly the given items."""
+    values = {
+        "contract_id": contract.contract_id,
+        "customer_id": contract.customer_id,
+        "currency": contract.currency,
+        "starts_on": contract.starts_on,
+        "ends_on": contract.ends_on,
+    }
+    await session.execute(
+        insert(contracts).values(values).on_conflict_do_update(index_elements=["contract_id"], set_=values)
+    )
+    await session.execute(delete(contract_items).where(contract_items.c.contract_id == contract.contract_id))
+    if contract.items:
+        await session.execute(
+            insert(contract_items),
+            [{"contract_id": contract.contract_id, **asdict(item)} for item in contract.items.values()],
+        )
+
+
+async def add_billable_item(session: AsyncSession, item: BillableItem) -> None:
+    values = asdict(item)
+    values.pop("description")
+    net = values.pop("net")
+    await session.execute(insert(billable_items).values(**values, net=net.amount, currency=net.currency))

@@ -1,0 +1,58 @@
+from sqlalchemy import (
+    Column,
+    Date,
+    DateTime,
+    ForeignKeyConstraint,
+    MetaData,
+    Numeric,
+    String,
+    Table,
+    Uuid,
+    func,
+)
+
+from shared.db import messaging_tables
+
+metadata = MetaData()
+messaging = messaging_tables(metadata)
+
+contracts = Table(
+    "contracts",
+    metadata,
+    Column("contract_id", String(64), primary_key=True),
+    Column("customer_id", String(64), nullable=False, index=True),
+    Column("currency", String(3), nullable=False),
+    Column("starts_on", Date, nullable=False),
+    Column("ends_on", Date),
+)
+
+contract_items = Table(
+    "contract_items",
+    metadata,
+    Column("contract_id", String(64), primary_key=True),
+    Column("item_code", String(64), primary_key=True),
+    Column("description", String(500), nullable=False),
+    Column("unit_price", Numeric(28, 10), nullable=False),
+    ForeignKeyConstraint(["contract_id"], ["contracts.contract_id"]),
+)
+
+billable_items = Table(
+    "billable_items",
+    metadata,
+    Column("billable_item_id", Uuid, primary_key=True),
+    # One billable item per usage event, whatever the inbox says: the second guard.
+    Column("source_event_id", Uuid, nullable=False, unique=True),
+    Column("contract_id", String(64), nullable=False, index=True),
+    Column("customer_id", String(64), nullable=False),
+    Column("item_code", String(64), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("quantity", Numeric(28, 10), nullable=False),
+    Column("free_quantity", Numeric(28, 10), nullable=False),
+    Column("billable_quantity", Numeric(28, 10), nullable=False),
+    Column("unit_price", Numeric(28, 10), nullable=False),
+    Column("net", Numeric(28, 4), nullable=False),
+    Column("period_start", Date, nullable=False),
+    Column("period_end", Date, nullable=False),
+    Column("occurred_at", DateTime(timezone=True), nullable=False),
+    Column("rated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)

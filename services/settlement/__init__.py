@@ -1,0 +1,1 @@
+"""Settlement: billing runs turn billable items into receivables on each contract's ledger."""

@@ -1,0 +1,4 @@
+from services.settlement.tables import metadata
+from shared.db import run_migrations
+
+run_migrations(metadata)

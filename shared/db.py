@@ -1,0 +1,127 @@
+"""PostgreSQL plumbing every service reuses: engine and transactions, the inbox and outbox
+tables that each service database carries, and the migration runner."""
+
+from __future__ import annotations
+
+import zlib
+from contextlib import asynccontextmanager
+from typing import AsyncIterator, NamedTuple
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Uuid,
+    func,
+    text,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+
+
+class Database:
+    def __init__(self, url: str, *, pool_size: int = 5) -> None:
+        self.url = url
+        self.engine = create_async_engine(url, pool_size=pool_size, pool_pre_ping=True)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One unit of work: commits when the block ends, rolls back if it raises."""
+        async with self.sessions() as session, session.begin():
+            yield session
+
+    async def dispose(self) -> None:
+        await self.engine.dispose()
+
+
+class MessagingTables(NamedTuple):
+    inbox: Table
+    outbox: Table
+
+
+def messaging_tables(metadata: MetaData) -> MessagingTables:
+    """The inbox (what this service has applied) and outbox (what it has still to publish)."""
+    inbox = Table(
+        "inbox",
+        metadata,
+        Column("consumer", String(64), primary_key=True),
+        Column("event_id", Uuid, primary_key=True),
+        # A resend with the same id must carry the same content; the digest lets us tell.
+        Column("payload_digest", String(64), nullable=False),
+        Column("applied_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+    outbox = Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, Identity(), primary_key=True),
+        Column("event_id", Uuid, nullable=False, unique=True),
+        Column("topic", String(255), nullable=False),
+        Column("key", String(64), nullable=False),
+        Column("payload", LargeBinary, nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+        Column("published_at", DateTime(timezone=True)),
+        Index("outbox_unpublished", "id", postgresql_where=text("published_at IS NULL")),
+    )
+    return MessagingTables(inbox, outbox)
+
+
+def advisory_lock_key(name: str) -> int:
+    """A stable 32-bit key for pg_advisory_*lock, so names never collide across processes."""
+    return zlib.crc32(name.encode())
+
+
+def _alembic_config(service: str, connection: Connection) -> Config:
+    config = Config()
+    config.set_main_option("script_location", f"services.{service}:migrations")
+    config.attributes["connection"] = connection
+    return config
+
+
+async def migrate(service: str, url: str) -> None:
+    """Bring `service`'s database to the newest migration.
+
+    Every worker of a service calls this at start; the advisory lock makes concurrent starts
+    (`--workers N`, several replicas) take turns instead of racing on DDL.
+    """
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": advisory_lock_key(f"migrate:{service}")}
+            )
+            await connection.run_sync(lambda sync: command.upgrade(_alembic_config(service, sync), "head"))
+    finally:
+        await engine.dispose()
+
+
+def run_migrations(target_metadata: MetaData) -> None:
+    """The body of every service's alembic env.py: migrate on the connection `migrate` handed in."""
+    from alembic import context
+
+    connection = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run migrations through shared.db.migrate (e.g. `billing migrate`)")
+    context.configure(connection=connection, target_metadata=target_metadata, compare_type=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def new_revision(service: str, url: str, message: str) -> None:
+    """Autogenerate `service`'s next migration from the difference between its tables and `url`."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.run_sync(
+                lambda sync: command.revision(_alembic_config(service, sync), message=message, autogenerate=True)
+            )
+    finally:
+        await engine.dispose()

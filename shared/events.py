@@ -1,0 +1,271 @@
+"""Versioned event schemas: the single source of truth for what travels on each topic.
+
+Rules every schema follows:
+- `schema_version` is a Literal: a consumer refuses versions it does not know instead of guessing.
+- Amounts, prices and quantities are Decimal and cross the wire as JSON strings; JSON floats are
+  refused because they are inexact.
+- Unknown fields are refused (`extra="forbid"`): a new field means a new schema version.
+- `event_id` identifies the event for deduplication; ids of derived events are uuid5s of their
+  source (`derive_id`), so re-processing a message emits the very same ids again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal, TypeVar
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+from shared import topics
+from shared.money import CURRENCY_EXPONENTS, MoneyError, exponent, to_decimal
+
+# Messages larger than this are dead-lettered unread; no legitimate event comes near it.
+MAX_MESSAGE_BYTES = 256 * 1024
+
+_NAMESPACE = uuid.UUID("6f1d8a52-3c1e-4d8e-9a57-2b8f0c6a4e11")
+
+
+def derive_id(source: uuid.UUID | str, kind: str) -> uuid.UUID:
+    """The id of whatever `source` gives rise to as `kind`; the same inputs always give the same id."""
+    return uuid.uuid5(_NAMESPACE, f"{source}:{kind}")
+
+
+def _exact_decimal(value: object) -> Decimal:
+    try:
+        return to_decimal(value)  # type: ignore[arg-type]
+    except MoneyError as error:
+        raise ValueError(str(error)) from None
+
+
+def _known_currency(value: object) -> str:
+    if not isinstance(value, str) or value not in CURRENCY_EXPONENTS:
+        raise ValueError(f"unsupported currency {value!r}")
+    return value
+
+
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
+]
+Text = Annotated[str, StringConstraints(max_length=500)]
+Currency = Annotated[str, BeforeValidator(_known_currency)]
+# 28 significant digits keeps every value inside PostgreSQL's numeric columns with room to spare.
+Amount = Annotated[Decimal, BeforeValidator(_exact_decimal), Field(max_digits=28, decimal_places=4)]
+UnitPrice = Annotated[Decimal, BeforeValidator(_exact_decimal), Field(max_digits=28, decimal_places=10)]
+Quantity = Annotated[
+    Decimal, BeforeValidator(_exact_decimal), Field(ge=0, max_digits=28, decimal_places=10)
+]
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: uuid.UUID
+    occurred_at: AwareDatetime
+    contract_id: Identifier
+
+    @property
+    def key(self) -> str:
+        """The partition key: all of one contract's events stay in order on one partition."""
+        return self.contract_id
+
+
+def _check_minor_units(currency: str, **amounts: Decimal) -> None:
+    places = exponent(currency)
+    for name, value in amounts.items():
+        if value != value.quantize(Decimal(1).scaleb(-places)):
+            raise ValueError(f"{name} {value} has more decimals than {currency} allows ({places})")
+
+
+class UsageRecorded(Event):
+    """usage.recorded: an upstream product reports consumption of a contract item."""
+
+    schema_version: Literal[1] = 1
+    item_code: Identifier
+    quantity: Quantity
+
+
+class RatedItem(Event):
+    """items.rated: a billable item, priced, with its breakdown."""
+
+    schema_version: Literal[1] = 1
+    billable_item_id: uuid.UUID
+    customer_id: Identifier
+    item_code: Identifier
+    description: Text
+    currency: Currency
+    quantity: Quantity
+    free_quantity: Quantity
+    billable_quantity: Quantity
+    unit_price: UnitPrice
+    net: Amount
+    period_start: date
+    period_end: date
+    source_event_ids: list[uuid.UUID] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _amounts_fit_currency(self) -> RatedItem:
+        _check_minor_units(self.currency, net=self.net)
+        return self
+
+
+class BillingRunRequested(Event):
+    """billing-runs.requested: settle everything of a contract that was used before `cutoff`."""
+
+    schema_version: Literal[1] = 1
+    cutoff: AwareDatetime
+    requested_by: Text = "operator"
+
+
+class SettlementItem(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    billable_item_id: uuid.UUID
+    item_code: Identifier
+    description: Text
+    quantity: Quantity
+    unit_price: UnitPrice
+    net: Amount
+    period_start: date
+    period_end: date
+
+
+class ReceivablesPosted(Event):
+    """receivables.posted: a settlement run with everything invoicing needs to build documents."""
+
+    schema_version: Literal[1] = 1
+    settlement_run_id: uuid.UUID
+    customer_id: Identifier
+    currency: Currency
+    cutoff: AwareDatetime
+    items: list[SettlementItem] = Field(min_length=1, max_length=10_000)
+    total: Amount
+    ledger_balance: Amount
+
+    @model_validator(mode="after")
+    def _total_is_the_sum_of_items(self) -> ReceivablesPosted:
+        _check_minor_units(self.currency, total=self.total, ledger_balance=self.ledger_balance)
+        if self.total != sum((item.net for item in self.items), Decimal(0)):
+            raise ValueError("total is not the sum of the items' net amounts")
+        return self
+
+
+class DocumentType(StrEnum):
+    INVOICE = "invoice"
+    CREDIT_NOTE = "credit_note"
+
+
+class DocumentCreated(Event):
+    """documents.created: a finalized document with its number and totals."""
+
+    schema_version: Literal[1] = 1
+    document_id: uuid.UUID
+    document_type: DocumentType
+    number: Identifier
+    settlement_run_id: uuid.UUID
+    customer_id: Identifier
+    currency: Currency
+    issue_date: date
+    due_date: date
+    net_total: Amount
+    tax_total: Amount
+    gross_total: Amount
+
+    @model_validator(mode="after")
+    def _totals_add_up(self) -> DocumentCreated:
+        _check_minor_units(
+            self.currency, net_total=self.net_total, tax_total=self.tax_total, gross_total=self.gross_total
+        )
+        if self.net_total + self.tax_total != self.gross_total:
+            raise ValueError("gross_total is not net_total + tax_total")
+        return self
+
+
+class PaymentKind(StrEnum):
+    PAYMENT = "payment"
+    CHARGEBACK = "chargeback"
+    REFUND = "refund"
+
+
+class PaymentReceived(Event):
+    """payments.received: money that moved, normalized from a payment provider's webhook."""
+
+    schema_version: Literal[1] = 1
+    payment_id: Identifier
+    kind: PaymentKind
+    provider: Identifier
+    customer_id: Identifier
+    currency: Currency
+    amount: Annotated[Amount, Field(gt=0)]
+    invoice_number: Identifier | None = None
+
+    @model_validator(mode="after")
+    def _amount_fits_currency(self) -> PaymentReceived:
+        _check_minor_units(self.currency, amount=self.amount)
+        return self
+
+
+class DeadLetter(BaseModel):
+    """dead-letters: a message a consumer could not apply, with where it came from and why."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: Literal[1] = 1
+    event_id: uuid.UUID
+    occurred_at: AwareDatetime
+    consumer: str
+    source_topic: str
+    partition: int
+    offset: int
+    key: str | None
+    reason: str
+    error_type: str
+    payload: str
+    payload_truncated: bool
+
+
+TOPIC_SCHEMAS: dict[str, type[BaseModel]] = {
+    topics.USAGE_RECORDED: UsageRecorded,
+    topics.ITEMS_RATED: RatedItem,
+    topics.BILLING_RUNS_REQUESTED: BillingRunRequested,
+    topics.RECEIVABLES_POSTED: ReceivablesPosted,
+    topics.DOCUMENTS_CREATED: DocumentCreated,
+    topics.PAYMENTS_RECEIVED: PaymentReceived,
+    topics.DEAD_LETTERS: DeadLetter,
+}
+
+
+class InvalidMessage(ValueError):
+    """A message that can never be applied, however often it is retried."""
+
+
+E = TypeVar("E", bound=BaseModel)
+
+
+def parse_event(schema: type[E], payload: bytes) -> E:
+    """Decode and validate one message, or raise InvalidMessage with a reason a person can act on."""
+    if len(payload) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(f"message of {len(payload)} bytes exceeds the limit of {MAX_MESSAGE_BYTES}")
+    try:
+        return schema.model_validate_json(payload)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in problem['loc']) or 'message'}: {problem['msg']}"
+            for problem in error.errors(include_url=False)[:10]
+        )
+        raise InvalidMessage(f"invalid {schema.__name__}: {problems}") from None
+
+
+def encode_event(event: BaseModel) -> bytes:
+    return event.model_dump_json().encode()

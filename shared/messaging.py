@@ -1,0 +1,337 @@
+"""The messaging edge every service reuses: consume exactly once, publish through an outbox.
+
+Consuming one message (`Consumer.consume`):
+  1. decode and validate it against its schema; bad input goes to the dead-letter topic;
+  2. in ONE database transaction: claim the event id in the inbox (already there: nothing to
+     do), apply the service's effect, and write the events it emits to the outbox;
+  3. return, after which FastStream commits the offset (AckPolicy.NACK_ON_ERROR).
+A crash before 2 commits leaves no trace and the message is redelivered; a crash after it
+commits makes the redelivery a no-op thanks to the inbox. Offsets are never committed before
+the effect is durable.
+
+Publishing (`OutboxRelay`): one relay per service database at a time (an advisory lock) reads
+unpublished outbox rows in id order, publishes them with acks=all and marks them published.
+A crash between publishing and marking republishes the same event ids, which every consumer's
+inbox drops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
+
+from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
+from faststream import AckPolicy, FastStream
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import BaseModel
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
+
+from shared import topics
+from shared.errors import Rejected
+from shared.db import Database, MessagingTables, advisory_lock_key, migrate
+from shared.events import DeadLetter, Event, InvalidMessage, derive_id, encode_event, parse_event
+from shared.settings import KafkaSettings, ServiceSettings
+
+E = TypeVar("E", bound=Event)
+
+# Dead letters keep this much of the offending payload; enough to see what was wrong.
+DEAD_LETTER_PAYLOAD_LIMIT = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    event: Event
+
+
+Apply = Callable[[AsyncSession, E], Awaitable[Sequence[Outgoing]]]
+
+
+# SQLSTATEs that mean "try again later", not "this message is bad": connection failures (08),
+# serialization failures and deadlocks (40), server shutting down or starting (57P), resources (53).
+_TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "57P", "53")
+
+
+def is_transient(error: BaseException) -> bool:
+    if isinstance(
+        error,
+        (OSError, asyncio.TimeoutError, KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError),
+    ):
+        return True
+    if isinstance(error, DBAPIError):
+        if error.connection_invalidated:
+            return True
+        sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None) or ""
+        return sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES) or isinstance(error.orig, OSError)
+    return False
+
+
+def retrying_transient(max_delay_s: float = 120.0) -> AsyncRetrying:
+    """Retry transient failures with capped exponential backoff; anything else raises at once.
+
+    After `max_delay_s` the error propagates and FastStream nacks, so the message is redelivered
+    and retried again: a long database outage stalls the partition instead of losing messages.
+    """
+    return AsyncRetrying(
+        retry=retry_if_exception(is_transient),
+        wait=wait_exponential(multiplier=0.1, max=5),
+        stop=stop_after_delay(max_delay_s),
+        reraise=True,
+    )
+
+
+class Consumer:
+    """Applies messages of one consumer group to one service database, each exactly once."""
+
+    def __init__(self, name: str, database: Database, tables: MessagingTables, broker: KafkaBroker) -> None:
+        self.name = name
+        self.database = database
+        self.tables = tables
+        self.broker = broker
+        self.log = logging.getLogger(f"billing.{name}")
+
+    async def consume(self, message: KafkaMessage, schema: type[E], apply: Apply[E]) -> None:
+        try:
+            event = parse_event(schema, message.body)
+            async for attempt in retrying_transient():
+                with attempt:
+                    await self._apply_once(event, apply)
+        except (InvalidMessage, Rejected) as error:
+            await self.dead_letter(message, error)
+        except Exception as error:
+            if is_transient(error):
+                raise  # nack: redelivered and retried, never skipped
+            # A message that breaks the code must not block the partition behind it: park it
+            # with the error so it can be replayed once the defect is fixed.
+            self.log.exception("unexpected error applying a message; dead-lettering it")
+            await self.dead_letter(message, error)
+
+    async def _apply_once(self, event: E, apply: Apply[E]) -> None:
+        async with self.database.transaction() as session:
+            if not await self._claim(session, event):
+                return
+            outgoing = await apply(session, event)
+            await write_outbox(session, self.tables, outgoing)
+
+    async def _claim(self, session: AsyncSession, event: Event) -> bool:
+        inbox = self.tables.inbox
+        digest = hashlib.sha256(encode_event(event)).hexdigest()
+        claimed = await session.execute(
+            pg_insert(inbox)
+            .values(consumer=self.name, event_id=event.event_id, payload_digest=digest)
+            .on_conflict_do_nothing()
+            .returning(inbox.c.event_id)
+        )
+        if claimed.first() is not None:
+            return True
+        applied_digest = await session.scalar(
+            select(inbox.c.payload_digest).where(
+                inbox.c.consumer == self.name, inbox.c.event_id == event.event_id
+            )
+        )
+        if applied_digest != digest:
+            raise Rejected(
+                f"event {event.event_id} was already applied with different content; "
+                "an event id must never be reused for a changed event"
+            )
+        self.log.info("event %s already applied; skipping the duplicate", event.event_id)
+        return False
+
+    async def dead_letter(self, message: KafkaMessage, error: BaseException) -> None:
+        record = message.raw_message
+        payload = bytes(message.body)
+        key = record.key.decode(errors="replace") if record.key else None
+        letter = DeadLetter(
+            event_id=derive_id(f"{record.topic}:{record.partition}:{record.offset}", f"dead-letter:{self.name}"),
+            occurred_at=datetime.now(UTC),
+            consumer=self.name,
+            source_topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            key=key,
+            reason=str(error)[:2000] or type(error).__name__,
+            error_type=type(error).__name__,
+            payload=payload[:DEAD_LETTER_PAYLOAD_LIMIT].decode("utf-8", errors="backslashreplace"),
+            payload_truncated=len(payload) > DEAD_LETTER_PAYLOAD_LIMIT,
+        )
+        self.log.warning(
+            "dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset, letter.reason
+        )
+        # Published directly rather than through the outbox: there is no database effect to keep
+        # atomic with it, and if publishing fails the message is not acked and comes back.
+        async for attempt in retrying_transient():
+            with attempt:
+                await self.broker.publish(
+                    encode_event(letter), topics.DEAD_LETTERS, key=key.encode() if key else None
+                )
+
+
+async def write_outbox(session: AsyncSession, tables: MessagingTables, outgoing: Sequence[Outgoing]) -> None:
+    if not outgoing:
+        return
+    await session.execute(
+        insert(tables.outbox),
+        [
+            {
+                "event_id": message.event.event_id,
+                "topic": message.topic,
+                "key": message.event.key,
+                "payload": encode_event(message.event),
+            }
+            for message in outgoing
+        ],
+    )
+
+
+class OutboxRelay:
+    """Publishes a service's outbox to Kafka, in order, at least once."""
+
+    def __init__(self, name: str, database: Database, tables: MessagingTables, broker: KafkaBroker,
+                 settings: ServiceSettings) -> None:
+        self.database = database
+        self.outbox = tables.outbox
+        self.broker = broker
+        self.poll_interval_s = settings.outbox_poll_interval_s
+        self.batch_size = settings.outbox_batch_size
+        self.lock_key = advisory_lock_key(f"outbox-relay:{name}")
+        self.log = logging.getLogger(f"billing.{name}.relay")
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            try:
+                published = await self.publish_pending()
+                failures = 0
+            except Exception:
+                failures += 1
+                self.log.exception("outbox relay failed; retrying")
+                await asyncio.sleep(min(0.1 * 2**failures, 5.0))
+                continue
+            if published < self.batch_size:
+                await asyncio.sleep(self.poll_interval_s)
+
+    async def publish_pending(self) -> int:
+        """Publish one batch; returns how many rows it published (0 if another relay is active)."""
+        async with self.database.transaction() as session:
+            # Held until commit: one relay per database publishes, so a key's rows keep their order.
+            if not await session.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key))):
+                return 0
+            rows = (
+                await session.execute(
+                    select(self.outbox.c.id, self.outbox.c.topic, self.outbox.c.key, self.outbox.c.payload)
+                    .where(self.outbox.c.published_at.is_(None))
+                    .order_by(self.outbox.c.id)
+                    .limit(self.batch_size)
+                )
+            ).all()
+            if not rows:
+                return 0
+            deliveries = [
+                await self.broker.publish(row.payload, row.topic, key=row.key.encode(), no_confirm=True)
+                for row in rows
+            ]
+            await asyncio.gather(*deliveries)
+            await session.execute(
+                update(self.outbox)
+                .where(self.outbox.c.id.in_([row.id for row in rows]))
+                .values(published_at=func.now())
+            )
+        return len(rows)
+
+
+def create_broker(settings: KafkaSettings, client_id: str) -> KafkaBroker:
+    # Idempotent producers and transactions are deliberately off: exactly-once effects come from
+    # the inbox and outbox in PostgreSQL, which works on every Kafka (and on the local broker).
+    return KafkaBroker(
+        settings.bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=False,
+        graceful_timeout=15.0,
+    )
+
+
+def consumer_options(group_id: str, settings: KafkaSettings) -> dict[str, Any]:
+    """Subscriber options for a pipeline consumer: commit only after the handler succeeded."""
+    return {
+        "group_id": group_id,
+        "auto_offset_reset": "earliest",
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "session_timeout_ms": settings.session_timeout_ms,
+        "heartbeat_interval_ms": settings.heartbeat_interval_ms,
+    }
+
+
+@dataclass
+class ServiceRuntime:
+    """What a service's app module wires together: settings, database, broker, consumers, relay."""
+
+    name: str
+    settings: ServiceSettings
+    kafka: KafkaSettings
+    database: Database
+    tables: MessagingTables
+    broker: KafkaBroker
+    relay: OutboxRelay
+
+    @classmethod
+    def create(cls, name: str, settings: ServiceSettings, tables: MessagingTables) -> ServiceRuntime:
+        kafka = KafkaSettings()
+        database = Database(settings.database_url)
+        broker = create_broker(kafka, client_id=name)
+        relay = OutboxRelay(name, database, tables, broker, settings)
+        return cls(name, settings, kafka, database, tables, broker, relay)
+
+    def subscribe(self, topic: str, schema: type[E], apply: Apply[E]) -> Consumer:
+        """Apply every `topic` message with `apply`, in a consumer group of this service's own."""
+        consumer = Consumer(f"{self.name}.{topic}", self.database, self.tables, self.broker)
+
+        async def handle(message: KafkaMessage) -> None:
+            await consumer.consume(message, schema, apply)
+
+        self.broker.subscriber(
+            topic, **consumer_options(consumer.name, self.kafka), title=consumer.name,
+            description=f"{schema.__name__} -> {apply.__name__}",
+        )(handle)
+        return consumer
+
+    def app(self) -> FastStream:
+        app = FastStream(self.broker)
+
+        @app.on_startup
+        async def _migrate() -> None:
+            await migrate(self.name, self.database.url)
+
+        @app.after_startup
+        async def _start_relay() -> None:
+            self.relay.start()
+
+        @app.on_shutdown
+        async def _stop() -> None:
+            await self.relay.stop()
+            await self.database.dispose()
+
+        return app
+
+
+async def publish_event(broker: KafkaBroker, topic: str, event: BaseModel, key: str) -> None:
+    """Publish one event directly: for producers outside a service transaction (demo, tests, bridges)."""
+    await broker.publish(encode_event(event), topic, key=key.encode())

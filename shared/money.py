@@ -1,0 +1,162 @@
+"""Exact money: Decimal amounts in an ISO 4217 currency, rounded by one rule.
+
+The rule: an amount is rounded to its currency's minor unit with ROUND_HALF_UP (commercial
+rounding, 0.125 EUR -> 0.13 EUR), and only at the points where the code says `Money.round`.
+Unit prices and quantities stay unrounded Decimals; only amounts are Money.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Iterable, Sequence
+
+ROUNDING = ROUND_HALF_UP
+
+# ISO 4217 minor-unit exponents of the currencies the product bills in. Pinned here on purpose:
+# adding a currency is a reviewed change, not something that arrives with a dependency update.
+CURRENCY_EXPONENTS: dict[str, int] = {
+    "EUR": 2,
+    "USD": 2,
+    "GBP": 2,
+    "CHF": 2,
+    "SEK": 2,
+    "NOK": 2,
+    "DKK": 2,
+    "PLN": 2,
+    "CZK": 2,
+    "HUF": 2,
+    "CAD": 2,
+    "AUD": 2,
+    "JPY": 0,
+    "KRW": 0,
+    "BHD": 3,
+    "KWD": 3,
+    "JOD": 3,
+}
+
+
+class MoneyError(ValueError):
+    """An amount or currency that cannot be money."""
+
+
+def exponent(currency: str) -> int:
+    try:
+        return CURRENCY_EXPONENTS[currency]
+    except KeyError:
+        raise MoneyError(f"unsupported currency {currency!r}") from None
+
+
+def to_decimal(value: str | int | Decimal) -> Decimal:
+    """A finite Decimal from a string, int or Decimal; floats are refused because they are inexact."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
+        raise MoneyError(f"amounts must be given as str, int or Decimal, not {type(value).__name__}")
+    try:
+        result = Decimal(value)
+    except InvalidOperation:
+        raise MoneyError(f"not a number: {value!r}") from None
+    if not result.is_finite():
+        raise MoneyError(f"not a finite number: {value!r}")
+    return result
+
+
+@dataclass(frozen=True, slots=True)
+class Money:
+    """An amount already at its currency's minor unit; arithmetic never needs to round again."""
+
+    amount: Decimal
+    currency: str
+
+    def __post_init__(self) -> None:
+        amount = to_decimal(self.amount)
+        quantum = Decimal(1).scaleb(-exponent(self.currency))
+        if amount != amount.quantize(quantum, rounding=ROUNDING):
+            raise MoneyError(
+                f"{amount} has more decimals than {self.currency} allows; use Money.round to round it"
+            )
+        object.__setattr__(self, "amount", amount.quantize(quantum))
+
+    @classmethod
+    def of(cls, amount: str | int | Decimal, currency: str) -> Money:
+        return cls(to_decimal(amount), currency)
+
+    @classmethod
+    def round(cls, amount: str | int | Decimal, currency: str) -> Money:
+        """The one place where amounts are rounded: to the minor unit, ROUND_HALF_UP."""
+        quantum = Decimal(1).scaleb(-exponent(currency))
+        return cls(to_decimal(amount).quantize(quantum, rounding=ROUNDING), currency)
+
+    @classmethod
+    def zero(cls, currency: str) -> Money:
+        return cls(Decimal(0), currency)
+
+    @classmethod
+    def sum(cls, amounts: Iterable[Money], currency: str) -> Money:
+        total = cls.zero(currency)
+        for amount in amounts:
+            total = total + amount
+        return total
+
+    @property
+    def minor_units(self) -> int:
+        return int(self.amount.scaleb(exponent(self.currency)))
+
+    def _same_currency(self, other: Money) -> None:
+        if not isinstance(other, Money):
+            raise TypeError(f"cannot combine Money with {type(other).__name__}")
+        if other.currency != self.currency:
+            raise MoneyError(f"cannot combine {self.currency} with {other.currency}")
+
+    def __add__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.amount + other.amount, self.currency)
+
+    def __sub__(self, other: Money) -> Money:
+        self._same_currency(other)
+        return Money(self.amount - other.amount, self.currency)
+
+    def __neg__(self) -> Money:
+        return Money(-self.amount, self.currency)
+
+    def __lt__(self, other: Money) -> bool:
+        self._same_currency(other)
+        return self.amount < other.amount
+
+    def __le__(self, other: Money) -> bool:
+        self._same_currency(other)
+        return self.amount <= other.amount
+
+    def __gt__(self, other: Money) -> bool:
+        self._same_currency(other)
+        return self.amount > other.amount
+
+    def __ge__(self, other: Money) -> bool:
+        self._same_currency(other)
+        return self.amount >= other.amount
+
+    def is_zero(self) -> bool:
+        return self.amount == 0
+
+    def allocate(self, weights: Sequence[Decimal | int]) -> list[Money]:
+        """Split into parts proportional to `weights` that add up to exactly this amount.
+
+        Largest-remainder method on minor units: each part gets its floor share, and the units
+        left over go one each to the parts with the largest remainders (earliest first on ties).
+        """
+        if not weights or any(Decimal(w) < 0 for w in weights) or sum(weights) == 0:
+            raise MoneyError("allocation needs non-negative weights with a positive sum")
+        total_units = self.minor_units
+        sign = -1 if total_units < 0 else 1
+        units = abs(total_units)
+        weight_sum = Decimal(sum(Decimal(w) for w in weights))
+        exact = [Decimal(units) * Decimal(w) / weight_sum for w in weights]
+        floors = [int(share) for share in exact]
+        leftover = units - sum(floors)
+        by_remainder = sorted(range(len(weights)), key=lambda i: (-(exact[i] - floors[i]), i))
+        for index in by_remainder[:leftover]:
+            floors[index] += 1
+        scale = exponent(self.currency)
+        return [Money(Decimal(sign * part).scaleb(-scale), self.currency) for part in floors]
+
+    def __str__(self) -> str:
+        return f"{self.amount:,.{exponent(self.currency)}f} {self.currency}"

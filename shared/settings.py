@@ -1,0 +1,72 @@
+"""Settings from the environment, with the embedded local stack as the default.
+
+Nothing configured: every service talks to the local stack under $BILLING_STACK_DIR (default
+`.stack` in the working directory). In production set BILLING_KAFKA_BOOTSTRAP_SERVERS and each
+service's <SERVICE>_DATABASE_URL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_KAFKA_PORT = 19092
+
+
+def stack_dir() -> Path:
+    return Path(os.environ.get("BILLING_STACK_DIR", ".stack")).resolve()
+
+
+def local_stack_state() -> dict[str, str]:
+    """What `billing stack up` wrote about the servers it started (socket directory, broker)."""
+    state_file = stack_dir() / "stack.json"
+    if not state_file.exists():
+        return {}
+    return json.loads(state_file.read_text())
+
+
+class KafkaSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BILLING_KAFKA_")
+
+    bootstrap_servers: str = ""
+    partitions: int = 4
+    replication_factor: int = 1
+    # Kafka's defaults; the local broker's group joins are slow, so tests shorten these.
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+
+    @model_validator(mode="after")
+    def _default_to_local_stack(self) -> KafkaSettings:
+        if not self.bootstrap_servers:
+            self.bootstrap_servers = local_stack_state().get(
+                "bootstrap_servers", f"127.0.0.1:{DEFAULT_KAFKA_PORT}"
+            )
+        return self
+
+
+class ServiceSettings(BaseSettings):
+    """One service's settings; subclasses set `service` and read <SERVICE>_* variables."""
+
+    service: ClassVar[str]
+
+    database_url: str = ""
+    # How often the outbox relay looks for new rows when nothing woke it up.
+    outbox_poll_interval_s: float = 0.05
+    outbox_batch_size: int = 500
+
+    @model_validator(mode="after")
+    def _default_to_local_stack(self) -> ServiceSettings:
+        if not self.database_url:
+            self.database_url = local_database_url(self.service)
+        return self
+
+
+def local_database_url(database: str) -> str:
+    socket_dir = local_stack_state().get("postgres_socket_dir", str(stack_dir() / "pg"))
+    return f"postgresql+asyncpg://postgres@/{database}?host={socket_dir}"
+

@@ -1,0 +1,19 @@
+"""Every topic name, defined once. Messages on all of them are keyed by contract id."""
+
+USAGE_RECORDED = "usage.recorded"
+ITEMS_RATED = "items.rated"
+BILLING_RUNS_REQUESTED = "billing-runs.requested"
+RECEIVABLES_POSTED = "receivables.posted"
+DOCUMENTS_CREATED = "documents.created"
+PAYMENTS_RECEIVED = "payments.received"
+DEAD_LETTERS = "dead-letters"
+
+ALL = (
+    USAGE_RECORDED,
+    ITEMS_RATED,
+    BILLING_RUNS_REQUESTED,
+    RECEIVABLES_POSTED,
+    DOCUMENTS_CREATED,
+    PAYMENTS_RECEIVED,
+    DEAD_LETTERS,
+)
