@@ -52,7 +52,21 @@ async def save_contract(session: AsyncSession, contract: Contract) -> None:
 
 
 async def add_billable_item(session: AsyncSession, item: BillableItem) -> None:
-    values = asdict(item)
-    values.pop("description")
-    net = values.pop("net")
-    await session.execute(insert(billable_items).values(**values, net=net.amount, currency=net.currency))
+    await session.execute(
+        insert(billable_items).values(
+            billable_item_id=item.billable_item_id,
+            source_event_id=item.source_event_id,
+            contract_id=item.contract_id,
+            customer_id=item.customer_id,
+            item_code=item.item_code,
+            currency=item.net.currency,
+            quantity=item.quantity,
+            free_quantity=item.free_quantity,
+            billable_quantity=item.billable_quantity,
+            unit_price=item.unit_price,
+            net=item.net.amount,
+            period_start=item.period_start,
+            period_end=item.period_end,
+            occurred_at=item.occurred_at,
+        )
+    )

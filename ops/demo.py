@@ -1,0 +1,238 @@
+"""The main job: run the whole pipeline on the embedded servers with sample data and show the result.
+
+Starts the local stack and the four workers, loads sample contracts, publishes usage (with one
+duplicate and two bad messages), requests a billing run per contract, pays one invoice in full
+and one in part, then prints per customer what each stage produced, and shuts everything down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import time
+import traceback
+from datetime import UTC, datetime
+from decimal import Decimal
+
+from sqlalchemy import func, select
+
+from ops.observe import dead_letters, wait_until
+from ops.stack import LocalStack, create_topics
+from ops.workers import Workers
+from services.invoicing.tables import documents
+from services.payments.tables import open_items, payments
+from services.rating.admin import ContractSpec, load_contracts
+from services.rating.tables import billable_items as rated_items
+from services.settlement.tables import billable_items as settled_items
+from services.settlement.tables import contract_accounts, ledger_entries
+from shared import topics
+from shared.db import Database, migrate
+from shared.events import BillingRunRequested, PaymentKind, PaymentReceived, UsageRecorded, derive_id
+from shared.messaging import create_broker, publish_event
+from shared.money import Money
+from shared.settings import KafkaSettings, stack_dir
+
+CONTRACTS = [
+    ContractSpec.model_validate(spec)
+    for spec in [
+        {"contract_id": "C-ACME-API", "customer_id": "CUST-ACME", "currency": "EUR", "starts_on": "2026-01-01",
+         "items": [{"item_code": "api-calls", "description": "API calls", "unit_price": "0.0125"},
+                   {"item_code": "storage-gb", "description": "Storage (GB-month)", "unit_price": "0.10"}]},
+        {"contract_id": "C-ACME-SMS", "customer_id": "CUST-ACME", "currency": "EUR", "starts_on": "2026-03-01",
+         "items": [{"item_code": "sms", "description": "SMS sent", "unit_price": "0.075"}]},
+        {"contract_id": "C-GLOBEX-1", "customer_id": "CUST-GLOBEX", "currency": "EUR", "starts_on": "2026-06-15",
+         "items": [{"item_code": "api-calls", "description": "API calls", "unit_price": "0.0100"},
+                   {"item_code": "compute-h", "description": "Compute hours", "unit_price": "0.42"}]},
+        {"contract_id": "C-INITECH-1", "customer_id": "CUST-INITECH", "currency": "USD", "starts_on": "2026-01-01",
+         "items": [{"item_code": "api-calls", "description": "API calls", "unit_price": "0.02"}]},
+    ]
+]
+
+# (contract, item, quantity, day in November 2026)
+USAGE = [
+    ("C-ACME-API", "api-calls", "12000", 3),
+    ("C-ACME-API", "api-calls", "8500", 17),
+    ("C-ACME-API", "storage-gb", "250.5", 20),
+    ("C-ACME-SMS", "sms", "1234", 11),
+    ("C-GLOBEX-1", "api-calls", "40000", 9),
+    ("C-GLOBEX-1", "compute-h", "17.25", 12),
+    ("C-INITECH-1", "api-calls", "3333", 14),
+]
+
+
+def usage_events() -> list[UsageRecorded]:
+    return [
+        UsageRecorded(
+            event_id=derive_id("demo", f"usage:{number}"),
+            occurred_at=datetime(2026, 11, day, 12, 0, tzinfo=UTC),
+            contract_id=contract,
+            item_code=item,
+            quantity=Decimal(quantity),
+        )
+        for number, (contract, item, quantity, day) in enumerate(USAGE)
+    ]
+
+
+class Databases:
+    def __init__(self) -> None:
+        from ops.cli import database_urls
+
+        self.urls = database_urls()
+        self.by_service = {service: Database(url, pool_size=2) for service, url in self.urls.items()}
+
+    def __getitem__(self, service: str) -> Database:
+        return self.by_service[service]
+
+    async def count(self, service: str, statement) -> int:
+        async with self[service].transaction() as session:
+            return (await session.execute(statement)).scalar_one()
+
+    async def has_exactly(self, service: str, table, expected: int, *where) -> bool:
+        return await self.count(service, select(func.count()).select_from(table).where(*where)) == expected
+
+    async def dispose(self) -> None:
+        for database in self.by_service.values():
+            await database.dispose()
+
+
+def _plain(number: Decimal) -> str:
+    """12000, not 1.2E+4; 0.1, not 0.1000000000."""
+    return f"{number.normalize():f}"
+
+
+def _step(message: str) -> None:
+    print(f"==> {message}", flush=True)
+
+
+async def drive(databases: Databases, kafka: KafkaSettings) -> None:
+    async with create_broker(kafka, client_id="demo") as broker:
+        await broker.start()
+        events = usage_events()
+        _step(f"publishing {len(events)} usage events, one of them twice, and two bad messages")
+        for event in events:
+            await publish_event(broker, topics.USAGE_RECORDED, event, event.key)
+        await publish_event(broker, topics.USAGE_RECORDED, events[0], events[0].key)  # a redelivery
+        await broker.publish(b"{not json", topics.USAGE_RECORDED, key=b"C-INITECH-1")
+        unknown_item = events[-1].model_copy(update={"event_id": derive_id("demo", "usage:fax"), "item_code": "fax"})
+        await publish_event(broker, topics.USAGE_RECORDED, unknown_item, unknown_item.key)
+
+        await wait_until(
+            lambda: databases.has_exactly("settlement", settled_items, len(events)),
+            timeout_s=120, what="settlement to receive every rated item",
+        )
+        now = datetime.now(UTC)
+        _step(f"requesting a billing run (create vouchers) for {len(CONTRACTS)} contracts, cutoff {now:%Y-%m-%d %H:%M}")
+        for contract in CONTRACTS:
+            request = BillingRunRequested(
+                event_id=derive_id(f"demo-run:{now.isoformat()}", contract.contract_id),
+                occurred_at=now, contract_id=contract.contract_id, cutoff=now, requested_by="demo",
+            )
+            await publish_event(broker, topics.BILLING_RUNS_REQUESTED, request, request.key)
+        await wait_until(
+            lambda: databases.has_exactly("payments", open_items, len(CONTRACTS)),
+            timeout_s=120, what="an open item for every invoice",
+        )
+
+        async with databases["invoicing"].transaction() as session:
+            invoices = {row.contract_id: row for row in (await session.execute(select(documents))).all()}
+        acme, globex = invoices["C-ACME-API"], invoices["C-GLOBEX-1"]
+        paid = [(acme, Money(acme.gross_total, acme.currency).amount, "PAY-ACME-1"),
+                (globex, Decimal("200.00"), "PAY-GLOBEX-1")]
+        _step("payments: " + ", ".join(f"{amount} {doc.currency} on {doc.number}" for doc, amount, _ in paid))
+        for document, amount, payment_id in paid:
+            payment = PaymentReceived(
+                event_id=derive_id("demo", payment_id), occurred_at=datetime.now(UTC),
+                contract_id=document.contract_id, payment_id=payment_id, kind=PaymentKind.PAYMENT,
+                provider="demo-bank", customer_id=document.customer_id, currency=document.currency,
+                amount=amount, invoice_number=document.number,
+            )
+            await publish_event(broker, topics.PAYMENTS_RECEIVED, payment, payment.key)
+        await wait_until(
+            lambda: databases.has_exactly("settlement", ledger_entries, len(paid), ledger_entries.c.entry_type == "Payment"),
+            timeout_s=60, what="the payments on the ledger",
+        )
+        await wait_until(
+            lambda: databases.has_exactly("payments", payments, len(paid)),
+            timeout_s=60, what="the payments assigned to open items",
+        )
+
+
+async def summary(databases: Databases, kafka: KafkaSettings) -> str:
+    async with databases["rating"].transaction() as session:
+        rated = (await session.execute(select(rated_items).order_by(rated_items.c.occurred_at))).all()
+    async with databases["settlement"].transaction() as session:
+        entries = (await session.execute(select(ledger_entries).order_by(ledger_entries.c.sequence))).all()
+        accounts = {row.contract_id: row for row in (await session.execute(select(contract_accounts))).all()}
+    async with databases["invoicing"].transaction() as session:
+        invoices = (await session.execute(select(documents).order_by(documents.c.number))).all()
+    async with databases["payments"].transaction() as session:
+        items = {row.invoice_number: row for row in (await session.execute(select(open_items))).all()}
+
+    lines: list[str] = []
+    for customer in sorted({contract.customer_id for contract in CONTRACTS}):
+        lines.append(f"\nCustomer {customer}")
+        for contract in (c for c in CONTRACTS if c.customer_id == customer):
+            cid, currency = contract.contract_id, contract.currency
+            lines.append(f"  Contract {cid} ({currency})")
+            lines.append("    rated items:")
+            for item in (r for r in rated if r.contract_id == cid):
+                lines.append(f"      {item.occurred_at:%Y-%m-%d}  {item.item_code:<11} {_plain(item.quantity):>10}"
+                             f" x {_plain(item.unit_price):<7} = {Money(item.net, currency)}")
+            for entry in (e for e in entries if e.contract_id == cid):
+                lines.append(f"    ledger #{entry.sequence} {entry.entry_type:<10} {Money(entry.amount, currency)!s:>14}"
+                             f"  balance {Money(entry.balance, currency)}  ({entry.description})")
+            for invoice in (i for i in invoices if i.contract_id == cid):
+                item = items.get(invoice.number)
+                still_open = Money(item.open_amount, currency) if item else None
+                lines.append(f"    invoice {invoice.number}  total {Money(invoice.gross_total, currency)}"
+                             f"  due {invoice.due_date}  open {still_open}")
+            balance = Money(accounts[cid].balance, currency) if cid in accounts else Money.zero(currency)
+            lines.append(f"    ledger balance after payments: {balance}")
+    letters = await dead_letters(kafka.bootstrap_servers)
+    lines.append(f"\nDead letters: {len(letters)}")
+    for letter in letters:
+        lines.append(f"  {letter.source_topic}[{letter.partition}]@{letter.offset} ({letter.consumer}): {letter.reason}")
+    return "\n".join(lines)
+
+
+async def run_pipeline(root, workers: Workers) -> str:
+    kafka = KafkaSettings()
+    await create_topics(kafka)
+    databases = Databases()
+    try:
+        for service, url in databases.urls.items():
+            await migrate(service, url)
+        await load_contracts(databases["rating"], CONTRACTS)
+        _step(f"loaded {len(CONTRACTS)} contracts; starting the rating, settlement, invoicing and payments workers")
+        workers.start_all()
+        await drive(databases, kafka)
+        if workers.crashed():
+            raise RuntimeError(f"workers exited early: {workers.crashed()}; see {root / 'logs'}")
+        return await summary(databases, kafka)
+    finally:
+        await databases.dispose()
+
+
+def run_demo() -> int:
+    started = time.monotonic()
+    root = stack_dir()
+    stack = LocalStack(root)
+    _step(f"starting PostgreSQL and the Kafka-protocol broker under {root}")
+    stack.up(fresh=True)
+    # The local broker's group joins are slow; shorter sessions make the workers ready sooner.
+    os.environ.setdefault("BILLING_KAFKA_SESSION_TIMEOUT_MS", "6000")
+    os.environ.setdefault("BILLING_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
+    workers = Workers(root / "logs")
+    try:
+        print(asyncio.run(run_pipeline(root, workers)))
+        _step(f"done in {time.monotonic() - started:.1f}s; worker logs in {root / 'logs'}")
+        return 0
+    except Exception:
+        traceback.print_exc()
+        print(f"demo failed; worker logs in {root / 'logs'}", file=sys.stderr)
+        return 1
+    finally:
+        _step("stopping workers and servers")
+        workers.stop_all()
+        stack.down()

@@ -1,0 +1,53 @@
+"""Read-only views on the pipeline for the demo, tests and operators."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Awaitable, Callable
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from shared import topics
+from shared.events import DeadLetter
+
+
+async def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 5.0) -> list[bytes]:
+    """Every message currently on `topic`, from the beginning, without joining a consumer group."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        if not partitions:
+            await consumer.force_metadata_update()
+            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        consumer.assign(partitions)
+        end_offsets = await consumer.end_offsets(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        values: list[bytes] = []
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            positions = {tp: await consumer.position(tp) for tp in partitions}
+            if all(positions[tp] >= end_offsets[tp] for tp in partitions):
+                break
+            batches = await consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                values.extend(record.value for record in records)
+        return values
+    finally:
+        await consumer.stop()
+
+
+async def dead_letters(bootstrap_servers: str) -> list[DeadLetter]:
+    return [DeadLetter.model_validate_json(value) for value in await read_topic(bootstrap_servers, topics.DEAD_LETTERS)]
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[bool]], *, timeout_s: float, what: str, poll_s: float = 0.2
+) -> None:
+    """Wait for an outcome, never a fixed sleep; fails loudly with what was awaited."""
+    deadline = time.monotonic() + timeout_s
+    while not await condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
+        await asyncio.sleep(poll_s)
