@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from ops.stack import LocalStack, create_topics
+from ops.stack import LocalStack, create_topics, database_urls
 from shared.db import migrate, new_revision
 from shared.settings import DEFAULT_KAFKA_PORT, KafkaSettings, stack_dir
 
@@ -17,19 +17,6 @@ app = typer.Typer(help="Usage billing pipeline operations.", no_args_is_help=Tru
 stack_app = typer.Typer(help="The embedded local servers (PostgreSQL and a Kafka-protocol broker).",
                         no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
-
-
-def database_urls() -> dict[str, str]:
-    """Each service's database, as that service's own settings resolve it."""
-    from services.invoicing.settings import InvoicingSettings
-    from services.payments.settings import PaymentsSettings
-    from services.rating.settings import RatingSettings
-    from services.settlement.settings import SettlementSettings
-
-    return {
-        settings.service: settings.database_url
-        for settings in (RatingSettings(), SettlementSettings(), InvoicingSettings(), PaymentsSettings())
-    }
 
 
 def local_stack() -> LocalStack:

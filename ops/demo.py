@@ -15,9 +15,9 @@ import traceback
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from ops.observe import dead_letters, wait_until
+from ops.observe import Databases, dead_letters, wait_until
 from ops.stack import LocalStack, create_topics
 from ops.workers import Workers
 from services.invoicing.tables import documents
@@ -27,7 +27,7 @@ from services.rating.tables import billable_items as rated_items
 from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import contract_accounts, ledger_entries
 from shared import topics
-from shared.db import Database, migrate
+from shared.db import migrate
 from shared.events import BillingRunRequested, PaymentKind, PaymentReceived, UsageRecorded, derive_id
 from shared.messaging import create_broker, publish_event
 from shared.money import Money
@@ -72,28 +72,6 @@ def usage_events() -> list[UsageRecorded]:
         )
         for number, (contract, item, quantity, day) in enumerate(USAGE)
     ]
-
-
-class Databases:
-    def __init__(self) -> None:
-        from ops.cli import database_urls
-
-        self.urls = database_urls()
-        self.by_service = {service: Database(url, pool_size=2) for service, url in self.urls.items()}
-
-    def __getitem__(self, service: str) -> Database:
-        return self.by_service[service]
-
-    async def count(self, service: str, statement) -> int:
-        async with self[service].transaction() as session:
-            return (await session.execute(statement)).scalar_one()
-
-    async def has_exactly(self, service: str, table, expected: int, *where) -> bool:
-        return await self.count(service, select(func.count()).select_from(table).where(*where)) == expected
-
-    async def dispose(self) -> None:
-        for database in self.by_service.values():
-            await database.dispose()
 
 
 def _plain(number: Decimal) -> str:

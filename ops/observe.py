@@ -7,8 +7,11 @@ import time
 from typing import Awaitable, Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from sqlalchemy import Table, func, select
 
+from ops.stack import database_urls
 from shared import topics
+from shared.db import Database
 from shared.events import DeadLetter
 
 
@@ -51,3 +54,25 @@ async def wait_until(
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {timeout_s}s waiting for {what}")
         await asyncio.sleep(poll_s)
+
+
+class Databases:
+    """Each service's own database, for reports, checks and that service's own admin commands."""
+
+    def __init__(self) -> None:
+        self.urls = database_urls()
+        self.by_service = {service: Database(url, pool_size=2) for service, url in self.urls.items()}
+
+    def __getitem__(self, service: str) -> Database:
+        return self.by_service[service]
+
+    async def count(self, service: str, statement) -> int:
+        async with self[service].transaction() as session:
+            return (await session.execute(statement)).scalar_one()
+
+    async def has_exactly(self, service: str, table: Table, expected: int, *where) -> bool:
+        return await self.count(service, select(func.count()).select_from(table).where(*where)) == expected
+
+    async def dispose(self) -> None:
+        for database in self.by_service.values():
+            await database.dispose()

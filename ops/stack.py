@@ -8,7 +8,6 @@ Production points BILLING_KAFKA_BOOTSTRAP_SERVERS and <SERVICE>_DATABASE_URL els
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ import signal
 import socket
 import subprocess
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +25,19 @@ from shared import topics
 from shared.settings import DEFAULT_KAFKA_PORT, KafkaSettings
 
 SERVICES = ("rating", "settlement", "invoicing", "payments")
+
+
+def database_urls() -> dict[str, str]:
+    """Each service's database, as that service's own settings resolve it."""
+    from services.invoicing.settings import InvoicingSettings
+    from services.payments.settings import PaymentsSettings
+    from services.rating.settings import RatingSettings
+    from services.settlement.settings import SettlementSettings
+
+    return {
+        settings.service: settings.database_url
+        for settings in (RatingSettings(), SettlementSettings(), InvoicingSettings(), PaymentsSettings())
+    }
 
 
 def _tansu_binary() -> Path:
@@ -84,7 +97,10 @@ class LocalStack:
     def _start_postgres(self) -> str:
         import pgserver
 
-        server = pgserver.get_server(self.root / "pg", cleanup_mode=None)
+        with warnings.catch_warnings():
+            # pgserver asks platformdirs for a runtime dir; on a headless machine it has none.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            server = pgserver.get_server(self.root / "pg", cleanup_mode=None)
         existing = server.psql("SELECT datname FROM pg_database;")
         for service in SERVICES:
             if f" {service}\n" not in existing:
@@ -155,16 +171,3 @@ async def create_topics(settings: KafkaSettings) -> list[str]:
         return missing
     finally:
         await admin.close()
-
-
-async def migrate_all(database_urls: dict[str, str]) -> None:
-    from shared.db import migrate
-
-    for service, url in database_urls.items():
-        await migrate(service, url)
-
-
-def prepare(settings: KafkaSettings, database_urls: dict[str, str]) -> None:
-    """Topics and schemas, for a stack that runs (local or external)."""
-    asyncio.run(create_topics(settings))
-    asyncio.run(migrate_all(database_urls))
