@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -56,6 +57,26 @@ def prepare_command() -> None:
 def new_migration(service: str, message: str) -> None:
     """Autogenerate SERVICE's next migration from its tables (development)."""
     asyncio.run(new_revision(service, database_urls()[service], message))
+
+
+def asyncapi_document() -> dict:
+    from importlib.metadata import version
+
+    from services.invoicing.app import runtime as invoicing
+    from services.payments.app import runtime as payments
+    from services.rating.app import runtime as rating
+    from services.settlement.app import runtime as settlement
+    from shared.asyncapi import document
+
+    return document([rating, settlement, invoicing, payments], version("usage-billing"))
+
+
+@app.command("asyncapi")
+def asyncapi(output: Annotated[Path, typer.Option(help="Where to write it.")] = Path("docs/asyncapi.json")) -> None:
+    """Write the AsyncAPI document of every topic, generated from the event schemas."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(asyncapi_document(), indent=2) + "\n")
+    typer.echo(f"wrote {output}")
 
 
 @app.command("demo")

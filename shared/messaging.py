@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
@@ -280,6 +280,13 @@ def consumer_options(group_id: str, settings: KafkaSettings) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    topic: str
+    group_id: str
+    schema: type[Event]
+
+
 @dataclass
 class ServiceRuntime:
     """What a service's app module wires together: settings, database, broker, consumers, relay."""
@@ -291,27 +298,39 @@ class ServiceRuntime:
     tables: MessagingTables
     broker: KafkaBroker
     relay: OutboxRelay
+    # The topics this service emits to (besides dead letters); checked on every emit.
+    publishes: frozenset[str]
+    subscriptions: list[Subscription] = field(default_factory=list)
 
     @classmethod
-    def create(cls, name: str, settings: ServiceSettings, tables: MessagingTables) -> ServiceRuntime:
+    def create(
+        cls, name: str, settings: ServiceSettings, tables: MessagingTables, *, publishes: Sequence[str] = ()
+    ) -> ServiceRuntime:
         kafka = KafkaSettings()
         database = Database(settings.database_url)
         broker = create_broker(kafka, client_id=name)
         relay = OutboxRelay(name, database, tables, broker, settings)
-        return cls(name, settings, kafka, database, tables, broker, relay)
+        return cls(name, settings, kafka, database, tables, broker, relay, frozenset(publishes))
 
-    def subscribe(self, topic: str, schema: type[E], apply: Apply[E]) -> Consumer:
+    def subscribe(self, topic: str, schema: type[E], apply: Apply[E]) -> None:
         """Apply every `topic` message with `apply`, in a consumer group of this service's own."""
         consumer = Consumer(f"{self.name}.{topic}", self.database, self.tables, self.broker)
 
+        async def apply_declared(session: AsyncSession, event: E) -> Sequence[Outgoing]:
+            outgoing = await apply(session, event)
+            undeclared = {message.topic for message in outgoing} - self.publishes
+            if undeclared:
+                raise RuntimeError(f"{self.name} emitted to undeclared topics {sorted(undeclared)}")
+            return outgoing
+
         async def handle(message: KafkaMessage) -> None:
-            await consumer.consume(message, schema, apply)
+            await consumer.consume(message, schema, apply_declared)
 
         self.broker.subscriber(
             topic, **consumer_options(consumer.name, self.kafka), title=consumer.name,
             description=f"{schema.__name__} -> {apply.__name__}",
         )(handle)
-        return consumer
+        self.subscriptions.append(Subscription(topic, consumer.name, schema))
 
     def app(self) -> FastStream:
         app = FastStream(self.broker)

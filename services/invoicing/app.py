@@ -6,6 +6,6 @@ from shared import topics
 from shared.events import ReceivablesPosted
 from shared.messaging import ServiceRuntime
 
-runtime = ServiceRuntime.create("invoicing", handlers.settings, messaging)
+runtime = ServiceRuntime.create("invoicing", handlers.settings, messaging, publishes=[topics.DOCUMENTS_CREATED])
 runtime.subscribe(topics.RECEIVABLES_POSTED, ReceivablesPosted, handlers.create_invoice)
 app = runtime.app()

@@ -7,6 +7,6 @@ from shared import topics
 from shared.events import UsageRecorded
 from shared.messaging import ServiceRuntime
 
-runtime = ServiceRuntime.create("rating", RatingSettings(), messaging)
+runtime = ServiceRuntime.create("rating", RatingSettings(), messaging, publishes=[topics.ITEMS_RATED])
 runtime.subscribe(topics.USAGE_RECORDED, UsageRecorded, handlers.rate_usage)
 app = runtime.app()

@@ -7,7 +7,7 @@ from shared import topics
 from shared.events import BillingRunRequested, PaymentReceived, RatedItem
 from shared.messaging import ServiceRuntime
 
-runtime = ServiceRuntime.create("settlement", SettlementSettings(), messaging)
+runtime = ServiceRuntime.create("settlement", SettlementSettings(), messaging, publishes=[topics.RECEIVABLES_POSTED])
 runtime.subscribe(topics.ITEMS_RATED, RatedItem, handlers.record_rated_item)
 runtime.subscribe(topics.BILLING_RUNS_REQUESTED, BillingRunRequested, handlers.run_billing)
 runtime.subscribe(topics.PAYMENTS_RECEIVED, PaymentReceived, handlers.post_payment)
