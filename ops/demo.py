@@ -22,7 +22,7 @@ from ops.stack import LocalStack, create_topics
 from ops.workers import Workers
 from services.invoicing.tables import documents
 from services.payments.tables import open_items, payments
-from services.rating.admin import ContractSpec, load_contracts
+from services.rating.contracts import ContractSpec, save_contracts
 from services.rating.tables import billable_items as rated_items
 from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import contract_accounts, ledger_entries
@@ -33,18 +33,25 @@ from shared.messaging import create_broker, publish_event
 from shared.money import Money
 from shared.settings import KafkaSettings, stack_dir
 
+ACME = {"customer_id": "CUST-ACME", "name": "ACME Robotics GmbH", "country": "DE", "vat_id": "DE811907980",
+        "email": "billing@acme.example", "address_lines": ["Hafenstrasse 12", "20457 Hamburg"]}
+GLOBEX = {"customer_id": "CUST-GLOBEX", "name": "Globex SARL", "country": "FR", "vat_id": "FR40303265045",
+          "address_lines": ["12 rue de la Paix", "75002 Paris"]}
+INITECH = {"customer_id": "CUST-INITECH", "name": "Initech Inc.", "country": "US",
+           "address_lines": ["4120 Freidrich Lane", "Austin, TX 78744"]}
+
 CONTRACTS = [
     ContractSpec.model_validate(spec)
     for spec in [
-        {"contract_id": "C-ACME-API", "customer_id": "CUST-ACME", "currency": "EUR", "starts_on": "2026-01-01",
+        {"contract_id": "C-ACME-API", "customer": ACME, "currency": "EUR", "starts_on": "2026-01-01",
          "items": [{"item_code": "api-calls", "description": "API calls", "unit_price": "0.0125"},
                    {"item_code": "storage-gb", "description": "Storage (GB-month)", "unit_price": "0.10"}]},
-        {"contract_id": "C-ACME-SMS", "customer_id": "CUST-ACME", "currency": "EUR", "starts_on": "2026-03-01",
+        {"contract_id": "C-ACME-SMS", "customer": ACME, "currency": "EUR", "starts_on": "2026-03-01",
          "items": [{"item_code": "sms", "description": "SMS sent", "unit_price": "0.075"}]},
-        {"contract_id": "C-GLOBEX-1", "customer_id": "CUST-GLOBEX", "currency": "EUR", "starts_on": "2026-06-15",
+        {"contract_id": "C-GLOBEX-1", "customer": GLOBEX, "currency": "EUR", "starts_on": "2026-06-15",
          "items": [{"item_code": "api-calls", "description": "API calls", "unit_price": "0.0100"},
                    {"item_code": "compute-h", "description": "Compute hours", "unit_price": "0.42"}]},
-        {"contract_id": "C-INITECH-1", "customer_id": "CUST-INITECH", "currency": "USD", "starts_on": "2026-01-01",
+        {"contract_id": "C-INITECH-1", "customer": INITECH, "currency": "USD", "starts_on": "2026-01-01",
          "items": [{"item_code": "api-calls", "description": "API calls", "unit_price": "0.02"}]},
     ]
 ]
@@ -148,9 +155,10 @@ async def summary(databases: Databases, kafka: KafkaSettings) -> str:
         items = {row.invoice_number: row for row in (await session.execute(select(open_items))).all()}
 
     lines: list[str] = []
-    for customer in sorted({contract.customer_id for contract in CONTRACTS}):
-        lines.append(f"\nCustomer {customer}")
-        for contract in (c for c in CONTRACTS if c.customer_id == customer):
+    for customer in sorted({contract.customer.customer_id for contract in CONTRACTS}):
+        profile = next(c.customer for c in CONTRACTS if c.customer.customer_id == customer)
+        lines.append(f"\nCustomer {customer}: {profile.name} ({profile.country})")
+        for contract in (c for c in CONTRACTS if c.customer.customer_id == customer):
             cid, currency = contract.contract_id, contract.currency
             lines.append(f"  Contract {cid} ({currency})")
             lines.append("    rated items:")
@@ -181,7 +189,7 @@ async def run_pipeline(root, workers: Workers) -> str:
     try:
         for service, url in databases.urls.items():
             await migrate(service, url)
-        await load_contracts(databases["rating"], CONTRACTS)
+        await save_contracts(databases["rating"], CONTRACTS)
         _step(f"loaded {len(CONTRACTS)} contracts; starting the rating, settlement, invoicing and payments workers")
         workers.start_all()
         await drive(databases, kafka)

@@ -88,6 +88,60 @@ def _check_minor_units(currency: str, **amounts: Decimal) -> None:
             raise ValueError(f"{name} {value} has more decimals than {currency} allows ({places})")
 
 
+class TaxCategory(StrEnum):
+    STANDARD = "standard"
+    REDUCED = "reduced"
+    ZERO = "zero"
+    EXEMPT = "exempt"
+
+
+class ContractStatus(StrEnum):
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
+
+
+CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
+VatId = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[A-Za-z0-9+*.]{2,13}$")]
+
+
+class CustomerProfile(BaseModel):
+    """Who is billed: what documents and tax rules need to know about a customer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    customer_id: Identifier
+    name: Text
+    country: CountryCode
+    vat_id: VatId | None = None
+    email: Text | None = None
+    address_lines: list[Text] = Field(default_factory=list, max_length=6)
+
+
+class ContractItemTerms(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    item_code: Identifier
+    description: Text
+    tax_category: TaxCategory = TaxCategory.STANDARD
+
+
+class ContractChanged(Event):
+    """contracts.changed: the whole contract as rating now holds it, after every change.
+
+    Consumers keep replicas; `revision` grows with each change, so an older snapshot that
+    arrives late is recognisable and ignored.
+    """
+
+    schema_version: Literal[1] = 1
+    revision: int = Field(ge=1)
+    customer: CustomerProfile
+    currency: Currency
+    starts_on: date
+    ends_on: date | None
+    status: ContractStatus
+    items: list[ContractItemTerms] = Field(min_length=1, max_length=1000)
+
+
 class UsageRecorded(Event):
     """usage.recorded: an upstream product reports consumption of a contract item."""
 
@@ -236,6 +290,7 @@ class DeadLetter(BaseModel):
 
 
 TOPIC_SCHEMAS: dict[str, type[BaseModel]] = {
+    topics.CONTRACTS_CHANGED: ContractChanged,
     topics.USAGE_RECORDED: UsageRecorded,
     topics.ITEMS_RATED: RatedItem,
     topics.BILLING_RUNS_REQUESTED: BillingRunRequested,

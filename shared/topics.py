@@ -1,5 +1,6 @@
 """Every topic name, defined once. Messages on all of them are keyed by contract id."""
 
+CONTRACTS_CHANGED = "contracts.changed"
 USAGE_RECORDED = "usage.recorded"
 ITEMS_RATED = "items.rated"
 BILLING_RUNS_REQUESTED = "billing-runs.requested"
@@ -9,6 +10,7 @@ PAYMENTS_RECEIVED = "payments.received"
 DEAD_LETTERS = "dead-letters"
 
 ALL = (
+    CONTRACTS_CHANGED,
     USAGE_RECORDED,
     ITEMS_RATED,
     BILLING_RUNS_REQUESTED,

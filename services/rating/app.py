@@ -7,6 +7,8 @@ from shared import topics
 from shared.events import UsageRecorded
 from shared.messaging import ServiceRuntime
 
-runtime = ServiceRuntime.create("rating", RatingSettings(), messaging, publishes=[topics.ITEMS_RATED])
+runtime = ServiceRuntime.create(
+    "rating", RatingSettings(), messaging, publishes=[topics.ITEMS_RATED, topics.CONTRACTS_CHANGED]
+)
 runtime.subscribe(topics.USAGE_RECORDED, UsageRecorded, handlers.rate_usage)
 app = runtime.app()

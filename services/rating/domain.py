@@ -9,6 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 
 from shared.errors import Rejected
+from shared.events import ContractStatus, TaxCategory
 from shared.money import Money
 
 
@@ -21,6 +22,7 @@ class ContractItem:
     item_code: str
     description: str
     unit_price: Decimal
+    tax_category: TaxCategory = TaxCategory.STANDARD
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +33,7 @@ class Contract:
     starts_on: date
     ends_on: date | None
     items: dict[str, ContractItem]
+    status: ContractStatus = ContractStatus.ACTIVE
 
     def is_active_on(self, day: date) -> bool:
         return self.starts_on <= day and (self.ends_on is None or day <= self.ends_on)

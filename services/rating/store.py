@@ -9,7 +9,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rating.domain import BillableItem, Contract, ContractItem
-from services.rating.tables import billable_items, contract_items, contracts
+from services.rating.tables import billable_items, contract_items, contracts, customers
+from shared.events import ContractStatus, CustomerProfile, TaxCategory
 
 
 async def find_contract(session: AsyncSession, contract_id: str) -> Contract | None:
@@ -25,30 +26,48 @@ async def find_contract(session: AsyncSession, contract_id: str) -> Contract | N
         currency=row.currency,
         starts_on=row.starts_on,
         ends_on=row.ends_on,
+        status=ContractStatus(row.status),
         items={
-            item.item_code: ContractItem(item.item_code, item.description, item.unit_price) for item in items
+            item.item_code: ContractItem(item.item_code, item.description, item.unit_price, TaxCategory(item.tax_category))
+            for item in items
         },
     )
 
 
-async def save_contract(session: AsyncSession, contract: Contract) -> None:
-    """Create or replace a contract with exactly the given items."""
+async def save_customer(session: AsyncSession, customer: CustomerProfile) -> None:
+    values = customer.model_dump()
+    await session.execute(
+        insert(customers).values(values).on_conflict_do_update(index_elements=["customer_id"], set_=values)
+    )
+
+
+async def save_contract(session: AsyncSession, contract: Contract) -> int:
+    """Create or replace a contract with exactly the given items; returns its new revision."""
     values = {
         "contract_id": contract.contract_id,
         "customer_id": contract.customer_id,
         "currency": contract.currency,
         "starts_on": contract.starts_on,
         "ends_on": contract.ends_on,
+        "status": contract.status.value,
     }
-    await session.execute(
-        insert(contracts).values(values).on_conflict_do_update(index_elements=["contract_id"], set_=values)
-    )
+    revision = (
+        await session.execute(
+            insert(contracts)
+            .values(**values, revision=1)
+            .on_conflict_do_update(
+                index_elements=["contract_id"], set_={**values, "revision": contracts.c.revision + 1}
+            )
+            .returning(contracts.c.revision)
+        )
+    ).scalar_one()
     await session.execute(delete(contract_items).where(contract_items.c.contract_id == contract.contract_id))
     if contract.items:
         await session.execute(
             insert(contract_items),
             [{"contract_id": contract.contract_id, **asdict(item)} for item in contract.items.values()],
         )
+    return revision
 
 
 async def add_billable_item(session: AsyncSession, item: BillableItem) -> None:

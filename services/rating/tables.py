@@ -2,7 +2,9 @@ from sqlalchemy import (
     Column,
     Date,
     DateTime,
+    ForeignKey,
     ForeignKeyConstraint,
+    Integer,
     MetaData,
     Numeric,
     String,
@@ -11,19 +13,35 @@ from sqlalchemy import (
     func,
 )
 
+from sqlalchemy.dialects.postgresql import JSONB
+
 from shared.db import messaging_tables
 
 metadata = MetaData()
 messaging = messaging_tables(metadata)
 
+customers = Table(
+    "customers",
+    metadata,
+    Column("customer_id", String(64), primary_key=True),
+    Column("name", String(500), nullable=False),
+    Column("country", String(2), nullable=False),
+    Column("vat_id", String(16)),
+    Column("email", String(500)),
+    Column("address_lines", JSONB, nullable=False),
+)
+
 contracts = Table(
     "contracts",
     metadata,
     Column("contract_id", String(64), primary_key=True),
-    Column("customer_id", String(64), nullable=False, index=True),
+    Column("customer_id", String(64), ForeignKey("customers.customer_id"), nullable=False, index=True),
     Column("currency", String(3), nullable=False),
     Column("starts_on", Date, nullable=False),
     Column("ends_on", Date),
+    Column("status", String(16), nullable=False),
+    # Grows with every change; published with each contracts.changed snapshot.
+    Column("revision", Integer, nullable=False),
 )
 
 contract_items = Table(
@@ -33,6 +51,7 @@ contract_items = Table(
     Column("item_code", String(64), primary_key=True),
     Column("description", String(500), nullable=False),
     Column("unit_price", Numeric(28, 10), nullable=False),
+    Column("tax_category", String(16), nullable=False),
     ForeignKeyConstraint(["contract_id"], ["contracts.contract_id"]),
 )
 

@@ -26,7 +26,7 @@ from ops.observe import Databases, dead_letters, wait_until
 from ops.stack import LocalStack, free_port
 from ops.workers import Workers
 from services.invoicing.tables import documents
-from services.rating.admin import ContractSpec, load_contracts
+from services.rating.contracts import ContractSpec, save_contracts
 from shared import topics
 from shared.events import BillingRunRequested, DeadLetter, UsageRecorded, derive_id
 from shared.messaging import create_broker, publish_event
@@ -89,12 +89,13 @@ async def given_contract(
 ) -> ContractSpec:
     spec = ContractSpec(
         contract_id=contract_id,
-        customer_id=customer_id or f"CUST-{contract_id}",
+        customer={"customer_id": customer_id or f"CUST-{contract_id}", "name": f"Customer of {contract_id}",
+                  "country": "DE"},
         currency=currency,
         starts_on="2026-01-01",
         items=[{"item_code": code, "description": code.title(), "unit_price": price} for code, price in prices.items()],
     )
-    await load_contracts(databases["rating"], [spec])
+    await save_contracts(databases["rating"], [spec])
     return spec
 
 

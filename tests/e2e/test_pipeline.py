@@ -13,14 +13,14 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from ops.observe import wait_until
+from ops.observe import read_topic, wait_until
 from services.invoicing.tables import document_lines, documents
 from services.payments.tables import open_items, payments
 from services.rating.tables import billable_items as rated_items
 from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import contract_accounts, ledger_entries
 from shared import topics
-from shared.events import PaymentKind, PaymentReceived, derive_id
+from shared.events import ContractChanged, PaymentKind, PaymentReceived, derive_id
 from shared.messaging import publish_event
 from tests.e2e.conftest import (
     DEADLINE_S,
@@ -236,3 +236,24 @@ async def test_invoice_numbers_are_gapless_while_runs_arrive_together(broker, da
     assert by_series, "no documents at all"
     for series, sequences in by_series.items():
         assert sorted(sequences) == list(range(1, len(sequences) + 1)), f"gap or duplicate in {series}"
+
+
+async def test_saving_a_contract_publishes_its_whole_state_with_a_growing_revision(pipeline, databases):
+    contract = new_contract_id("snap")
+    await given_contract(databases, contract, {"api-calls": "0.0125"})
+    await given_contract(databases, contract, {"api-calls": "0.0110", "sms": "0.07"})
+
+    snapshots: list[ContractChanged] = []
+
+    async def both_published() -> bool:
+        snapshots[:] = [
+            snapshot for snapshot in map(ContractChanged.model_validate_json,
+                                         await read_topic(pipeline.kafka.bootstrap_servers, topics.CONTRACTS_CHANGED))
+            if snapshot.contract_id == contract
+        ]
+        return len(snapshots) >= 2
+
+    await wait_until(both_published, timeout_s=DEADLINE_S, what=f"two snapshots of {contract}")
+    assert [(s.revision, sorted(i.item_code for i in s.items)) for s in snapshots] == [
+        (1, ["api-calls"]), (2, ["api-calls", "sms"])]
+    assert snapshots[1].customer.customer_id == f"CUST-{contract}" and snapshots[1].customer.country == "DE"
