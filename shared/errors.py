@@ -6,3 +6,10 @@ class Rejected(Exception):
 
     The transaction rolls back and the message goes to the dead-letter topic with this reason.
     """
+
+
+class DependencyNotReady(Exception):
+    """Something this event needs has not arrived yet (e.g. a contract snapshot on another topic).
+
+    Retried with backoff like a transient failure, never dead-lettered: it will arrive.
+    """

@@ -195,23 +195,60 @@ class SettlementItem(BaseModel):
     period_end: date
 
 
+class CreditReason(StrEnum):
+    CREDIT = "credit"  # granted on a billable item
+    ORDER_CANCELLED = "order_cancelled"  # an order cancelled after it was billed
+    TERMINATION = "termination"  # prepaid recurring fees beyond a cancellation date
+
+
+class CreditItem(BaseModel):
+    """A credit memo line: `net` is the (positive) amount credited to the customer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    credit_id: uuid.UUID
+    reason: CreditReason
+    billable_item_id: uuid.UUID | None = None
+    # The run whose invoice this credit corrects, when there is one.
+    credited_settlement_run_id: uuid.UUID | None = None
+    item_code: Identifier
+    description: Text
+    quantity: Quantity
+    unit_price: UnitPrice
+    net: Annotated[Amount, Field(ge=0)]
+    period_start: date
+    period_end: date
+
+
 class ReceivablesPosted(Event):
-    """receivables.posted: a settlement run with everything invoicing needs to build documents."""
+    """receivables.posted: a settlement run with everything invoicing needs to build documents.
+
+    `items` became a receivable of `total`, `credits` a credit memo of `credit_total`; a run
+    has at least one of them.
+    """
 
     schema_version: Literal[1] = 1
     settlement_run_id: uuid.UUID
     customer_id: Identifier
     currency: Currency
     cutoff: AwareDatetime
-    items: list[SettlementItem] = Field(min_length=1, max_length=10_000)
+    items: list[SettlementItem] = Field(default_factory=list, max_length=10_000)
     total: Amount
+    credits: list[CreditItem] = Field(default_factory=list, max_length=10_000)
+    credit_total: Amount = Decimal(0)
     ledger_balance: Amount
 
     @model_validator(mode="after")
-    def _total_is_the_sum_of_items(self) -> ReceivablesPosted:
-        _check_minor_units(self.currency, total=self.total, ledger_balance=self.ledger_balance)
+    def _totals_are_the_sums_of_their_lines(self) -> ReceivablesPosted:
+        _check_minor_units(
+            self.currency, total=self.total, credit_total=self.credit_total, ledger_balance=self.ledger_balance
+        )
+        if not self.items and not self.credits:
+            raise ValueError("a settlement run has items, credits or both")
         if self.total != sum((item.net for item in self.items), Decimal(0)):
             raise ValueError("total is not the sum of the items' net amounts")
+        if self.credit_total != sum((credit.net for credit in self.credits), Decimal(0)):
+            raise ValueError("credit_total is not the sum of the credits' net amounts")
         return self
 
 

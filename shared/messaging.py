@@ -36,7 +36,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from shared import topics
-from shared.errors import Rejected
+from shared.errors import DependencyNotReady, Rejected
 from shared.db import Database, MessagingTables, advisory_lock_key, migrate
 from shared.events import DeadLetter, Event, InvalidMessage, derive_id, encode_event, parse_event
 from shared.settings import KafkaSettings, ServiceSettings
@@ -64,7 +64,8 @@ _TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "57P", "53")
 def is_transient(error: BaseException) -> bool:
     if isinstance(
         error,
-        (OSError, asyncio.TimeoutError, KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError),
+        (OSError, asyncio.TimeoutError, KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError,
+         RequestTimedOutError, DependencyNotReady),
     ):
         return True
     if isinstance(error, DBAPIError):
