@@ -18,6 +18,8 @@ app = typer.Typer(help="Usage billing pipeline operations.", no_args_is_help=Tru
 stack_app = typer.Typer(help="The embedded local servers (PostgreSQL and a Kafka-protocol broker).",
                         no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
+letters_app = typer.Typer(help="Dead letters: what consumers could not apply, and why.", no_args_is_help=True)
+app.add_typer(letters_app, name="dead-letters")
 
 
 def local_stack() -> LocalStack:
@@ -77,6 +79,55 @@ def asyncapi(output: Annotated[Path, typer.Option(help="Where to write it.")] = 
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(asyncapi_document(), indent=2) + "\n")
     typer.echo(f"wrote {output}")
+
+
+@letters_app.command("list")
+def dead_letters_list(
+    topic: Annotated[str | None, typer.Option(help="Only letters from this source topic.")] = None,
+    consumer: Annotated[str | None, typer.Option(help="Only letters of this consumer group.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line, with payloads.")] = False,
+) -> None:
+    """List dead letters (oldest first per partition)."""
+    from ops.dead_letters import list_letters
+
+    letters = asyncio.run(list_letters(KafkaSettings().bootstrap_servers, topic=topic, consumer=consumer))
+    for letter in letters:
+        if as_json:
+            typer.echo(letter.model_dump_json())
+        else:
+            typer.echo(f"{letter.event_id}  {letter.source_topic}[{letter.partition}]@{letter.offset}  "
+                       f"{letter.consumer}  {letter.error_type}: {letter.reason}")
+    typer.echo(f"{len(letters)} dead letter(s)", err=True)
+
+
+@letters_app.command("replay")
+def dead_letters_replay(
+    event_ids: Annotated[list[str], typer.Argument(help="Dead letter ids (from `list`).")] = None,
+    consumer: Annotated[str | None, typer.Option(help="Replay every letter of this consumer group.")] = None,
+) -> None:
+    """Republish chosen dead letters to their original topics, after their cause was fixed."""
+    import uuid
+
+    from ops.dead_letters import list_letters, replay
+    from shared.messaging import create_broker
+
+    if not event_ids and not consumer:
+        raise typer.BadParameter("name dead letter ids or --consumer")
+    kafka = KafkaSettings()
+
+    async def run() -> list:
+        letters = await list_letters(kafka.bootstrap_servers, consumer=consumer,
+                                     event_ids=[uuid.UUID(value) for value in event_ids or []])
+        async with create_broker(kafka, client_id="billing-cli") as broker:
+            await broker.start()
+            return await replay(broker, letters)
+
+    outcomes = asyncio.run(run())
+    for letter, problem in outcomes:
+        typer.echo(f"{'skipped' if problem else 'replayed'} {letter.event_id} -> {letter.source_topic}"
+                   + (f" ({problem})" if problem else ""))
+    if any(problem for _, problem in outcomes) or not outcomes:
+        raise typer.Exit(1)
 
 
 @app.command("demo")

@@ -21,7 +21,7 @@ import asyncio
 import hashlib
 import logging
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
@@ -93,21 +93,30 @@ def retrying_transient(max_delay_s: float = 120.0) -> AsyncRetrying:
 class Consumer:
     """Applies messages of one consumer group to one service database, each exactly once."""
 
-    def __init__(self, name: str, database: Database, tables: MessagingTables, broker: KafkaBroker) -> None:
+    def __init__(self, name: str, database: Database, tables: MessagingTables, broker: KafkaBroker,
+                 settings: ServiceSettings) -> None:
         self.name = name
         self.database = database
         self.tables = tables
         self.broker = broker
+        self.retry_window_s = settings.retry_window_s
+        self.max_future_skew = timedelta(seconds=settings.max_future_skew_s)
         self.log = logging.getLogger(f"billing.{name}")
 
     async def consume(self, message: KafkaMessage, schema: type[E], apply: Apply[E]) -> None:
         try:
             event = parse_event(schema, message.body)
-            async for attempt in retrying_transient():
+            if event.occurred_at > datetime.now(UTC) + self.max_future_skew:
+                raise Rejected(f"occurred_at {event.occurred_at.isoformat()} is too far in the future")
+            async for attempt in retrying_transient(self.retry_window_s):
                 with attempt:
                     await self._apply_once(event, apply)
         except (InvalidMessage, Rejected) as error:
             await self.dead_letter(message, error)
+        except DependencyNotReady as error:
+            # Waiting longer would block every message behind this one on the partition.
+            await self.dead_letter(message, DependencyNotReady(
+                f"{error} (still missing after {self.retry_window_s:.0f}s; replay this once it exists)"))
         except Exception as error:
             if is_transient(error):
                 raise  # nack: redelivered and retried, never skipped
@@ -315,7 +324,7 @@ class ServiceRuntime:
 
     def subscribe(self, topic: str, schema: type[E], apply: Apply[E]) -> None:
         """Apply every `topic` message with `apply`, in a consumer group of this service's own."""
-        consumer = Consumer(f"{self.name}.{topic}", self.database, self.tables, self.broker)
+        consumer = Consumer(f"{self.name}.{topic}", self.database, self.tables, self.broker, self.settings)
 
         async def apply_declared(session: AsyncSession, event: E) -> Sequence[Outgoing]:
             outgoing = await apply(session, event)

@@ -58,6 +58,12 @@ class ServiceSettings(BaseSettings):
     # How often the outbox relay looks for new rows when nothing woke it up.
     outbox_poll_interval_s: float = 0.05
     outbox_batch_size: int = 500
+    # How long a consumer retries a message that fails transiently, or whose dependency (e.g. a
+    # contract snapshot) has not arrived, before it nacks (infrastructure) or dead-letters
+    # (missing dependency) it.
+    retry_window_s: float = 120.0
+    # Events stamped further in the future than this are refused: clocks drift, but not by days.
+    max_future_skew_s: float = 86_400.0
 
     @model_validator(mode="after")
     def _default_to_local_stack(self) -> ServiceSettings:
