@@ -122,17 +122,41 @@ class LocalStack:
         _wait_for_port("127.0.0.1", self.kafka_port, timeout_s=10)
         return process.pid
 
+    @property
+    def postgres_data_dir(self) -> Path:
+        return Path(self.state().get("postgres_data_dir", self.root / "pg"))
+
+    def _pg_ctl(self, *args: str) -> None:
+        # pg_ctl directly: pgserver caches one handle per process and would not restart it.
+        import pgserver
+
+        user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs PostgreSQL as this user under root
+        pgserver.pg_ctl(list(args), pgdata=self.postgres_data_dir, user=user)
+
+    def stop_postgres(self) -> None:
+        """Stop PostgreSQL but keep its data (outage drills)."""
+        self._pg_ctl("-w", "-m", "fast", "stop")
+
+    def start_postgres(self) -> None:
+        socket_dir = self.state()["postgres_socket_dir"]
+        log = str(self.postgres_data_dir / "log")
+        self._pg_ctl("-w", "-o", '-h ""', "-o", f"-k {socket_dir}", "-l", log, "start")
+
+    def pause_broker(self) -> None:
+        """Freeze the broker: connections stay open but nothing answers, like a network partition."""
+        os.kill(int(self.state()["broker_pid"]), signal.SIGSTOP)
+
+    def resume_broker(self) -> None:
+        os.kill(int(self.state()["broker_pid"]), signal.SIGCONT)
+
     def down(self) -> None:
         state = self.state()
         pid = int(state.get("broker_pid", 0) or 0)
         if pid and _alive(pid):
             os.kill(pid, signal.SIGTERM)
             _wait_gone(pid, timeout_s=5)
-        data_dir = Path(state.get("postgres_data_dir", self.root / "pg"))
-        if (data_dir / "postmaster.pid").exists():
-            import pgserver
-
-            pgserver.get_server(data_dir, cleanup_mode="stop").cleanup()
+        if (self.postgres_data_dir / "postmaster.pid").exists():
+            self._pg_ctl("-w", "-m", "fast", "stop")
         if self.state_file.exists():
             self.state_file.unlink()
 

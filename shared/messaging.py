@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
+import asyncpg
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
@@ -59,20 +60,42 @@ Apply = Callable[[AsyncSession, E], Awaitable[Sequence[Outgoing]]]
 # SQLSTATEs that mean "try again later", not "this message is bad": connection failures (08),
 # serialization failures and deadlocks (40), server shutting down or starting (57P), resources (53).
 _TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "57P", "53")
+_TRANSIENT_TYPES = (
+    OSError,
+    asyncio.TimeoutError,
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    DependencyNotReady,
+)
+
+
+def _causes(error: BaseException) -> list[BaseException]:
+    """The error and what it wraps: SQLAlchemy's `.orig` and explicit `raise ... from` causes."""
+    chain: list[BaseException] = []
+    current: BaseException | None = error
+    while current is not None and current not in chain:
+        chain.append(current)
+        current = getattr(current, "orig", None) or current.__cause__
+    return chain
 
 
 def is_transient(error: BaseException) -> bool:
-    if isinstance(
-        error,
-        (OSError, asyncio.TimeoutError, KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError,
-         RequestTimedOutError, DependencyNotReady),
-    ):
-        return True
-    if isinstance(error, DBAPIError):
-        if error.connection_invalidated:
+    """Whether retrying later may succeed (infrastructure), as opposed to a bad message or a bug.
+
+    asyncpg errors reach us both wrapped in SQLAlchemy's DBAPIError and raw (connection setup),
+    so every error in the chain is asked for its type and SQLSTATE.
+    """
+    for cause in _causes(error):
+        if isinstance(cause, _TRANSIENT_TYPES):
             return True
-        sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None) or ""
-        return sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES) or isinstance(error.orig, OSError)
+        if isinstance(cause, DBAPIError) and cause.connection_invalidated:
+            return True
+        sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_TRANSIENT_SQLSTATE_PREFIXES):
+            return True
     return False
 
 

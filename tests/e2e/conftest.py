@@ -41,6 +41,7 @@ class Pipeline:
     root: Path
     kafka: KafkaSettings
     workers: Workers
+    stack: LocalStack
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +59,7 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     try:
         asyncio.run(prepare())
         workers.start_all()
-        yield Pipeline(root, KafkaSettings(), workers)
+        yield Pipeline(root, KafkaSettings(), workers, stack)
         assert not workers.crashed(), f"workers died during the tests; see {root / 'logs'}"
     finally:
         workers.stop_all()
