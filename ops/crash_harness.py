@@ -1,0 +1,375 @@
+"""The crash harness: the whole pipeline under SIGKILL, duplicates and a replay, then the invariants.
+
+On its own local stack it loads contracts, starts the four workers, and while a chaos task
+SIGKILLs a random worker at random moments and restarts it, it publishes a long usage stream
+(a share of it published twice), requests billing runs, pays invoices in full and in part, and
+finally republishes the whole usage topic from the beginning. Then it lets the pipeline settle
+and checks, from every service's own database:
+
+- every usage event was rated exactly once (nothing lost, nothing twice);
+- per contract, rated net == settled net == invoiced net, and nothing is left unsettled;
+- per contract, the ledger balance equals the sum of its entries and what payments shows
+  (open items minus unassigned credit);
+- document numbers are gapless per series, with one document per settlement run;
+- every outbox is drained and no dead letter was written (all input was valid).
+
+It prints its figures and exits non-zero on any violation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from sqlalchemy import MetaData, func, select
+
+from ops.observe import Databases, dead_letters, read_topic, wait_until
+from ops.stack import LocalStack, create_topics, free_port
+from ops.workers import SERVICE_APPS, Workers
+from services.invoicing.tables import document_lines, documents
+from services.payments.tables import open_items, payments
+from services.rating.contracts import ContractSpec, save_contracts
+from services.rating.tables import billable_items as rated_items
+from services.settlement.tables import billable_items as settled_items
+from services.settlement.tables import contract_accounts, ledger_entries, settlement_runs
+from shared import topics
+from shared.db import messaging_tables, migrate
+from shared.events import BillingRunRequested, PaymentKind, PaymentReceived, UsageRecorded, derive_id
+from shared.messaging import create_broker, publish_event
+from shared.money import Money
+from shared.settings import KafkaSettings
+
+UNIT_PRICES = ("0.0125", "0.10", "0.42", "1.99", "0.003")
+OUTBOX = messaging_tables(MetaData()).outbox  # every service database has one of this shape
+
+
+@dataclass
+class HarnessConfig:
+    events: int = 20_000
+    contracts: int = 200
+    kill_every_s: float = 3.0
+    duplicate_share: float = 0.05
+    seed: int = 7
+    deadline_s: float = 900.0
+    root: Path = Path(".stack/harness")
+
+
+@dataclass
+class Figures:
+    events: int = 0
+    duplicates: int = 0
+    replayed: int = 0
+    kills: Counter[str] = field(default_factory=Counter)
+    billing_requests: int = 0
+    payments: int = 0
+    rated: int = 0
+    lost: int = 0
+    double_billed: int = 0
+    documents: int = 0
+    dead_letters: int = 0
+    rated_net: Decimal = Decimal(0)
+    seconds: float = 0.0
+    violations: list[str] = field(default_factory=list)
+
+    def report(self) -> str:
+        kills = ", ".join(f"{service} {count}" for service, count in sorted(self.kills.items())) or "none"
+        return "\n".join([
+            f"usage events published   {self.events} unique + {self.duplicates} duplicates"
+            f" + {self.replayed} replayed from the beginning",
+            f"workers SIGKILLed        {sum(self.kills.values())} ({kills})",
+            f"billing run requests     {self.billing_requests}",
+            f"payments                 {self.payments}",
+            f"rated                    {self.rated}",
+            f"lost                     {self.lost}",
+            f"double-billed            {self.double_billed}",
+            f"documents                {self.documents}",
+            f"dead letters             {self.dead_letters}",
+            f"rated net (all EUR)      {self.rated_net}",
+            f"took                     {self.seconds:.1f}s",
+            f"violations               {len(self.violations)}",
+            *(f"  - {violation}" for violation in self.violations[:50]),
+        ])
+
+
+class Chaos:
+    """SIGKILLs a random worker every few seconds and starts it again right away."""
+
+    def __init__(self, workers: Workers, rng: random.Random, every_s: float, figures: Figures) -> None:
+        self.workers, self.rng, self.every_s, self.figures = workers, rng, every_s, figures
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.every_s > 0:
+            self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.rng.uniform(0.3, 1.7) * self.every_s)
+            service = self.rng.choice(sorted(SERVICE_APPS))
+            self.workers.stop(service, kill=True)
+            self.workers.start(service)
+            self.figures.kills[service] += 1
+
+
+def contracts(config: HarnessConfig, rng: random.Random) -> list[ContractSpec]:
+    return [
+        ContractSpec.model_validate({
+            "contract_id": f"H-{number:05d}",
+            "customer": {"customer_id": f"HC-{number // 3:05d}", "name": f"Harness customer {number // 3}",
+                         "country": "DE"},
+            "currency": "EUR",
+            "starts_on": "2026-01-01",
+            "items": [{"item_code": "api-calls", "description": "API calls", "unit_price": rng.choice(UNIT_PRICES)},
+                      {"item_code": "storage-gb", "description": "Storage", "unit_price": rng.choice(UNIT_PRICES)}],
+        })
+        for number in range(config.contracts)
+    ]
+
+
+def usage_stream(config: HarnessConfig, specs: list[ContractSpec], rng: random.Random) -> list[UsageRecorded]:
+    return [
+        UsageRecorded(
+            event_id=derive_id(f"harness:{config.seed}", f"usage:{number}"),
+            occurred_at=datetime(2026, 11, rng.randint(1, 20), rng.randint(0, 23), rng.randint(0, 59), tzinfo=UTC),
+            contract_id=rng.choice(specs).contract_id,
+            item_code=rng.choice(["api-calls", "storage-gb"]),
+            quantity=Decimal(rng.randint(0, 50_000)).scaleb(-rng.randint(0, 3)),
+        )
+        for number in range(config.events)
+    ]
+
+
+async def publish_usage(broker, events: list[UsageRecorded], rng: random.Random, share: float) -> int:
+    duplicates = 0
+    for event in events:
+        await publish_event(broker, topics.USAGE_RECORDED, event, event.key)
+        if rng.random() < share:
+            await publish_event(broker, topics.USAGE_RECORDED, event, event.key)
+            duplicates += 1
+    return duplicates
+
+
+async def request_runs(broker, specs: list[ContractSpec], label: str) -> int:
+    now = datetime.now(UTC)
+    for spec in specs:
+        request = BillingRunRequested(event_id=derive_id(f"harness-run:{label}", spec.contract_id), occurred_at=now,
+                                      contract_id=spec.contract_id, cutoff=now, requested_by="crash-harness")
+        await publish_event(broker, topics.BILLING_RUNS_REQUESTED, request, request.key)
+    return len(specs)
+
+
+async def pay_some_invoices(broker, databases: Databases, rng: random.Random) -> int:
+    async with databases["invoicing"].transaction() as session:
+        invoices = (await session.execute(select(documents).where(documents.c.document_type == "invoice"))).all()
+    paid = 0
+    for invoice in invoices:
+        share = rng.choice([None, None, Decimal(1), Decimal("0.5")])  # unpaid, unpaid, in full, in part
+        if share is None or invoice.gross_total <= 0:
+            continue
+        amount = Money.round(invoice.gross_total * share, invoice.currency)
+        if amount.is_zero():
+            continue
+        payment = PaymentReceived(
+            event_id=derive_id("harness", f"payment:{invoice.number}"), occurred_at=datetime.now(UTC),
+            contract_id=invoice.contract_id, payment_id=f"HP-{invoice.number}", kind=PaymentKind.PAYMENT,
+            provider="harness-bank", customer_id=invoice.customer_id, currency=invoice.currency,
+            amount=amount.amount, invoice_number=invoice.number,
+        )
+        await publish_event(broker, topics.PAYMENTS_RECEIVED, payment, payment.key)
+        paid += 1
+    return paid
+
+
+async def replay_usage_topic(broker, bootstrap_servers: str) -> int:
+    """Republish everything on usage.recorded, as a consumer reset or a producer bug would."""
+    messages = await read_topic(bootstrap_servers, topics.USAGE_RECORDED, timeout_s=120)
+    for value in messages:
+        event = UsageRecorded.model_validate_json(value)
+        await publish_event(broker, topics.USAGE_RECORDED, event, event.key)
+    return len(messages)
+
+
+async def rows(databases: Databases, service: str, statement) -> list:
+    async with databases[service].transaction() as session:
+        return list((await session.execute(statement)).all())
+
+
+async def quiet(databases: Databases, unique_events: int, payments_sent: int) -> bool:
+    """Everything that was sent has gone all the way through."""
+    rated = (await rows(databases, "rating", select(func.count()).select_from(rated_items)))[0][0]
+    unsettled = (await rows(databases, "settlement", select(func.count()).select_from(settled_items)
+                            .where(settled_items.c.settlement_run_id.is_(None))))[0][0]
+    settled = (await rows(databases, "settlement", select(func.count()).select_from(settled_items)))[0][0]
+    runs = (await rows(databases, "settlement", select(func.count()).select_from(settlement_runs)))[0][0]
+    docs = (await rows(databases, "invoicing", select(func.count()).select_from(documents)))[0][0]
+    items = (await rows(databases, "payments", select(func.count()).select_from(open_items)))[0][0]
+    paid = (await rows(databases, "payments", select(func.count()).select_from(payments)))[0][0]
+    ledger_paid = (await rows(databases, "settlement", select(func.count()).select_from(ledger_entries)
+                              .where(ledger_entries.c.entry_type == "Payment")))[0][0]
+    return (rated >= unique_events and settled >= rated and unsettled == 0 and docs >= runs and items >= docs
+            and paid >= payments_sent and ledger_paid >= payments_sent and await outboxes_drained(databases))
+
+
+async def outboxes_drained(databases: Databases) -> bool:
+    for service in databases.by_service:
+        pending = (await rows(databases, service, select(func.count()).select_from(OUTBOX)
+                              .where(OUTBOX.c.published_at.is_(None))))[0][0]
+        if pending:
+            return False
+    return True
+
+
+async def check_invariants(databases: Databases, figures: Figures, published_ids: set[uuid.UUID],
+                           bootstrap_servers: str) -> None:
+    problems = figures.violations
+    rated = await rows(databases, "rating", select(rated_items.c.contract_id, rated_items.c.source_event_id,
+                                                   rated_items.c.net))
+    rated_ids = Counter(row.source_event_id for row in rated)
+    figures.rated = len(rated)
+    figures.lost = len(published_ids - set(rated_ids))
+    figures.double_billed = sum(count - 1 for count in rated_ids.values() if count > 1)
+    if figures.lost:
+        problems.append(f"{figures.lost} usage events were never rated")
+    if set(rated_ids) - published_ids:
+        problems.append(f"{len(set(rated_ids) - published_ids)} rated items have no published usage event")
+
+    per_contract: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
+    for row in rated:
+        per_contract[row.contract_id]["rated"] += row.net
+        figures.rated_net += row.net
+    for row in await rows(databases, "settlement", select(settled_items.c.contract_id, settled_items.c.net,
+                                                          settled_items.c.settlement_run_id)):
+        per_contract[row.contract_id]["settled" if row.settlement_run_id else "unsettled"] += row.net
+    settled_count = (await rows(databases, "settlement", select(func.count()).select_from(settled_items)))[0][0]
+    line_count = (await rows(databases, "invoicing", select(func.count()).select_from(document_lines)))[0][0]
+    figures.double_billed += max(0, settled_count - figures.rated) + max(0, line_count - settled_count)
+    docs = await rows(databases, "invoicing", select(documents))
+    figures.documents = len(docs)
+    for doc in docs:
+        if doc.document_type == "invoice":
+            per_contract[doc.contract_id]["invoiced"] += doc.net_total
+    for contract, sums in sorted(per_contract.items()):
+        if not sums["rated"] == sums["settled"] == sums["invoiced"] or sums["unsettled"]:
+            problems.append(f"{contract}: rated {sums['rated']} settled {sums['settled']} "
+                            f"invoiced {sums['invoiced']} unsettled {sums['unsettled']}")
+
+    open_by_contract: dict[str, Decimal] = defaultdict(Decimal)
+    for row in await rows(databases, "payments", select(open_items.c.contract_id, open_items.c.open_amount)):
+        open_by_contract[row.contract_id] += row.open_amount
+    for row in await rows(databases, "payments", select(payments.c.contract_id, payments.c.unassigned_amount)):
+        open_by_contract[row.contract_id] -= row.unassigned_amount
+    entry_sums: dict[str, Decimal] = defaultdict(Decimal)
+    for row in await rows(databases, "settlement", select(ledger_entries.c.contract_id, ledger_entries.c.amount)):
+        entry_sums[row.contract_id] += row.amount
+    for account in await rows(databases, "settlement", select(contract_accounts)):
+        if account.balance != entry_sums[account.contract_id]:
+            problems.append(f"{account.contract_id}: balance {account.balance} != sum of entries "
+                            f"{entry_sums[account.contract_id]}")
+        if account.balance != open_by_contract[account.contract_id]:
+            problems.append(f"{account.contract_id}: ledger balance {account.balance} != open items minus credit "
+                            f"{open_by_contract[account.contract_id]}")
+
+    series: dict[str, list[int]] = defaultdict(list)
+    for doc in docs:
+        prefix, sequence = doc.number.rsplit("-", 1)
+        series[prefix].append(int(sequence))
+    for prefix, numbers in series.items():
+        if sorted(numbers) != list(range(1, len(numbers) + 1)):
+            problems.append(f"series {prefix} is not gapless: {len(numbers)} documents, highest {max(numbers)}")
+    runs = (await rows(databases, "settlement", select(func.count()).select_from(settlement_runs)))[0][0]
+    if runs != len(docs):
+        problems.append(f"{runs} settlement runs but {len(docs)} documents")
+    if not await outboxes_drained(databases):
+        problems.append("an outbox still has unpublished events")
+    figures.dead_letters = len(await dead_letters(bootstrap_servers))
+    if figures.dead_letters:
+        problems.append(f"{figures.dead_letters} dead letters, but every message sent was valid")
+
+
+async def run(config: HarnessConfig, stack: LocalStack, workers: Workers) -> Figures:
+    rng = random.Random(config.seed)
+    figures = Figures()
+    started = time.monotonic()
+    kafka = KafkaSettings()
+    await create_topics(kafka)
+    databases = Databases()
+    try:
+        for service, url in databases.urls.items():
+            await migrate(service, url)
+        specs = contracts(config, rng)
+        await save_contracts(databases["rating"], specs)
+        events = usage_stream(config, specs, rng)
+        figures.events = len(events)
+        workers.start_all()
+        chaos = Chaos(workers, rng, config.kill_every_s, figures)
+        async with create_broker(kafka, client_id="crash-harness") as broker:
+            await broker.start()
+            chaos.start()
+            half = len(events) // 2
+            published_ids = {event.event_id for event in events}
+            figures.duplicates += await publish_usage(broker, events[:half], rng, config.duplicate_share)
+            # Runs settle what has reached settlement; request them once the first half is there.
+            await wait_until(lambda: _all_in_settlement(databases, len({e.event_id for e in events[:half]})),
+                             timeout_s=config.deadline_s, what="the first half to reach settlement", poll_s=0.5)
+            figures.billing_requests += await request_runs(broker, specs, "first")
+            figures.duplicates += await publish_usage(broker, events[half:], rng, config.duplicate_share)
+            await wait_until(lambda: _invoiced_every_run(databases), timeout_s=config.deadline_s,
+                             what="invoices for the first runs", poll_s=1.0)
+            figures.payments += await pay_some_invoices(broker, databases, rng)
+            figures.replayed = await replay_usage_topic(broker, kafka.bootstrap_servers)
+            await chaos.stop()
+            await wait_until(lambda: _all_in_settlement(databases, len(published_ids)), timeout_s=config.deadline_s,
+                             what="every usage event to be rated and reach settlement", poll_s=1.0)
+            figures.billing_requests += await request_runs(broker, specs, "final")
+            await wait_until(lambda: quiet(databases, len(published_ids), figures.payments),
+                             timeout_s=config.deadline_s, what="the pipeline to settle", poll_s=1.0)
+        await check_invariants(databases, figures, published_ids, kafka.bootstrap_servers)
+    finally:
+        await databases.dispose()
+    if workers.crashed():
+        figures.violations.append(f"workers exited on their own: {workers.crashed()}")
+    figures.seconds = time.monotonic() - started
+    return figures
+
+
+async def _all_in_settlement(databases: Databases, unique_events: int) -> bool:
+    """The final run must come after the last item reached settlement, or it leaves items unsettled."""
+    count = select(func.count()).select_from(settled_items)
+    return (await rows(databases, "settlement", count))[0][0] >= unique_events
+
+
+async def _invoiced_every_run(databases: Databases) -> bool:
+    runs = (await rows(databases, "settlement", select(func.count()).select_from(settlement_runs)))[0][0]
+    docs = (await rows(databases, "invoicing", select(func.count()).select_from(documents)))[0][0]
+    return runs > 0 and docs >= runs
+
+
+def run_harness(config: HarnessConfig) -> Figures:
+    import os
+    import shutil
+
+    root = config.root.resolve()
+    shutil.rmtree(root, ignore_errors=True)
+    stack = LocalStack(root, free_port())
+    os.environ["BILLING_STACK_DIR"] = str(root)  # workers and this process resolve the same servers
+    os.environ.setdefault("BILLING_KAFKA_SESSION_TIMEOUT_MS", "6000")
+    os.environ.setdefault("BILLING_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
+    stack.up()
+    workers = Workers(root / "logs")
+    try:
+        return asyncio.run(run(config, stack, workers))
+    finally:
+        workers.stop_all()
+        stack.down()
