@@ -3,9 +3,10 @@
 from services.invoicing import handlers
 from services.invoicing.tables import messaging
 from shared import topics
-from shared.events import ReceivablesPosted
+from shared.events import ContractChanged, ReceivablesPosted
 from shared.messaging import ServiceRuntime
 
 runtime = ServiceRuntime.create("invoicing", handlers.settings, messaging, publishes=[topics.DOCUMENTS_CREATED])
-runtime.subscribe(topics.RECEIVABLES_POSTED, ReceivablesPosted, handlers.create_invoice)
+runtime.subscribe(topics.CONTRACTS_CHANGED, ContractChanged, handlers.keep_contract_terms)
+runtime.subscribe(topics.RECEIVABLES_POSTED, ReceivablesPosted, handlers.create_documents)
 app = runtime.app()

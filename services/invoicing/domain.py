@@ -1,4 +1,16 @@
-"""Documents: what an invoice contains and how it is numbered. Pure, no I/O."""
+"""Documents: what invoices and credit notes contain, and their lifecycle. Pure, no I/O.
+
+A settlement run becomes up to two documents: an invoice over its settled items and a credit
+note over its credit memo lines (each credit line names the invoice it corrects, when there is
+one). Settled items are grouped into lines per contract item, period and unit price.
+
+Lifecycle: a document is drafted (no number), then finalized, which gives it the next number of
+its series (`R<year>-<seq>` for invoices, `G<year>-<seq>` for credit notes) in the transaction
+that stores it. A finalized document never changes (the database refuses updates and deletes);
+an invoice is corrected or voided only by a credit note that references it. Invoices are due
+`payment_terms_days` after their issue date; a credit note is due on its issue date, as the
+credit is the customer's at once.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +19,10 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Sequence
+from typing import Iterable, Sequence
 
-from shared.events import DocumentType
+from services.invoicing.tax import TaxContext, TaxLine, Vat, tax_lines
+from shared.events import CreditReason, DocumentType, TaxCategory
 from shared.money import Money
 
 SERIES_PREFIX = {DocumentType.INVOICE: "R", DocumentType.CREDIT_NOTE: "G"}
@@ -21,16 +34,67 @@ class DocumentStatus(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class DocumentLine:
-    line_no: int
-    billable_item_id: uuid.UUID
+class Party:
+    """A seller or customer as printed on a document."""
+
+    name: str
+    country: str
+    address_lines: tuple[str, ...] = ()
+    vat_id: str | None = None
+    email: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Seller:
+    party: Party
+    iban: str
+    bic: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContractTerms:
+    """Invoicing's replica of what it needs from a contract (from contracts.changed)."""
+
+    contract_id: str
+    revision: int
+    customer_id: str
+    customer: Party
+    tax_categories: dict[str, TaxCategory]
+
+
+@dataclass(frozen=True, slots=True)
+class SourceLine:
+    """A settled item or a credit memo line, as it arrives from settlement."""
+
+    source_id: uuid.UUID
     item_code: str
     description: str
     quantity: Decimal
     unit_price: Decimal
+    discount: Money
     net: Money
     period_start: date
     period_end: date
+    credit_reason: CreditReason | None = None
+    corrects_number: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentLine:
+    line_no: int
+    item_code: str
+    description: str
+    period_start: date
+    period_end: date
+    quantity: Decimal
+    unit_price: Decimal
+    discount: Money
+    net: Money
+    tax_category: TaxCategory
+    vat: Vat
+    source_ids: tuple[uuid.UUID, ...]
+    credit_reason: CreditReason | None = None
+    corrects_number: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +104,16 @@ class Document:
     settlement_run_id: uuid.UUID
     contract_id: str
     customer_id: str
+    seller: Party
+    customer: Party
+    currency: str
     issue_date: date
     due_date: date
+    payment_terms: str
     lines: tuple[DocumentLine, ...]
-    net_total: Money
-    tax_total: Money
-    gross_total: Money
+    tax_lines: tuple[TaxLine, ...]
+    notes: tuple[str, ...]
+    corrects_number: str | None = None
     status: DocumentStatus = DocumentStatus.DRAFT
     number: str | None = None
 
@@ -54,6 +122,22 @@ class Document:
         """Numbers run per document type and year: R2026-0001, R2026-0002, ... G2026-0001."""
         return f"{SERIES_PREFIX[self.document_type]}{self.issue_date.year}"
 
+    @property
+    def net_total(self) -> Money:
+        return Money.sum((line.base for line in self.tax_lines), self.currency)
+
+    @property
+    def tax_total(self) -> Money:
+        return Money.sum((line.tax for line in self.tax_lines), self.currency)
+
+    @property
+    def gross_total(self) -> Money:
+        return self.net_total + self.tax_total
+
+    @property
+    def service_period(self) -> tuple[date, date]:
+        return min(line.period_start for line in self.lines), max(line.period_end for line in self.lines)
+
     def finalize(self, sequence: int) -> Document:
         """Give the draft its number; only a finalized document ever has one."""
         if self.status is not DocumentStatus.DRAFT:
@@ -61,30 +145,86 @@ class Document:
         return replace(self, status=DocumentStatus.FINALIZED, number=f"{self.series}-{sequence:04d}")
 
 
-def draft_invoice(
+def group_lines(
+    sources: Iterable[SourceLine], tax_categories: dict[str, TaxCategory], context: TaxContext
+) -> tuple[DocumentLine, ...]:
+    """One line per item, period and unit price (and, on credit notes, reason and corrected invoice).
+
+    Quantities, discounts and nets are summed exactly: the nets were rounded once per item where
+    they were rated, so a line's net is the sum of what was settled, not a re-rounded product.
+    """
+    groups: dict[tuple, list[SourceLine]] = {}
+    for source in sources:
+        key = (source.period_start, source.period_end, source.item_code, source.description, source.unit_price,
+               source.credit_reason or "", source.corrects_number or "")
+        groups.setdefault(key, []).append(source)
+    lines = []
+    for line_no, key in enumerate(sorted(groups), start=1):
+        members = groups[key]
+        first = members[0]
+        currency = first.net.currency
+        category = tax_categories[first.item_code]
+        lines.append(DocumentLine(
+            line_no=line_no,
+            item_code=first.item_code,
+            description=first.description,
+            period_start=first.period_start,
+            period_end=first.period_end,
+            quantity=sum((member.quantity for member in members), Decimal(0)),
+            unit_price=first.unit_price,
+            discount=Money.sum((member.discount for member in members), currency),
+            net=Money.sum((member.net for member in members), currency),
+            tax_category=category,
+            vat=context.vat_for(category),
+            source_ids=tuple(member.source_id for member in members),
+            credit_reason=first.credit_reason,
+            corrects_number=first.corrects_number,
+        ))
+    return tuple(lines)
+
+
+def payment_terms(document_type: DocumentType, seller: Seller, issue_date: date, due_date: date) -> str:
+    if document_type is DocumentType.CREDIT_NOTE:
+        return "The credited amount is offset against open invoices or refunded."
+    days = (due_date - issue_date).days
+    return (f"Payable without deduction within {days} days, by {due_date.isoformat()}, "
+            f"to IBAN {seller.iban}, BIC {seller.bic}, quoting the invoice number.")
+
+
+def draft_document(
     *,
     document_id: uuid.UUID,
+    document_type: DocumentType,
     settlement_run_id: uuid.UUID,
-    contract_id: str,
-    customer_id: str,
+    terms: ContractTerms,
+    seller: Seller,
     currency: str,
-    lines: Sequence[DocumentLine],
+    sources: Sequence[SourceLine],
     issue_date: date,
     payment_terms_days: int,
 ) -> Document:
-    """An invoice over the settled lines. Tax is not charged yet: tax_total is zero."""
-    net_total = Money.sum((line.net for line in lines), currency)
-    tax_total = Money.zero(currency)
+    """A draft invoice or credit note over `sources`, with its VAT breakdown and legal notes."""
+    if not sources:
+        raise ValueError("a document needs at least one line")
+    context = TaxContext(seller.party.country, terms.customer.country, terms.customer.vat_id)
+    lines = group_lines(sources, terms.tax_categories, context)
+    due_date = issue_date + timedelta(days=payment_terms_days if document_type is DocumentType.INVOICE else 0)
+    corrected = {line.corrects_number for line in lines}
     return Document(
         document_id=document_id,
-        document_type=DocumentType.INVOICE,
+        document_type=document_type,
         settlement_run_id=settlement_run_id,
-        contract_id=contract_id,
-        customer_id=customer_id,
+        contract_id=terms.contract_id,
+        customer_id=terms.customer_id,
+        seller=seller.party,
+        customer=terms.customer,
+        currency=currency,
         issue_date=issue_date,
-        due_date=issue_date + timedelta(days=payment_terms_days),
-        lines=tuple(lines),
-        net_total=net_total,
-        tax_total=tax_total,
-        gross_total=net_total + tax_total,
+        due_date=due_date,
+        payment_terms=payment_terms(document_type, seller, issue_date, due_date),
+        lines=lines,
+        tax_lines=tax_lines(((line.vat, line.net) for line in lines), currency),
+        notes=context.notes(line.vat.category for line in lines),
+        # A credit note corrects one invoice as a whole when all its lines do; otherwise each line says.
+        corrects_number=corrected.pop() if len(corrected) == 1 else None,
     )

@@ -2,59 +2,151 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import uuid
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.invoicing import domain, store
+from services.invoicing import domain, pdf, store
 from services.invoicing.settings import InvoicingSettings
 from shared import topics
-from shared.events import DocumentCreated, ReceivablesPosted, derive_id
+from shared.errors import DependencyNotReady
+from shared.events import (
+    ContractChanged,
+    CreditItem,
+    DocumentCreated,
+    DocumentType,
+    ReceivablesPosted,
+    SettlementItem,
+    TaxLine,
+    derive_id,
+)
 from shared.messaging import Outgoing
 from shared.money import Money
 
+log = logging.getLogger("billing.invoicing")
 settings = InvoicingSettings()
+seller = settings.seller()
 
 
-async def create_invoice(session: AsyncSession, event: ReceivablesPosted) -> list[Outgoing]:
-    lines = [
-        domain.DocumentLine(
-            line_no=number,
-            billable_item_id=item.billable_item_id,
-            item_code=item.item_code,
-            description=item.description,
-            quantity=item.quantity,
-            unit_price=item.unit_price,
-            net=Money.of(item.net, event.currency),
-            period_start=item.period_start,
-            period_end=item.period_end,
-        )
-        for number, item in enumerate(event.items, start=1)
-    ]
-    draft = domain.draft_invoice(
-        document_id=derive_id(event.settlement_run_id, "invoice"),
-        settlement_run_id=event.settlement_run_id,
+async def keep_contract_terms(session: AsyncSession, event: ContractChanged) -> list[Outgoing]:
+    customer = event.customer
+    terms = domain.ContractTerms(
         contract_id=event.contract_id,
-        customer_id=event.customer_id,
+        revision=event.revision,
+        customer_id=customer.customer_id,
+        customer=domain.Party(name=customer.name, country=customer.country, address_lines=tuple(customer.address_lines),
+                              vat_id=customer.vat_id, email=customer.email),
+        tax_categories={item.item_code: item.tax_category for item in event.items},
+    )
+    if not await store.save_contract_terms(session, terms):
+        log.info("contract %s revision %s is not newer than the one held; ignored", event.contract_id, event.revision)
+    return []
+
+
+async def create_documents(session: AsyncSession, event: ReceivablesPosted) -> list[Outgoing]:
+    """An invoice for the run's items and a credit note for its credits, each numbered as it is finalized."""
+    terms = await store.find_contract_terms(session, event.contract_id)
+    if terms is None:
+        raise DependencyNotReady(f"no contracts.changed snapshot of {event.contract_id} yet")
+    missing = sorted({line.item_code for line in [*event.items, *event.credits]} - terms.tax_categories.keys())
+    if missing:
+        raise DependencyNotReady(
+            f"contract {event.contract_id} revision {terms.revision} has no item {', '.join(missing)} yet")
+
+    drafts = []
+    if event.items:
+        drafts.append(_draft(event, terms, DocumentType.INVOICE, [_from_item(item, event.currency)
+                                                                  for item in event.items]))
+    if event.credits:
+        corrected = await store.invoice_numbers_of_runs(
+            session, (credit.credited_settlement_run_id for credit in event.credits
+                      if credit.credited_settlement_run_id))
+        drafts.append(_draft(event, terms, DocumentType.CREDIT_NOTE,
+                             [_from_credit(credit, event.currency, corrected) for credit in event.credits]))
+
+    outgoing = []
+    # The series row stays locked from next_number until commit, so only what needs the number
+    # happens after it: the PDF (about 10 ms for a usual invoice) and the inserts. Invoice before
+    # credit note: every worker takes the series' locks in the same order, so none deadlock.
+    for draft in drafts:
+        document = draft.finalize(await store.next_number(session, draft.series))
+        content = pdf.render(document)
+        digest = hashlib.sha256(content).hexdigest()
+        await store.add_document(session, document, content, digest)
+        outgoing.append(Outgoing(topics.DOCUMENTS_CREATED, _created(document, digest, event)))
+    return outgoing
+
+
+def _draft(event: ReceivablesPosted, terms: domain.ContractTerms, document_type: DocumentType,
+           sources: list[domain.SourceLine]) -> domain.Document:
+    return domain.draft_document(
+        document_id=derive_id(event.settlement_run_id, document_type.value),
+        document_type=document_type,
+        settlement_run_id=event.settlement_run_id,
+        terms=terms,
+        seller=seller,
         currency=event.currency,
-        lines=lines,
+        sources=sources,
         issue_date=event.occurred_at.date(),
         payment_terms_days=settings.payment_terms_days,
     )
-    invoice = draft.finalize(await store.next_number(session, draft.series))
-    await store.add_document(session, invoice)
-    created = DocumentCreated(
-        event_id=derive_id(invoice.document_id, "documents.created"),
-        occurred_at=event.occurred_at,
-        contract_id=invoice.contract_id,
-        document_id=invoice.document_id,
-        document_type=invoice.document_type,
-        number=invoice.number,
-        settlement_run_id=invoice.settlement_run_id,
-        customer_id=invoice.customer_id,
-        currency=invoice.net_total.currency,
-        issue_date=invoice.issue_date,
-        due_date=invoice.due_date,
-        net_total=invoice.net_total.amount,
-        tax_total=invoice.tax_total.amount,
-        gross_total=invoice.gross_total.amount,
+
+
+def _from_item(item: SettlementItem, currency: str) -> domain.SourceLine:
+    return domain.SourceLine(
+        source_id=item.billable_item_id,
+        item_code=item.item_code,
+        description=item.description,
+        quantity=item.quantity,
+        unit_price=item.unit_price,
+        discount=Money.of(item.discount, currency),
+        net=Money.of(item.net, currency),
+        period_start=item.period_start,
+        period_end=item.period_end,
     )
-    return [Outgoing(topics.DOCUMENTS_CREATED, created)]
+
+
+def _from_credit(credit: CreditItem, currency: str, corrected: dict[uuid.UUID, str]) -> domain.SourceLine:
+    corrects = corrected.get(credit.credited_settlement_run_id)
+    if credit.credited_settlement_run_id and corrects is None:
+        log.warning("credit %s names settlement run %s, which has no invoice; the credit note line stands alone",
+                    credit.credit_id, credit.credited_settlement_run_id)
+    return domain.SourceLine(
+        source_id=credit.credit_id,
+        item_code=credit.item_code,
+        description=credit.description,
+        quantity=credit.quantity,
+        unit_price=credit.unit_price,
+        discount=Money.zero(currency),
+        net=Money.of(credit.net, currency),
+        period_start=credit.period_start,
+        period_end=credit.period_end,
+        credit_reason=credit.reason,
+        corrects_number=corrects,
+    )
+
+
+def _created(document: domain.Document, pdf_sha256: str, event: ReceivablesPosted) -> DocumentCreated:
+    return DocumentCreated(
+        event_id=derive_id(document.document_id, "documents.created"),
+        occurred_at=event.occurred_at,
+        contract_id=document.contract_id,
+        document_id=document.document_id,
+        document_type=document.document_type,
+        number=document.number,
+        settlement_run_id=document.settlement_run_id,
+        customer_id=document.customer_id,
+        currency=document.currency,
+        issue_date=document.issue_date,
+        due_date=document.due_date,
+        net_total=document.net_total.amount,
+        tax_total=document.tax_total.amount,
+        gross_total=document.gross_total.amount,
+        corrects_number=document.corrects_number,
+        tax_lines=[TaxLine(category=line.vat.category.value, rate=line.vat.rate, base=line.base.amount,
+                           tax=line.tax.amount) for line in document.tax_lines],
+        pdf_path=f"documents/{document.number}.pdf",
+        pdf_sha256=pdf_sha256,
+    )

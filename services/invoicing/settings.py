@@ -1,5 +1,16 @@
+"""Invoicing's settings (INVOICING_*), including the seller printed on every document.
+
+The seller defaults to a demo German GmbH; production sets INVOICING_SELLER_NAME,
+INVOICING_SELLER_ADDRESS_LINES (a JSON list), INVOICING_SELLER_COUNTRY, INVOICING_SELLER_VAT_ID,
+INVOICING_SELLER_EMAIL, INVOICING_SELLER_IBAN and INVOICING_SELLER_BIC. The seller's country
+decides what is domestic (see tax.py) and must have pinned VAT rates.
+"""
+
+from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.invoicing.domain import Party, Seller
+from services.invoicing.tax import VAT_RATES
 from shared.settings import ServiceSettings
 
 
@@ -8,3 +19,23 @@ class InvoicingSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="INVOICING_")
 
     payment_terms_days: int = 14
+
+    seller_name: str = "Usage Billing Demo GmbH"
+    seller_address_lines: list[str] = ["Friedrichstrasse 123", "10117 Berlin"]
+    seller_country: str = "DE"
+    seller_vat_id: str = "DE999999999"
+    seller_email: str = "billing@usage-billing.example"
+    seller_iban: str = "DE89 3704 0044 0532 0130 00"
+    seller_bic: str = "COBADEFFXXX"
+
+    @field_validator("seller_country")
+    @classmethod
+    def _seller_country_has_rates(cls, country: str) -> str:
+        if country not in VAT_RATES:
+            raise ValueError(f"no pinned VAT rates for the seller country {country!r}; see tax.py")
+        return country
+
+    def seller(self) -> Seller:
+        party = Party(name=self.seller_name, country=self.seller_country, address_lines=tuple(self.seller_address_lines),
+                      vat_id=self.seller_vat_id, email=self.seller_email)
+        return Seller(party=party, iban=self.seller_iban, bic=self.seller_bic)
