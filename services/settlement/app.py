@@ -1,14 +1,26 @@
 """Settlement worker: `faststream run services.settlement.app:app [--workers N]`."""
 
 from services.settlement import handlers
+from services.settlement.scheduler import Scheduler
 from services.settlement.settings import SettlementSettings
 from services.settlement.tables import messaging
 from shared import topics
-from shared.events import BillingRunRequested, PaymentReceived, RatedItem
+from shared.events import BillingRunRequested, ContractChanged, PaymentReceived, RatedItem
 from shared.messaging import ServiceRuntime
 
-runtime = ServiceRuntime.create("settlement", SettlementSettings(), messaging, publishes=[topics.RECEIVABLES_POSTED])
+settings = SettlementSettings()
+runtime = ServiceRuntime.create("settlement", settings, messaging, publishes=[topics.RECEIVABLES_POSTED])
+runtime.subscribe(topics.CONTRACTS_CHANGED, ContractChanged, handlers.record_contract)
 runtime.subscribe(topics.ITEMS_RATED, RatedItem, handlers.record_rated_item)
 runtime.subscribe(topics.BILLING_RUNS_REQUESTED, BillingRunRequested, handlers.run_billing)
 runtime.subscribe(topics.PAYMENTS_RECEIVED, PaymentReceived, handlers.post_payment)
 app = runtime.app()
+scheduler = Scheduler(runtime.database, settings.scheduler_interval_s)
+
+
+@app.after_startup
+async def _start_scheduler() -> None:
+    scheduler.start()  # on the worker's event loop (FastStream runs plain functions in a thread)
+
+
+app.on_shutdown(scheduler.stop)

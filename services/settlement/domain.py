@@ -1,19 +1,34 @@
-"""Settlement's rules: what a billing run settles and how entries move a contract's balance.
+"""Settlement's rules: what a billing run settles, what is credited, and how entries move a balance.
 
 The balance is what the customer owes on the contract: receivables, chargebacks and refunds
-raise it; credit memos and payments lower it.
+raise it; credit memos and payments lower it. Entries are never changed: a correction is a new
+entry of the same type with the opposite amount (`reverse`).
+
+Billing runs (`RunStatus`) settle every unsettled item of a contract that was used before the
+run's cutoff, each item exactly once, and post the credits that are due with them. A scheduled
+run belongs to a contract and a billing period and has the id `scheduled_run_id` derives from
+both, so any number of schedulers (and retries after a crash) record and settle the same run.
+Usage that arrives after its period's scheduled run is settled by the contract's next run (the
+next period's, or one requested on demand); it is never dropped and never settled twice.
+
+Credits give back part of what billed items charged, never more than an item's net in all:
+granted by an operator, for a cancelled order (what is left of the item's net), and on
+termination (the prepaid share of a recurring fee beyond the contract's last day). Each is
+posted once, in a run, so invoicing documents it with a credit note.
 """
 
 from __future__ import annotations
 
+import calendar
 import uuid
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Sequence
+from typing import Iterable, Mapping, Sequence
 
 from shared.errors import Rejected
+from shared.events import ChargeKind, ContractStatus, CreditReason, derive_id
 from shared.money import Money
 
 
@@ -34,10 +49,25 @@ BALANCE_DIRECTION: dict[EntryType, int] = {
 }
 
 
+REVERSIBLE = frozenset({EntryType.PAYMENT, EntryType.CHARGEBACK, EntryType.REFUND})
+
+
 class RunStatus(StrEnum):
+    # Recorded, waiting for its cutoff: a request for a cutoff still ahead when it is applied
+    # (e.g. "create vouchers at the end of this period"). The scheduler opens it once its clock
+    # passes the cutoff.
     PENDING = "pending"
+    # Due and being settled: the scheduler records every due run as open in one short
+    # transaction, then settles them one by one. A crash leaves a run open, and the next tick
+    # settles it under the same id, so the retry has the same result.
     OPEN = "open"
+    # Settled: its items carry its id, its Receivable and CreditMemo entries are on the ledger
+    # and receivables.posted is in the outbox. A run that finds nothing to settle is dropped
+    # instead: recorded runs are the ones that settled something, each with its document(s).
     COMPLETE = "complete"
+
+
+# --- the ledger -------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +95,31 @@ class LedgerEntry:
     booked_at: datetime
     settlement_run_id: uuid.UUID | None = None
     payment_id: str | None = None
+    # The document the entry is about when it is known as it is booked (the invoice a payment names).
+    document_number: str | None = None
+    reverses_entry_id: uuid.UUID | None = None
+
+
+def _book(account: Account, entry_type: EntryType, amount: Money, entry_id: uuid.UUID, description: str,
+          booked_at: datetime, **references) -> tuple[Account, LedgerEntry]:
+    if amount.currency != account.balance.currency:
+        raise Rejected(
+            f"contract {account.contract_id} is kept in {account.balance.currency}, not {amount.currency}"
+        )
+    moved = replace(account, balance=account.balance + amount, last_sequence=account.last_sequence + 1)
+    entry = LedgerEntry(
+        entry_id=entry_id,
+        contract_id=account.contract_id,
+        customer_id=account.customer_id,
+        sequence=moved.last_sequence,
+        entry_type=entry_type,
+        amount=amount,
+        balance=moved.balance,
+        description=description,
+        booked_at=booked_at,
+        **references,
+    )
+    return moved, entry
 
 
 def post(
@@ -77,36 +132,141 @@ def post(
     booked_at: datetime,
     settlement_run_id: uuid.UUID | None = None,
     payment_id: str | None = None,
+    document_number: str | None = None,
 ) -> tuple[Account, LedgerEntry]:
     """Book `magnitude` (never negative) as `entry_type`; returns the moved account and the entry."""
-    if magnitude.currency != account.balance.currency:
-        raise Rejected(
-            f"contract {account.contract_id} is kept in {account.balance.currency}, "
-            f"not {magnitude.currency}"
-        )
     if magnitude.amount < 0:
         raise Rejected(f"{entry_type} amount must not be negative, got {magnitude}")
     amount = magnitude if BALANCE_DIRECTION[entry_type] > 0 else -magnitude
-    moved = replace(account, balance=account.balance + amount, last_sequence=account.last_sequence + 1)
-    entry = LedgerEntry(
-        entry_id=entry_id,
-        contract_id=account.contract_id,
-        customer_id=account.customer_id,
-        sequence=moved.last_sequence,
-        entry_type=entry_type,
-        amount=amount,
-        balance=moved.balance,
-        description=description,
-        booked_at=booked_at,
-        settlement_run_id=settlement_run_id,
-        payment_id=payment_id,
-    )
-    return moved, entry
+    return _book(account, entry_type, amount, entry_id, description, booked_at,
+                 settlement_run_id=settlement_run_id, payment_id=payment_id, document_number=document_number)
+
+
+def reverse(
+    account: Account, entry: LedgerEntry, *, entry_id: uuid.UUID, reason: str, booked_at: datetime
+) -> tuple[Account, LedgerEntry]:
+    """Undo `entry` with a new entry of its type and the opposite amount; the original stays as it was.
+
+    Only money that moved is reversed this way (a payment, chargeback or refund booked in error):
+    receivables and credit memos are corrected with credits, so that invoicing documents them.
+    """
+    if entry.entry_type not in REVERSIBLE:
+        raise Rejected(f"a {entry.entry_type} is corrected with a credit, not reversed")
+    if entry.contract_id != account.contract_id:
+        raise Rejected(f"entry {entry.entry_id} belongs to contract {entry.contract_id}, not {account.contract_id}")
+    if entry.reverses_entry_id is not None:
+        raise Rejected(f"entry {entry.entry_id} is itself a reversal; book the original amount again instead")
+    # Not the payment id: that stays the original's, one entry per provider transaction and kind.
+    return _book(account, entry.entry_type, -entry.amount, entry_id, f"Reversal of #{entry.sequence}: {reason}"[:500],
+                 booked_at, settlement_run_id=entry.settlement_run_id, document_number=entry.document_number,
+                 reverses_entry_id=entry.entry_id)
 
 
 @dataclass(frozen=True, slots=True)
-class UnsettledItem:
+class LedgerTotals:
+    """A ledger's entries summed per type, each as the positive figure it is read as (reversals net out)."""
+
+    receivables: Money
+    credit_memos: Money
+    payments: Money
+    chargebacks: Money
+    refunds: Money
+
+    @classmethod
+    def of(cls, currency: str, signed_sums: Mapping[EntryType, Decimal]) -> LedgerTotals:
+        """From the sums of each type's signed amounts (as they moved the balance)."""
+        def figure(entry_type: EntryType) -> Money:
+            return Money(signed_sums.get(entry_type, Decimal(0)) * BALANCE_DIRECTION[entry_type], currency)
+
+        return cls(figure(EntryType.RECEIVABLE), figure(EntryType.CREDIT_MEMO), figure(EntryType.PAYMENT),
+                   figure(EntryType.CHARGEBACK), figure(EntryType.REFUND))
+
+    @property
+    def balance(self) -> Money:
+        """What the customer owes: receivables - credit memos - payments + chargebacks + refunds."""
+        return self.receivables - self.credit_memos - self.payments + self.chargebacks + self.refunds
+
+    def __add__(self, other: LedgerTotals) -> LedgerTotals:
+        return LedgerTotals(self.receivables + other.receivables, self.credit_memos + other.credit_memos,
+                            self.payments + other.payments, self.chargebacks + other.chargebacks,
+                            self.refunds + other.refunds)
+
+
+@dataclass(frozen=True, slots=True)
+class ContractLedger:
+    """One contract's account: its balance, how many entries it has, and their totals per type."""
+
+    contract_id: str
+    balance: Money
+    entries: int
+    totals: LedgerTotals
+
+
+def totals_per_currency(ledgers: Iterable[ContractLedger]) -> dict[str, LedgerTotals]:
+    """A customer's summary: the totals of all its contracts' ledgers, per currency."""
+    summary: dict[str, LedgerTotals] = {}
+    for ledger in ledgers:
+        currency = ledger.balance.currency
+        summary[currency] = summary[currency] + ledger.totals if currency in summary else ledger.totals
+    return summary
+
+
+def reversal_id(entry_id: uuid.UUID) -> uuid.UUID:
+    """An entry is reversed at most once, so its reversal's id follows from it."""
+    return derive_id(entry_id, "reversal")
+
+
+# --- billing periods and the schedule ---------------------------------------------------------
+
+
+def billing_period(day: date) -> tuple[date, date]:
+    """The calendar month containing `day`: every contract's billing period for now (as in rating)."""
+    last_day = calendar.monthrange(day.year, day.month)[1]
+    return day.replace(day=1), day.replace(day=last_day)
+
+
+def period_cutoff(period_end: date) -> datetime:
+    """The instant a period ends: midnight UTC after its last day; a run settles what was used before it."""
+    return datetime.combine(period_end + timedelta(days=1), time(), tzinfo=UTC)
+
+
+def latest_ended_period(as_of: datetime) -> tuple[date, date]:
+    """The last billing period that had ended by `as_of`: the one before the period `as_of` falls in."""
+    current_start, _ = billing_period(as_of.astimezone(UTC).date())
+    return billing_period(current_start - timedelta(days=1))
+
+
+def scheduled_run_id(contract_id: str, period_end: date) -> uuid.UUID:
+    return derive_id(f"{contract_id}:{period_end.isoformat()}", "scheduled-settlement-run")
+
+
+# --- contracts, items and credits --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ContractTerms:
+    """Settlement's replica of a contract: what a termination credit depends on."""
+
+    contract_id: str
+    customer_id: str
+    currency: str
+    starts_on: date
+    ends_on: date | None
+    status: ContractStatus
+    revision: int
+
+    @property
+    def terminated_on(self) -> date | None:
+        """The last day of a cancelled contract; None while it runs."""
+        return self.ends_on if self.status is ContractStatus.CANCELLED else None
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """A billable item as settlement holds it: unsettled until a run settles it, then maybe credited."""
+
     billable_item_id: uuid.UUID
+    contract_id: str
     item_code: str
     description: str
     quantity: Decimal
@@ -114,6 +274,103 @@ class UnsettledItem:
     net: Money
     period_start: date
     period_end: date
+    charge_kind: ChargeKind = ChargeKind.USAGE
+    settlement_run_id: uuid.UUID | None = None
+    credited: Money | None = None  # what credits have given back on it so far
+
+    @property
+    def creditable(self) -> Money:
+        """What may still be credited: a credit never gives back more than the item charged."""
+        return self.net - self.credited if self.credited is not None else self.net
+
+
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """A credit memo line on a billed item; `net` is positive, what the customer gets back."""
+
+    credit_id: uuid.UUID
+    reason: CreditReason
+    item: Item
+    net: Money
+    description: str
+    period_start: date
+    period_end: date
+
+    @property
+    def credited_settlement_run_id(self) -> uuid.UUID | None:
+        return self.item.settlement_run_id
+
+
+def _billed(item: Item, what: str) -> None:
+    if item.settlement_run_id is None:
+        raise Rejected(f"item {item.billable_item_id} has not been billed yet; a {what} corrects a billed item")
+
+
+def _within_creditable(item: Item, amount: Money) -> None:
+    if amount > item.creditable:
+        raise Rejected(
+            f"item {item.billable_item_id} can be credited {item.creditable} more at most (net {item.net}), "
+            f"not {amount}"
+        )
+
+
+def grant_credit(item: Item, amount: Money, reason: str, credit_id: uuid.UUID) -> Credit:
+    """A credit of `amount` an operator grants on a billed item, for `reason`."""
+    _billed(item, "credit")
+    if amount.amount <= 0:
+        raise Rejected(f"a credit must be positive, not {amount}")
+    _within_creditable(item, amount)
+    return Credit(credit_id, CreditReason.CREDIT, item, amount, f"Credit on {item.description}: {reason}"[:500],
+                  item.period_start, item.period_end)
+
+
+def order_cancellation_id(billable_item_id: uuid.UUID) -> uuid.UUID:
+    """An item's order is cancelled at most once, so the credit's id follows from the item."""
+    return derive_id(billable_item_id, "order-cancelled-credit")
+
+
+def cancel_order(item: Item) -> Credit:
+    """Cancelling a billed order credits all of its net that was not credited before."""
+    _billed(item, "cancellation")
+    if not item.creditable.amount > 0:
+        raise Rejected(f"item {item.billable_item_id} is already credited in full")
+    return Credit(order_cancellation_id(item.billable_item_id), CreditReason.ORDER_CANCELLED, item,
+                  item.creditable, f"Cancelled: {item.description}"[:500], item.period_start, item.period_end)
+
+
+def termination_credit(item: Item, terminated_on: date) -> Credit | None:
+    """The prepaid part of a recurring fee beyond the contract's last day, or None if nothing is.
+
+    credit = net x (days of the item's period after `terminated_on`) / (days in the period),
+    rounded once, ROUND_HALF_UP, and never more than is still creditable on the item.
+    """
+    if item.charge_kind is not ChargeKind.RECURRING_FEE or item.period_end <= terminated_on:
+        return None
+    credited_from = max(terminated_on + timedelta(days=1), item.period_start)
+    days_after = (item.period_end - credited_from).days + 1
+    days = (item.period_end - item.period_start).days + 1
+    prorated = Money.round(item.net.amount * days_after / days, item.net.currency)
+    amount = min(prorated, item.creditable)
+    if not amount.amount > 0:
+        return None
+    return Credit(derive_id(item.billable_item_id, "termination-credit"), CreditReason.TERMINATION, item, amount,
+                  f"Termination credit: {item.description}"[:500], credited_from, item.period_end)
+
+
+def termination_credits(contract: ContractTerms | None, items: Iterable[Item]) -> list[Credit]:
+    """Termination credits due on billed `items` (none had one yet) of a contract that was cancelled."""
+    if contract is None or contract.terminated_on is None:
+        return []
+    credits = (termination_credit(item, contract.terminated_on) for item in items)
+    return [credit for credit in credits if credit is not None]
+
+
+def credit_run_id(credits: Sequence[Credit]) -> uuid.UUID:
+    """The run that posts exactly these credits (each credit is posted once, so the run is too)."""
+    return derive_id(",".join(sorted(str(credit.credit_id) for credit in credits)), "credit-run")
+
+
+# --- runs ---------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,19 +379,28 @@ class SettlementRun:
     contract_id: str
     customer_id: str
     cutoff: datetime
-    items: tuple[UnsettledItem, ...]
+    items: tuple[Item, ...]
+    credits: tuple[Credit, ...]
     total: Money
-    status: RunStatus
+    credit_total: Money
 
 
 def settle(
     settlement_run_id: uuid.UUID,
     account: Account,
     cutoff: datetime,
-    items: Sequence[UnsettledItem],
+    items: Sequence[Item],
+    contract: ContractTerms | None = None,
+    credits: Sequence[Credit] = (),
 ) -> SettlementRun | None:
-    """A run over the items used before `cutoff`; None when there is nothing to settle."""
-    if not items:
+    """A run over `items` (unsettled, used before `cutoff`) and `credits`; None when it has neither.
+
+    The items are settled by this run, and if the contract was cancelled, the recurring fees
+    among them that reach beyond its last day are credited in the same run.
+    """
+    settled = tuple(replace(item, settlement_run_id=settlement_run_id) for item in items)
+    all_credits = (*credits, *termination_credits(contract, settled))
+    if not settled and not all_credits:
         return None
     currency = account.balance.currency
     return SettlementRun(
@@ -142,7 +408,27 @@ def settle(
         contract_id=account.contract_id,
         customer_id=account.customer_id,
         cutoff=cutoff,
-        items=tuple(items),
-        total=Money.sum((item.net for item in items), currency),
-        status=RunStatus.COMPLETE,
+        items=settled,
+        credits=all_credits,
+        total=Money.sum((item.net for item in settled), currency),
+        credit_total=Money.sum((credit.net for credit in all_credits), currency),
     )
+
+
+def post_run(account: Account, run: SettlementRun, booked_at: datetime) -> tuple[Account, list[LedgerEntry]]:
+    """The run's Receivable (its items) and CreditMemo (its credits) entries, in that order."""
+    entries = []
+    if run.items:
+        account, entry = post(account, EntryType.RECEIVABLE, run.total,
+                              entry_id=derive_id(run.settlement_run_id, "receivable"),
+                              description=f"Settlement run {run.settlement_run_id}", booked_at=booked_at,
+                              settlement_run_id=run.settlement_run_id)
+        entries.append(entry)
+    if run.credits:
+        reasons = ", ".join(sorted({credit.reason.value for credit in run.credits}))
+        account, entry = post(account, EntryType.CREDIT_MEMO, run.credit_total,
+                              entry_id=derive_id(run.settlement_run_id, "credit-memo"),
+                              description=f"Credit memo ({reasons}), settlement run {run.settlement_run_id}",
+                              booked_at=booked_at, settlement_run_id=run.settlement_run_id)
+        entries.append(entry)
+    return account, entries

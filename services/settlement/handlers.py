@@ -1,17 +1,25 @@
-"""Settlement's use cases, each inside the consumer's transaction."""
+"""Settlement's use cases, each inside one transaction: a consumer's, the scheduler's or an operator's."""
 
 from __future__ import annotations
 
 import logging
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.settlement import domain, store
-from services.settlement.domain import EntryType
+from services.settlement.domain import Account, ContractTerms, EntryType, LedgerEntry, RunStatus, SettlementRun
+from services.settlement.store import RunRecord
 from shared import topics
 from shared.errors import Rejected
 from shared.events import (
     BillingRunRequested,
+    ContractChanged,
+    CreditItem,
     PaymentKind,
     PaymentReceived,
     RatedItem,
@@ -42,30 +50,180 @@ async def record_rated_item(session: AsyncSession, event: RatedItem) -> list[Out
     return []
 
 
+async def record_contract(session: AsyncSession, event: ContractChanged) -> list[Outgoing]:
+    """Keep the newest snapshot; a cancellation credits the prepaid recurring fees beyond its last day."""
+    terms = ContractTerms(event.contract_id, event.customer.customer_id, event.currency, event.starts_on,
+                          event.ends_on, event.status, event.revision)
+    if not await store.save_contract(session, terms):
+        log.info("contract %s revision %s is not newer than the one held; ignored", terms.contract_id, terms.revision)
+        return []
+    if terms.terminated_on is None:
+        return []
+    account = await store.lock_account(session, terms.contract_id)
+    if account is None:
+        return []  # nothing was ever billed; the runs that bill its fees credit them
+    due = domain.termination_credits(terms, await store.termination_candidates(session, terms.contract_id,
+                                                                                terms.terminated_on))
+    if not due:
+        return []
+    record = RunRecord(derive_id(event.event_id, "termination-run"), terms.contract_id, event.occurred_at,
+                       RunStatus.OPEN, f"cancellation on {terms.terminated_on.isoformat()}")
+    return await _post_credits(session, account, record, due, booked_at=event.occurred_at)
+
+
 async def run_billing(session: AsyncSession, event: BillingRunRequested) -> list[Outgoing]:
+    """"Create vouchers": settle now, or, for a cutoff still ahead, record the run for the scheduler.
+
+    "Ahead" is by this worker's clock, the one its scheduler goes by; a request that was made
+    before its cutoff but is applied after it settles at once.
+    """
+    waits = event.cutoff > datetime.now(UTC)
     account = await store.lock_account(session, event.contract_id)
+    if account is None and waits:
+        contract = await store.find_contract(session, event.contract_id)
+        if contract is not None:
+            account = await store.account_for(session, contract.contract_id, contract.customer_id, contract.currency)
     if account is None:
         log.info("billing run for %s: nothing was ever rated for it", event.contract_id)
         return []
-    items = await store.unsettled_items(session, account, event.cutoff)
-    run = domain.settle(derive_id(event.event_id, "settlement-run"), account, event.cutoff, items)
-    if run is None:
-        log.info("billing run for %s: nothing to settle before %s", event.contract_id, event.cutoff)
+    record = RunRecord(derive_id(event.event_id, "settlement-run"), event.contract_id, event.cutoff,
+                       RunStatus.PENDING if waits else RunStatus.OPEN, event.requested_by)
+    if waits:
+        await store.record_runs(session, [(account, record)])
         return []
+    return await _settle(session, account, record, booked_at=event.occurred_at)
+
+
+async def settle_open_run(session: AsyncSession, record: RunRecord, booked_at: datetime) -> list[Outgoing]:
+    """Settle a run the scheduler recorded (and holds locked)."""
+    account = await store.lock_account(session, record.contract_id)
+    assert account is not None, f"run {record.settlement_run_id} was recorded for a contract without an account"
+    return await _settle(session, account, record, booked_at)
+
+
+async def _settle(session: AsyncSession, account: Account, record: RunRecord, booked_at: datetime) -> list[Outgoing]:
+    """Settle every unsettled item used before the run's cutoff, with the credits due on them."""
+    items = await store.unsettled_items(session, account, record.cutoff)
+    run = domain.settle(record.settlement_run_id, account, record.cutoff, items,
+                        await store.find_contract(session, account.contract_id))
+    if run is None:
+        await store.forget_run(session, record.settlement_run_id)
+        log.info("run %s for %s: nothing to settle before %s", record.settlement_run_id, account.contract_id,
+                 record.cutoff)
+        return []
+    return await _post(session, account, run, record, booked_at)
+
+
+async def post_payment(session: AsyncSession, event: PaymentReceived) -> list[Outgoing]:
+    entry_type = ENTRY_TYPE_OF_PAYMENT[event.kind]
+    if await store.payment_already_posted(session, event.payment_id, entry_type):
+        log.warning("%s %s was already posted under another event id; ignoring %s",
+                    entry_type, event.payment_id, event.event_id)
+        return []
+    account = await store.account_for(session, event.contract_id, event.customer_id, event.currency)
     account, entry = domain.post(
         account,
-        EntryType.RECEIVABLE,
-        run.total,
-        entry_id=derive_id(run.settlement_run_id, "receivable"),
-        description=f"Settlement run {run.settlement_run_id}",
+        entry_type,
+        Money.of(event.amount, event.currency),
+        entry_id=derive_id(event.event_id, "ledger-entry"),
+        description=f"Transaction: {event.payment_id}",
         booked_at=event.occurred_at,
-        settlement_run_id=run.settlement_run_id,
+        payment_id=event.payment_id,
+        document_number=event.invoice_number,
     )
-    await store.add_run(session, run)
-    await store.save_posting(session, account, entry)
-    posted = ReceivablesPosted(
+    await store.save_postings(session, account, [entry])
+    return []
+
+
+# --- operator commands ---------------------------------------------------------------------------
+
+
+async def grant_credit(session: AsyncSession, item_id: uuid.UUID, amount: Decimal, reason: str,
+                       credit_id: uuid.UUID, booked_at: datetime) -> list[Outgoing]:
+    """A credit on a billed item, posted in a credit run of its own; granting the same credit id again does nothing."""
+    contract_id = await _contract_of(session, [item_id])
+    account = await store.lock_account(session, contract_id)
+    assert account is not None
+    if await store.existing_credits(session, [credit_id]):
+        log.info("credit %s was granted before; nothing to do", credit_id)
+        return []
+    [item] = await store.items(session, [item_id])
+    credit = domain.grant_credit(item, Money.of(amount, account.balance.currency), reason, credit_id)
+    return await _post_credits(session, account, _credit_record(contract_id, [credit], booked_at), [credit], booked_at)
+
+
+async def cancel_order(session: AsyncSession, item_ids: Sequence[uuid.UUID], booked_at: datetime) -> list[Outgoing]:
+    """Credit the billed items of a cancelled order in full; items cancelled before are left as they are."""
+    outgoing = []
+    for contract_id, ids in sorted((await _contracts_of(session, item_ids)).items()):
+        account = await store.lock_account(session, contract_id)
+        assert account is not None
+        done = await store.existing_credits(session, [domain.order_cancellation_id(item_id) for item_id in ids])
+        credits = [domain.cancel_order(item) for item in await store.items(session, ids)
+                   if domain.order_cancellation_id(item.billable_item_id) not in done]
+        if credits:
+            outgoing += await _post_credits(session, account, _credit_record(contract_id, credits, booked_at),
+                                            credits, booked_at)
+    return outgoing
+
+
+async def reverse_entry(session: AsyncSession, entry_id: uuid.UUID, reason: str,
+                        booked_at: datetime) -> LedgerEntry | None:
+    """Correct a ledger entry booked in error with a reversing entry; None if it was reversed before."""
+    entry = await store.find_entry(session, entry_id)
+    if entry is None:
+        raise Rejected(f"there is no ledger entry {entry_id}")
+    account = await store.lock_account(session, entry.contract_id)
+    assert account is not None
+    if await store.is_reversed(session, entry_id):
+        return None
+    account, reversal = domain.reverse(account, entry, entry_id=domain.reversal_id(entry_id), reason=reason,
+                                       booked_at=booked_at)
+    await store.save_postings(session, account, [reversal])
+    return reversal
+
+
+async def _contracts_of(session: AsyncSession, item_ids: Sequence[uuid.UUID]) -> dict[str, list[uuid.UUID]]:
+    by_contract: dict[str, list[uuid.UUID]] = defaultdict(list)
+    for item_id in dict.fromkeys(item_ids):
+        contract_id = await store.item_contract(session, item_id)
+        if contract_id is None:
+            raise Rejected(f"settlement has no billable item {item_id}")
+        by_contract[contract_id].append(item_id)
+    return by_contract
+
+
+async def _contract_of(session: AsyncSession, item_ids: Sequence[uuid.UUID]) -> str:
+    [contract_id] = await _contracts_of(session, item_ids)
+    return contract_id
+
+
+def _credit_record(contract_id: str, credits: Sequence[domain.Credit], booked_at: datetime) -> RunRecord:
+    return RunRecord(domain.credit_run_id(credits), contract_id, booked_at, RunStatus.OPEN, "operator")
+
+
+# --- posting a run ---------------------------------------------------------------------------------
+
+
+async def _post_credits(session: AsyncSession, account: Account, record: RunRecord, credits: Sequence[domain.Credit],
+                        booked_at: datetime) -> list[Outgoing]:
+    run = domain.settle(record.settlement_run_id, account, record.cutoff, [], credits=credits)
+    assert run is not None
+    return await _post(session, account, run, record, booked_at)
+
+
+async def _post(session: AsyncSession, account: Account, run: SettlementRun, record: RunRecord,
+                booked_at: datetime) -> list[Outgoing]:
+    account, entries = domain.post_run(account, run, booked_at)
+    await store.save_run(session, run, record, settled_at=booked_at)
+    await store.save_postings(session, account, entries)
+    return [Outgoing(topics.RECEIVABLES_POSTED, receivables_posted(run, account, booked_at))]
+
+
+def receivables_posted(run: SettlementRun, account: Account, booked_at: datetime) -> ReceivablesPosted:
+    return ReceivablesPosted(
         event_id=derive_id(run.settlement_run_id, "receivables.posted"),
-        occurred_at=event.occurred_at,
+        occurred_at=booked_at,
         contract_id=run.contract_id,
         settlement_run_id=run.settlement_run_id,
         customer_id=run.customer_id,
@@ -85,26 +243,23 @@ async def run_billing(session: AsyncSession, event: BillingRunRequested) -> list
             for item in run.items
         ],
         total=run.total.amount,
+        credits=[
+            # Quantity and unit price are those of the credited item; net is what is credited.
+            CreditItem(
+                credit_id=credit.credit_id,
+                reason=credit.reason,
+                billable_item_id=credit.item.billable_item_id,
+                credited_settlement_run_id=credit.credited_settlement_run_id,
+                item_code=credit.item.item_code,
+                description=credit.description,
+                quantity=credit.item.quantity,
+                unit_price=credit.item.unit_price,
+                net=credit.net.amount,
+                period_start=credit.period_start,
+                period_end=credit.period_end,
+            )
+            for credit in run.credits
+        ],
+        credit_total=run.credit_total.amount,
         ledger_balance=account.balance.amount,
     )
-    return [Outgoing(topics.RECEIVABLES_POSTED, posted)]
-
-
-async def post_payment(session: AsyncSession, event: PaymentReceived) -> list[Outgoing]:
-    entry_type = ENTRY_TYPE_OF_PAYMENT[event.kind]
-    if await store.payment_already_posted(session, event.payment_id, entry_type):
-        log.warning("%s %s was already posted under another event id; ignoring %s",
-                    entry_type, event.payment_id, event.event_id)
-        return []
-    account = await store.account_for(session, event.contract_id, event.customer_id, event.currency)
-    account, entry = domain.post(
-        account,
-        entry_type,
-        Money.of(event.amount, event.currency),
-        entry_id=derive_id(event.event_id, "ledger-entry"),
-        description=f"Transaction: {event.payment_id}",
-        booked_at=event.occurred_at,
-        payment_id=event.payment_id,
-    )
-    await store.save_posting(session, account, entry)
-    return []

@@ -1,15 +1,41 @@
-"""Settlement's repository: billable items, runs, accounts and ledger entries."""
+"""Settlement's repository: contracts, billable items, runs, credits, accounts and ledger entries."""
 
 from __future__ import annotations
 
-from sqlalchemy import select, update
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Sequence
+
+from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.settlement.domain import Account, EntryType, LedgerEntry, SettlementRun, UnsettledItem
-from services.settlement.tables import billable_items, contract_accounts, ledger_entries, settlement_runs
-from shared.events import RatedItem
+from services.settlement.domain import (
+    Account,
+    ContractLedger,
+    ContractTerms,
+    EntryType,
+    Item,
+    LedgerEntry,
+    LedgerTotals,
+    RunStatus,
+    SettlementRun,
+)
+from services.settlement.tables import (
+    billable_items,
+    contract_accounts,
+    contracts,
+    credits,
+    ledger_entries,
+    settlement_runs,
+)
+from shared.events import ChargeKind, ContractStatus, CreditReason, RatedItem
 from shared.money import Money
+
+# --- accounts and the ledger ------------------------------------------------------------------
 
 
 async def account_for(session: AsyncSession, contract_id: str, customer_id: str, currency: str) -> Account:
@@ -35,27 +61,35 @@ async def lock_account(session: AsyncSession, contract_id: str) -> Account | Non
     return Account(row.contract_id, row.customer_id, Money(row.balance, row.currency), row.last_sequence)
 
 
-async def save_posting(session: AsyncSession, account: Account, entry: LedgerEntry) -> None:
+async def save_postings(session: AsyncSession, account: Account, entries: Sequence[LedgerEntry]) -> None:
+    if not entries:
+        return
     await session.execute(
         update(contract_accounts)
         .where(contract_accounts.c.contract_id == account.contract_id)
         .values(balance=account.balance.amount, last_sequence=account.last_sequence)
     )
     await session.execute(
-        insert(ledger_entries).values(
-            entry_id=entry.entry_id,
-            contract_id=entry.contract_id,
-            customer_id=entry.customer_id,
-            sequence=entry.sequence,
-            entry_type=entry.entry_type.value,
-            amount=entry.amount.amount,
-            currency=entry.amount.currency,
-            balance=entry.balance.amount,
-            description=entry.description,
-            settlement_run_id=entry.settlement_run_id,
-            payment_id=entry.payment_id,
-            booked_at=entry.booked_at,
-        )
+        insert(ledger_entries),
+        [
+            {
+                "entry_id": entry.entry_id,
+                "contract_id": entry.contract_id,
+                "customer_id": entry.customer_id,
+                "sequence": entry.sequence,
+                "entry_type": entry.entry_type.value,
+                "amount": entry.amount.amount,
+                "currency": entry.amount.currency,
+                "balance": entry.balance.amount,
+                "description": entry.description,
+                "settlement_run_id": entry.settlement_run_id,
+                "payment_id": entry.payment_id,
+                "document_number": entry.document_number,
+                "reverses_entry_id": entry.reverses_entry_id,
+                "booked_at": entry.booked_at,
+            }
+            for entry in entries
+        ],
     )
 
 
@@ -66,6 +100,94 @@ async def payment_already_posted(session: AsyncSession, payment_id: str, entry_t
         )
     )
     return found is not None
+
+
+def _entry(row) -> LedgerEntry:
+    return LedgerEntry(
+        entry_id=row.entry_id,
+        contract_id=row.contract_id,
+        customer_id=row.customer_id,
+        sequence=row.sequence,
+        entry_type=EntryType(row.entry_type),
+        amount=Money(row.amount, row.currency),
+        balance=Money(row.balance, row.currency),
+        description=row.description,
+        booked_at=row.booked_at,
+        settlement_run_id=row.settlement_run_id,
+        payment_id=row.payment_id,
+        document_number=row.document_number,
+        reverses_entry_id=row.reverses_entry_id,
+    )
+
+
+async def find_entry(session: AsyncSession, entry_id: uuid.UUID) -> LedgerEntry | None:
+    row = (await session.execute(select(ledger_entries).where(ledger_entries.c.entry_id == entry_id))).first()
+    return _entry(row) if row else None
+
+
+async def is_reversed(session: AsyncSession, entry_id: uuid.UUID) -> bool:
+    found = await session.scalar(select(ledger_entries.c.entry_id).where(ledger_entries.c.reverses_entry_id == entry_id))
+    return found is not None
+
+
+async def ledger(session: AsyncSession, contract_id: str) -> list[LedgerEntry]:
+    rows = await session.execute(
+        select(ledger_entries).where(ledger_entries.c.contract_id == contract_id).order_by(ledger_entries.c.sequence)
+    )
+    return [_entry(row) for row in rows]
+
+
+async def customer_summary(session: AsyncSession, customer_id: str) -> list[ContractLedger]:
+    """The ledgers of all the customer's contracts, each with its entries summed per type."""
+    accounts = (
+        await session.execute(
+            select(contract_accounts).where(contract_accounts.c.customer_id == customer_id)
+            .order_by(contract_accounts.c.currency, contract_accounts.c.contract_id)
+        )
+    ).all()
+    sums: dict[str, dict[EntryType, Decimal]] = defaultdict(dict)
+    counts: dict[str, int] = defaultdict(int)
+    for contract_id, entry_type, total, count in await session.execute(
+        select(ledger_entries.c.contract_id, ledger_entries.c.entry_type, func.sum(ledger_entries.c.amount),
+               func.count())
+        .where(ledger_entries.c.customer_id == customer_id)
+        .group_by(ledger_entries.c.contract_id, ledger_entries.c.entry_type)
+    ):
+        sums[contract_id][EntryType(entry_type)] = total
+        counts[contract_id] += count
+    return [
+        ContractLedger(row.contract_id, Money(row.balance, row.currency), counts[row.contract_id],
+                       LedgerTotals.of(row.currency, sums[row.contract_id]))
+        for row in accounts
+    ]
+
+
+# --- the contract replica ---------------------------------------------------------------------
+
+
+async def save_contract(session: AsyncSession, terms: ContractTerms) -> bool:
+    """Keep `terms` unless a newer revision is already held; True if they were kept."""
+    values = dict(customer_id=terms.customer_id, currency=terms.currency, starts_on=terms.starts_on,
+                  ends_on=terms.ends_on, status=terms.status.value, revision=terms.revision)
+    saved = await session.execute(
+        insert(contracts)
+        .values(contract_id=terms.contract_id, **values)
+        .on_conflict_do_update(index_elements=[contracts.c.contract_id], set_=values,
+                               where=contracts.c.revision < terms.revision)
+        .returning(contracts.c.contract_id)
+    )
+    return saved.first() is not None
+
+
+async def find_contract(session: AsyncSession, contract_id: str) -> ContractTerms | None:
+    row = (await session.execute(select(contracts).where(contracts.c.contract_id == contract_id))).first()
+    if row is None:
+        return None
+    return ContractTerms(row.contract_id, row.customer_id, row.currency, row.starts_on, row.ends_on,
+                         ContractStatus(row.status), row.revision)
+
+
+# --- billable items and credits ---------------------------------------------------------------
 
 
 async def add_billable_item(session: AsyncSession, item: RatedItem) -> None:
@@ -84,58 +206,235 @@ async def add_billable_item(session: AsyncSession, item: RatedItem) -> None:
             period_start=item.period_start,
             period_end=item.period_end,
             occurred_at=item.occurred_at,
+            charge_kind=item.charge_kind.value,
         )
         .on_conflict_do_nothing()
     )
 
 
-async def unsettled_items(session: AsyncSession, account: Account, cutoff) -> list[UnsettledItem]:
+_credited = (
+    select(credits.c.billable_item_id, func.sum(credits.c.net).label("credited"))
+    .group_by(credits.c.billable_item_id)
+    .subquery()
+)
+
+
+def _items_with_credits():
+    return select(billable_items, func.coalesce(_credited.c.credited, 0).label("credited")).outerjoin(
+        _credited, _credited.c.billable_item_id == billable_items.c.billable_item_id
+    )
+
+
+def _item(row) -> Item:
+    return Item(
+        billable_item_id=row.billable_item_id,
+        contract_id=row.contract_id,
+        item_code=row.item_code,
+        description=row.description,
+        quantity=row.quantity,
+        unit_price=row.unit_price,
+        net=Money(row.net, row.currency),
+        period_start=row.period_start,
+        period_end=row.period_end,
+        charge_kind=ChargeKind(row.charge_kind),
+        settlement_run_id=row.settlement_run_id,
+        credited=Money(row.credited, row.currency),
+    )
+
+
+async def unsettled_items(session: AsyncSession, account: Account, cutoff: datetime) -> list[Item]:
     rows = (
         await session.execute(
-            select(billable_items)
+            _items_with_credits()
             .where(
                 billable_items.c.contract_id == account.contract_id,
                 billable_items.c.settlement_run_id.is_(None),
                 billable_items.c.occurred_at < cutoff,
             )
             .order_by(billable_items.c.period_start, billable_items.c.occurred_at, billable_items.c.billable_item_id)
-            .with_for_update()
         )
     ).all()
-    return [
-        UnsettledItem(
-            billable_item_id=row.billable_item_id,
-            item_code=row.item_code,
-            description=row.description,
-            quantity=row.quantity,
-            unit_price=row.unit_price,
-            net=Money(row.net, row.currency),
-            period_start=row.period_start,
-            period_end=row.period_end,
+    return [_item(row) for row in rows]
+
+
+async def items(session: AsyncSession, item_ids: Sequence[uuid.UUID]) -> list[Item]:
+    rows = (
+        await session.execute(_items_with_credits().where(billable_items.c.billable_item_id.in_(item_ids)))
+    ).all()
+    return [_item(row) for row in rows]
+
+
+async def item_contract(session: AsyncSession, item_id: uuid.UUID) -> str | None:
+    return await session.scalar(
+        select(billable_items.c.contract_id).where(billable_items.c.billable_item_id == item_id)
+    )
+
+
+async def termination_candidates(session: AsyncSession, contract_id: str, terminated_on: date) -> list[Item]:
+    """Billed recurring fees of the contract reaching beyond `terminated_on` without a termination credit."""
+    terminated = select(credits.c.billable_item_id).where(credits.c.reason == CreditReason.TERMINATION.value)
+    rows = (
+        await session.execute(
+            _items_with_credits()
+            .where(
+                billable_items.c.contract_id == contract_id,
+                billable_items.c.settlement_run_id.is_not(None),
+                billable_items.c.charge_kind == ChargeKind.RECURRING_FEE.value,
+                billable_items.c.period_end > terminated_on,
+                billable_items.c.billable_item_id.not_in(terminated),
+            )
+            .order_by(billable_items.c.period_start, billable_items.c.billable_item_id)
         )
-        for row in rows
-    ]
+    ).all()
+    return [_item(row) for row in rows]
 
 
-async def add_run(session: AsyncSession, run: SettlementRun) -> None:
+async def existing_credits(session: AsyncSession, credit_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+    rows = await session.scalars(select(credits.c.credit_id).where(credits.c.credit_id.in_(credit_ids)))
+    return set(rows)
+
+
+# --- runs ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run as recorded before it settles: what it is for, not yet what it holds."""
+
+    settlement_run_id: uuid.UUID
+    contract_id: str
+    cutoff: datetime
+    status: RunStatus
+    requested_by: str
+    period_start: date | None = None
+    period_end: date | None = None
+
+
+def _record(row) -> RunRecord:
+    return RunRecord(row.settlement_run_id, row.contract_id, row.cutoff, RunStatus(row.status), row.requested_by,
+                     row.period_start, row.period_end)
+
+
+async def find_run(session: AsyncSession, settlement_run_id: uuid.UUID) -> RunRecord | None:
+    row = (
+        await session.execute(select(settlement_runs).where(settlement_runs.c.settlement_run_id == settlement_run_id))
+    ).first()
+    return _record(row) if row else None
+
+
+async def runs(session: AsyncSession, contract_id: str) -> list[RunRecord]:
+    rows = await session.execute(
+        select(settlement_runs).where(settlement_runs.c.contract_id == contract_id)
+        .order_by(settlement_runs.c.created_at, settlement_runs.c.settlement_run_id)
+    )
+    return [_record(row) for row in rows]
+
+
+async def record_runs(session: AsyncSession, account_rows: Sequence[tuple[Account, RunRecord]]) -> None:
+    """Record runs that are to settle later; a run already recorded (or settled) stays as it is."""
+    if not account_rows:
+        return
     await session.execute(
-        insert(settlement_runs).values(
-            settlement_run_id=run.settlement_run_id,
-            contract_id=run.contract_id,
-            customer_id=run.customer_id,
-            currency=run.total.currency,
-            cutoff=run.cutoff,
-            status=run.status.value,
-            total=run.total.amount,
-        )
+        insert(settlement_runs).on_conflict_do_nothing(),
+        [
+            dict(settlement_run_id=run.settlement_run_id, contract_id=run.contract_id,
+                 customer_id=account.customer_id, currency=account.balance.currency, cutoff=run.cutoff,
+                 status=run.status.value, total=0, credit_total=0, requested_by=run.requested_by,
+                 period_start=run.period_start, period_end=run.period_end)
+            for account, run in account_rows
+        ],
     )
-    settled = await session.execute(
-        update(billable_items)
-        .where(
-            billable_items.c.billable_item_id.in_([item.billable_item_id for item in run.items]),
-            billable_items.c.settlement_run_id.is_(None),
-        )
-        .values(settlement_run_id=run.settlement_run_id)
+
+
+async def forget_run(session: AsyncSession, settlement_run_id: uuid.UUID) -> None:
+    """Drop a recorded run that found nothing to settle: runs exist for what they settled."""
+    await session.execute(delete(settlement_runs).where(settlement_runs.c.settlement_run_id == settlement_run_id))
+
+
+async def save_run(session: AsyncSession, run: SettlementRun, record: RunRecord, settled_at: datetime) -> None:
+    """Store `run` as complete, settle its items and keep its credits; fails if another run got an item first."""
+    values = dict(customer_id=run.customer_id, currency=run.total.currency, cutoff=run.cutoff,
+                  status=RunStatus.COMPLETE.value, total=run.total.amount, credit_total=run.credit_total.amount,
+                  requested_by=record.requested_by, period_start=record.period_start,
+                  period_end=record.period_end, settled_at=settled_at)
+    await session.execute(
+        insert(settlement_runs)
+        .values(settlement_run_id=run.settlement_run_id, contract_id=run.contract_id, **values)
+        .on_conflict_do_update(index_elements=[settlement_runs.c.settlement_run_id], set_=values,
+                               where=settlement_runs.c.status != RunStatus.COMPLETE.value)
     )
-    if settled.rowcount != len(run.items):
-        raise RuntimeError(f"run {run.settlement_run_id} found items already settled by another run")
+    if run.items:
+        settled = await session.execute(
+            update(billable_items)
+            .where(
+                billable_items.c.billable_item_id.in_([item.billable_item_id for item in run.items]),
+                billable_items.c.settlement_run_id.is_(None),
+            )
+            .values(settlement_run_id=run.settlement_run_id)
+        )
+        if settled.rowcount != len(run.items):
+            raise RuntimeError(f"run {run.settlement_run_id} found items already settled by another run")
+    if run.credits:
+        await session.execute(
+            insert(credits),
+            [
+                dict(credit_id=credit.credit_id, contract_id=run.contract_id,
+                     billable_item_id=credit.item.billable_item_id, reason=credit.reason.value,
+                     description=credit.description, net=credit.net.amount, currency=credit.net.currency,
+                     period_start=credit.period_start, period_end=credit.period_end,
+                     credited_settlement_run_id=credit.credited_settlement_run_id,
+                     settlement_run_id=run.settlement_run_id)
+                for credit in run.credits
+            ],
+        )
+
+
+async def accounts_with_unsettled_before(
+    session: AsyncSession, cutoff: datetime, contract_ids: Sequence[str] | None
+) -> list[Account]:
+    """The accounts of contracts that hold unsettled items used before `cutoff`."""
+    unsettled = select(billable_items.c.contract_id).where(
+        billable_items.c.settlement_run_id.is_(None), billable_items.c.occurred_at < cutoff
+    )
+    if contract_ids is not None:
+        unsettled = unsettled.where(billable_items.c.contract_id.in_(contract_ids))
+    rows = (
+        await session.execute(
+            select(contract_accounts).where(contract_accounts.c.contract_id.in_(unsettled.distinct()))
+            .order_by(contract_accounts.c.contract_id)
+        )
+    ).all()
+    return [Account(row.contract_id, row.customer_id, Money(row.balance, row.currency), row.last_sequence)
+            for row in rows]
+
+
+async def open_pending_runs(session: AsyncSession, as_of: datetime, contract_ids: Sequence[str] | None) -> None:
+    """Pending runs whose cutoff `as_of` has passed are due."""
+    statement = (
+        update(settlement_runs)
+        .where(settlement_runs.c.status == RunStatus.PENDING.value, settlement_runs.c.cutoff <= as_of)
+        .values(status=RunStatus.OPEN.value)
+    )
+    if contract_ids is not None:
+        statement = statement.where(settlement_runs.c.contract_id.in_(contract_ids))
+    await session.execute(statement)
+
+
+async def claim_open_run(
+    session: AsyncSession, as_of: datetime, contract_ids: Sequence[str] | None, skip: Sequence[uuid.UUID]
+) -> RunRecord | None:
+    """The next open run due by `as_of`, locked; runs other workers are settling are passed over."""
+    statement = select(settlement_runs).where(
+        and_(settlement_runs.c.status == RunStatus.OPEN.value, settlement_runs.c.cutoff <= as_of)
+    )
+    if contract_ids is not None:
+        statement = statement.where(settlement_runs.c.contract_id.in_(contract_ids))
+    if skip:
+        statement = statement.where(settlement_runs.c.settlement_run_id.not_in(skip))
+    row = (
+        await session.execute(
+            statement.order_by(settlement_runs.c.cutoff, settlement_runs.c.settlement_run_id)
+            .limit(1).with_for_update(skip_locked=True)
+        )
+    ).first()
+    return _record(row) if row else None
