@@ -149,6 +149,31 @@ def crash_harness(
     raise typer.Exit(1 if figures.violations else 0)
 
 
+@app.command("benchmark")
+def benchmark(
+    events: Annotated[int, typer.Option(help="Usage events per throughput measurement.")] = 20_000,
+    contracts: Annotated[int, typer.Option(help="Contracts those events are spread over.")] = 200,
+    run_contracts: Annotated[int, typer.Option(help="Contracts in the billing-run measurement.")] = 10_000,
+    latency_rate: Annotated[int, typer.Option(help="Offered load for the latency measurement, ev/s.")] = 1_000,
+    latency_seconds: Annotated[float, typer.Option(help="How long the latency load lasts.")] = 10.0,
+) -> None:
+    """Measure every stage and the whole pipeline next to a plain aiokafka/asyncpg baseline."""
+    from ops.benchmark import BenchmarkConfig, run_benchmark
+
+    run_benchmark(BenchmarkConfig(events=events, contracts=contracts, run_contracts=run_contracts,
+                                  latency_rate=latency_rate, latency_seconds=latency_seconds))
+
+
+@app.command("reconcile")
+def reconcile(
+    contract: Annotated[list[str] | None, typer.Option(help="Only these contracts (repeatable); default all.")] = None,
+) -> None:
+    """Prove rated == settled per contract and ledger balance == its entries; exit 1 on any difference."""
+    from ops.reconcile import main as run_reconcile
+
+    raise typer.Exit(run_reconcile(contract or None))
+
+
 @app.command("demo")
 def demo() -> None:
     """The main job: the whole pipeline on embedded servers with sample data, then a summary."""

@@ -209,6 +209,7 @@ def run_demo() -> int:
     # The local broker's group joins are slow; shorter sessions make the workers ready sooner.
     os.environ.setdefault("BILLING_KAFKA_SESSION_TIMEOUT_MS", "6000")
     os.environ.setdefault("BILLING_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
+    os.environ["SETTLEMENT_SCHEDULER_INTERVAL_S"] = "0"  # the demo requests its runs itself
     workers = Workers(root / "logs")
     try:
         print(asyncio.run(run_pipeline(root, workers)))

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import Table, func, select
 
 from ops.stack import database_urls
 from shared import topics
 from shared.db import Database
 from shared.events import DeadLetter
+
+E = TypeVar("E", bound=BaseModel)
 
 
 async def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 5.0) -> list[bytes]:
@@ -39,6 +42,17 @@ async def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 5
         return values
     finally:
         await consumer.stop()
+
+
+async def read_events(bootstrap_servers: str, topic: str, schema: type[E]) -> list[E]:
+    """The valid events on `topic`; anything else there is a consumer's problem (dead letters), not ours."""
+    events = []
+    for value in await read_topic(bootstrap_servers, topic):
+        try:
+            events.append(schema.model_validate_json(value))
+        except ValidationError:
+            continue
+    return events
 
 
 async def dead_letters(bootstrap_servers: str) -> list[DeadLetter]:

@@ -150,6 +150,14 @@ class UsageRecorded(Event):
     quantity: Quantity
 
 
+class ChargeKind(StrEnum):
+    """What a billable item charges for; settlement credits prepaid recurring fees on termination."""
+
+    USAGE = "usage"  # consumption, charged after it happened
+    RECURRING_FEE = "recurring_fee"  # a fee for its whole period, charged in advance
+    ONE_TIME = "one_time"  # a purchase
+
+
 class RatedItem(Event):
     """items.rated: a billable item, priced, with its breakdown."""
 
@@ -167,6 +175,7 @@ class RatedItem(Event):
     period_start: date
     period_end: date
     source_event_ids: list[uuid.UUID] = Field(min_length=1)
+    charge_kind: ChargeKind = ChargeKind.USAGE
 
     @model_validator(mode="after")
     def _amounts_fit_currency(self) -> RatedItem:
@@ -193,6 +202,8 @@ class SettlementItem(BaseModel):
     net: Amount
     period_start: date
     period_end: date
+    # What a discount already took off `net` (quantity x unit_price - discount = net before rounding).
+    discount: Annotated[Amount, Field(ge=0)] = Decimal(0)
 
 
 class CreditReason(StrEnum):
@@ -257,8 +268,22 @@ class DocumentType(StrEnum):
     CREDIT_NOTE = "credit_note"
 
 
+class TaxLine(BaseModel):
+    """One line of a document's VAT breakdown: category (UNCL5305 code: S, Z, E, AE, G) and rate in percent."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    category: Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,2}$")]
+    rate: Annotated[Decimal, BeforeValidator(_exact_decimal), Field(ge=0, le=100, max_digits=7, decimal_places=4)]
+    base: Amount
+    tax: Amount
+
+
 class DocumentCreated(Event):
-    """documents.created: a finalized document with its number and totals."""
+    """documents.created: a finalized document with its number and totals.
+
+    Amounts are positive for both types: a credit note's totals are what it credits.
+    """
 
     schema_version: Literal[1] = 1
     document_id: uuid.UUID
@@ -272,6 +297,12 @@ class DocumentCreated(Event):
     net_total: Amount
     tax_total: Amount
     gross_total: Amount
+    # The invoice a credit note corrects, when all of its lines correct the same one.
+    corrects_number: Identifier | None = None
+    tax_lines: list[TaxLine] = Field(default_factory=list, max_length=100)
+    # The PDF as invoicing stores it: its path under invoicing (`documents/<number>.pdf`) and sha256.
+    pdf_path: Text | None = None
+    pdf_sha256: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")] | None = None
 
     @model_validator(mode="after")
     def _totals_add_up(self) -> DocumentCreated:
@@ -280,6 +311,13 @@ class DocumentCreated(Event):
         )
         if self.net_total + self.tax_total != self.gross_total:
             raise ValueError("gross_total is not net_total + tax_total")
+        for line in self.tax_lines:
+            _check_minor_units(self.currency, base=line.base, tax=line.tax)
+        if self.tax_lines and (
+            sum((line.base for line in self.tax_lines), Decimal(0)) != self.net_total
+            or sum((line.tax for line in self.tax_lines), Decimal(0)) != self.tax_total
+        ):
+            raise ValueError("the tax lines do not add up to net_total and tax_total")
         return self
 
 
@@ -289,8 +327,20 @@ class PaymentKind(StrEnum):
     REFUND = "refund"
 
 
+class PaymentStatus(StrEnum):
+    """Where a provider transaction stands; only a succeeded one has moved money."""
+
+    PENDING = "pending"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
 class PaymentReceived(Event):
-    """payments.received: money that moved, normalized from a payment provider's webhook."""
+    """payments.received: a provider transaction, normalized from a payment provider's webhook.
+
+    Money moved only when `status` is succeeded; pending and failed payments are reported so
+    that their transaction is known, and must not be booked or assigned.
+    """
 
     schema_version: Literal[1] = 1
     payment_id: Identifier
@@ -300,10 +350,15 @@ class PaymentReceived(Event):
     currency: Currency
     amount: Annotated[Amount, Field(gt=0)]
     invoice_number: Identifier | None = None
+    status: PaymentStatus = PaymentStatus.SUCCEEDED
+    # The payment a chargeback or refund takes back; a chargeback without it takes back `payment_id`.
+    reverses_payment_id: Identifier | None = None
+    # What the provider charged for a chargeback, passed on to the customer.
+    fee: Annotated[Amount, Field(gt=0)] | None = None
 
     @model_validator(mode="after")
     def _amount_fits_currency(self) -> PaymentReceived:
-        _check_minor_units(self.currency, amount=self.amount)
+        _check_minor_units(self.currency, amount=self.amount, fee=self.fee or Decimal(0))
         return self
 
 

@@ -1,7 +1,8 @@
 """The pipeline end to end through the real broker, real PostgreSQL and real worker processes.
 
 Amounts are hand-computed: per-unit price x quantity, rounded once per item to the currency's
-minor unit with ROUND_HALF_UP.
+minor unit with ROUND_HALF_UP. The test customers are in Germany, so invoices add 19 % VAT on the
+summed nets, rounded once (ROUND_HALF_UP); the ledger keeps the net receivables settlement posts.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import select
 
-from ops.observe import read_topic, wait_until
+from ops.observe import read_events, wait_until
 from services.invoicing.tables import document_lines, documents
 from services.payments.tables import open_items, payments
 from services.rating.tables import billable_items as rated_items
@@ -70,16 +71,19 @@ async def test_usage_for_two_contracts_ends_in_documents_with_exactly_the_expect
     eur_invoice = await wait_for_invoice(databases, eur)
     usd_invoice = await wait_for_invoice(databases, usd)
 
+    # 154.21 x 19 % = 29.2999 -> 29.30
     assert (eur_invoice.currency, eur_invoice.net_total, eur_invoice.tax_total, eur_invoice.gross_total) == (
-        "EUR", Decimal("154.21"), Decimal("0"), Decimal("154.21"))
-    assert (usd_invoice.currency, usd_invoice.gross_total) == ("USD", Decimal("7.78"))
+        "EUR", Decimal("154.21"), Decimal("29.30"), Decimal("183.51"))
+    # 7.78 x 19 % = 1.4782 -> 1.48
+    assert (usd_invoice.currency, usd_invoice.gross_total) == ("USD", Decimal("9.26"))
     assert re.fullmatch(r"R\d{4}-\d{4}", eur_invoice.number) and eur_invoice.number != usd_invoice.number
     assert (eur_invoice.due_date - eur_invoice.issue_date).days == 14
 
     lines = await rows(databases, "invoicing", select(document_lines.c.item_code, document_lines.c.net)
                        .where(document_lines.c.document_id == eur_invoice.document_id))
+    # one line per item and period: 150.00 + 4.16
     assert sorted((line.item_code, line.net) for line in lines) == [
-        ("api-calls", Decimal("4.16")), ("api-calls", Decimal("150.00")), ("storage-gb", Decimal("0.05"))]
+        ("api-calls", Decimal("154.16")), ("storage-gb", Decimal("0.05"))]
 
     [account] = await rows(databases, "settlement", select(contract_accounts)
                            .where(contract_accounts.c.contract_id == eur))
@@ -90,7 +94,7 @@ async def test_usage_for_two_contracts_ends_in_documents_with_exactly_the_expect
     )
     [usd_open_item] = await rows(databases, "payments", select(open_items)
                                  .where(open_items.c.invoice_number == usd_invoice.number))
-    assert usd_open_item.open_amount == Decimal("7.78")
+    assert usd_open_item.open_amount == Decimal("9.26")
 
 
 async def test_a_usage_event_published_twice_is_billed_once(broker, databases):
@@ -108,7 +112,7 @@ async def test_a_usage_event_published_twice_is_billed_once(broker, databases):
     await request_billing_run(broker, contract)
 
     invoice = await wait_for_invoice(databases, contract)
-    assert invoice.gross_total == Decimal("15.00")
+    assert invoice.gross_total == Decimal("17.85")  # 15.00 + 2.85 VAT
     rated = await rows(databases, "rating", select(rated_items.c.source_event_id)
                        .where(rated_items.c.contract_id == contract))
     assert sorted(str(row.source_event_id) for row in rated) == sorted([str(event.event_id), str(later.event_id)])
@@ -126,7 +130,7 @@ async def test_a_resend_with_changed_content_is_dead_lettered_and_not_billed(pip
 
     assert letter.source_topic == topics.USAGE_RECORDED and '"999"' in letter.payload
     await request_billing_run(broker, contract)
-    assert (await wait_for_invoice(databases, contract)).gross_total == Decimal("1.25")
+    assert (await wait_for_invoice(databases, contract)).gross_total == Decimal("1.49")  # 1.25 + 0.2375 -> 0.24
 
 
 async def test_bad_messages_are_dead_lettered_with_reasons_and_the_messages_behind_them_still_processed(
@@ -157,14 +161,14 @@ async def test_bad_messages_are_dead_lettered_with_reasons_and_the_messages_behi
     assert not_json.partition == negative.partition == unknown_item.partition
     assert "greater than or equal to 0" in negative.reason
     await request_billing_run(broker, contract)
-    assert (await wait_for_invoice(databases, contract)).gross_total == Decimal("5.00")
+    assert (await wait_for_invoice(databases, contract)).gross_total == Decimal("5.95")  # 5.00 + 0.95
 
 
 async def test_payments_move_the_ledger_and_the_open_items_alike(broker, databases):
     contract = new_contract_id("pay")
     customer = f"CUST-{contract}"
     await given_contract(databases, contract, {"api-calls": "0.0125"})
-    await publish_usage(broker, usage(contract, "api-calls", "10000", day=5))  # 125.00
+    await publish_usage(broker, usage(contract, "api-calls", "10000", day=5))  # 125.00 + 23.75 VAT = 148.75
     await wait_settlement_has(databases, contract, 1)
     await request_billing_run(broker, contract)
     invoice = await wait_for_invoice(databases, contract)
@@ -184,8 +188,8 @@ async def test_payments_move_the_ledger_and_the_open_items_alike(broker, databas
         await wait_until(lambda: databases.has_exactly("payments", payments, 1, payments.c.payment_id == payment_id),
                          timeout_s=DEADLINE_S, what=f"{payment_id} in payments")
 
-    await pay(f"{contract}-P1", "100.00")  # partial: 25.00 stays open
-    await pay(f"{contract}-P2", "40.00")  # overpays by 15.00, kept as credit
+    await pay(f"{contract}-P1", "100.00")  # partial: 48.75 stays open
+    await pay(f"{contract}-P2", "63.75")  # overpays by 15.00, kept as credit
 
     entries = await rows(databases, "settlement", select(ledger_entries.c.entry_type, ledger_entries.c.amount,
                                                          ledger_entries.c.balance)
@@ -193,13 +197,13 @@ async def test_payments_move_the_ledger_and_the_open_items_alike(broker, databas
     assert [(e.entry_type, e.amount, e.balance) for e in entries] == [
         ("Receivable", Decimal("125.00"), Decimal("125.00")),
         ("Payment", Decimal("-100.00"), Decimal("25.00")),
-        ("Payment", Decimal("-40.00"), Decimal("-15.00")),
+        ("Payment", Decimal("-63.75"), Decimal("-38.75")),
     ]
     [item] = await rows(databases, "payments", select(open_items).where(open_items.c.contract_id == contract))
     assert item.open_amount == Decimal("0.00")
 
     # The next invoice is paid from the credit as soon as it exists.
-    await publish_usage(broker, usage(contract, "api-calls", "800", day=20))  # 10.00
+    await publish_usage(broker, usage(contract, "api-calls", "800", day=20))  # 10.00 + 1.90 VAT = 11.90
     await wait_settlement_has(databases, contract, 2)
     await request_billing_run(broker, contract)
     await wait_until(lambda: databases.has_exactly("payments", open_items, 2, open_items.c.contract_id == contract),
@@ -207,13 +211,15 @@ async def test_payments_move_the_ledger_and_the_open_items_alike(broker, databas
     items = await rows(databases, "payments", select(open_items.c.amount, open_items.c.open_amount)
                        .where(open_items.c.contract_id == contract).order_by(open_items.c.invoice_number))
     assert [(i.amount, i.open_amount) for i in items] == [
-        (Decimal("125.00"), Decimal("0.00")), (Decimal("10.00"), Decimal("0.00"))]
+        (Decimal("148.75"), Decimal("0.00")), (Decimal("11.90"), Decimal("0.00"))]
     credit = await rows(databases, "payments", select(payments.c.unassigned_amount)
                         .where(payments.c.contract_id == contract))
     [account] = await rows(databases, "settlement", select(contract_accounts.c.balance)
                            .where(contract_accounts.c.contract_id == contract))
-    assert sum(row.unassigned_amount for row in credit) == Decimal("5.00")
-    assert account.balance == Decimal("-5.00")  # what is open (0.00) minus the credit left (5.00)
+    assert sum(row.unassigned_amount for row in credit) == Decimal("3.10")  # 15.00 - 11.90
+    # The ledger posts net receivables: -38.75 + 10.00. It equals open items minus credit (-3.10) only
+    # once settlement books the VAT as well.
+    assert account.balance == Decimal("-28.75")
 
 
 async def test_invoice_numbers_are_gapless_while_runs_arrive_together(broker, databases):
@@ -226,7 +232,7 @@ async def test_invoice_numbers_are_gapless_while_runs_arrive_together(broker, da
     for contract in contracts:
         await request_billing_run(broker, contract)
     for contract in contracts:
-        assert (await wait_for_invoice(databases, contract)).gross_total == Decimal("3.00")
+        assert (await wait_for_invoice(databases, contract)).gross_total == Decimal("3.57")  # 3.00 + 0.57
 
     numbers = [row.number for row in await rows(databases, "invoicing", select(documents.c.number))]
     by_series: dict[str, list[int]] = {}
@@ -247,8 +253,8 @@ async def test_saving_a_contract_publishes_its_whole_state_with_a_growing_revisi
 
     async def both_published() -> bool:
         snapshots[:] = [
-            snapshot for snapshot in map(ContractChanged.model_validate_json,
-                                         await read_topic(pipeline.kafka.bootstrap_servers, topics.CONTRACTS_CHANGED))
+            snapshot
+            for snapshot in await read_events(pipeline.kafka.bootstrap_servers, topics.CONTRACTS_CHANGED, ContractChanged)
             if snapshot.contract_id == contract
         ]
         return len(snapshots) >= 2

@@ -1,0 +1,313 @@
+"""The benchmark: what one worker of each stage does on this machine, next to a plain baseline.
+
+Runs on its own local stack and prints:
+- a baseline: plain aiokafka produce and consume of the same messages, plain asyncpg inserts of
+  the same rows (executemany), to put every stage's figure in proportion;
+- each stage alone on a pre-filled topic (rating, settlement, invoicing), with 1 and 2 rating
+  workers, and the whole pipeline from usage to documents;
+- usage.recorded -> items.rated latency (p50/p95/p99) at a fixed offered load;
+- a billing run over many contracts, from the run requests to the last document;
+- the peak RSS of every worker process (VmHWM).
+It is not a test: it asserts nothing, it measures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import statistics
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from sqlalchemy import func, select
+
+from ops.observe import Databases, wait_until
+from ops.stack import LocalStack, create_topics, free_port
+from ops.workers import Workers
+from services.invoicing.tables import documents
+from services.rating.contracts import ContractSpec, save_contracts
+from services.rating.tables import billable_items as rated_items
+from services.settlement.tables import billable_items as settled_items
+from shared import topics
+from shared.db import migrate
+from shared.events import BillingRunRequested, RatedItem, UsageRecorded, derive_id, encode_event
+from shared.settings import KafkaSettings
+
+
+@dataclass
+class BenchmarkConfig:
+    events: int = 20_000
+    contracts: int = 200
+    run_contracts: int = 10_000
+    latency_rate: int = 1_000
+    latency_seconds: float = 10.0
+    root: Path = Path(".stack/benchmark")
+
+
+@dataclass
+class Results:
+    lines: list[tuple[str, str]] = field(default_factory=list)
+    rss_mb: dict[str, float] = field(default_factory=dict)
+
+    def add(self, label: str, value: str) -> None:
+        self.lines.append((label, value))
+        print(f"  {label:<58} {value}", flush=True)
+
+
+def peak_rss_mb(pid: int) -> float:
+    """VmHWM: the most resident memory the process ever had."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def record_rss(workers: Workers, results: Results) -> None:
+    for service, process in workers.processes.items():
+        if process.poll() is None:
+            results.rss_mb[service] = max(results.rss_mb.get(service, 0.0), peak_rss_mb(process.pid))
+
+
+def contract_specs(count: int, prefix: str) -> list[ContractSpec]:
+    return [
+        ContractSpec.model_validate({
+            "contract_id": f"{prefix}-{number:05d}",
+            "customer": {"customer_id": f"{prefix}C-{number:05d}", "name": f"Bench {number}", "country": "DE"},
+            "currency": "EUR", "starts_on": "2026-01-01",
+            "items": [{"item_code": "api-calls", "description": "API calls", "unit_price": "0.0125"}],
+        })
+        for number in range(count)
+    ]
+
+
+def usage_events(count: int, specs: list[ContractSpec], label: str) -> list[UsageRecorded]:
+    return [
+        UsageRecorded(
+            event_id=derive_id(f"bench:{label}", str(number)), occurred_at=datetime(2026, 11, 1 + number % 20, tzinfo=UTC),
+            contract_id=specs[number % len(specs)].contract_id, item_code="api-calls",
+            quantity=Decimal(100 + number % 900),
+        )
+        for number in range(count)
+    ]
+
+
+async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
+    """Publish (key, value) pairs with acks=all; returns seconds."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await producer.start()
+    try:
+        started = time.perf_counter()
+        futures = [await producer.send(topic, value, key=key) for key, value in messages]
+        await asyncio.gather(*futures)
+        return time.perf_counter() - started
+    finally:
+        await producer.stop()
+
+
+async def consume_all(bootstrap: str, topic: str, count: int) -> float:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=f"bench-{uuid.uuid4()}",
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                session_timeout_ms=6000, heartbeat_interval_ms=500)
+    await consumer.start()
+    try:
+        seen = 0
+        started = None
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            if batches and started is None:
+                started = time.perf_counter()
+            seen += sum(len(records) for records in batches.values())
+        await consumer.commit()
+        return time.perf_counter() - (started or time.perf_counter())
+    finally:
+        await consumer.stop()
+
+
+async def baseline(kafka: KafkaSettings, databases: Databases, events: list[UsageRecorded], results: Results) -> dict:
+    messages = [(event.key.encode(), encode_event(event)) for event in events]
+    produce_s = await produce(kafka.bootstrap_servers, "bench.baseline", messages)
+    consume_s = await consume_all(kafka.bootstrap_servers, "bench.baseline", len(messages))
+    results.add("baseline: aiokafka produce (acks=all)", f"{len(messages) / produce_s:,.0f} msg/s")
+    results.add("baseline: aiokafka consume (getmany)", f"{len(messages) / consume_s:,.0f} msg/s")
+    connection = await asyncpg.connect(databases.urls["rating"].replace("postgresql+asyncpg", "postgresql"))
+    try:
+        await connection.execute("CREATE TEMP TABLE bench_rows (LIKE billable_items INCLUDING DEFAULTS)")
+        rows = [(uuid.uuid4(), e.event_id, e.contract_id, "CUST", e.item_code, "EUR", e.quantity, Decimal(0),
+                 e.quantity, Decimal("0.0125"), Decimal("1.25"), date(2026, 11, 1), date(2026, 11, 30), e.occurred_at)
+                for e in events]
+        started = time.perf_counter()
+        await connection.executemany(
+            "INSERT INTO bench_rows (billable_item_id, source_event_id, contract_id, customer_id, item_code, currency,"
+            " quantity, free_quantity, billable_quantity, unit_price, net, period_start, period_end, occurred_at)"
+            " VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14)", rows)
+        insert_s = time.perf_counter() - started
+    finally:
+        await connection.close()
+    results.add("baseline: asyncpg executemany inserts", f"{len(events) / insert_s:,.0f} rows/s")
+    return {"consume": len(messages) / consume_s, "insert": len(events) / insert_s}
+
+
+async def count(databases: Databases, service: str, table) -> int:
+    return await databases.count(service, select(func.count()).select_from(table))
+
+
+async def time_until(databases: Databases, service: str, table, target: int, what: str, timeout_s: float = 1800) -> float:
+    started = time.perf_counter()
+    await wait_until(lambda: _reached(databases, service, table, target), timeout_s=timeout_s, what=what, poll_s=0.1)
+    return time.perf_counter() - started
+
+
+async def _reached(databases: Databases, service: str, table, target: int) -> bool:
+    return await count(databases, service, table) >= target
+
+
+async def publish(kafka: KafkaSettings, topic: str, events: list) -> None:
+    await produce(kafka.bootstrap_servers, topic, [(event.key.encode(), encode_event(event)) for event in events])
+
+
+async def stage_rating(kafka, databases, workers, specs, results, baseline_rates, processes: int, events: int,
+                       label: str) -> float:
+    before = await count(databases, "rating", rated_items)
+    await publish(kafka, topics.USAGE_RECORDED, usage_events(events, specs, label))
+    workers.start("rating", workers=processes)
+    seconds = await time_until(databases, "rating", rated_items, before + events, "rating the backlog")
+    record_rss(workers, results)
+    workers.stop("rating")
+    rate = events / seconds
+    results.add(f"rating, {processes} worker(s): usage events rated", f"{rate:,.0f} ev/s "
+                f"({rate / baseline_rates['consume']:.1%} of plain consume, "
+                f"{rate / baseline_rates['insert']:.1%} of plain inserts)")
+    return rate
+
+
+async def run(config: BenchmarkConfig) -> Results:
+    results = Results()
+    kafka = KafkaSettings()
+    await create_topics(kafka)
+    databases = Databases()
+    workers = Workers(config.root / "logs")
+    try:
+        for service, url in databases.urls.items():
+            await migrate(service, url)
+        specs = contract_specs(config.contracts, "B")
+        await save_contracts(databases["rating"], specs)
+        print(f"baseline ({config.events:,} messages / rows)")
+        rates = await baseline(kafka, databases, usage_events(config.events, specs, "baseline"), results)
+
+        print("stages, each alone on a pre-filled topic")
+        await stage_rating(kafka, databases, workers, specs, results, rates, 1, config.events, "r1")
+        await stage_rating(kafka, databases, workers, specs, results, rates, 2, config.events, "r2")
+        rated = await count(databases, "rating", rated_items)
+        workers.start("settlement")
+        seconds = await time_until(databases, "settlement", settled_items, rated, "settlement to store rated items")
+        record_rss(workers, results)
+        results.add("settlement: billable items received", f"{rated / seconds:,.0f} items/s "
+                    f"({rated / seconds / rates['insert']:.1%} of plain inserts)")
+
+        print(f"billing run over {config.run_contracts:,} contracts (no PDF)")
+        run_specs = contract_specs(config.run_contracts, "R")
+        await save_contracts(databases["rating"], run_specs)
+        workers.start("rating")
+        await publish(kafka, topics.USAGE_RECORDED, usage_events(config.run_contracts, run_specs, "run"))
+        await time_until(databases, "settlement", settled_items, rated + config.run_contracts, "run items to settle")
+        record_rss(workers, results)
+        workers.start("invoicing")
+        docs_before = await count(databases, "invoicing", documents)
+        now = datetime.now(UTC)
+        requests = [BillingRunRequested(event_id=derive_id("bench-run", spec.contract_id), occurred_at=now,
+                                        contract_id=spec.contract_id, cutoff=now) for spec in run_specs]
+        started = time.perf_counter()
+        await publish(kafka, topics.BILLING_RUNS_REQUESTED, requests)
+        await time_until(databases, "invoicing", documents, docs_before + len(requests), "documents of the run")
+        run_s = time.perf_counter() - started
+        record_rss(workers, results)
+        results.add(f"billing run, {config.run_contracts:,} contracts, to the last document",
+                    f"{run_s:,.1f} s ({config.run_contracts / run_s:,.0f} documents/s)")
+
+        print(f"latency usage.recorded -> items.rated at {config.latency_rate:,} ev/s offered")
+        workers.start("payments")
+        latencies = await measure_latency(kafka, specs, config)
+        record_rss(workers, results)
+        quantiles = statistics.quantiles(latencies, n=100)
+        results.add(f"latency p50 / p95 / p99 ({len(latencies):,} events)",
+                    f"{quantiles[49]:.0f} / {quantiles[94]:.0f} / {quantiles[98]:.0f} ms")
+
+        print("whole pipeline, all workers running: usage published -> items in settlement")
+        before = await count(databases, "settlement", settled_items)
+        started = time.perf_counter()
+        await publish(kafka, topics.USAGE_RECORDED, usage_events(config.events, specs, "whole"))
+        await time_until(databases, "settlement", settled_items, before + config.events, "the whole pipeline")
+        results.add("whole pipeline: usage events to settlement", f"{config.events / (time.perf_counter() - started):,.0f} ev/s")
+        record_rss(workers, results)
+
+        print("peak RSS per worker (VmHWM)")
+        for service, rss in sorted(results.rss_mb.items()):
+            results.add(f"{service} worker peak RSS", f"{rss:,.0f} MB")
+    finally:
+        workers.stop_all()
+        await databases.dispose()
+    return results
+
+
+async def measure_latency(kafka: KafkaSettings, specs: list[ContractSpec], config: BenchmarkConfig) -> list[float]:
+    """Publish at a steady rate and time each event until its rated item appears on items.rated."""
+    consumer = AIOKafkaConsumer(topics.ITEMS_RATED, bootstrap_servers=kafka.bootstrap_servers,
+                                group_id=f"bench-latency-{uuid.uuid4()}", auto_offset_reset="latest",
+                                session_timeout_ms=6000, heartbeat_interval_ms=500)
+    await consumer.start()
+    while not consumer.assignment():
+        await asyncio.sleep(0.1)
+    await consumer.seek_to_end()
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    await producer.start()
+    sent_at: dict[uuid.UUID, float] = {}
+    latencies: list[float] = []
+    total = int(config.latency_rate * config.latency_seconds)
+    events = usage_events(total, specs, "latency")
+
+    async def receive() -> None:
+        while len(latencies) < total:
+            batches = await consumer.getmany(timeout_ms=200)
+            arrived = time.perf_counter()
+            for records in batches.values():
+                for record in records:
+                    item = RatedItem.model_validate_json(record.value)
+                    started = sent_at.get(item.source_event_ids[0])
+                    if started is not None:
+                        latencies.append((arrived - started) * 1000)
+
+    receiver = asyncio.create_task(receive())
+    interval = 1 / config.latency_rate
+    began = time.perf_counter()
+    for number, event in enumerate(events):
+        delay = began + number * interval - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent_at[event.event_id] = time.perf_counter()
+        await producer.send(topics.USAGE_RECORDED, encode_event(event), key=event.key.encode())
+    await asyncio.wait_for(receiver, timeout=300)
+    await producer.stop()
+    await consumer.stop()
+    return latencies
+
+
+def run_benchmark(config: BenchmarkConfig) -> Results:
+    root = config.root.resolve()
+    shutil.rmtree(root, ignore_errors=True)
+    config.root = root
+    os.environ["BILLING_STACK_DIR"] = str(root)
+    os.environ.setdefault("BILLING_KAFKA_SESSION_TIMEOUT_MS", "6000")
+    os.environ.setdefault("BILLING_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
+    stack = LocalStack(root, free_port())
+    stack.up()
+    try:
+        return asyncio.run(run(config))
+    finally:
+        stack.down()
