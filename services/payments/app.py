@@ -1,4 +1,8 @@
-"""Payments worker: `faststream run services.payments.app:app [--workers N]`."""
+"""Payments worker: `faststream run services.payments.app:app [--workers N]`.
+
+Its outbox relay also publishes the payments.received events the webhook bridge
+(services.payments.bridge) writes to payments' outbox.
+"""
 
 from services.payments import handlers
 from services.payments.settings import PaymentsSettings
@@ -7,7 +11,7 @@ from shared import topics
 from shared.events import DocumentCreated, PaymentReceived
 from shared.messaging import ServiceRuntime
 
-runtime = ServiceRuntime.create("payments", PaymentsSettings(), messaging)
-runtime.subscribe(topics.DOCUMENTS_CREATED, DocumentCreated, handlers.open_item_for_invoice)
+runtime = ServiceRuntime.create("payments", PaymentsSettings(), messaging, publishes=[topics.PAYMENTS_RECEIVED])
+runtime.subscribe(topics.DOCUMENTS_CREATED, DocumentCreated, handlers.record_document)
 runtime.subscribe(topics.PAYMENTS_RECEIVED, PaymentReceived, handlers.record_payment)
 app = runtime.app()

@@ -1,40 +1,190 @@
-"""Payments' use cases, each inside the consumer's transaction."""
+"""Payments' use cases, each inside one transaction: a consumer's, the bridge's or an operator's."""
 
 from __future__ import annotations
 
 import logging
+import uuid
 
+from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.payments import domain, store
-from shared.events import DocumentCreated, DocumentType, PaymentKind, PaymentReceived
-from shared.messaging import Outgoing
+from services.payments.domain import ItemType, PaymentAccount, PaymentMethod, StatusChange
+from services.payments.tables import messaging
+from shared import topics
+from shared.errors import DependencyNotReady, Rejected
+from shared.events import DocumentCreated, DocumentType, PaymentKind, PaymentReceived, PaymentStatus, derive_id
+from shared.messaging import Outgoing, write_outbox
 from shared.money import Money
 
 log = logging.getLogger("billing.payments")
 
 
-async def open_item_for_invoice(session: AsyncSession, event: DocumentCreated) -> list[Outgoing]:
-    """One open item per invoice; credit the customer already has on the contract pays it first."""
-    if event.document_type is not DocumentType.INVOICE:
-        return []
-    await store.add_open_item(session, event)
-    items = await store.open_items_of(session, event.contract_id, event.currency)
-    for payment_event_id, credit in await store.credits_of(session, event.contract_id):
-        assignments, items, left = domain.assign(credit, items)
-        await store.save_assignments(session, payment_event_id, assignments, items, left)
+async def record_document(session: AsyncSession, event: DocumentCreated) -> list[Outgoing]:
+    """An invoice opens an item; a credit note pays the invoice it corrects. Credit then pays what is open."""
+    await store.lock_contract(session, event.contract_id)
+    if event.document_type is DocumentType.INVOICE:
+        await store.add_invoice_item(session, event)
+    else:
+        await _record_credit_note(session, event)
+    await _apply_credits(session, event.contract_id, event.currency, caused_by=event.event_id)
     return []
+
+
+async def _record_credit_note(session: AsyncSession, event: DocumentCreated) -> None:
+    """Pays the invoice it corrects first, then the oldest due item; the rest is the customer's credit.
+
+    A credit note that names no invoice is credit from the start.
+    """
+    if event.corrects_number is not None:
+        corrected = await store.find_invoice_item(session, event.corrects_number)
+        if corrected is None:
+            raise DependencyNotReady(f"credit note {event.number} corrects invoice {event.corrects_number}, "
+                                     "which has not arrived")
+        if corrected.contract_id != event.contract_id:
+            raise Rejected(f"credit note {event.number} of {event.contract_id} corrects invoice "
+                           f"{event.corrects_number} of {corrected.contract_id}")
+    await store.add_credit_note(session, event)
+    await _spend(session, event.event_id, Money.of(event.gross_total, event.currency), event.contract_id,
+                 event.corrects_number, caused_by=event.event_id)
 
 
 async def record_payment(session: AsyncSession, event: PaymentReceived) -> list[Outgoing]:
-    if await store.payment_recorded(session, event):
-        log.warning("%s %s was already recorded under another event id; ignoring %s",
-                    event.kind, event.payment_id, event.event_id)
+    await store.lock_contract(session, event.contract_id)
+    if event.kind is not PaymentKind.PAYMENT and event.status is not PaymentStatus.SUCCEEDED:
+        raise Rejected(f"a {event.kind} is reported once it happened; it cannot be {event.status}")
+    recorded = await store.find_payment(session, event.payment_id, event.kind.value)
+    change = domain.status_change(PaymentStatus(recorded.status) if recorded else None, event.status)
+    if change is StatusChange.NONE:
+        log.info("%s %s is already recorded as %s; nothing to do for %s (%s)", event.kind, event.payment_id,
+                 recorded.status, event.event_id, event.status)
         return []
-    amount = Money.of(event.amount, event.currency)
-    await store.add_payment(session, event, unassigned=Money.zero(event.currency))
+    if recorded is not None and recorded.contract_id != event.contract_id:
+        raise Rejected(f"{event.kind} {event.payment_id} was recorded for {recorded.contract_id}, "
+                       f"not {event.contract_id}")
     if event.kind is PaymentKind.PAYMENT:
-        items = await store.open_items_of(session, event.contract_id, event.currency)
-        assignments, items, left = domain.assign(amount, items, event.invoice_number)
-        await store.save_assignments(session, event.event_id, assignments, items, left)
+        await _record_incoming(session, event, recorded)
+    else:
+        await _take_back(session, event)
     return []
+
+
+async def _record_incoming(session: AsyncSession, event: PaymentReceived, recorded: Row | None) -> None:
+    """Only a succeeded payment is assigned; a pending or failed one is kept with its status."""
+    if recorded is None:
+        payment_event_id = event.event_id
+        await store.add_payment(session, event)
+    else:
+        payment_event_id = recorded.payment_event_id
+        await store.settle_payment(session, payment_event_id, event)
+    if event.status is PaymentStatus.SUCCEEDED:
+        await _spend(session, payment_event_id, Money.of(event.amount, event.currency), event.contract_id,
+                     event.invoice_number, caused_by=event.event_id)
+
+
+async def _take_back(session: AsyncSession, event: PaymentReceived) -> None:
+    """A chargeback or refund: money goes back to the customer, who owes again what it had paid.
+
+    A chargeback takes back its payment's credit, then that payment's assignments, newest first.
+    A refund is paid out of the customer's credit (the refunded payment's own first), then takes
+    back the refunded payment's assignments (any payment's, when it names none), newest first.
+    The rest, if any, is a debit item; a chargeback's fee is an item too. Other credit then pays
+    what was reopened, as it would any open item.
+    """
+    taken_back = await _payment_taken_back(session, event)
+    await store.add_payment(session, event, reverses=taken_back)
+    credits = await store.credits_of(session, event.contract_id)
+    if event.kind is PaymentKind.CHARGEBACK:
+        credits = [credit for credit in credits if credit.payment_event_id == taken_back]
+    else:
+        credits.sort(key=lambda credit: credit.payment_event_id != taken_back)
+    held = await store.held_by(session, event.contract_id, taken_back)
+    withdrawal = domain.withdraw(Money.of(event.amount, event.currency), credits, held)
+    await store.take_credit(session, withdrawal.taken_credit)
+    await store.reopen(session, withdrawal.reopened, caused_by=event.event_id)
+    due = event.occurred_at.date()
+    if not withdrawal.uncovered.is_zero():
+        await store.add_own_item(session, derive_id(event.event_id, "debit"), ItemType.DEBIT, event.event_id,
+                                 event, withdrawal.uncovered, due)
+    if event.fee is not None:
+        if event.kind is not PaymentKind.CHARGEBACK:
+            raise Rejected(f"refund {event.payment_id} carries a fee; only chargebacks do")
+        await store.add_own_item(session, derive_id(event.event_id, "chargeback-fee"), ItemType.CHARGEBACK_FEE,
+                                 event.event_id, event, Money.of(event.fee, event.currency), due)
+    log.info("%s %s of %s: %s from credit, %s reopened, %s as a debit", event.kind, event.payment_id, event.amount,
+             sum(credit.amount.amount for credit in withdrawal.taken_credit),
+             sum(part.amount.amount for part in withdrawal.reopened), withdrawal.uncovered.amount)
+    await _apply_credits(session, event.contract_id, event.currency, caused_by=event.event_id)
+
+
+async def _payment_taken_back(session: AsyncSession, event: PaymentReceived) -> uuid.UUID | None:
+    """The recorded payment a chargeback or refund takes back (a chargeback naming none, its own id's)."""
+    payment_id = event.reverses_payment_id
+    if payment_id is None and event.kind is PaymentKind.CHARGEBACK:
+        payment_id = event.payment_id
+    if payment_id is None:
+        return None
+    payment = await store.find_payment(session, payment_id, PaymentKind.PAYMENT.value)
+    if payment is None:
+        raise DependencyNotReady(f"{event.kind} {event.payment_id} takes back payment {payment_id}, "
+                                 "which has not arrived")
+    if payment.contract_id != event.contract_id:
+        raise Rejected(f"{event.kind} {event.payment_id} of {event.contract_id} takes back payment {payment_id} "
+                       f"of {payment.contract_id}")
+    if payment.status != PaymentStatus.SUCCEEDED:
+        raise Rejected(f"{event.kind} {event.payment_id} takes back payment {payment_id}, which is "
+                       f"{payment.status}; only money that moved can go back")
+    return payment.payment_event_id
+
+
+async def _spend(session: AsyncSession, payment_event_id: uuid.UUID, amount: Money, contract_id: str,
+                 referenced_invoice: str | None, caused_by: uuid.UUID) -> None:
+    items = await store.open_items_of(session, contract_id, amount.currency)
+    assignments, _, left = domain.assign(amount, items, referenced_invoice)
+    await store.assign(session, payment_event_id, assignments, caused_by)
+    await store.set_unassigned(session, payment_event_id, left)
+
+
+async def _apply_credits(session: AsyncSession, contract_id: str, currency: str, caused_by: uuid.UUID) -> None:
+    items = await store.open_items_of(session, contract_id, currency)
+    if not items:
+        return
+    for use in domain.apply_credits(await store.credits_of(session, contract_id), items):
+        await store.assign(session, use.payment_event_id, use.assignments, caused_by)
+        await store.set_unassigned(session, use.payment_event_id, use.left)
+
+
+# --- payment accounts (operator commands, or an API) ----------------------------------------------
+
+
+async def add_payment_account(session: AsyncSession, customer_id: str, method: PaymentMethod, *,
+                              make_default: bool = False, **details) -> PaymentAccount:
+    """Add an account; the customer's first one, or one added with `make_default`, becomes the default."""
+    await store.lock_accounts_of(session, customer_id)
+    existing = await store.accounts_of(session, customer_id)
+    account = domain.new_payment_account(uuid.uuid4(), customer_id, method, first_of_customer=not existing,
+                                         make_default=make_default, **details)
+    await store.add_account(session, account)
+    return account
+
+
+async def set_default_payment_account(session: AsyncSession, customer_id: str, account_id: uuid.UUID) -> None:
+    await store.lock_accounts_of(session, customer_id)
+    if account_id not in {account.account_id for account in await store.accounts_of(session, customer_id)}:
+        raise domain.InvalidPaymentAccount(f"customer {customer_id} has no payment account {account_id}")
+    await store.make_default(session, customer_id, account_id)
+
+
+# --- the webhook bridge --------------------------------------------------------------------------
+
+
+async def accept_webhook(session: AsyncSession, provider: str, provider_event_id: str, event: PaymentReceived,
+                         body_sha256: str) -> bool:
+    """Record a provider event once and put its payments.received in the outbox, in one transaction.
+
+    False if the provider event was received before: then nothing is written, so nothing is published.
+    """
+    if not await store.record_webhook(session, provider, provider_event_id, event.event_id, body_sha256):
+        return False
+    await write_outbox(session, messaging, [Outgoing(topics.PAYMENTS_RECEIVED, event)])
+    return True

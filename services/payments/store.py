@@ -1,25 +1,50 @@
-"""Payments' repository: open items, payments and their assignments."""
+"""Payments' repository: open items, payments and their assignments, webhook receipts, payment accounts."""
 
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Sequence
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.payments.domain import Assignment, OpenItem
-from services.payments.tables import open_items, payment_assignments, payments
+from services.payments.domain import (
+    CREDIT_NOTE,
+    Assignment,
+    Credit,
+    Held,
+    ItemType,
+    OpenItem,
+    PaymentAccount,
+    PaymentMethod,
+)
+from services.payments.tables import open_items, payment_accounts, payment_assignments, payments, webhook_receipts
+from shared.db import advisory_lock_key
 from shared.errors import Rejected
 from shared.events import DocumentCreated, PaymentReceived
 from shared.money import Money
 
 
-async def add_open_item(session: AsyncSession, document: DocumentCreated) -> None:
+async def lock_contract(session: AsyncSession, contract_id: str) -> None:
+    """Until commit, nothing else changes the contract's items and credit.
+
+    Its invoices and its payments arrive on two topics, applied concurrently: without this, a
+    payment and a new invoice could each miss the other and leave credit beside an open item.
+    """
+    await session.execute(select(func.pg_advisory_xact_lock(advisory_lock_key(f"payments:contract:{contract_id}"))))
+
+
+# --- open items ----------------------------------------------------------------------------------
+
+
+async def add_invoice_item(session: AsyncSession, document: DocumentCreated) -> None:
     await session.execute(
         insert(open_items).values(
             document_id=document.document_id,
             invoice_number=document.number,
+            item_type=ItemType.INVOICE.value,
             contract_id=document.contract_id,
             customer_id=document.customer_id,
             currency=document.currency,
@@ -28,6 +53,29 @@ async def add_open_item(session: AsyncSession, document: DocumentCreated) -> Non
             due_date=document.due_date,
         )
     )
+
+
+async def add_own_item(session: AsyncSession, document_id: uuid.UUID, item_type: ItemType, opened_by: uuid.UUID,
+                       event: PaymentReceived, amount: Money, due_date: date) -> None:
+    """An item payments opens itself (a chargeback fee, a debit), owed by the customer of `event`."""
+    await session.execute(
+        insert(open_items).values(
+            document_id=document_id,
+            item_type=item_type.value,
+            contract_id=event.contract_id,
+            customer_id=event.customer_id,
+            currency=amount.currency,
+            amount=amount.amount,
+            open_amount=amount.amount,
+            due_date=due_date,
+            opened_by=opened_by,
+        )
+    )
+
+
+def _open_item(row: Row) -> OpenItem:
+    return OpenItem(row.document_id, row.invoice_number, Money(row.amount, row.currency),
+                    Money(row.open_amount, row.currency), row.due_date, ItemType(row.item_type))
 
 
 async def open_items_of(session: AsyncSession, contract_id: str, currency: str) -> list[OpenItem]:
@@ -41,41 +89,108 @@ async def open_items_of(session: AsyncSession, contract_id: str, currency: str) 
     ).all()
     if any(row.currency != currency for row in rows):
         raise Rejected(f"contract {contract_id} has open items in another currency than {currency}")
-    return [
-        OpenItem(row.document_id, row.invoice_number, Money(row.amount, row.currency),
-                 Money(row.open_amount, row.currency), row.due_date)
-        for row in rows
-    ]
+    return [_open_item(row) for row in rows]
 
 
-async def payment_recorded(session: AsyncSession, payment: PaymentReceived) -> bool:
-    found = await session.scalar(
-        select(payments.c.payment_event_id).where(
-            payments.c.payment_id == payment.payment_id, payments.c.kind == payment.kind.value
-        )
+async def find_invoice_item(session: AsyncSession, invoice_number: str) -> Row | None:
+    return (await session.execute(select(open_items).where(open_items.c.invoice_number == invoice_number))).first()
+
+
+async def find_item(session: AsyncSession, document_id: uuid.UUID) -> Row | None:
+    return (await session.execute(select(open_items).where(open_items.c.document_id == document_id))).first()
+
+
+async def items_of(session: AsyncSession, *, contract_id: str | None = None, customer_id: str | None = None,
+                   open_only: bool = False) -> list[Row]:
+    """Items for display, oldest due first: a contract's, or every contract's of a customer."""
+    query = select(open_items).order_by(open_items.c.contract_id, open_items.c.due_date, open_items.c.created_at)
+    if contract_id is not None:
+        query = query.where(open_items.c.contract_id == contract_id)
+    if customer_id is not None:
+        query = query.where(open_items.c.customer_id == customer_id)
+    if open_only:
+        query = query.where(open_items.c.open_amount > 0)
+    return list((await session.execute(query)).all())
+
+
+async def assignments_of_item(session: AsyncSession, document_id: uuid.UUID) -> list[Row]:
+    """Every assignment to the item and every reversal of one, in the order they were made."""
+    return list(
+        (
+            await session.execute(
+                select(payment_assignments.c.assignment_id, payment_assignments.c.amount,
+                       payment_assignments.c.caused_by, payment_assignments.c.assigned_at,
+                       payments.c.payment_id, payments.c.kind, payments.c.currency)
+                .join(payments, payments.c.payment_event_id == payment_assignments.c.payment_event_id)
+                .where(payment_assignments.c.document_id == document_id)
+                .order_by(payment_assignments.c.assignment_id)
+            )
+        ).all()
     )
-    return found is not None
 
 
-async def add_payment(session: AsyncSession, payment: PaymentReceived, unassigned: Money) -> None:
+# --- payments and credit notes -------------------------------------------------------------------
+
+
+async def find_payment(session: AsyncSession, payment_id: str, kind: str) -> Row | None:
+    return (
+        await session.execute(
+            select(payments).where(payments.c.payment_id == payment_id, payments.c.kind == kind).with_for_update()
+        )
+    ).first()
+
+
+async def add_payment(session: AsyncSession, payment: PaymentReceived, reverses: uuid.UUID | None = None) -> None:
+    """Recorded with nothing unassigned: what is left after assigning it is set afterwards."""
     await session.execute(
         insert(payments).values(
             payment_event_id=payment.event_id,
             payment_id=payment.payment_id,
             kind=payment.kind.value,
+            status=payment.status.value,
             provider=payment.provider,
             contract_id=payment.contract_id,
             customer_id=payment.customer_id,
             currency=payment.currency,
             amount=payment.amount,
             invoice_number=payment.invoice_number,
-            unassigned_amount=unassigned.amount,
+            reverses=reverses,
+            fee=payment.fee,
+            unassigned_amount=0,
             received_at=payment.occurred_at,
         )
     )
 
 
-async def credits_of(session: AsyncSession, contract_id: str) -> list[tuple[uuid.UUID, Money]]:
+async def settle_payment(session: AsyncSession, payment_event_id: uuid.UUID, payment: PaymentReceived) -> None:
+    """A pending payment's outcome: its amount and time are the provider's final ones."""
+    await session.execute(
+        update(payments)
+        .where(payments.c.payment_event_id == payment_event_id)
+        .values(status=payment.status.value, amount=payment.amount, received_at=payment.occurred_at,
+                invoice_number=payment.invoice_number)
+    )
+
+
+async def add_credit_note(session: AsyncSession, document: DocumentCreated) -> None:
+    await session.execute(
+        insert(payments).values(
+            payment_event_id=document.event_id,
+            payment_id=document.number,
+            kind=CREDIT_NOTE,
+            provider="invoicing",
+            contract_id=document.contract_id,
+            customer_id=document.customer_id,
+            currency=document.currency,
+            amount=document.gross_total,
+            invoice_number=document.corrects_number,
+            unassigned_amount=0,
+            received_at=document.occurred_at,
+        )
+    )
+
+
+async def credits_of(session: AsyncSession, contract_id: str) -> list[Credit]:
     """Payments of the contract with money not yet assigned, oldest first, locked."""
     rows = (
         await session.execute(
@@ -85,33 +200,150 @@ async def credits_of(session: AsyncSession, contract_id: str) -> list[tuple[uuid
             .with_for_update()
         )
     ).all()
-    return [(row.payment_event_id, Money(row.unassigned_amount, row.currency)) for row in rows]
+    return [Credit(row.payment_event_id, Money(row.unassigned_amount, row.currency)) for row in rows]
 
 
-async def save_assignments(
-    session: AsyncSession,
-    payment_event_id: uuid.UUID,
-    assignments: Sequence[Assignment],
-    items_after: Sequence[OpenItem],
-    unassigned: Money,
-) -> None:
-    open_amounts = {item.document_id: item.open_amount for item in items_after}
+async def held_by(session: AsyncSession, contract_id: str, payment_event_id: uuid.UUID | None = None) -> list[Held]:
+    """What the contract's payments (or one of them) pay of each item, newest assignment first."""
+    net = func.sum(payment_assignments.c.amount)
+    newest = func.max(payment_assignments.c.assignment_id).filter(payment_assignments.c.amount > 0)
+    query = (
+        select(payment_assignments.c.payment_event_id, payment_assignments.c.document_id, payments.c.currency,
+               net.label("net"))
+        .join(payments, payments.c.payment_event_id == payment_assignments.c.payment_event_id)
+        .where(payments.c.contract_id == contract_id)
+        .group_by(payment_assignments.c.payment_event_id, payment_assignments.c.document_id, payments.c.currency)
+        .having(net > 0)
+        .order_by(newest.desc())
+    )
+    if payment_event_id is not None:
+        query = query.where(payment_assignments.c.payment_event_id == payment_event_id)
+    rows = (await session.execute(query)).all()
+    return [Held(row.payment_event_id, row.document_id, Money(row.net, row.currency)) for row in rows]
+
+
+async def assign(session: AsyncSession, payment_event_id: uuid.UUID, assignments: Sequence[Assignment],
+                 caused_by: uuid.UUID) -> None:
     for assignment in assignments:
         await session.execute(
             update(open_items)
             .where(open_items.c.document_id == assignment.document_id)
-            .values(open_amount=open_amounts[assignment.document_id].amount)
+            .values(open_amount=open_items.c.open_amount - assignment.amount.amount)
         )
     if assignments:
         await session.execute(
             insert(payment_assignments),
-            [
-                {"payment_event_id": payment_event_id, "document_id": a.document_id, "amount": a.amount.amount}
-                for a in assignments
-            ],
+            [{"payment_event_id": payment_event_id, "document_id": a.document_id, "amount": a.amount.amount,
+              "caused_by": caused_by} for a in assignments],
         )
+
+
+async def reopen(session: AsyncSession, reopened: Sequence[Held], caused_by: uuid.UUID) -> None:
+    """Take assignments back: a negative journal row each, and the items are open again by as much."""
+    for part in reopened:
+        await session.execute(
+            update(open_items)
+            .where(open_items.c.document_id == part.document_id)
+            .values(open_amount=open_items.c.open_amount + part.amount.amount)
+        )
+    if reopened:
+        await session.execute(
+            insert(payment_assignments),
+            [{"payment_event_id": p.payment_event_id, "document_id": p.document_id, "amount": -p.amount.amount,
+              "caused_by": caused_by} for p in reopened],
+        )
+
+
+async def set_unassigned(session: AsyncSession, payment_event_id: uuid.UUID, unassigned: Money) -> None:
     await session.execute(
         update(payments)
         .where(payments.c.payment_event_id == payment_event_id)
         .values(unassigned_amount=unassigned.amount)
+    )
+
+
+async def take_credit(session: AsyncSession, taken: Sequence[Credit]) -> None:
+    for credit in taken:
+        await session.execute(
+            update(payments)
+            .where(payments.c.payment_event_id == credit.payment_event_id)
+            .values(unassigned_amount=payments.c.unassigned_amount - credit.amount.amount)
+        )
+
+
+# --- webhook receipts ----------------------------------------------------------------------------
+
+
+async def record_webhook(session: AsyncSession, provider: str, provider_event_id: str, event_id: uuid.UUID,
+                         body_sha256: str) -> bool:
+    """Whether this is the first delivery of the provider's event (a concurrent second one waits, then loses)."""
+    recorded = await session.execute(
+        pg_insert(webhook_receipts)
+        .values(provider=provider, provider_event_id=provider_event_id, event_id=event_id, body_sha256=body_sha256)
+        .on_conflict_do_nothing()
+        .returning(webhook_receipts.c.event_id)
+    )
+    return recorded.first() is not None
+
+
+# --- payment accounts ----------------------------------------------------------------------------
+
+
+async def lock_accounts_of(session: AsyncSession, customer_id: str) -> None:
+    """Until commit, nothing else adds or re-defaults the customer's accounts."""
+    await session.execute(select(func.pg_advisory_xact_lock(advisory_lock_key(f"payments:accounts:{customer_id}"))))
+
+
+def _account(row: Row) -> PaymentAccount:
+    return PaymentAccount(row.account_id, row.customer_id, PaymentMethod(row.method), row.is_default,
+                          row.holder_name, row.iban, row.bic, row.mandate_reference, row.mandate_signed_on,
+                          row.provider, row.provider_token)
+
+
+async def accounts_of(session: AsyncSession, customer_id: str) -> list[PaymentAccount]:
+    """The customer's accounts, the default first, then in the order they were added."""
+    rows = (
+        await session.execute(
+            select(payment_accounts)
+            .where(payment_accounts.c.customer_id == customer_id)
+            .order_by(payment_accounts.c.is_default.desc(), payment_accounts.c.created_at,
+                      payment_accounts.c.account_id)
+        )
+    ).all()
+    return [_account(row) for row in rows]
+
+
+async def add_account(session: AsyncSession, account: PaymentAccount) -> None:
+    if account.is_default:
+        await _clear_default(session, account.customer_id)
+    await session.execute(
+        insert(payment_accounts).values(
+            account_id=account.account_id,
+            customer_id=account.customer_id,
+            method=account.method.value,
+            holder_name=account.holder_name,
+            iban=account.iban,
+            bic=account.bic,
+            mandate_reference=account.mandate_reference,
+            mandate_signed_on=account.mandate_signed_on,
+            provider=account.provider,
+            provider_token=account.provider_token,
+            is_default=account.is_default,
+        )
+    )
+
+
+async def make_default(session: AsyncSession, customer_id: str, account_id: uuid.UUID) -> None:
+    await _clear_default(session, customer_id)
+    await session.execute(
+        update(payment_accounts).where(payment_accounts.c.account_id == account_id).values(is_default=True)
+    )
+
+
+async def _clear_default(session: AsyncSession, customer_id: str) -> None:
+    # Its own statement before the new default is set: the partial unique index allows one at a time.
+    await session.execute(
+        update(payment_accounts)
+        .where(payment_accounts.c.customer_id == customer_id, payment_accounts.c.is_default)
+        .values(is_default=False)
     )
