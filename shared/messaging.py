@@ -20,9 +20,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Awaitable, Callable, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
 
 import asyncpg
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
@@ -55,6 +56,22 @@ class Outgoing:
 
 
 Apply = Callable[[AsyncSession, E], Awaitable[Sequence[Outgoing]]]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What a batch handler did with its events.
+
+    `rejected` maps the event ids it refused to why; none of a refused event's effects may have
+    been written (decide in the pure domain first, then write), since the others' commit.
+    """
+
+    outgoing: Sequence[Outgoing] = ()
+    rejected: Mapping[uuid.UUID, Rejected] = field(default_factory=dict)
+
+
+# Applies new (not yet applied) events of one topic, in offset order, in one transaction.
+ApplyBatch = Callable[[AsyncSession, Sequence[E]], Awaitable[BatchOutcome]]
 
 
 # SQLSTATEs that mean "try again later", not "this message is bad": connection failures (08),
@@ -364,6 +381,22 @@ class ServiceRuntime:
             description=f"{schema.__name__} -> {apply.__name__}",
         )(handle)
         self.subscriptions.append(Subscription(topic, consumer.name, schema))
+
+    def subscribe_batch(self, topic: str, schema: type[E], apply_batch: ApplyBatch[E]) -> None:
+        """Like `subscribe`, for handlers that apply many events per transaction.
+
+        Each message is still its own batch here; the handler's contract already allows more.
+        """
+
+        async def apply(session: AsyncSession, event: E) -> Sequence[Outgoing]:
+            outcome = await apply_batch(session, [event])
+            refusal = outcome.rejected.get(event.event_id)
+            if refusal is not None:
+                raise refusal
+            return outcome.outgoing
+
+        apply.__name__ = apply_batch.__name__
+        self.subscribe(topic, schema, apply)
 
     def app(self) -> FastStream:
         app = FastStream(self.broker)
