@@ -134,6 +134,14 @@ class LocalStack:
         user = "pgserver" if os.geteuid() == 0 else None  # pgserver runs PostgreSQL as this user under root
         _pgserver().pg_ctl(list(args), pgdata=self.postgres_data_dir, user=user)
 
+    def _postgres_running(self) -> bool:
+        """A postmaster.pid whose process is gone is left by a reboot or a kill, not a running server."""
+        pid_file = self.postgres_data_dir / "postmaster.pid"
+        if not pid_file.exists():
+            return False
+        pid = int(pid_file.read_text().split("\n", 1)[0] or 0)
+        return pid > 0 and _alive(pid)
+
     def stop_postgres(self) -> None:
         """Stop PostgreSQL but keep its data (outage drills)."""
         self._pg_ctl("-w", "-m", "fast", "stop")
@@ -156,7 +164,7 @@ class LocalStack:
         if pid and _alive(pid):
             os.kill(pid, signal.SIGTERM)
             _wait_gone(pid, timeout_s=5)
-        if (self.postgres_data_dir / "postmaster.pid").exists():
+        if self._postgres_running():
             self._pg_ctl("-w", "-m", "fast", "stop")
         if self.state_file.exists():
             self.state_file.unlink()
