@@ -4,8 +4,8 @@ Per contract, and in total per currency:
   1. the net rating rated == the net settlement holds: settled by runs + still unsettled
      (shown apart, since they are waiting for their run, not missing);
   2. the runs' totals == their Receivable entries, and the credits == their CreditMemo entries;
-  3. the ledger balance == receivables - credit memos - payments + chargebacks + refunds, summed
-     from the entries, == the account's balance == the running balance of its last entry.
+  3. the ledger balance == receivables - credit memos + VAT - payments + chargebacks + fees + refunds,
+     summed from the entries, == the account's balance == the running balance of its last entry.
 
 It reads each service's own database, read-only. The services are read one after the other, so
 run it when the pipeline is quiet: an item rating has rated but settlement has not received yet
@@ -157,14 +157,15 @@ async def gather(databases: Databases, contract_ids: Sequence[str] | None = None
 
 
 COLUMNS = ("contract", "cur", "rated", "settled", "unsettled", "difference", "receivables", "credit memos",
-           "payments", "chargebacks", "refunds", "= balance", "account", "difference")
+           "net VAT", "payments", "chargebacks", "fees", "refunds", "= balance", "account", "difference")
 
 
 def _line(label: str, figures: Figures) -> str:
     ledger = figures.ledger
     cells = (figures.rated, figures.settled, figures.unsettled, figures.rated_difference,
-             ledger.receivables.amount, ledger.credit_memos.amount, ledger.payments.amount,
-             ledger.chargebacks.amount, ledger.refunds.amount, ledger.balance.amount, figures.account_balance,
+             ledger.receivables.amount, ledger.credit_memos.amount, (ledger.tax - ledger.tax_credits).amount,
+             ledger.payments.amount, ledger.chargebacks.amount, ledger.chargeback_fees.amount, ledger.refunds.amount,
+             ledger.balance.amount, figures.account_balance,
              figures.ledger_difference)
     return f"{label:<28} {figures.currency:<3}" + "".join(f" {figures.show(cell):>13}" for cell in cells)
 

@@ -201,13 +201,13 @@ def customer_summary_command(customer: str) -> None:
     if not ledgers:
         typer.echo(f"customer {customer} has no contract accounts")
         raise typer.Exit(1)
-    header = ("contract", "receivables", "credit memos", "payments", "chargebacks", "refunds", "balance")
+    header = ("contract", "receivables", "credit memos", "VAT", "VAT credited", "payments", "chargebacks",
+              "chargeback fees", "refunds", "balance")
     typer.echo(f"Customer {customer}")
     typer.echo("  " + "  ".join(f"{title:>16}" if i else f"{title:<24}" for i, title in enumerate(header)))
 
     def line(label: str, totals: domain.LedgerTotals, balance: Money) -> str:
-        figures = (totals.receivables, totals.credit_memos, totals.payments, totals.chargebacks, totals.refunds,
-                   balance)
+        figures = (*totals.figures().values(), balance)
         return f"  {label:<24}" + "".join(f"  {figure!s:>16}" for figure in figures)
 
     for ledger in ledgers:

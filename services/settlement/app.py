@@ -5,7 +5,7 @@ from services.settlement.scheduler import Scheduler
 from services.settlement.settings import SettlementSettings
 from services.settlement.tables import messaging
 from shared import topics
-from shared.events import BillingRunRequested, ContractChanged, PaymentReceived, RatedItem
+from shared.events import BillingRunRequested, ContractChanged, DocumentCreated, PaymentReceived, RatedItem
 from shared.messaging import ServiceRuntime
 
 settings = SettlementSettings()
@@ -14,6 +14,7 @@ runtime.subscribe(topics.CONTRACTS_CHANGED, ContractChanged, handlers.record_con
 runtime.subscribe(topics.ITEMS_RATED, RatedItem, handlers.record_rated_item)
 runtime.subscribe(topics.BILLING_RUNS_REQUESTED, BillingRunRequested, handlers.run_billing)
 runtime.subscribe(topics.PAYMENTS_RECEIVED, PaymentReceived, handlers.post_payment)
+runtime.subscribe(topics.DOCUMENTS_CREATED, DocumentCreated, handlers.post_document_tax)
 app = runtime.app()
 scheduler = Scheduler(runtime.database, settings.scheduler_interval_s)
 

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import calendar
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -35,16 +35,26 @@ from shared.money import Money
 class EntryType(StrEnum):
     RECEIVABLE = "Receivable"
     CREDIT_MEMO = "CreditMemo"
+    # The VAT of an invoice (Tax) or a credit note (TaxCredit), posted once invoicing has issued the
+    # document: runs post net receivables and credit memos before any tax is known, and these make
+    # the balance what the customer owes gross, the amount payments holds as open.
+    TAX = "Tax"
+    TAX_CREDIT = "TaxCredit"
     PAYMENT = "Payment"
     CHARGEBACK = "Chargeback"
+    # What the provider charged for a chargeback, passed on to the customer.
+    CHARGEBACK_FEE = "ChargebackFee"
     REFUND = "Refund"
 
 
 BALANCE_DIRECTION: dict[EntryType, int] = {
     EntryType.RECEIVABLE: 1,
     EntryType.CREDIT_MEMO: -1,
+    EntryType.TAX: 1,
+    EntryType.TAX_CREDIT: -1,
     EntryType.PAYMENT: -1,
     EntryType.CHARGEBACK: 1,
+    EntryType.CHARGEBACK_FEE: 1,
     EntryType.REFUND: 1,
 }
 
@@ -168,28 +178,38 @@ class LedgerTotals:
 
     receivables: Money
     credit_memos: Money
+    tax: Money
+    tax_credits: Money
     payments: Money
     chargebacks: Money
+    chargeback_fees: Money
     refunds: Money
 
     @classmethod
     def of(cls, currency: str, signed_sums: Mapping[EntryType, Decimal]) -> LedgerTotals:
         """From the sums of each type's signed amounts (as they moved the balance)."""
-        def figure(entry_type: EntryType) -> Money:
-            return Money(signed_sums.get(entry_type, Decimal(0)) * BALANCE_DIRECTION[entry_type], currency)
+        # "+ 0" turns the -0 of a type without entries into 0.
+        return cls(*(Money(signed_sums.get(entry_type, Decimal(0)) * BALANCE_DIRECTION[entry_type] + 0, currency)
+                     for entry_type in _TOTALS_ORDER))
 
-        return cls(figure(EntryType.RECEIVABLE), figure(EntryType.CREDIT_MEMO), figure(EntryType.PAYMENT),
-                   figure(EntryType.CHARGEBACK), figure(EntryType.REFUND))
+    def figures(self) -> dict[EntryType, Money]:
+        return dict(zip(_TOTALS_ORDER, (getattr(self, field.name) for field in fields(self)), strict=True))
 
     @property
     def balance(self) -> Money:
-        """What the customer owes: receivables - credit memos - payments + chargebacks + refunds."""
-        return self.receivables - self.credit_memos - self.payments + self.chargebacks + self.refunds
+        """What the customer owes: each figure in the direction its entries move the balance."""
+        figures = self.figures().items()
+        return sum((figure if BALANCE_DIRECTION[entry_type] > 0 else -figure for entry_type, figure in figures),
+                   Money.zero(self.receivables.currency))
 
     def __add__(self, other: LedgerTotals) -> LedgerTotals:
-        return LedgerTotals(self.receivables + other.receivables, self.credit_memos + other.credit_memos,
-                            self.payments + other.payments, self.chargebacks + other.chargebacks,
-                            self.refunds + other.refunds)
+        return LedgerTotals(*(mine + theirs for mine, theirs in zip(self.figures().values(),
+                                                                     other.figures().values(), strict=True)))
+
+
+# The entry type behind each LedgerTotals field, in field order.
+_TOTALS_ORDER = (EntryType.RECEIVABLE, EntryType.CREDIT_MEMO, EntryType.TAX, EntryType.TAX_CREDIT, EntryType.PAYMENT,
+                 EntryType.CHARGEBACK, EntryType.CHARGEBACK_FEE, EntryType.REFUND)
 
 
 @dataclass(frozen=True, slots=True)
@@ -432,3 +452,31 @@ def post_run(account: Account, run: SettlementRun, booked_at: datetime) -> tuple
                               booked_at=booked_at, settlement_run_id=run.settlement_run_id)
         entries.append(entry)
     return account, entries
+
+
+def post_document_tax(account: Account, document_id: uuid.UUID, number: str, is_invoice: bool, tax: Money,
+                      booked_at: datetime) -> tuple[Account, list[LedgerEntry]]:
+    """The VAT of an issued invoice (owed) or credit note (given back); nothing for a document without tax."""
+    if tax.is_zero():
+        return account, []
+    entry_type = EntryType.TAX if is_invoice else EntryType.TAX_CREDIT
+    account, entry = post(account, entry_type, tax, entry_id=derive_id(document_id, "tax"),
+                          description=f"VAT: {number}", booked_at=booked_at, document_number=number)
+    return account, [entry]
+
+
+def post_transaction(account: Account, entry_type: EntryType, amount: Money, fee: Money | None, *,
+                     event_id: uuid.UUID, payment_id: str, document_number: str | None,
+                     booked_at: datetime) -> tuple[Account, list[LedgerEntry]]:
+    """A provider transaction that moved money, and the fee a chargeback passes on to the customer."""
+    account, entry = post(account, entry_type, amount, entry_id=derive_id(event_id, "ledger-entry"),
+                          description=f"Transaction: {payment_id}", booked_at=booked_at, payment_id=payment_id,
+                          document_number=document_number)
+    if fee is None:
+        return account, [entry]
+    if entry_type is not EntryType.CHARGEBACK:
+        raise Rejected(f"{entry_type} {payment_id} carries a fee; only chargebacks do")
+    account, fee_entry = post(account, EntryType.CHARGEBACK_FEE, fee, entry_id=derive_id(event_id, "chargeback-fee"),
+                              description=f"Chargeback fee: {payment_id}", booked_at=booked_at,
+                              payment_id=payment_id, document_number=document_number)
+    return account, [entry, fee_entry]

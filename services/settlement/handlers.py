@@ -20,8 +20,11 @@ from shared.events import (
     BillingRunRequested,
     ContractChanged,
     CreditItem,
+    DocumentCreated,
+    DocumentType,
     PaymentKind,
     PaymentReceived,
+    PaymentStatus,
     RatedItem,
     ReceivablesPosted,
     SettlementItem,
@@ -115,23 +118,37 @@ async def _settle(session: AsyncSession, account: Account, record: RunRecord, bo
 
 
 async def post_payment(session: AsyncSession, event: PaymentReceived) -> list[Outgoing]:
+    """Money that moved (a succeeded transaction); pending and failed ones are payments' business only."""
+    if event.status is not PaymentStatus.SUCCEEDED:
+        log.info("%s %s is %s: nothing moved, nothing to post", event.kind, event.payment_id, event.status)
+        return []
     entry_type = ENTRY_TYPE_OF_PAYMENT[event.kind]
     if await store.payment_already_posted(session, event.payment_id, entry_type):
         log.warning("%s %s was already posted under another event id; ignoring %s",
                     entry_type, event.payment_id, event.event_id)
         return []
     account = await store.account_for(session, event.contract_id, event.customer_id, event.currency)
-    account, entry = domain.post(
-        account,
-        entry_type,
-        Money.of(event.amount, event.currency),
-        entry_id=derive_id(event.event_id, "ledger-entry"),
-        description=f"Transaction: {event.payment_id}",
-        booked_at=event.occurred_at,
-        payment_id=event.payment_id,
-        document_number=event.invoice_number,
+    fee = Money.of(event.fee, event.currency) if event.fee is not None else None
+    account, entries = domain.post_transaction(
+        account, entry_type, Money.of(event.amount, event.currency), fee, event_id=event.event_id,
+        payment_id=event.payment_id, document_number=event.invoice_number, booked_at=event.occurred_at,
     )
-    await store.save_postings(session, account, [entry])
+    await store.save_postings(session, account, entries)
+    return []
+
+
+async def post_document_tax(session: AsyncSession, event: DocumentCreated) -> list[Outgoing]:
+    """The VAT invoicing put on a document, so the ledger balance is gross like the open items.
+
+    Documents are invoicing's facts: booked as they come, like payments are (which open the account
+    if need be), so the ledger and the open items never disagree about a document.
+    """
+    account = await store.account_for(session, event.contract_id, event.customer_id, event.currency)
+    account, entries = domain.post_document_tax(
+        account, event.document_id, event.number, event.document_type is DocumentType.INVOICE,
+        Money.of(event.tax_total, event.currency), booked_at=event.occurred_at,
+    )
+    await store.save_postings(session, account, entries)
     return []
 
 

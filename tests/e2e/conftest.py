@@ -27,6 +27,7 @@ from ops.stack import LocalStack, free_port
 from ops.workers import Workers
 from services.invoicing.tables import documents
 from services.rating.contracts import ContractSpec, save_contracts
+from services.settlement.tables import messaging as settlement_messaging
 from shared import topics
 from shared.events import BillingRunRequested, DeadLetter, UsageRecorded, derive_id
 from shared.messaging import create_broker, publish_event
@@ -89,12 +90,12 @@ def new_contract_id(label: str) -> str:
 
 async def given_contract(
     databases: Databases, contract_id: str, prices: dict[str, str], *, currency: str = "EUR",
-    customer_id: str | None = None,
+    customer_id: str | None = None, country: str = "DE",
 ) -> ContractSpec:
     spec = ContractSpec(
         contract_id=contract_id,
         customer={"customer_id": customer_id or f"CUST-{contract_id}", "name": f"Customer of {contract_id}",
-                  "country": "DE"},
+                  "country": country},
         currency=currency,
         starts_on="2026-01-01",
         items=[{"item_code": code, "description": code.title(), "unit_price": price} for code, price in prices.items()],
@@ -128,7 +129,10 @@ async def request_billing_run(broker: KafkaBroker, contract_id: str) -> None:
 
 
 async def wait_for_invoice(databases: Databases, contract_id: str):
-    """The one invoice of the contract, once invoicing has finalized it."""
+    """The one invoice of the contract, once invoicing has finalized it and settlement has booked its VAT.
+
+    Waiting for the VAT keeps the order of ledger entries the tests assert independent of timing.
+    """
     found = []
 
     async def invoiced() -> bool:
@@ -138,7 +142,17 @@ async def wait_for_invoice(databases: Databases, contract_id: str):
 
     await wait_until(invoiced, timeout_s=DEADLINE_S, what=f"an invoice for {contract_id}")
     assert len(found) == 1, f"expected one invoice for {contract_id}, found {len(found)}"
+    await wait_for_vat_booked(databases, found[0].document_id)
     return found[0]
+
+
+async def wait_for_vat_booked(databases: Databases, document_id: uuid.UUID) -> None:
+    """Settlement has applied the document's documents.created (and so booked its VAT, if any)."""
+    inbox = settlement_messaging.inbox
+    await wait_until(lambda: databases.has_exactly("settlement", inbox, 1,
+                                                   inbox.c.consumer == "settlement.documents.created",
+                                                   inbox.c.event_id == derive_id(document_id, "documents.created")),
+                     timeout_s=DEADLINE_S, what=f"settlement booking the VAT of document {document_id}")
 
 
 async def wait_for_dead_letter(pipeline: Pipeline, contract_id: str, reason_part: str) -> DeadLetter:

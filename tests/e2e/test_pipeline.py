@@ -2,7 +2,8 @@
 
 Amounts are hand-computed: per-unit price x quantity, rounded once per item to the currency's
 minor unit with ROUND_HALF_UP. The test customers are in Germany, so invoices add 19 % VAT on the
-summed nets, rounded once (ROUND_HALF_UP); the ledger keeps the net receivables settlement posts.
+summed nets, rounded once (ROUND_HALF_UP); the ledger books the net receivable of each run and,
+once the invoice exists, its VAT, so its balance is what payments shows as open.
 """
 
 from __future__ import annotations
@@ -87,7 +88,7 @@ async def test_usage_for_two_contracts_ends_in_documents_with_exactly_the_expect
 
     [account] = await rows(databases, "settlement", select(contract_accounts)
                            .where(contract_accounts.c.contract_id == eur))
-    assert account.balance == Decimal("154.21")
+    assert account.balance == Decimal("183.51")  # the net receivable and the invoice's VAT
     await wait_until(
         lambda: databases.has_exactly("payments", open_items, 1, open_items.c.invoice_number == usd_invoice.number),
         timeout_s=DEADLINE_S, what="the open item of the USD invoice",
@@ -196,8 +197,9 @@ async def test_payments_move_the_ledger_and_the_open_items_alike(broker, databas
                          .where(ledger_entries.c.contract_id == contract).order_by(ledger_entries.c.sequence))
     assert [(e.entry_type, e.amount, e.balance) for e in entries] == [
         ("Receivable", Decimal("125.00"), Decimal("125.00")),
-        ("Payment", Decimal("-100.00"), Decimal("25.00")),
-        ("Payment", Decimal("-63.75"), Decimal("-38.75")),
+        ("Tax", Decimal("23.75"), Decimal("148.75")),
+        ("Payment", Decimal("-100.00"), Decimal("48.75")),
+        ("Payment", Decimal("-63.75"), Decimal("-15.00")),
     ]
     [item] = await rows(databases, "payments", select(open_items).where(open_items.c.contract_id == contract))
     assert item.open_amount == Decimal("0.00")
@@ -214,12 +216,14 @@ async def test_payments_move_the_ledger_and_the_open_items_alike(broker, databas
         (Decimal("148.75"), Decimal("0.00")), (Decimal("11.90"), Decimal("0.00"))]
     credit = await rows(databases, "payments", select(payments.c.unassigned_amount)
                         .where(payments.c.contract_id == contract))
+    assert sum(row.unassigned_amount for row in credit) == Decimal("3.10")  # 15.00 - 11.90
+    await wait_until(lambda: databases.has_exactly("settlement", ledger_entries, 6,
+                                                   ledger_entries.c.contract_id == contract),
+                     timeout_s=DEADLINE_S, what="the second receivable and its VAT on the ledger")
     [account] = await rows(databases, "settlement", select(contract_accounts.c.balance)
                            .where(contract_accounts.c.contract_id == contract))
-    assert sum(row.unassigned_amount for row in credit) == Decimal("3.10")  # 15.00 - 11.90
-    # The ledger posts net receivables: -38.75 + 10.00. It equals open items minus credit (-3.10) only
-    # once settlement books the VAT as well.
-    assert account.balance == Decimal("-28.75")
+    # -15.00 + 10.00 + 1.90: the customer's credit, exactly what payments holds.
+    assert account.balance == Decimal("-3.10")
 
 
 async def test_invoice_numbers_are_gapless_while_runs_arrive_together(broker, databases):

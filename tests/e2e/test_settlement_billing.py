@@ -49,11 +49,18 @@ from shared.events import (
     derive_id,
 )
 from shared.messaging import publish_event
-from tests.e2e.conftest import DEADLINE_S, given_contract, new_contract_id, wait_for_invoice
+from tests.e2e import conftest
+from tests.e2e.conftest import DEADLINE_S, new_contract_id, wait_for_invoice
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 NOVEMBER = (date(2026, 11, 1), date(2026, 11, 30))
+
+
+async def given_contract(databases: Databases, contract_id: str, prices: dict[str, str], **terms):
+    """A customer outside the EU: its documents carry no VAT, so the ledger holds exactly what the runs
+    post. (The VAT entries are asserted with the pipeline's and payments' tests.)"""
+    return await conftest.given_contract(databases, contract_id, prices, country="US", **terms)
 
 
 def current_period_end() -> date:
@@ -344,9 +351,10 @@ async def test_ledger_balances_follow_receivables_payments_a_chargeback_a_refund
     assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
     assert "2 contract(s), 0 difference(s)" in reconciled.stdout
     [eur_total] = [line for line in reconciled.stdout.splitlines() if line.startswith("TOTAL EUR")]
-    # rated, settled, unsettled, difference, receivables, credit memos, payments, chargebacks, refunds, =, account, diff
-    assert eur_total.split()[3:] == ["154.21", "154.21", "0.00", "0.00", "154.21", "4.21", "100.00", "100.00",
-                                     "20.00", "170.00", "170.00", "0.00"]
+    # rated, settled, unsettled, difference, receivables, credit memos, net VAT, payments, chargebacks, fees,
+    # refunds, =, account, diff
+    assert eur_total.split()[3:] == ["154.21", "154.21", "0.00", "0.00", "154.21", "4.21", "0.00", "100.00",
+                                     "100.00", "0.00", "20.00", "170.00", "170.00", "0.00"]
 
 
 async def test_the_reconciliation_reports_what_rating_never_rated(broker, databases):

@@ -120,6 +120,43 @@ def test_customer_totals_are_summed_per_currency():
     assert summary["USD"].balance == Money.of("0.00", "USD")
 
 
+def test_document_vat_makes_the_balance_gross_and_a_credit_note_gives_its_vat_back():
+    document = uuid.UUID("00000000-0000-0000-0000-00000000d001")
+    acc, _ = book(account(), EntryType.RECEIVABLE, "100.00")
+    acc, [tax] = domain.post_document_tax(acc, document, "R2026-0001", True, eur("19.00"), booked_at=AT)
+    assert (tax.entry_type, tax.amount, tax.balance, tax.document_number) == (
+        EntryType.TAX, eur("19.00"), eur("119.00"), "R2026-0001")
+    assert (tax.entry_id, tax.description) == (derive_id(document, "tax"), "VAT: R2026-0001")
+    acc, _ = book(acc, EntryType.CREDIT_MEMO, "10.00")
+    acc, [given_back] = domain.post_document_tax(acc, uuid.uuid4(), "G2026-0001", False, eur("1.90"), booked_at=AT)
+    assert (given_back.entry_type, given_back.amount, acc.balance) == (EntryType.TAX_CREDIT, eur("-1.90"),
+                                                                       eur("107.10"))
+    assert domain.post_document_tax(acc, uuid.uuid4(), "R2026-0002", True, eur("0.00"), booked_at=AT) == (acc, [])
+    totals = LedgerTotals.of("EUR", {EntryType.RECEIVABLE: Decimal("100.00"), EntryType.TAX: Decimal("19.00"),
+                                     EntryType.CREDIT_MEMO: Decimal("-10.00"), EntryType.TAX_CREDIT: Decimal("-1.90")})
+    assert (totals.tax, totals.tax_credits, totals.balance) == (eur("19.00"), eur("1.90"), eur("107.10"))
+
+
+def test_a_chargeback_books_its_fee_as_a_second_entry_owed_by_the_customer():
+    event = uuid.UUID("00000000-0000-0000-0000-00000000e001")
+    acc, _ = book(account(), EntryType.RECEIVABLE, "50.00")
+    acc, _ = book(acc, EntryType.PAYMENT, "50.00", payment_id="P-1")
+    acc, [chargeback, fee_entry] = domain.post_transaction(
+        acc, EntryType.CHARGEBACK, eur("50.00"), eur("15.00"), event_id=event, payment_id="P-1",
+        document_number="R2026-0001", booked_at=AT)
+    assert [(e.entry_type, e.amount, e.balance) for e in (chargeback, fee_entry)] == [
+        (EntryType.CHARGEBACK, eur("50.00"), eur("50.00")), (EntryType.CHARGEBACK_FEE, eur("15.00"), eur("65.00"))]
+    assert (chargeback.entry_id, fee_entry.entry_id) == (derive_id(event, "ledger-entry"),
+                                                         derive_id(event, "chargeback-fee"))
+    assert fee_entry.description == "Chargeback fee: P-1"
+    with pytest.raises(Rejected, match="only chargebacks do"):
+        domain.post_transaction(acc, EntryType.REFUND, eur("5.00"), eur("1.00"), event_id=uuid.uuid4(),
+                                payment_id="R-1", document_number=None, booked_at=AT)
+    acc, [payment] = domain.post_transaction(acc, EntryType.PAYMENT, eur("65.00"), None, event_id=uuid.uuid4(),
+                                             payment_id="P-2", document_number=None, booked_at=AT)
+    assert (payment.amount, acc.balance) == (eur("-65.00"), eur("0.00"))
+
+
 # --- billing periods ------------------------------------------------------------------------------
 
 
