@@ -1,13 +1,15 @@
 """The main job: run the whole pipeline on the embedded servers with sample data and show the result.
 
-Starts the local stack and the four workers, loads sample contracts, publishes usage (with one
-duplicate and two bad messages), requests a billing run per contract, pays one invoice in full
-and one in part, then prints per customer what each stage produced, and shuts everything down.
+Starts the local stack, the four workers and the payments webhook bridge, loads sample contracts,
+publishes usage (with one duplicate and two bad messages), requests a billing run per contract,
+pays one invoice in full and one in part through signed provider webhooks (and shows a forged one
+refused), then prints per customer what each stage produced, and shuts everything down.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sys
 import time
@@ -15,23 +17,30 @@ import traceback
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from sqlalchemy import select
+import httpx
+from sqlalchemy import func, select
 
 from ops.observe import Databases, dead_letters, wait_until
-from ops.stack import LocalStack, create_topics
+from ops.stack import LocalStack, create_topics, free_port
 from ops.workers import Workers
 from services.invoicing.tables import documents
+from services.payments.settings import PaymentsSettings
 from services.payments.tables import open_items, payments
+from services.payments.webhooks import sign
 from services.rating.contracts import ContractSpec, save_contracts
 from services.rating.tables import billable_items as rated_items
 from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import contract_accounts, ledger_entries
+from services.settlement.tables import messaging as settlement_messaging
 from shared import topics
 from shared.db import migrate
-from shared.events import BillingRunRequested, PaymentKind, PaymentReceived, UsageRecorded, derive_id
+from shared.events import BillingRunRequested, UsageRecorded, derive_id
 from shared.messaging import create_broker, publish_event
 from shared.money import Money
 from shared.settings import KafkaSettings, stack_dir
+
+SETTLEMENT_INBOX = settlement_messaging.inbox
+DEMO_PROVIDER = "demo-psp"  # the provider whose webhook secret the payments settings hold by default
 
 ACME = {"customer_id": "CUST-ACME", "name": "ACME Robotics GmbH", "country": "DE", "vat_id": "DE811907980",
         "email": "billing@acme.example", "address_lines": ["Hafenstrasse 12", "20457 Hamburg"]}
@@ -90,7 +99,29 @@ def _step(message: str) -> None:
     print(f"==> {message}", flush=True)
 
 
-async def drive(databases: Databases, kafka: KafkaSettings) -> None:
+async def pay_through_bridge(bridge_url: str, paid: list) -> None:
+    """Each payment as the demo provider's signed webhook; then a forged one, which must be refused."""
+    secret = PaymentsSettings().webhook_secrets[DEMO_PROVIDER].get_secret_value()
+    async with httpx.AsyncClient(base_url=bridge_url, timeout=10) as client:
+
+        async def post(body: bytes, signing_secret: str) -> httpx.Response:
+            sent_at = str(int(time.time()))
+            return await client.post(f"/webhooks/{DEMO_PROVIDER}", content=body, headers={
+                "content-type": "application/json", "webhook-timestamp": sent_at,
+                "webhook-signature": sign(signing_secret, sent_at, body)})
+
+        for document, amount, transaction_id in paid:
+            body = json.dumps({
+                "id": f"evt-{transaction_id}", "type": "payment.succeeded", "created_at": datetime.now(UTC).isoformat(),
+                "transaction_id": transaction_id, "amount": str(amount), "currency": document.currency,
+                "contract_id": document.contract_id, "customer_id": document.customer_id,
+                "invoice_number": document.number}).encode()
+            (await post(body, secret)).raise_for_status()
+        forged = await post(body.replace(b'"evt-', b'"evt-forged-'), "not-the-provider-secret")
+        _step(f"a forged webhook was refused: {forged.status_code} {forged.json()['detail']}")
+
+
+async def drive(databases: Databases, kafka: KafkaSettings, bridge_url: str) -> None:
     async with create_broker(kafka, client_id="demo") as broker:
         await broker.start()
         events = usage_events()
@@ -118,21 +149,19 @@ async def drive(databases: Databases, kafka: KafkaSettings) -> None:
             lambda: databases.has_exactly("payments", open_items, len(CONTRACTS)),
             timeout_s=120, what="an open item for every invoice",
         )
+        await wait_until(
+            lambda: databases.has_exactly("settlement", SETTLEMENT_INBOX, len(CONTRACTS),
+                                          SETTLEMENT_INBOX.c.consumer == "settlement.documents.created"),
+            timeout_s=120, what="the invoices' VAT on the ledger",
+        )
 
         async with databases["invoicing"].transaction() as session:
             invoices = {row.contract_id: row for row in (await session.execute(select(documents))).all()}
         acme, globex = invoices["C-ACME-API"], invoices["C-GLOBEX-1"]
         paid = [(acme, Money(acme.gross_total, acme.currency).amount, "PAY-ACME-1"),
                 (globex, Decimal("200.00"), "PAY-GLOBEX-1")]
-        _step("payments: " + ", ".join(f"{amount} {doc.currency} on {doc.number}" for doc, amount, _ in paid))
-        for document, amount, payment_id in paid:
-            payment = PaymentReceived(
-                event_id=derive_id("demo", payment_id), occurred_at=datetime.now(UTC),
-                contract_id=document.contract_id, payment_id=payment_id, kind=PaymentKind.PAYMENT,
-                provider="demo-bank", customer_id=document.customer_id, currency=document.currency,
-                amount=amount, invoice_number=document.number,
-            )
-            await publish_event(broker, topics.PAYMENTS_RECEIVED, payment, payment.key)
+        _step("payment webhooks: " + ", ".join(f"{amount} {doc.currency} on {doc.number}" for doc, amount, _ in paid))
+        await pay_through_bridge(bridge_url, paid)
         await wait_until(
             lambda: databases.has_exactly("settlement", ledger_entries, len(paid), ledger_entries.c.entry_type == "Payment"),
             timeout_s=60, what="the payments on the ledger",
@@ -153,6 +182,8 @@ async def summary(databases: Databases, kafka: KafkaSettings) -> str:
         invoices = (await session.execute(select(documents).order_by(documents.c.number))).all()
     async with databases["payments"].transaction() as session:
         items = {row.invoice_number: row for row in (await session.execute(select(open_items))).all()}
+        credit = dict((await session.execute(select(payments.c.contract_id, func.sum(payments.c.unassigned_amount))
+                                             .group_by(payments.c.contract_id))).all())
 
     lines: list[str] = []
     for customer in sorted({contract.customer.customer_id for contract in CONTRACTS}):
@@ -174,7 +205,8 @@ async def summary(databases: Databases, kafka: KafkaSettings) -> str:
                 lines.append(f"    invoice {invoice.number}  total {Money(invoice.gross_total, currency)}"
                              f"  due {invoice.due_date}  open {still_open}")
             balance = Money(accounts[cid].balance, currency) if cid in accounts else Money.zero(currency)
-            lines.append(f"    ledger balance after payments: {balance}")
+            owed = sum((i.open_amount for i in items.values() if i.contract_id == cid), Decimal(0)) - credit.get(cid, 0)
+            lines.append(f"    ledger balance after payments: {balance}; open items minus credit: {Money(owed, currency)}")
     letters = await dead_letters(kafka.bootstrap_servers)
     lines.append(f"\nDead letters: {len(letters)}")
     for letter in letters:
@@ -190,9 +222,13 @@ async def run_pipeline(root, workers: Workers) -> str:
         for service, url in databases.urls.items():
             await migrate(service, url)
         await save_contracts(databases["rating"], CONTRACTS)
-        _step(f"loaded {len(CONTRACTS)} contracts; starting the rating, settlement, invoicing and payments workers")
+        _step(f"loaded {len(CONTRACTS)} contracts; starting the rating, settlement, invoicing and payments workers "
+              "and the payments webhook bridge")
         workers.start_all()
-        await drive(databases, kafka)
+        bridge_url = workers.start_http("bridge", free_port())
+        await asyncio.to_thread(workers.wait_healthy, "bridge", bridge_url)
+        _step(f"webhook bridge listening on {bridge_url}/webhooks/{DEMO_PROVIDER} (OpenAPI: {bridge_url}/docs)")
+        await drive(databases, kafka, bridge_url)
         if workers.crashed():
             raise RuntimeError(f"workers exited early: {workers.crashed()}; see {root / 'logs'}")
         return await summary(databases, kafka)
