@@ -25,7 +25,7 @@ import pytest_asyncio
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
-from ops.observe import read_topic, wait_until
+from ops.observe import read_events, wait_until
 from ops.stack import free_port
 from ops.workers import Workers
 from services.invoicing.tables import documents
@@ -213,8 +213,7 @@ async def test_the_bridge_publishes_a_signed_webhook_once_and_refuses_forged_exp
                                        webhook_receipts.c.provider_event_id.in_([valid["id"], other["id"]]))
     assert await databases.has_exactly("payments", payments_messaging.outbox, 1,
                                        payments_messaging.outbox.c.key == contract)
-    published = [PaymentReceived.model_validate_json(value)
-                 for value in await read_topic(pipeline.kafka.bootstrap_servers, topics.PAYMENTS_RECEIVED)]
+    published = await read_events(pipeline.kafka.bootstrap_servers, topics.PAYMENTS_RECEIVED, PaymentReceived)
     assert [event.event_id for event in published if event.contract_id == contract] == [event_id]
     assert await databases.has_exactly("payments", payments, 1, payments.c.contract_id == contract)
 
