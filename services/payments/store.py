@@ -40,35 +40,31 @@ async def lock_contract(session: AsyncSession, contract_id: str) -> None:
 
 
 async def add_invoice_item(session: AsyncSession, document: DocumentCreated) -> None:
-    await session.execute(
-        insert(open_items).values(
-            document_id=document.document_id,
-            invoice_number=document.number,
-            item_type=ItemType.INVOICE.value,
-            contract_id=document.contract_id,
-            customer_id=document.customer_id,
-            currency=document.currency,
-            amount=document.gross_total,
-            open_amount=document.gross_total,
-            due_date=document.due_date,
-        )
-    )
+    await _open_item(session, document.document_id, ItemType.INVOICE, document.contract_id, document.customer_id,
+                     Money.of(document.gross_total, document.currency), document.due_date,
+                     invoice_number=document.number)
 
 
 async def add_own_item(session: AsyncSession, document_id: uuid.UUID, item_type: ItemType, opened_by: uuid.UUID,
                        event: PaymentReceived, amount: Money, due_date: date) -> None:
     """An item payments opens itself (a chargeback fee, a debit), owed by the customer of `event`."""
+    await _open_item(session, document_id, item_type, event.contract_id, event.customer_id, amount, due_date,
+                     opened_by=opened_by)
+
+
+async def _open_item(session: AsyncSession, document_id: uuid.UUID, item_type: ItemType, contract_id: str,
+                     customer_id: str, amount: Money, due_date: date, **references) -> None:
     await session.execute(
         insert(open_items).values(
             document_id=document_id,
             item_type=item_type.value,
-            contract_id=event.contract_id,
-            customer_id=event.customer_id,
+            contract_id=contract_id,
+            customer_id=customer_id,
             currency=amount.currency,
             amount=amount.amount,
             open_amount=amount.amount,
             due_date=due_date,
-            opened_by=opened_by,
+            **references,
         )
     )
 
