@@ -40,7 +40,7 @@ async def lock_contract(session: AsyncSession, contract_id: str) -> None:
 
 
 async def add_invoice_item(session: AsyncSession, document: DocumentCreated) -> None:
-    await _open_item(session, document.document_id, ItemType.INVOICE, document.contract_id, document.customer_id,
+    await _insert_item(session, document.document_id, ItemType.INVOICE, document.contract_id, document.customer_id,
                      Money.of(document.gross_total, document.currency), document.due_date,
                      invoice_number=document.number)
 
@@ -48,12 +48,12 @@ async def add_invoice_item(session: AsyncSession, document: DocumentCreated) -> 
 async def add_own_item(session: AsyncSession, document_id: uuid.UUID, item_type: ItemType, opened_by: uuid.UUID,
                        event: PaymentReceived, amount: Money, due_date: date) -> None:
     """An item payments opens itself (a chargeback fee, a debit), owed by the customer of `event`."""
-    await _open_item(session, document_id, item_type, event.contract_id, event.customer_id, amount, due_date,
+    await _insert_item(session, document_id, item_type, event.contract_id, event.customer_id, amount, due_date,
                      opened_by=opened_by)
 
 
-async def _open_item(session: AsyncSession, document_id: uuid.UUID, item_type: ItemType, contract_id: str,
-                     customer_id: str, amount: Money, due_date: date, **references) -> None:
+async def _insert_item(session: AsyncSession, document_id: uuid.UUID, item_type: ItemType, contract_id: str,
+                       customer_id: str, amount: Money, due_date: date, **references) -> None:
     await session.execute(
         insert(open_items).values(
             document_id=document_id,
