@@ -30,7 +30,7 @@ from dateutil.relativedelta import relativedelta
 
 from services.rating.pricing import BandCharge, PricePlan, band_differences
 from shared.errors import Rejected
-from shared.events import ChargeKind, ContractStatus, TaxCategory, derive_id
+from shared.events import BillingCycle, ChargeKind, ContractStatus, TaxCategory, derive_id
 from shared.money import Money
 
 HUNDRED = Decimal(100)
@@ -44,11 +44,6 @@ def _midnight(day: date) -> datetime:
 
 class RatingError(Rejected):
     """Usage that cannot be rated against its contract."""
-
-
-class BillingCycle(StrEnum):
-    CALENDAR = "calendar"  # periods follow the calendar (months, quarters, years from January)
-    ANNIVERSARY = "anniversary"  # periods start on the alignment date's day (default: the start date)
 
 
 class ItemKind(StrEnum):
@@ -226,6 +221,10 @@ class BillableItem:
     def discount_amount(self) -> Money:
         return self.discount or Money.zero(self.net.currency)
 
+    def rounded_bands(self) -> tuple[BandCharge, ...]:
+        """The breakdown with each band's amount rounded on its own, as it is shown and sent."""
+        return tuple(replace(band, amount=Money.round(band.amount, self.net.currency).amount) for band in self.bands)
+
 
 StateKey = tuple[str, str, date]  # contract, item, period start
 
@@ -332,6 +331,22 @@ class BatchRating:
     rejected: dict[uuid.UUID, Rejected] = field(default_factory=dict)
 
 
+def place_batch(usages: Sequence[Usage], contracts: Mapping[str, Contract]
+                ) -> tuple[dict[uuid.UUID, Placement], dict[uuid.UUID, Rejected]]:
+    """Place every event of a batch, or refuse it with its reason."""
+    placements: dict[uuid.UUID, Placement] = {}
+    rejected: dict[uuid.UUID, Rejected] = {}
+    for usage in usages:
+        contract = contracts.get(usage.contract_id)
+        try:
+            if contract is None:
+                raise RatingError(f"unknown contract {usage.contract_id!r}")
+            placements[usage.event_id] = place(usage, contract)
+        except RatingError as error:
+            rejected[usage.event_id] = error
+    return placements, rejected
+
+
 def rate_batch(usages: Sequence[Usage], contracts: Mapping[str, Contract], placements: Mapping[uuid.UUID, Placement],
                states: Mapping[StateKey, PeriodUsage], meters: Mapping[tuple[str, str], MeterState]) -> BatchRating:
     """Rate events in order; each sees the state the ones before it left. `placements` holds the
@@ -424,8 +439,12 @@ class Closing:
 
     fees: list[BillableItem]
     top_ups: list[BillableItem]
+    closed: list[Period]
     states: dict[StateKey, PeriodUsage]
     closed_through: date | None
+
+    def period_end(self, key: StateKey) -> date:
+        return next(period.end for period in self.closed if period.start == key[2])
 
 
 def periods_to_close(contract: Contract, as_of: date) -> list[Period]:
@@ -434,14 +453,21 @@ def periods_to_close(contract: Contract, as_of: date) -> list[Period]:
             if period.end < as_of and not contract.is_closed(period)]
 
 
-def close_periods(contract: Contract, as_of: date, states: Mapping[StateKey, PeriodUsage]) -> Closing:
-    """At `as_of`: charge every recurring fee for each period begun by then (in advance; the caller
-    skips the ones already charged by their ids), and close the periods that ended before it,
-    topping up their minimums. `states` holds the cumulative states of the periods to close."""
+def close_periods(contract: Contract, as_of: date, states: Mapping[StateKey, PeriodUsage], *,
+                  grace_days: int = 0) -> Closing:
+    """At `as_of`: charge every recurring fee for each open period begun by then (in advance; the
+    caller skips the ones already charged by their ids), and close the periods that ended more
+    than `grace_days` before it, topping up their minimums. `states` holds the cumulative states
+    of the periods to close (`periods_to_close`).
+
+    A closed period's fees were charged when it began, so a fee added to a contract later is
+    charged from its first open period on, never for closed ones.
+    """
+    open_periods = [period for period in contract.periods(as_of) if not contract.is_closed(period)]
     fees = [fee_item(contract, item, period)
             for item in contract.items.values() if item.kind is ItemKind.RECURRING_FEE
-            for period in contract.periods(as_of)]
-    closing = periods_to_close(contract, as_of)
+            for period in open_periods]
+    closing = periods_to_close(contract, as_of - timedelta(days=grace_days))
     top_ups, changed = [], {}
     for period in closing:
         for item in contract.items.values():
@@ -453,7 +479,7 @@ def close_periods(contract: Contract, as_of: date, states: Mapping[StateKey, Per
                 top_ups.append(top_up)
                 changed[key] = state
     closed_through = closing[-1].end if closing else contract.closed_through
-    return Closing(fees, top_ups, changed, closed_through)
+    return Closing(fees, top_ups, closing, changed, closed_through)
 
 
 @dataclass(frozen=True, slots=True)

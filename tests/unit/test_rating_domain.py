@@ -12,7 +12,6 @@ from hypothesis import strategies as st
 
 from services.rating import domain
 from services.rating.domain import (
-    BillingCycle,
     Contract,
     ContractItem,
     ItemKind,
@@ -23,7 +22,7 @@ from services.rating.domain import (
     Usage,
 )
 from services.rating.pricing import PricePlan, PricingModel, Tier
-from shared.events import ChargeKind
+from shared.events import BillingCycle, ChargeKind
 from shared.money import Money
 
 D = Decimal
@@ -54,12 +53,7 @@ def usage(item: str, quantity: str, when: datetime, reading: str | None = None) 
 
 
 def rate_all(terms: Contract, events: list[Usage]) -> domain.BatchRating:
-    placements, rejected = {}, {}
-    for event in events:
-        try:
-            placements[event.event_id] = domain.place(event, terms)
-        except RatingError as error:
-            rejected[event.event_id] = error
+    placements, rejected = domain.place_batch(events, {"C-1": terms})
     outcome = domain.rate_batch(events, {"C-1": terms}, placements, {}, {})
     outcome.rejected.update(rejected)
     return outcome
@@ -151,6 +145,12 @@ def test_usage_that_cannot_be_rated_is_refused_with_a_reason(event, reason):
         domain.place(event, contract())
 
 
+def test_usage_of_an_unknown_contract_is_refused():
+    event = Usage(uuid.uuid4(), "C-404", "api", D(1), at(3, 1))
+    placements, rejected = domain.place_batch([event], {"C-1": contract()})
+    assert not placements and "unknown contract 'C-404'" in str(rejected[event.event_id])
+
+
 def test_usage_after_a_cancellation_is_refused():
     with pytest.raises(RatingError, match="outside"):
         domain.place(usage("api", "1", at(6, 2)), contract(ends_on=date(2026, 6, 1)))
@@ -196,6 +196,10 @@ def test_fees_are_charged_in_advance_and_prorated_by_day():
     march = domain.close_periods(terms, date(2026, 3, 1), {}).fees[-1]
     assert (march.period_end, march.net) == (date(2026, 3, 10), Money.of("87.10", EUR))  # 10 of 31 days
     assert march.billable_item_id == domain.close_periods(terms, date(2026, 3, 5), {}).fees[-1].billable_item_id
+    # closed periods were charged when they began: closing again charges only the open ones
+    assert [fee.period_start for fee in domain.close_periods(replace(terms, closed_through=date(2026, 1, 31)),
+                                                             date(2026, 3, 1), {}).fees] == [
+        date(2026, 2, 1), date(2026, 3, 1)]
 
 
 def test_a_longer_first_period_costs_more_than_a_regular_one():
