@@ -100,6 +100,13 @@ class ContractStatus(StrEnum):
     CANCELLED = "cancelled"
 
 
+class BillingCycle(StrEnum):
+    """How a contract's billing periods fall: on the calendar, or from an alignment date."""
+
+    CALENDAR = "calendar"  # months (quarters, years) from the 1st of January
+    ANNIVERSARY = "anniversary"  # from the alignment date's day of the month (default: the start date)
+
+
 CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 VatId = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[A-Za-z0-9+*.]{2,13}$")]
 
@@ -140,6 +147,11 @@ class ContractChanged(Event):
     ends_on: date | None
     status: ContractStatus
     items: list[ContractItemTerms] = Field(min_length=1, max_length=1000)
+    billing_cycle: BillingCycle = BillingCycle.CALENDAR
+    period_months: int = Field(default=1, ge=1, le=12)
+    # Anniversary cycles: the first regular period starts here; the one before it runs from
+    # `starts_on`, so it is shorter or longer than a regular period.
+    alignment_date: date | None = None
 
 
 class UsageRecorded(Event):
@@ -148,6 +160,9 @@ class UsageRecorded(Event):
     schema_version: Literal[1] = 1
     item_code: Identifier
     quantity: Quantity
+    # For metered items: the meter's current reading (then `quantity` is 0; rating derives the
+    # consumption from the previous reading).
+    meter_reading: Quantity | None = None
 
 
 class ChargeKind(StrEnum):
@@ -156,6 +171,23 @@ class ChargeKind(StrEnum):
     USAGE = "usage"  # consumption, charged after it happened
     RECURRING_FEE = "recurring_fee"  # a fee for its whole period, charged in advance
     ONE_TIME = "one_time"  # a purchase
+
+
+class PriceBand(BaseModel):
+    """One line of a rated item's price breakdown: what the item added to a band of its period.
+
+    Under volume pricing an item that reaches a new band re-prices the period's earlier units, so
+    a band may show a negative quantity and amount. `amount` is rounded per band; the item's net is
+    rounded once over all bands, so the bands may differ from it by the rounding.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    from_quantity: Quantity | None = None
+    to_quantity: Quantity | None = None
+    quantity: Annotated[Decimal, BeforeValidator(_exact_decimal), Field(max_digits=28, decimal_places=10)]
+    unit_price: UnitPrice
+    amount: Amount
 
 
 class RatedItem(Event):
@@ -176,10 +208,21 @@ class RatedItem(Event):
     period_end: date
     source_event_ids: list[uuid.UUID] = Field(min_length=1)
     charge_kind: ChargeKind = ChargeKind.USAGE
+    # What came off the list price (percentage discount, maximum): list amount - discount = net,
+    # except where a minimum charge raised the net.
+    discount: Amount = Decimal(0)
+    price_breakdown: list[PriceBand] = Field(default_factory=list, max_length=100)
+    previous_reading: Quantity | None = None
+    current_reading: Quantity | None = None
+    # Late usage: the closed period it was used in; `period_*` is the open period billing it.
+    late_for_period_start: date | None = None
+    late_for_period_end: date | None = None
 
     @model_validator(mode="after")
     def _amounts_fit_currency(self) -> RatedItem:
-        _check_minor_units(self.currency, net=self.net)
+        _check_minor_units(self.currency, net=self.net, discount=self.discount)
+        for band in self.price_breakdown:
+            _check_minor_units(self.currency, band_amount=band.amount)
         return self
 
 

@@ -1,18 +1,52 @@
-"""Operator commands for rating's own data: `python -m services.rating.admin --help`."""
+"""Operator commands for rating's own data: `python -m services.rating.admin --help`.
+
+Commands that change something run the same use case as the HTTP API, in one transaction of
+rating's database, and leave their events (contracts.changed, items.rated) in its outbox, which
+a running rating worker publishes.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import json
+from contextlib import asynccontextmanager
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
+from typing import Annotated, AsyncIterator
 
 import typer
 
-from services.rating.contracts import CONTRACT_LIST, save_contracts
+from services.rating import handlers
+from services.rating.contracts import CONTRACT_LIST, operate, read, save_contracts
+from services.rating.scheduler import close_due
 from services.rating.settings import RatingSettings
+from services.rating.specs import CancellationSpec, PurchaseSpec
 from shared.db import Database, migrate
+from shared.events import RatedItem
+from shared.messaging import Outgoing
+from shared.money import Money
 
 cli = typer.Typer(help="Rating administration.", no_args_is_help=True)
+
+
+@asynccontextmanager
+async def rating_database() -> AsyncIterator[Database]:
+    settings = RatingSettings()
+    await migrate("rating", settings.database_url)
+    database = Database(settings.database_url)
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+def _echo_items(outgoing: list[Outgoing]) -> None:
+    for message in outgoing:
+        event = message.event
+        if isinstance(event, RatedItem):
+            typer.echo(f"{event.contract_id}  {event.period_start}..{event.period_end}  {event.charge_kind:<13}  "
+                       f"{event.description}  {Money(event.net, event.currency)}")
 
 
 @cli.command("load-contracts")
@@ -24,16 +58,77 @@ def load_contracts_command(path: Path) -> None:
     specs = CONTRACT_LIST.validate_json(path.read_bytes())
 
     async def run() -> list[int]:
-        settings = RatingSettings()
-        await migrate("rating", settings.database_url)
-        database = Database(settings.database_url)
-        try:
+        async with rating_database() as database:
             return await save_contracts(database, specs)
-        finally:
-            await database.dispose()
 
     revisions = asyncio.run(run())
     typer.echo(json.dumps({spec.contract_id: revision for spec, revision in zip(specs, revisions, strict=True)}))
+
+
+@cli.command("close-periods")
+def close_periods_command(
+    as_of: Annotated[str, typer.Option(help="The day to close for (ISO date); default today (UTC).")] = "",
+    grace_days: Annotated[int | None, typer.Option(help="Close periods that ended this many days before AS_OF; "
+                                                        "default RATING_CLOSE_GRACE_DAYS.")] = None,
+    contract: Annotated[list[str] | None, typer.Option(help="Only these contracts (repeatable).")] = None,
+) -> None:
+    """Do what the worker's period close does on AS_OF: charge the fees of the periods begun by then
+    and close the periods that have ended (minimum top-ups); late usage then bills in the next one."""
+    day = date.fromisoformat(as_of) if as_of else date.today()
+    grace = RatingSettings().close_grace_days if grace_days is None else grace_days
+
+    async def run() -> list[Outgoing]:
+        async with rating_database() as database:
+            return await close_due(database, day, grace_days=grace, contract_ids=contract)
+
+    charged = asyncio.run(run())
+    _echo_items(charged)
+    typer.echo(f"{len(charged)} item(s) charged")
+
+
+@cli.command("add-purchase")
+def add_purchase_command(
+    contract_id: str, item_code: str, description: str, quantity: str, unit_price: str,
+    purchased_on: Annotated[str, typer.Option(help="ISO date; default today.")] = "",
+    purchase_id: Annotated[str | None, typer.Option(help="Makes a repeated command the same purchase.")] = None,
+) -> None:
+    """Add a one-time purchase item to a contract (billed as an item on items.rated)."""
+    purchase = PurchaseSpec(item_code=item_code, description=description, quantity=quantity, unit_price=unit_price,
+                            purchased_on=purchased_on or date.today(), purchase_id=purchase_id)
+
+    async def run() -> list[Outgoing]:
+        async with rating_database() as database:
+            return await operate(database, handlers.add_purchase, contract_id, purchase)
+
+    _echo_items(asyncio.run(run()))
+
+
+@cli.command("cancel-contract")
+def cancel_contract_command(contract_id: str, ends_on: Annotated[str, typer.Option(help="The last day (ISO).")]) -> None:
+    """Cancel a contract on a date (its last day); publishes contracts.changed."""
+
+    async def run() -> list[Outgoing]:
+        async with rating_database() as database:
+            return await operate(database, handlers.cancel_contract, contract_id, CancellationSpec(ends_on=ends_on))
+
+    for message in asyncio.run(run()):
+        typer.echo(f"{message.event.contract_id} cancelled on {ends_on}")
+
+
+@cli.command("estimate")
+def estimate_command(contract_id: str, item_code: str, quantity: str,
+                     periods: Annotated[int, typer.Option(help="At most this many periods.")] = 12) -> None:
+    """The expected net of each unbilled period of CONTRACT_ID if QUANTITY of ITEM_CODE is used in each."""
+
+    async def run():
+        async with rating_database() as database:
+            return await read(database, handlers.estimate, contract_id, item_code, Decimal(quantity), periods)
+
+    estimated = asyncio.run(run())
+    for line in estimated:
+        typer.echo(f"{line.period.start}..{line.period.end}  {line.quantity}  {line.net}")
+    if estimated:
+        typer.echo(f"total {Money.sum((line.net for line in estimated), estimated[0].net.currency)}")
 
 
 if __name__ == "__main__":

@@ -1,28 +1,100 @@
-"""Pricing usage: pure functions over contracts and usage, no I/O."""
+"""Rating's rules: contracts, their billing periods, and how usage, fees and purchases become
+billable items. Pure functions and dataclasses, no I/O.
+
+Usage is rated against the cumulative state of its (contract, item, period): an event is
+charged what the period's settled net grew by (see pricing.py), so a period rated event by
+event costs exactly what it costs rated at once, and a late event can never bill twice.
+
+Late usage: a period is *closed* once `close_periods` passed its end (its minimum was topped
+up). Usage for a closed period is still rated against that period's state (its tiers and free
+quantity continue where they were, so the free quantity is not granted again, and what the
+minimum top-up already charged is not charged again), but is billed in the contract's first
+open period and carries a reference to the period it belongs to.
+
+Meter readings: consumption = this reading - the meter's previous reading (the item's
+`initial_reading` before the first one), rated in the period of the reading's own timestamp.
+A reading older than the newest one already rated is refused: the newer reading's consumption
+already covers its interval, and re-splitting it could bill it twice.
+"""
 
 from __future__ import annotations
 
-import calendar
 import uuid
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from enum import StrEnum
+from typing import Iterator, Mapping, Sequence
 
+from dateutil.relativedelta import relativedelta
+
+from services.rating.pricing import BandCharge, PricePlan, band_differences
 from shared.errors import Rejected
-from shared.events import ContractStatus, TaxCategory
+from shared.events import BillingCycle, ChargeKind, ContractStatus, TaxCategory, derive_id
 from shared.money import Money
+
+HUNDRED = Decimal(100)
+# Quantities travel with at most this many decimals (shared.events.Quantity).
+QUANTITY_QUANTUM = Decimal("1e-10")
+
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 class RatingError(Rejected):
     """Usage that cannot be rated against its contract."""
 
 
+class ItemKind(StrEnum):
+    USAGE = "usage"
+    RECURRING_FEE = "recurring_fee"
+
+
+class Measure(StrEnum):
+    CONSUMPTION = "consumption"  # each event carries a consumed quantity
+    METER_READING = "meter_reading"  # each event carries the meter's current reading
+
+
 @dataclass(frozen=True, slots=True)
 class ContractItem:
     item_code: str
     description: str
-    unit_price: Decimal
     tax_category: TaxCategory = TaxCategory.STANDARD
+    kind: ItemKind = ItemKind.USAGE
+    # usage items
+    plan: PricePlan = field(default_factory=PricePlan)
+    measure: Measure = Measure.CONSUMPTION
+    initial_reading: Decimal = Decimal(0)
+    # recurring fees: the list price per full period, less `deviation_percent`
+    list_price: Decimal = Decimal(0)
+    deviation_percent: Decimal = Decimal(0)
+    # Set when a change of the contract (a renewal) changed the fee's price.
+    price_adjusted: bool = False
+
+    @property
+    def unit_price(self) -> Decimal:
+        """The price per unit (usage) or per full period (fees), as a listing shows it."""
+        return self.fee_net_price if self.kind is ItemKind.RECURRING_FEE else self.plan.price(Decimal(0)).unit_price
+
+    @property
+    def fee_net_price(self) -> Decimal:
+        return self.list_price * (HUNDRED - self.deviation_percent) / HUNDRED
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    start: date
+    end: date
+    # Days of the regular period this one is (part of): proration divides by it.
+    regular_days: int
+
+    @property
+    def days(self) -> int:
+        return (self.end - self.start).days + 1
+
+    def contains(self, day: date) -> bool:
+        return self.start <= day <= self.end
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,9 +106,66 @@ class Contract:
     ends_on: date | None
     items: dict[str, ContractItem]
     status: ContractStatus = ContractStatus.ACTIVE
+    billing_cycle: BillingCycle = BillingCycle.CALENDAR
+    period_months: int = 1
+    # Anniversary cycles: the first regular period starts here; the first period runs from
+    # `starts_on` to the day before, so it is shorter or longer than a regular one.
+    alignment_date: date | None = None
+    # Every period ending on or before this day is closed (see the module docstring).
+    closed_through: date | None = None
 
     def is_active_on(self, day: date) -> bool:
         return self.starts_on <= day and (self.ends_on is None or day <= self.ends_on)
+
+    def _anchor(self) -> date:
+        if self.billing_cycle is BillingCycle.CALENDAR:
+            return date(self.starts_on.year, 1, 1)
+        return self.alignment_date or self.starts_on
+
+    def _regular_period(self, day: date) -> tuple[date, date]:
+        anchor, step = self._anchor(), self.period_months
+        months = (day.year - anchor.year) * 12 + day.month - anchor.month
+        index = months // step
+        # Counted from the anchor each time (not chained), so a 31st stays the 31st where it can.
+        while anchor + relativedelta(months=index * step) > day:
+            index -= 1
+        while anchor + relativedelta(months=(index + 1) * step) <= day:
+            index += 1
+        start = anchor + relativedelta(months=index * step)
+        return start, anchor + relativedelta(months=(index + 1) * step) - timedelta(days=1)
+
+    def period_of(self, day: date) -> Period:
+        """The billing period `day` falls in, cut to the contract's life."""
+        if self.alignment_date is not None and self.billing_cycle is BillingCycle.ANNIVERSARY \
+                and day < self.alignment_date:
+            before_start, before_end = self._regular_period(self.alignment_date - timedelta(days=1))
+            return Period(self.starts_on, self.alignment_date - timedelta(days=1),
+                          (before_end - before_start).days + 1)
+        start, end = self._regular_period(day)
+        return Period(max(start, self.starts_on), end if self.ends_on is None else min(end, self.ends_on),
+                      (end - start).days + 1)
+
+    def periods(self, until: date) -> Iterator[Period]:
+        """The contract's periods from its start that begin on or before `until`."""
+        day = self.starts_on
+        while day <= until and (self.ends_on is None or day <= self.ends_on):
+            period = self.period_of(day)
+            yield period
+            day = period.end + timedelta(days=1)
+
+    def is_closed(self, period: Period) -> bool:
+        return self.closed_through is not None and period.end <= self.closed_through
+
+    def first_open_period(self) -> Period | None:
+        """Where late usage is billed; None once the contract's last period is closed."""
+        day = self.starts_on if self.closed_through is None else self.closed_through + timedelta(days=1)
+        return self.period_of(day) if self.is_active_on(day) else None
+
+    def item(self, item_code: str) -> ContractItem:
+        item = self.items.get(item_code)
+        if item is None:
+            raise RatingError(f"contract {self.contract_id} has no item {item_code!r}")
+        return item
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +175,22 @@ class Usage:
     item_code: str
     quantity: Decimal
     occurred_at: datetime
+    meter_reading: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodUsage:
+    """The cumulative state of one (contract, item, period): what was used and what was billed."""
+
+    quantity: Decimal = Decimal(0)
+    net: Decimal = Decimal(0)
+    discount: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True, slots=True)
+class MeterState:
+    reading: Decimal
+    read_at: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,41 +209,343 @@ class BillableItem:
     period_start: date
     period_end: date
     occurred_at: datetime
+    charge_kind: ChargeKind = ChargeKind.USAGE
+    discount: Money | None = None
+    bands: tuple[BandCharge, ...] = ()
+    # Late usage: the (closed) period it was used in; `period_*` is where it is billed.
+    late_for: Period | None = None
+    previous_reading: Decimal | None = None
+    current_reading: Decimal | None = None
+
+    @property
+    def discount_amount(self) -> Money:
+        return self.discount or Money.zero(self.net.currency)
+
+    def rounded_bands(self) -> tuple[BandCharge, ...]:
+        """The breakdown with each band's amount rounded on its own, as it is shown and sent."""
+        return tuple(replace(band, amount=Money.round(band.amount, self.net.currency).amount) for band in self.bands)
 
 
-def billing_period(day: date) -> tuple[date, date]:
-    """The calendar month containing `day`: the billing cycle of every contract for now."""
-    last_day = calendar.monthrange(day.year, day.month)[1]
-    return day.replace(day=1), day.replace(day=last_day)
+StateKey = tuple[str, str, date]  # contract, item, period start
 
 
-def rate(usage: Usage, contract: Contract, billable_item_id: uuid.UUID) -> BillableItem:
-    """Price one usage event per unit: net = quantity x unit price, rounded once to the currency."""
-    item = contract.items.get(usage.item_code)
-    if item is None:
-        raise RatingError(f"contract {contract.contract_id} has no item {usage.item_code!r}")
-    usage_day = usage.occurred_at.date()
-    if not contract.is_active_on(usage_day):
+def state_key(contract_id: str, item_code: str, period: Period) -> StateKey:
+    return (contract_id, item_code, period.start)
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a usage event goes: its item, period and state key; and its meter, if it has one."""
+
+    item: ContractItem
+    period: Period
+    key: StateKey
+    meter_key: tuple[str, str] | None
+
+
+def place(usage: Usage, contract: Contract) -> Placement:
+    """Check a usage event against its contract and find its period; raises RatingError."""
+    item = contract.item(usage.item_code)
+    if item.kind is not ItemKind.USAGE:
+        raise RatingError(f"item {item.item_code!r} of contract {contract.contract_id} is a {item.kind}, "
+                          "not a usage item")
+    day = usage.occurred_at.date()
+    if not contract.is_active_on(day):
         raise RatingError(
-            f"usage on {usage_day} is outside contract {contract.contract_id}'s term "
+            f"usage on {day} is outside contract {contract.contract_id}'s term "
             f"({contract.starts_on} to {contract.ends_on or 'open end'})"
         )
-    if usage.quantity < 0:
-        raise RatingError(f"quantity {usage.quantity} is negative")
-    period_start, period_end = billing_period(usage_day)
-    return BillableItem(
-        billable_item_id=billable_item_id,
+    if item.measure is Measure.METER_READING:
+        if usage.meter_reading is None:
+            raise RatingError(f"item {item.item_code!r} is metered: send its current meter_reading")
+        if usage.quantity != 0:
+            raise RatingError(f"item {item.item_code!r} is metered: its consumption comes from the readings, "
+                              f"so quantity must be 0, not {usage.quantity}")
+    elif usage.meter_reading is not None:
+        raise RatingError(f"item {item.item_code!r} is measured by consumption: send quantity, not a meter_reading")
+    period = contract.period_of(day)
+    meter_key = (contract.contract_id, item.item_code) if item.measure is Measure.METER_READING else None
+    return Placement(item, period, state_key(contract.contract_id, item.item_code, period), meter_key)
+
+
+def consumed_by_reading(usage: Usage, item: ContractItem, meter: MeterState | None) -> tuple[Decimal, Decimal]:
+    """(previous reading, consumption) of a meter reading; raises RatingError for one out of order."""
+    assert usage.meter_reading is not None
+    previous = item.initial_reading if meter is None else meter.reading
+    if meter is not None and usage.occurred_at <= meter.read_at:
+        raise RatingError(
+            f"meter reading {usage.meter_reading} of {usage.occurred_at.isoformat()} is not newer than the "
+            f"reading {meter.reading} of {meter.read_at.isoformat()} already rated, whose consumption covers it"
+        )
+    if usage.meter_reading < previous:
+        raise RatingError(f"meter reading {usage.meter_reading} is below the previous reading {previous}")
+    return previous, usage.meter_reading - previous
+
+
+def rate(usage: Usage, contract: Contract, placement: Placement, state: PeriodUsage,
+         meter: MeterState | None = None) -> tuple[BillableItem, PeriodUsage]:
+    """Rate one usage event against its period's cumulative state; returns the item and the new state."""
+    item, period = placement.item, placement.period
+    previous_reading = None
+    quantity = usage.quantity
+    if item.measure is Measure.METER_READING:
+        previous_reading, quantity = consumed_by_reading(usage, item, meter)
+    closed = contract.is_closed(period)
+    billed_in = period
+    if closed:
+        billed_in = contract.first_open_period() or period
+    plan, currency = item.plan, contract.currency
+    before, after = plan.price(state.quantity), plan.price(state.quantity + quantity)
+    net = plan.settled_net(after.quantity, currency, closed=closed)
+    discount = Money.round(after.gross, currency) - Money.round(after.net, currency)
+    free = after.free_quantity - before.free_quantity
+    rated = BillableItem(
+        billable_item_id=derive_id(usage.event_id, "billable-item"),
         source_event_id=usage.event_id,
         contract_id=contract.contract_id,
         customer_id=contract.customer_id,
         item_code=item.item_code,
         description=item.description,
-        quantity=usage.quantity,
-        free_quantity=Decimal(0),
-        billable_quantity=usage.quantity,
-        unit_price=item.unit_price,
-        net=Money.round(usage.quantity * item.unit_price, contract.currency),
-        period_start=period_start,
-        period_end=period_end,
+        quantity=quantity,
+        free_quantity=free,
+        billable_quantity=quantity - free,
+        unit_price=after.unit_price,
+        net=net - Money.of(state.net, currency),
+        period_start=billed_in.start,
+        period_end=billed_in.end,
         occurred_at=usage.occurred_at,
+        discount=discount - Money.of(state.discount, currency),
+        bands=band_differences(before, after),
+        late_for=period if closed else None,
+        previous_reading=previous_reading,
+        current_reading=usage.meter_reading,
     )
+    return rated, PeriodUsage(after.quantity, net.amount, discount.amount)
+
+
+@dataclass
+class BatchRating:
+    items: list[BillableItem] = field(default_factory=list)
+    states: dict[StateKey, PeriodUsage] = field(default_factory=dict)
+    meters: dict[tuple[str, str], MeterState] = field(default_factory=dict)
+    rejected: dict[uuid.UUID, Rejected] = field(default_factory=dict)
+
+
+def place_batch(usages: Sequence[Usage], contracts: Mapping[str, Contract]
+                ) -> tuple[dict[uuid.UUID, Placement], dict[uuid.UUID, Rejected]]:
+    """Place every event of a batch, or refuse it with its reason."""
+    placements: dict[uuid.UUID, Placement] = {}
+    rejected: dict[uuid.UUID, Rejected] = {}
+    for usage in usages:
+        contract = contracts.get(usage.contract_id)
+        try:
+            if contract is None:
+                raise RatingError(f"unknown contract {usage.contract_id!r}")
+            placements[usage.event_id] = place(usage, contract)
+        except RatingError as error:
+            rejected[usage.event_id] = error
+    return placements, rejected
+
+
+def rate_batch(usages: Sequence[Usage], contracts: Mapping[str, Contract], placements: Mapping[uuid.UUID, Placement],
+               states: Mapping[StateKey, PeriodUsage], meters: Mapping[tuple[str, str], MeterState]) -> BatchRating:
+    """Rate events in order; each sees the state the ones before it left. `placements` holds the
+    events `place` accepted; the others must be in `rejected` already or are refused here.
+
+    Returns the items, and only the states and meters that changed.
+    """
+    outcome = BatchRating()
+    current_states = dict(states)
+    current_meters = dict(meters)
+    for usage in usages:
+        placement = placements.get(usage.event_id)
+        if placement is None:
+            continue
+        try:
+            meter = current_meters.get(placement.meter_key) if placement.meter_key else None
+            item, state = rate(usage, contracts[usage.contract_id], placement,
+                               current_states.get(placement.key, PeriodUsage()), meter)
+        except RatingError as error:
+            outcome.rejected[usage.event_id] = error
+            continue
+        outcome.items.append(item)
+        current_states[placement.key] = outcome.states[placement.key] = state
+        if placement.meter_key is not None:
+            assert usage.meter_reading is not None
+            current_meters[placement.meter_key] = outcome.meters[placement.meter_key] = MeterState(
+                usage.meter_reading, usage.occurred_at)
+    return outcome
+
+
+def fee_item(contract: Contract, item: ContractItem, period: Period) -> BillableItem:
+    """A recurring fee for one period, charged in advance, prorated by day for a partial period.
+
+    net = net price x days of the period / days of a regular period, rounded once.
+    """
+    source = derive_id(f"{contract.contract_id}:{item.item_code}:{period.start.isoformat()}", "recurring-fee")
+    fraction = Decimal(period.days) / Decimal(period.regular_days)
+    shown_fraction = fraction.quantize(QUANTITY_QUANTUM)
+    list_amount = Money.round(item.list_price * fraction, contract.currency)
+    net = Money.round(item.fee_net_price * fraction, contract.currency)
+    return BillableItem(
+        billable_item_id=derive_id(source, "billable-item"),
+        source_event_id=source,
+        contract_id=contract.contract_id,
+        customer_id=contract.customer_id,
+        item_code=item.item_code,
+        description=item.description,
+        quantity=shown_fraction,
+        free_quantity=Decimal(0),
+        billable_quantity=shown_fraction,
+        unit_price=item.fee_net_price.quantize(QUANTITY_QUANTUM),
+        net=net,
+        period_start=period.start,
+        period_end=period.end,
+        occurred_at=_midnight(period.start),
+        charge_kind=ChargeKind.RECURRING_FEE,
+        discount=list_amount - net,
+    )
+
+
+def minimum_top_up(contract: Contract, item: ContractItem, period: Period,
+                   state: PeriodUsage) -> tuple[BillableItem | None, PeriodUsage]:
+    """Closing a period: what its net falls short of the item's minimum, as an item of its own."""
+    closed_net = item.plan.settled_net(state.quantity, contract.currency, closed=True)
+    top_up = closed_net - Money.of(state.net, contract.currency)
+    if top_up.is_zero():
+        return None, state
+    source = derive_id(f"{contract.contract_id}:{item.item_code}:{period.start.isoformat()}", "minimum-top-up")
+    return BillableItem(
+        billable_item_id=derive_id(source, "billable-item"),
+        source_event_id=source,
+        contract_id=contract.contract_id,
+        customer_id=contract.customer_id,
+        item_code=item.item_code,
+        description=f"Minimum charge: {item.description}"[:500],
+        quantity=Decimal(0),
+        free_quantity=Decimal(0),
+        billable_quantity=Decimal(0),
+        unit_price=Decimal(0),
+        net=top_up,
+        period_start=period.start,
+        period_end=period.end,
+        occurred_at=_midnight(period.end),
+    ), replace(state, net=closed_net.amount)
+
+
+@dataclass(frozen=True, slots=True)
+class Closing:
+    """What closing a contract's periods up to a day produces."""
+
+    fees: list[BillableItem]
+    top_ups: list[BillableItem]
+    closed: list[Period]
+    states: dict[StateKey, PeriodUsage]
+    closed_through: date | None
+
+    def period_end(self, key: StateKey) -> date:
+        return next(period.end for period in self.closed if period.start == key[2])
+
+
+def periods_to_close(contract: Contract, as_of: date) -> list[Period]:
+    """The periods that ended before `as_of` and are not closed yet."""
+    return [period for period in contract.periods(as_of - timedelta(days=1))
+            if period.end < as_of and not contract.is_closed(period)]
+
+
+def close_periods(contract: Contract, as_of: date, states: Mapping[StateKey, PeriodUsage], *,
+                  grace_days: int = 0) -> Closing:
+    """At `as_of`: charge every recurring fee for each open period begun by then (in advance; the
+    caller skips the ones already charged by their ids), and close the periods that ended more
+    than `grace_days` before it, topping up their minimums. `states` holds the cumulative states
+    of the periods to close (`periods_to_close`).
+
+    A closed period's fees were charged when it began, so a fee added to a contract later is
+    charged from its first open period on, never for closed ones.
+    """
+    open_periods = [period for period in contract.periods(as_of) if not contract.is_closed(period)]
+    fees = [fee_item(contract, item, period)
+            for item in contract.items.values() if item.kind is ItemKind.RECURRING_FEE
+            for period in open_periods]
+    closing = periods_to_close(contract, as_of - timedelta(days=grace_days))
+    top_ups, changed = [], {}
+    for period in closing:
+        for item in contract.items.values():
+            if item.kind is not ItemKind.USAGE or item.plan.minimum is None:
+                continue
+            key = state_key(contract.contract_id, item.item_code, period)
+            top_up, state = minimum_top_up(contract, item, period, states.get(key, PeriodUsage()))
+            if top_up is not None:
+                top_ups.append(top_up)
+                changed[key] = state
+    closed_through = closing[-1].end if closing else contract.closed_through
+    return Closing(fees, top_ups, closing, changed, closed_through)
+
+
+@dataclass(frozen=True, slots=True)
+class EstimatedPeriod:
+    period: Period
+    quantity: Decimal
+    net: Money
+
+
+def estimate(contract: Contract, item_code: str, quantity: Decimal, *, horizon: int = 12) -> list[EstimatedPeriod]:
+    """The expected net of each unbilled (not yet closed) period, if `quantity` is used in each.
+
+    Usage items: the plan's settled net of `quantity` with the minimum applied, as a closed
+    period would bill it. Fees: their prorated price, whatever the quantity. An open-ended
+    contract is estimated for `horizon` periods.
+    """
+    item = contract.item(item_code)
+    first = contract.first_open_period()
+    estimated: list[EstimatedPeriod] = []
+    day = first.start if first else None
+    while day is not None and contract.is_active_on(day) and len(estimated) < horizon:
+        period = contract.period_of(day)
+        if item.kind is ItemKind.RECURRING_FEE:
+            estimated.append(EstimatedPeriod(period, Decimal(1), fee_item(contract, item, period).net))
+        else:
+            estimated.append(EstimatedPeriod(period, quantity,
+                                             item.plan.settled_net(quantity, contract.currency, closed=True)))
+        day = period.end + timedelta(days=1)
+    return estimated
+
+
+def purchase_item(contract: Contract, purchase_id: uuid.UUID, item_code: str, description: str, quantity: Decimal,
+                  unit_price: Decimal, purchased_on: date) -> BillableItem:
+    """A one-time purchase added to a contract: net = quantity x unit price, rounded once."""
+    if not contract.is_active_on(purchased_on):
+        raise RatingError(f"purchase on {purchased_on} is outside contract {contract.contract_id}'s term "
+                          f"({contract.starts_on} to {contract.ends_on or 'open end'})")
+    period = contract.period_of(purchased_on)
+    return BillableItem(
+        billable_item_id=derive_id(purchase_id, "billable-item"),
+        source_event_id=purchase_id,
+        contract_id=contract.contract_id,
+        customer_id=contract.customer_id,
+        item_code=item_code,
+        description=description,
+        quantity=quantity,
+        free_quantity=Decimal(0),
+        billable_quantity=quantity,
+        unit_price=unit_price,
+        net=Money.round(quantity * unit_price, contract.currency),
+        period_start=period.start,
+        period_end=period.end,
+        occurred_at=_midnight(purchased_on),
+        charge_kind=ChargeKind.ONE_TIME,
+    )
+
+
+def adjusted_prices(old: Contract | None, new: Contract) -> Contract:
+    """Flag the fees whose price a change (a renewal) changed; a flag once set stays."""
+    if old is None:
+        return new
+    items = {}
+    for code, item in new.items.items():
+        before = old.items.get(code)
+        changed = before is not None and item.kind is ItemKind.RECURRING_FEE and (
+            before.list_price != item.list_price or before.deviation_percent != item.deviation_percent)
+        items[code] = replace(item, price_adjusted=item.price_adjusted or changed
+                              or (before is not None and before.price_adjusted))
+    return replace(new, items=items)

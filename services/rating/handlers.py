@@ -1,24 +1,56 @@
-"""Rating's use cases: one function per message kind, each inside the consumer's transaction."""
+"""Rating's use cases, each inside one transaction (a consumer's, the period close's or an
+operator's): load via the store, decide in the domain, save, return the events to emit."""
 
 from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rating import domain, store
+from services.rating.domain import BillableItem
+from services.rating.specs import CancellationSpec, ContractSpec, PurchaseSpec
 from shared import topics
 from shared.errors import Rejected
-from shared.events import RatedItem, UsageRecorded, derive_id
-from shared.messaging import Outgoing
+from shared.events import (
+    ContractChanged,
+    ContractItemTerms,
+    ContractStatus,
+    PriceBand,
+    RatedItem,
+    UsageRecorded,
+    derive_id,
+)
+from shared.messaging import BatchOutcome, Outgoing
 
 
-async def rate_usage(session: AsyncSession, event: UsageRecorded) -> list[Outgoing]:
-    contract = await store.find_contract(session, event.contract_id)
-    if contract is None:
-        raise Rejected(f"unknown contract {event.contract_id!r}")
-    usage = domain.Usage(event.event_id, event.contract_id, event.item_code, event.quantity, event.occurred_at)
-    item = domain.rate(usage, contract, billable_item_id=derive_id(event.event_id, "billable-item"))
-    await store.add_billable_item(session, item)
-    rated = RatedItem(
+class NotFound(Rejected):
+    """What a use case was asked about does not exist."""
+
+
+async def rate_usage(session: AsyncSession, events: Sequence[UsageRecorded]) -> BatchOutcome:
+    """Rate a batch of usage: one query for its contracts, one locking its period states (and
+    one its meters), the events in order in the domain, then bulk writes."""
+    usages = [domain.Usage(event.event_id, event.contract_id, event.item_code, event.quantity, event.occurred_at,
+                           event.meter_reading) for event in events]
+    contracts = await store.load_contracts(session, {usage.contract_id for usage in usages})
+    placements, rejected = domain.place_batch(usages, contracts)
+    states = await store.lock_period_usage(session, [placement.key for placement in placements.values()])
+    meters = await store.lock_meters(session, [placement.meter_key for placement in placements.values()
+                                               if placement.meter_key is not None])
+    rating = domain.rate_batch(usages, contracts, placements, states, meters)
+    period_ends = {placement.key: placement.period.end for placement in placements.values()}
+    await store.save_period_usage(session, {key: (state, period_ends[key]) for key, state in rating.states.items()})
+    await store.save_meters(session, rating.meters)
+    await store.add_billable_items(session, rating.items)
+    return BatchOutcome([rated(item) for item in rating.items], {**rejected, **rating.rejected})
+
+
+def rated(item: BillableItem) -> Outgoing:
+    event = RatedItem(
         event_id=derive_id(item.billable_item_id, "items.rated"),
         occurred_at=item.occurred_at,
         contract_id=item.contract_id,
@@ -35,5 +67,108 @@ async def rate_usage(session: AsyncSession, event: UsageRecorded) -> list[Outgoi
         period_start=item.period_start,
         period_end=item.period_end,
         source_event_ids=[item.source_event_id],
+        charge_kind=item.charge_kind,
+        discount=item.discount_amount.amount,
+        price_breakdown=[PriceBand(from_quantity=band.from_quantity, to_quantity=band.to_quantity,
+                                   quantity=band.quantity, unit_price=band.unit_price, amount=band.amount)
+                         for band in item.rounded_bands()],
+        previous_reading=item.previous_reading,
+        current_reading=item.current_reading,
+        late_for_period_start=item.late_for.start if item.late_for else None,
+        late_for_period_end=item.late_for.end if item.late_for else None,
     )
-    return [Outgoing(topics.ITEMS_RATED, rated)]
+    return Outgoing(topics.ITEMS_RATED, event)
+
+
+def changed_event(spec: ContractSpec, revision: int) -> ContractChanged:
+    return ContractChanged(
+        event_id=derive_id(f"{spec.contract_id}:{revision}", "contracts.changed"),
+        occurred_at=datetime.now(UTC),
+        contract_id=spec.contract_id,
+        revision=revision,
+        customer=spec.customer,
+        currency=spec.currency,
+        starts_on=spec.starts_on,
+        ends_on=spec.ends_on,
+        status=spec.status,
+        items=[
+            ContractItemTerms(item_code=item.item_code, description=item.description, tax_category=item.tax_category)
+            for item in spec.items
+        ],
+        billing_cycle=spec.billing_cycle,
+        period_months=spec.period_months,
+        alignment_date=spec.alignment_date,
+    )
+
+
+async def save_contract(session: AsyncSession, spec: ContractSpec) -> tuple[int, list[Outgoing]]:
+    """Create or replace a contract (and its customer); returns its new revision and the snapshot.
+
+    A fee whose price the change changed is flagged as price-adjusted. The contract's closed
+    periods stay closed: a change applies to its open periods.
+    """
+    old = await store.find_contract(session, spec.contract_id, for_update=True)
+    adjusted = domain.adjusted_prices(old, spec.to_domain())
+    spec = spec.model_copy(update={"items": [
+        item.model_copy(update={"price_adjusted": adjusted.items[item.item_code].price_adjusted})
+        for item in spec.items
+    ]})
+    await store.save_customer(session, spec.customer)
+    revision = await store.save_contract(session, spec)
+    return revision, [Outgoing(topics.CONTRACTS_CHANGED, changed_event(spec, revision))]
+
+
+async def cancel_contract(session: AsyncSession, contract_id: str, cancellation: CancellationSpec) -> list[Outgoing]:
+    """Cancel on a date: usage after it is refused, fees not charged yet are prorated to it, and
+    settlement credits the part of fees already charged beyond it (from contracts.changed)."""
+    spec = await store.find_contract_spec(session, contract_id)
+    if spec is None:
+        raise NotFound(f"unknown contract {contract_id!r}")
+    if cancellation.ends_on < spec.starts_on:
+        raise Rejected(f"cannot cancel on {cancellation.ends_on}, before the contract starts on {spec.starts_on}")
+    cancelled = ContractSpec.model_validate(
+        {**spec.model_dump(), "status": ContractStatus.CANCELLED, "ends_on": cancellation.ends_on})
+    _, outgoing = await save_contract(session, cancelled)
+    return outgoing
+
+
+async def add_purchase(session: AsyncSession, contract_id: str, purchase: PurchaseSpec) -> list[Outgoing]:
+    """A one-time purchase item; sending the same `purchase_id` again adds nothing."""
+    contract = await store.find_contract(session, contract_id)
+    if contract is None:
+        raise NotFound(f"unknown contract {contract_id!r}")
+    purchase_id = derive_id(f"{contract_id}:{purchase.purchase_id}", "purchase") if purchase.purchase_id \
+        else uuid.uuid4()
+    item = domain.purchase_item(contract, purchase_id, purchase.item_code, purchase.description, purchase.quantity,
+                                purchase.unit_price, purchase.purchased_on)
+    return [rated(added) for added in await store.add_new_billable_items(session, [item])]
+
+
+async def close_periods(session: AsyncSession, contract_id: str, as_of: date, grace_days: int = 0) -> list[Outgoing]:
+    """Charge the fees of the periods begun by `as_of` and close those ended `grace_days` before it.
+
+    The contract row is locked exclusively, so no usage of it is rated meanwhile; fees and
+    top-ups have derived ids, so closing again (another worker, the CLI) charges nothing twice.
+    """
+    contract = await store.find_contract(session, contract_id, for_update=True)
+    if contract is None:
+        return []
+    keys = [domain.state_key(contract_id, item.item_code, period)
+            for period in domain.periods_to_close(contract, as_of - timedelta(days=grace_days)) for item in contract.items.values()
+            if item.plan.minimum is not None]
+    closing = domain.close_periods(contract, as_of, await store.lock_period_usage(session, keys),
+                                   grace_days=grace_days)
+    added = await store.add_new_billable_items(session, closing.fees + closing.top_ups)
+    await store.save_period_usage(session, {key: (state, closing.period_end(key))
+                                            for key, state in closing.states.items()})
+    if closing.closed_through is not None and closing.closed_through != contract.closed_through:
+        await store.mark_closed_through(session, contract_id, closing.closed_through)
+    return [rated(item) for item in added]
+
+
+async def estimate(session: AsyncSession, contract_id: str, item_code: str, quantity: Decimal,
+                   horizon: int = 12) -> list[domain.EstimatedPeriod]:
+    contract = await store.find_contract(session, contract_id)
+    if contract is None:
+        raise NotFound(f"unknown contract {contract_id!r}")
+    return domain.estimate(contract, item_code, quantity, horizon=horizon)

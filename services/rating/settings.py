@@ -6,3 +6,14 @@ from shared.settings import ServiceSettings
 class RatingSettings(ServiceSettings):
     service = "rating"
     model_config = SettingsConfigDict(env_prefix="RATING_")
+
+    # How often the worker closes the billing periods that have ended (charging recurring fees,
+    # topping up minimums); 0 turns it off (`python -m services.rating.admin close-periods` does
+    # the same on demand).
+    period_close_interval_s: float = 60.0
+    # A period is closed this many days after it ended, so usage reported a little late still
+    # lands in its own period instead of being billed late.
+    close_grace_days: int = 3
+    # The HTTP API (`python -m services.rating.api`).
+    api_host: str = "127.0.0.1"
+    api_port: int = 8091

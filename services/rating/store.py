@@ -1,25 +1,26 @@
-"""Rating's repository: contracts in, billable items out."""
+"""Rating's repository: contracts and customers, cumulative period state, meters, billable items.
+
+Every function that serves the usage path takes a whole batch and costs one statement.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections import defaultdict
+from datetime import date
+from decimal import Decimal
+from typing import Collection, Iterable, Mapping
 
-from sqlalchemy import delete, select
+from sqlalchemy import select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.rating.domain import BillableItem, Contract, ContractItem
-from services.rating.tables import billable_items, contract_items, contracts, customers
-from shared.events import ContractStatus, CustomerProfile, TaxCategory
+from services.rating.domain import QUANTITY_QUANTUM, BillableItem, Contract, MeterState, PeriodUsage, StateKey
+from services.rating.specs import ContractItemSpec, ContractSpec
+from services.rating.tables import billable_items, contract_items, contracts, customers, meters, period_usage
+from shared.events import BillingCycle, ContractStatus, CustomerProfile
 
 
-async def find_contract(session: AsyncSession, contract_id: str) -> Contract | None:
-    row = (await session.execute(select(contracts).where(contracts.c.contract_id == contract_id))).first()
-    if row is None:
-        return None
-    items = (
-        await session.execute(select(contract_items).where(contract_items.c.contract_id == contract_id))
-    ).all()
+def _contract(row, items: list[ContractItemSpec]) -> Contract:
     return Contract(
         contract_id=row.contract_id,
         customer_id=row.customer_id,
@@ -27,10 +28,94 @@ async def find_contract(session: AsyncSession, contract_id: str) -> Contract | N
         starts_on=row.starts_on,
         ends_on=row.ends_on,
         status=ContractStatus(row.status),
-        items={
-            item.item_code: ContractItem(item.item_code, item.description, item.unit_price, TaxCategory(item.tax_category))
-            for item in items
-        },
+        items={item.item_code: item.to_domain() for item in items},
+        billing_cycle=BillingCycle(row.billing_cycle),
+        period_months=row.period_months,
+        alignment_date=row.alignment_date,
+        closed_through=row.closed_through,
+    )
+
+
+async def load_contracts(session: AsyncSession, contract_ids: Collection[str], *,
+                         for_update: bool = False) -> dict[str, Contract]:
+    """The contracts with their items, in one query, locked against concurrent changes.
+
+    Rating takes a share lock, so usage of a contract is never rated while its periods are
+    being closed (an exclusive lock) or the contract is replaced.
+    """
+    query = (
+        select(contracts, contract_items.c.terms)
+        .join(contract_items, contract_items.c.contract_id == contracts.c.contract_id)
+        .where(contracts.c.contract_id.in_(sorted(contract_ids)))
+        .order_by(contracts.c.contract_id)
+        .with_for_update(read=not for_update, of=contracts)
+    )
+    rows_by_contract = defaultdict(list)
+    for row in (await session.execute(query)).all():
+        rows_by_contract[row.contract_id].append(row)
+    return {
+        contract_id: _contract(rows[0], [ContractItemSpec.model_validate(row.terms) for row in rows])
+        for contract_id, rows in rows_by_contract.items()
+    }
+
+
+async def find_contract(session: AsyncSession, contract_id: str, *, for_update: bool = False) -> Contract | None:
+    return (await load_contracts(session, [contract_id], for_update=for_update)).get(contract_id)
+
+
+async def find_contract_spec(session: AsyncSession, contract_id: str) -> ContractSpec | None:
+    """The contract as it was specified (with rating's price-adjustment flags), for reading back."""
+    specs = await contract_specs(session, contracts.c.contract_id == contract_id)
+    return specs[0] if specs else None
+
+
+async def customer_contract_specs(session: AsyncSession, customer_id: str) -> list[ContractSpec]:
+    return await contract_specs(session, contracts.c.customer_id == customer_id)
+
+
+async def contract_specs(session: AsyncSession, condition) -> list[ContractSpec]:
+    rows = (
+        await session.execute(
+            select(contracts, contract_items.c.terms, customers.c.name, customers.c.country, customers.c.vat_id,
+                   customers.c.email, customers.c.address_lines)
+            .join(contract_items, contract_items.c.contract_id == contracts.c.contract_id)
+            .join(customers, customers.c.customer_id == contracts.c.customer_id)
+            .where(condition)
+            .order_by(contracts.c.contract_id, contract_items.c.item_code)
+        )
+    ).all()
+    grouped = defaultdict(list)
+    for row in rows:
+        grouped[row.contract_id].append(row)
+    return [
+        ContractSpec(
+            contract_id=first.contract_id,
+            customer=CustomerProfile(customer_id=first.customer_id, name=first.name, country=first.country,
+                                     vat_id=first.vat_id, email=first.email, address_lines=first.address_lines),
+            currency=first.currency,
+            starts_on=first.starts_on,
+            ends_on=first.ends_on,
+            status=ContractStatus(first.status),
+            billing_cycle=BillingCycle(first.billing_cycle),
+            period_months=first.period_months,
+            alignment_date=first.alignment_date,
+            items=[ContractItemSpec.model_validate(row.terms) for row in group],
+        )
+        for first, group in ((group[0], group) for group in grouped.values())
+    ]
+
+
+async def contract_ids_to_close(session: AsyncSession) -> list[str]:
+    """Contracts whose periods may still need closing: not closed through their end."""
+    return list(
+        (
+            await session.scalars(
+                select(contracts.c.contract_id)
+                .where(contracts.c.closed_through.is_(None) | contracts.c.ends_on.is_(None)
+                       | (contracts.c.closed_through < contracts.c.ends_on))
+                .order_by(contracts.c.contract_id)
+            )
+        ).all()
     )
 
 
@@ -41,15 +126,18 @@ async def save_customer(session: AsyncSession, customer: CustomerProfile) -> Non
     )
 
 
-async def save_contract(session: AsyncSession, contract: Contract) -> int:
+async def save_contract(session: AsyncSession, spec: ContractSpec) -> int:
     """Create or replace a contract with exactly the given items; returns its new revision."""
     values = {
-        "contract_id": contract.contract_id,
-        "customer_id": contract.customer_id,
-        "currency": contract.currency,
-        "starts_on": contract.starts_on,
-        "ends_on": contract.ends_on,
-        "status": contract.status.value,
+        "contract_id": spec.contract_id,
+        "customer_id": spec.customer.customer_id,
+        "currency": spec.currency,
+        "starts_on": spec.starts_on,
+        "ends_on": spec.ends_on,
+        "status": spec.status.value,
+        "billing_cycle": spec.billing_cycle.value,
+        "period_months": spec.period_months,
+        "alignment_date": spec.alignment_date,
     }
     revision = (
         await session.execute(
@@ -61,31 +149,143 @@ async def save_contract(session: AsyncSession, contract: Contract) -> int:
             .returning(contracts.c.revision)
         )
     ).scalar_one()
-    await session.execute(delete(contract_items).where(contract_items.c.contract_id == contract.contract_id))
-    if contract.items:
-        await session.execute(
-            insert(contract_items),
-            [{"contract_id": contract.contract_id, **asdict(item)} for item in contract.items.values()],
-        )
+    await session.execute(contract_items.delete().where(contract_items.c.contract_id == spec.contract_id))
+    await session.execute(
+        insert(contract_items),
+        [
+            {
+                "contract_id": spec.contract_id,
+                "item_code": item.item_code,
+                "description": item.description,
+                "unit_price": item.to_domain().unit_price.quantize(QUANTITY_QUANTUM),
+                "tax_category": item.tax_category.value,
+                "kind": item.kind.value,
+                "terms": item.model_dump(mode="json", exclude_defaults=True),
+            }
+            for item in spec.items
+        ],
+    )
     return revision
 
 
-async def add_billable_item(session: AsyncSession, item: BillableItem) -> None:
+async def mark_closed_through(session: AsyncSession, contract_id: str, closed_through: date) -> None:
     await session.execute(
-        insert(billable_items).values(
-            billable_item_id=item.billable_item_id,
-            source_event_id=item.source_event_id,
-            contract_id=item.contract_id,
-            customer_id=item.customer_id,
-            item_code=item.item_code,
-            currency=item.net.currency,
-            quantity=item.quantity,
-            free_quantity=item.free_quantity,
-            billable_quantity=item.billable_quantity,
-            unit_price=item.unit_price,
-            net=item.net.amount,
-            period_start=item.period_start,
-            period_end=item.period_end,
-            occurred_at=item.occurred_at,
-        )
+        update(contracts).where(contracts.c.contract_id == contract_id).values(closed_through=closed_through)
     )
+
+
+async def lock_period_usage(session: AsyncSession, keys: Iterable[StateKey]) -> dict[StateKey, PeriodUsage]:
+    """The cumulative states of `keys`, locked in key order so that concurrent workers never deadlock."""
+    ordered = sorted(set(keys))
+    if not ordered:
+        return {}
+    rows = (
+        await session.execute(
+            select(period_usage)
+            .where(tuple_(period_usage.c.contract_id, period_usage.c.item_code, period_usage.c.period_start)
+                   .in_(ordered))
+            .order_by(period_usage.c.contract_id, period_usage.c.item_code, period_usage.c.period_start)
+            .with_for_update()
+        )
+    ).all()
+    return {(row.contract_id, row.item_code, row.period_start): PeriodUsage(row.quantity, row.net, row.discount)
+            for row in rows}
+
+
+async def save_period_usage(session: AsyncSession, states: Mapping[StateKey, tuple[PeriodUsage, date]]) -> None:
+    """Write the new cumulative states (with each period's end) in one statement."""
+    if not states:
+        return
+    statement = insert(period_usage).values([
+        {"contract_id": contract_id, "item_code": item_code, "period_start": period_start, "period_end": period_end,
+         "quantity": state.quantity, "net": state.net, "discount": state.discount}
+        for (contract_id, item_code, period_start), (state, period_end) in sorted(states.items())
+    ])
+    await session.execute(statement.on_conflict_do_update(
+        index_elements=["contract_id", "item_code", "period_start"],
+        set_={"quantity": statement.excluded.quantity, "net": statement.excluded.net,
+              "discount": statement.excluded.discount},
+    ))
+
+
+async def lock_meters(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], MeterState]:
+    ordered = sorted(set(keys))
+    if not ordered:
+        return {}
+    rows = (
+        await session.execute(
+            select(meters)
+            .where(tuple_(meters.c.contract_id, meters.c.item_code).in_(ordered))
+            .order_by(meters.c.contract_id, meters.c.item_code)
+            .with_for_update()
+        )
+    ).all()
+    return {(row.contract_id, row.item_code): MeterState(row.reading, row.read_at) for row in rows}
+
+
+async def save_meters(session: AsyncSession, readings: Mapping[tuple[str, str], MeterState]) -> None:
+    if not readings:
+        return
+    statement = insert(meters).values([
+        {"contract_id": contract_id, "item_code": item_code, "reading": state.reading, "read_at": state.read_at}
+        for (contract_id, item_code), state in sorted(readings.items())
+    ])
+    await session.execute(statement.on_conflict_do_update(
+        index_elements=["contract_id", "item_code"],
+        set_={"reading": statement.excluded.reading, "read_at": statement.excluded.read_at},
+    ))
+
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else str(value)
+
+
+def _row(item: BillableItem) -> dict:
+    return {
+        "billable_item_id": item.billable_item_id,
+        "source_event_id": item.source_event_id,
+        "contract_id": item.contract_id,
+        "customer_id": item.customer_id,
+        "item_code": item.item_code,
+        "currency": item.net.currency,
+        "quantity": item.quantity,
+        "free_quantity": item.free_quantity,
+        "billable_quantity": item.billable_quantity,
+        "unit_price": item.unit_price,
+        "net": item.net.amount,
+        "period_start": item.period_start,
+        "period_end": item.period_end,
+        "occurred_at": item.occurred_at,
+        "charge_kind": item.charge_kind.value,
+        "discount": item.discount_amount.amount,
+        "price_breakdown": [
+            {"from_quantity": _text(band.from_quantity), "to_quantity": _text(band.to_quantity),
+             "quantity": str(band.quantity), "unit_price": str(band.unit_price), "amount": str(band.amount)}
+            for band in item.rounded_bands()
+        ],
+        "previous_reading": item.previous_reading,
+        "current_reading": item.current_reading,
+        "late_for_period_start": item.late_for.start if item.late_for else None,
+        "late_for_period_end": item.late_for.end if item.late_for else None,
+    }
+
+
+async def add_billable_items(session: AsyncSession, items: list[BillableItem]) -> None:
+    """Insert new items in one statement; a second item for the same source fails loudly."""
+    if items:
+        await session.execute(insert(billable_items).values([_row(item) for item in items]))
+
+
+async def add_new_billable_items(session: AsyncSession, items: list[BillableItem]) -> list[BillableItem]:
+    """Insert the items not there yet (derived ids: fees, top-ups, purchases); returns those."""
+    if not items:
+        return []
+    inserted = set(
+        (
+            await session.scalars(
+                insert(billable_items).values([_row(item) for item in items])
+                .on_conflict_do_nothing().returning(billable_items.c.billable_item_id)
+            )
+        ).all()
+    )
+    return [item for item in items if item.billable_item_id in inserted]

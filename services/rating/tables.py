@@ -42,6 +42,12 @@ contracts = Table(
     Column("status", String(16), nullable=False),
     # Grows with every change; published with each contracts.changed snapshot.
     Column("revision", Integer, nullable=False),
+    Column("billing_cycle", String(16), nullable=False),
+    Column("period_months", Integer, nullable=False),
+    Column("alignment_date", Date),
+    # Periods ending on or before this day are closed (fees charged, minimums topped up); usage
+    # for them is late. Written only by the period close, never by a contract change.
+    Column("closed_through", Date),
 )
 
 contract_items = Table(
@@ -52,6 +58,9 @@ contract_items = Table(
     Column("description", String(500), nullable=False),
     Column("unit_price", Numeric(28, 10), nullable=False),
     Column("tax_category", String(16), nullable=False),
+    Column("kind", String(16), nullable=False),
+    # The item as specified (services.rating.specs.ContractItemSpec): pricing, measure, fee terms.
+    Column("terms", JSONB, nullable=False),
     ForeignKeyConstraint(["contract_id"], ["contracts.contract_id"]),
 )
 
@@ -74,4 +83,35 @@ billable_items = Table(
     Column("period_end", Date, nullable=False),
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("rated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("charge_kind", String(16), nullable=False),
+    Column("discount", Numeric(28, 4), nullable=False),
+    Column("price_breakdown", JSONB, nullable=False),
+    Column("previous_reading", Numeric(28, 10)),
+    Column("current_reading", Numeric(28, 10)),
+    Column("late_for_period_start", Date),
+    Column("late_for_period_end", Date),
+)
+
+# The cumulative state of each (contract, item, billing period): what was used and what its items
+# have billed so far. Rated usage is charged what the period's net grows by (domain.rate).
+period_usage = Table(
+    "period_usage",
+    metadata,
+    Column("contract_id", String(64), primary_key=True),
+    Column("item_code", String(64), primary_key=True),
+    Column("period_start", Date, primary_key=True),
+    Column("period_end", Date, nullable=False),
+    Column("quantity", Numeric(38, 10), nullable=False),
+    Column("net", Numeric(28, 4), nullable=False),
+    Column("discount", Numeric(28, 4), nullable=False),
+)
+
+# The newest rated reading of each metered item.
+meters = Table(
+    "meters",
+    metadata,
+    Column("contract_id", String(64), primary_key=True),
+    Column("item_code", String(64), primary_key=True),
+    Column("reading", Numeric(28, 10), nullable=False),
+    Column("read_at", DateTime(timezone=True), nullable=False),
 )

@@ -1,0 +1,153 @@
+"""Rating's HTTP API for operators and upstream products: contracts, purchases, cancellations,
+estimates. `uvicorn services.rating.api:app` or `python -m services.rating.api` (port
+RATING_API_PORT, default 8091); OpenAPI at /docs and /openapi.json.
+
+Changes run the same use cases as the admin CLI, each in one transaction of rating's database
+with its events (contracts.changed, items.rated) in the outbox; the rating worker's relay
+publishes them.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, AsyncIterator
+
+import uvicorn
+from fastapi import FastAPI, Query, Request, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+
+from services.rating import handlers, store
+from services.rating.contracts import operate, read
+from services.rating.handlers import NotFound
+from services.rating.settings import RatingSettings
+from services.rating.specs import CancellationSpec, ContractSpec, PurchaseSpec
+from shared.db import Database, migrate
+from shared.errors import Rejected
+from shared.events import Amount, Currency, Identifier, Quantity, RatedItem
+
+
+class ContractChange(ContractSpec):
+    """A contract as PUT: the path names it, so `contract_id` may be left out of the body."""
+
+    contract_id: Identifier | None = None
+
+
+class EstimatedPeriod(BaseModel):
+    period_start: date
+    period_end: date
+    quantity: Quantity
+    net: Amount
+
+
+class Estimate(BaseModel):
+    contract_id: Identifier
+    item_code: Identifier
+    currency: Currency
+    periods: list[EstimatedPeriod]
+    total: Amount
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+ERRORS = {404: {"model": Problem, "description": "unknown contract"},
+          422: {"model": Problem, "description": "a change that cannot be applied"}}
+
+
+def create_app(database: Database | None = None) -> FastAPI:
+    """The API over `database`, or over RATING_DATABASE_URL (migrated at start) when none is given."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if database is not None:
+            app.state.database = database
+            yield
+            return
+        settings = RatingSettings()
+        await migrate("rating", settings.database_url)
+        app.state.database = Database(settings.database_url)
+        try:
+            yield
+        finally:
+            await app.state.database.dispose()
+
+    api = FastAPI(title="Rating", version="1", lifespan=lifespan,
+                  description="Contracts, their items and purchases; estimates of unbilled periods.")
+    if database is not None:
+        api.state.database = database
+
+    @api.exception_handler(NotFound)
+    async def _not_found(request: Request, error: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=status.HTTP_404_NOT_FOUND)
+
+    @api.exception_handler(Rejected)
+    async def _rejected(request: Request, error: Rejected) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=422)
+
+    def db(request: Request) -> Database:
+        return request.app.state.database
+
+    @api.put("/contracts/{contract_id}", response_model=ContractSpec, responses=ERRORS)
+    async def put_contract(contract_id: Identifier, change: ContractChange, request: Request) -> ContractSpec:
+        """Create or change a contract (publishes contracts.changed)."""
+        if change.contract_id not in (None, contract_id):
+            raise Rejected(f"the body names contract {change.contract_id!r}, the path {contract_id!r}")
+        spec = ContractSpec.model_validate({**change.model_dump(), "contract_id": contract_id})
+
+        async def save(session) -> list:
+            _, outgoing = await handlers.save_contract(session, spec)
+            return outgoing
+
+        await operate(db(request), save)
+        return await get_contract(contract_id, request)
+
+    @api.get("/contracts/{contract_id}", response_model=ContractSpec, responses=ERRORS)
+    async def get_contract(contract_id: Identifier, request: Request) -> ContractSpec:
+        """The contract with its items (fees show whether a renewal adjusted their price)."""
+        spec = await read(db(request), store.find_contract_spec, contract_id)
+        if spec is None:
+            raise NotFound(f"unknown contract {contract_id!r}")
+        return spec
+
+    @api.get("/customers/{customer_id}/contracts", response_model=list[ContractSpec])
+    async def customer_contracts(customer_id: Identifier, request: Request) -> list[ContractSpec]:
+        return await read(db(request), store.customer_contract_specs, customer_id)
+
+    @api.post("/contracts/{contract_id}/purchases", response_model=list[RatedItem],
+              status_code=status.HTTP_201_CREATED, responses=ERRORS)
+    async def add_purchase(contract_id: Identifier, purchase: PurchaseSpec, request: Request) -> list[RatedItem]:
+        """Add a one-time purchase item; returns its billable item (none when `purchase_id` was added before)."""
+        outgoing = await operate(db(request), handlers.add_purchase, contract_id, purchase)
+        return [message.event for message in outgoing]
+
+    @api.post("/contracts/{contract_id}/cancel", response_model=ContractSpec, responses=ERRORS)
+    async def cancel(contract_id: Identifier, cancellation: CancellationSpec, request: Request) -> ContractSpec:
+        """Cancel on a date (its last day): later usage is refused, fees are prorated to it."""
+        await operate(db(request), handlers.cancel_contract, contract_id, cancellation)
+        return await get_contract(contract_id, request)
+
+    @api.get("/contracts/{contract_id}/estimate", response_model=Estimate, responses=ERRORS)
+    async def estimate(contract_id: Identifier, item_code: Identifier, quantity: Quantity, request: Request,
+                       periods: Annotated[int, Query(ge=1, le=120)] = 12) -> Estimate:
+        """The expected net of each unbilled period if `quantity` of the item is used in each."""
+        lines = await read(db(request), handlers.estimate, contract_id, item_code, Decimal(quantity), periods)
+        spec = await get_contract(contract_id, request)
+        return Estimate(
+            contract_id=contract_id, item_code=item_code, currency=spec.currency,
+            periods=[EstimatedPeriod(period_start=line.period.start, period_end=line.period.end,
+                                     quantity=line.quantity, net=line.net.amount) for line in lines],
+            total=sum((line.net.amount for line in lines), Decimal(0)),
+        )
+
+    return api
+
+
+app = create_app()
+
+if __name__ == "__main__":
+    settings = RatingSettings()
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port)

@@ -1,0 +1,67 @@
+"""The period close, driven by a clock: `close_due(database, as_of)` is one tick.
+
+Each tick charges the recurring fees of the periods begun by `as_of` and closes the periods
+that ended `grace_days` before it (minimum top-ups), contract by contract, each in its own
+transaction. The worker ticks with the system clock every `period_close_interval_s`; the
+`close-periods` command and the tests tick with a date of their own. Every worker may tick at
+once: the contract row lock serializes them and derived ids charge nothing twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, date, datetime
+from typing import Callable, Sequence
+
+from services.rating import handlers, store
+from services.rating.contracts import operate, read
+from shared.db import Database
+from shared.messaging import Outgoing
+
+log = logging.getLogger("billing.rating.period-close")
+
+
+async def close_due(database: Database, as_of: date, *, grace_days: int = 0,
+                    contract_ids: Sequence[str] | None = None) -> list[Outgoing]:
+    """Close every contract's due periods (of `contract_ids` only, if given); returns what it charged."""
+    due = await read(database, store.contract_ids_to_close)
+    charged: list[Outgoing] = []
+    for contract_id in due if contract_ids is None else [cid for cid in due if cid in contract_ids]:
+        try:
+            charged.extend(await operate(database, handlers.close_periods, contract_id, as_of, grace_days))
+        except Exception:
+            # One contract's failure must not hold up the others; it is closed again next tick.
+            log.exception("closing the periods of %s failed", contract_id)
+    return charged
+
+
+class PeriodCloser:
+    """The worker's task that ticks `close_due` with the system clock."""
+
+    def __init__(self, database: Database, interval_s: float, grace_days: int,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.database = database
+        self.interval_s = interval_s
+        self.grace_days = grace_days
+        self.clock = clock
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self.interval_s > 0:
+            self._task = asyncio.create_task(self._run(), name="rating-period-close")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                charged = await close_due(self.database, self.clock().date(), grace_days=self.grace_days)
+                if charged:
+                    log.info("period close: charged %d item(s)", len(charged))
+            except Exception:
+                log.exception("period close failed; trying again on the next tick")
+            await asyncio.sleep(self.interval_s)

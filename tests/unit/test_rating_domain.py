@@ -1,0 +1,281 @@
+"""Rating's rules with hand-checked amounts: periods, usage (consumption and meter readings),
+late usage, recurring fees with proration, minimums at period close, purchases, estimates."""
+
+import uuid
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from services.rating import domain
+from services.rating.domain import (
+    Contract,
+    ContractItem,
+    ItemKind,
+    Measure,
+    MeterState,
+    PeriodUsage,
+    RatingError,
+    Usage,
+)
+from services.rating.pricing import PricePlan, PricingModel, Tier
+from shared.events import BillingCycle, ChargeKind
+from shared.money import Money
+
+D = Decimal
+EUR = "EUR"
+
+API = ContractItem("api", "API calls", plan=PricePlan(
+    PricingModel.GRADUATED, free_quantity=D(100),
+    tiers=(Tier(D(0), D(1000), D("0.02")), Tier(D(1000), None, D("0.01")))))
+POWER = ContractItem("power", "Power (kWh)", plan=PricePlan(unit_price=D("0.30")), measure=Measure.METER_READING,
+                     initial_reading=D(1000))
+SUPPORT = ContractItem("support", "Support", plan=PricePlan(unit_price=D("1.00"), minimum=D("50")))
+LICENSE = ContractItem("license", "License", kind=ItemKind.RECURRING_FEE, list_price=D("300.00"),
+                       deviation_percent=D(10))
+
+
+def contract(**changes) -> Contract:
+    base = Contract("C-1", "CUST-1", EUR, date(2026, 1, 1), None,
+                    {item.item_code: item for item in (API, POWER, SUPPORT, LICENSE)})
+    return replace(base, **changes)
+
+
+def at(month: int, day: int, hour: int = 12) -> datetime:
+    return datetime(2026, month, day, hour, tzinfo=UTC)
+
+
+def usage(item: str, quantity: str, when: datetime, reading: str | None = None) -> Usage:
+    return Usage(uuid.uuid4(), "C-1", item, D(quantity), when, None if reading is None else D(reading))
+
+
+def rate_all(terms: Contract, events: list[Usage]) -> domain.BatchRating:
+    placements, rejected = domain.place_batch(events, {"C-1": terms})
+    outcome = domain.rate_batch(events, {"C-1": terms}, placements, {}, {})
+    outcome.rejected.update(rejected)
+    return outcome
+
+
+# --- periods ----------------------------------------------------------------------------------
+
+def test_calendar_periods_cut_to_the_contract():
+    terms = contract(starts_on=date(2026, 1, 20), ends_on=date(2026, 3, 10))
+    assert [(p.start, p.end, p.regular_days) for p in terms.periods(date(2026, 12, 31))] == [
+        (date(2026, 1, 20), date(2026, 1, 31), 31), (date(2026, 2, 1), date(2026, 2, 28), 28),
+        (date(2026, 3, 1), date(2026, 3, 10), 31)]
+
+
+def test_quarterly_calendar_periods():
+    terms = contract(starts_on=date(2026, 2, 10), period_months=3)
+    assert terms.period_of(date(2026, 5, 5)) == domain.Period(date(2026, 4, 1), date(2026, 6, 30), 91)
+    assert terms.period_of(date(2026, 2, 10)).start == date(2026, 2, 10)
+
+
+def test_anniversary_alignment_makes_the_first_period_longer_or_shorter():
+    longer = contract(starts_on=date(2026, 1, 15), billing_cycle=BillingCycle.ANNIVERSARY,
+                      alignment_date=date(2026, 3, 1))
+    assert longer.period_of(date(2026, 2, 20)) == domain.Period(date(2026, 1, 15), date(2026, 2, 28), 28)
+    assert longer.period_of(date(2026, 3, 1)) == domain.Period(date(2026, 3, 1), date(2026, 3, 31), 31)
+    shorter = contract(starts_on=date(2026, 1, 15), billing_cycle=BillingCycle.ANNIVERSARY,
+                       alignment_date=date(2026, 1, 25))
+    assert shorter.period_of(date(2026, 1, 20)) == domain.Period(date(2026, 1, 15), date(2026, 1, 24), 31)
+    assert shorter.period_of(date(2026, 2, 24)) == domain.Period(date(2026, 1, 25), date(2026, 2, 24), 31)
+
+
+def test_anniversary_without_alignment_starts_on_the_start_date_and_keeps_the_31st():
+    terms = contract(starts_on=date(2026, 1, 31), billing_cycle=BillingCycle.ANNIVERSARY)
+    assert [(p.start, p.end) for p in terms.periods(date(2026, 4, 1))] == [
+        (date(2026, 1, 31), date(2026, 2, 27)), (date(2026, 2, 28), date(2026, 3, 30)),
+        (date(2026, 3, 31), date(2026, 4, 29))]
+
+
+# --- usage ------------------------------------------------------------------------------------
+
+def test_consumption_uses_the_periods_cumulative_free_quantity_and_tiers():
+    events = [usage("api", "60", at(3, 2)), usage("api", "540", at(3, 9)), usage("api", "700", at(3, 20))]
+    outcome = rate_all(contract(), events)
+    first, second, third = outcome.items
+    assert (first.free_quantity, first.billable_quantity, first.net) == (D(60), D(0), Money.of("0", EUR))
+    # 40 still free, 500 at 0.02
+    assert (second.free_quantity, second.billable_quantity, second.net) == (D(40), D(500), Money.of("10.00", EUR))
+    # billable 500 -> 1200: 500 more at 0.02 up to 1000, 200 at 0.01
+    assert third.net == Money.of("12.00", EUR)
+    assert [(band.quantity, band.unit_price) for band in third.bands] == [(D(500), D("0.02")), (D(200), D("0.01"))]
+    assert (third.period_start, third.period_end) == (date(2026, 3, 1), date(2026, 3, 31))
+    state = outcome.states[("C-1", "api", date(2026, 3, 1))]
+    assert state == PeriodUsage(D(1300), D("22.00"), D("0.00"))
+
+
+def test_each_period_has_its_own_free_quantity():
+    outcome = rate_all(contract(), [usage("api", "150", at(3, 31, 23)), usage("api", "150", at(4, 1, 0))])
+    assert [item.net for item in outcome.items] == [Money.of("1.00", EUR), Money.of("1.00", EUR)]
+
+
+def test_meter_readings_rate_the_difference_to_the_previous_reading():
+    outcome = rate_all(contract(), [usage("power", "0", at(3, 1), "1250.5"), usage("power", "0", at(3, 15), "1300")])
+    first, second = outcome.items
+    assert (first.previous_reading, first.current_reading, first.quantity) == (D(1000), D("1250.5"), D("250.5"))
+    assert first.net == Money.of("75.15", EUR)  # 250.5 x 0.30
+    assert (second.previous_reading, second.quantity, second.net) == (D("1250.5"), D("49.5"), Money.of("14.85", EUR))
+    assert outcome.meters[("C-1", "power")] == MeterState(D(1300), at(3, 15))
+
+
+def test_out_of_order_and_backwards_readings_are_refused():
+    later, earlier = usage("power", "0", at(3, 15), "1300"), usage("power", "0", at(3, 10), "1200")
+    outcome = rate_all(contract(), [later, earlier, usage("power", "0", at(3, 20), "1299")])
+    assert [item.quantity for item in outcome.items] == [D(300)]
+    assert "not newer than the reading 1300" in str(outcome.rejected[earlier.event_id])
+    assert len(outcome.rejected) == 2
+    assert any("below the previous reading 1300" in str(error) for error in outcome.rejected.values())
+
+
+@pytest.mark.parametrize("event, reason", [
+    (usage("fax", "1", at(3, 1)), "has no item 'fax'"),
+    (usage("api", "1", datetime(2025, 12, 31, 23, tzinfo=UTC)), "outside contract C-1's term"),
+    (usage("power", "5", at(3, 1)), "send its current meter_reading"),
+    (usage("power", "5", at(3, 1), "1100"), "quantity must be 0"),
+    (usage("api", "0", at(3, 1), "5"), "not a meter_reading"),
+    (usage("license", "1", at(3, 1)), "not a usage item"),
+])
+def test_usage_that_cannot_be_rated_is_refused_with_a_reason(event, reason):
+    with pytest.raises(RatingError, match=reason):
+        domain.place(event, contract())
+
+
+def test_usage_of_an_unknown_contract_is_refused():
+    event = Usage(uuid.uuid4(), "C-404", "api", D(1), at(3, 1))
+    placements, rejected = domain.place_batch([event], {"C-1": contract()})
+    assert not placements and "unknown contract 'C-404'" in str(rejected[event.event_id])
+
+
+def test_usage_after_a_cancellation_is_refused():
+    with pytest.raises(RatingError, match="outside"):
+        domain.place(usage("api", "1", at(6, 2)), contract(ends_on=date(2026, 6, 1)))
+
+
+def test_late_usage_continues_its_closed_period_and_is_billed_in_the_first_open_one():
+    terms = contract(closed_through=date(2026, 3, 31))
+    march = ("C-1", "api", date(2026, 3, 1))
+    placement = domain.place(usage("api", "50", at(3, 30)), terms)
+    # March had 80 used (all free) and was closed: the late 50 get only the 20 free left.
+    item, state = domain.rate(usage("api", "50", at(3, 30)), terms, placement, PeriodUsage(D(80)))
+    assert placement.key == march
+    assert (item.free_quantity, item.billable_quantity, item.net) == (D(20), D(30), Money.of("0.60", EUR))
+    assert (item.period_start, item.period_end) == (date(2026, 4, 1), date(2026, 4, 30))
+    assert item.late_for == domain.Period(date(2026, 3, 1), date(2026, 3, 31), 31)
+    assert state.quantity == D(130)
+
+
+def test_late_usage_is_not_charged_again_what_the_minimum_already_charged():
+    terms = contract(closed_through=date(2026, 3, 31))
+    # 20 x 1.00 used, topped up to the minimum of 50 at close: 50.00 billed for March.
+    closed_march = PeriodUsage(D(20), D("50.00"))
+    late = usage("support", "25", at(3, 30))
+    item, state = domain.rate(late, terms, domain.place(late, terms), closed_march)
+    assert item.net == Money.of("0", EUR)  # 45.00 used, still under the minimum
+    late_again = usage("support", "10", at(3, 31))
+    item, state = domain.rate(late_again, terms, domain.place(late_again, terms), state)
+    assert item.net == Money.of("5.00", EUR)  # 55.00 used: 5.00 above what was billed
+    assert state.net == D("55.00")
+
+
+# --- period close: fees and minimums ----------------------------------------------------------
+
+def test_fees_are_charged_in_advance_and_prorated_by_day():
+    terms = contract(starts_on=date(2026, 1, 20), ends_on=date(2026, 3, 10))
+    closing = domain.close_periods(terms, date(2026, 2, 1), {})
+    fees = [fee for fee in closing.fees if fee.item_code == "license"]
+    # 300.00 less 10 % = 270.00 a month; January: 12 of 31 days, February in full
+    assert [(fee.period_start, fee.net) for fee in fees] == [
+        (date(2026, 1, 20), Money.of("104.52", EUR)), (date(2026, 2, 1), Money.of("270.00", EUR))]
+    assert fees[0].discount == Money.of("11.61", EUR)  # 116.13 list for 12 days - 104.52
+    assert fees[0].charge_kind is ChargeKind.RECURRING_FEE
+    march = domain.close_periods(terms, date(2026, 3, 1), {}).fees[-1]
+    assert (march.period_end, march.net) == (date(2026, 3, 10), Money.of("87.10", EUR))  # 10 of 31 days
+    assert march.billable_item_id == domain.close_periods(terms, date(2026, 3, 5), {}).fees[-1].billable_item_id
+    # closed periods were charged when they began: closing again charges only the open ones
+    assert [fee.period_start for fee in domain.close_periods(replace(terms, closed_through=date(2026, 1, 31)),
+                                                             date(2026, 3, 1), {}).fees] == [
+        date(2026, 2, 1), date(2026, 3, 1)]
+
+
+def test_a_longer_first_period_costs_more_than_a_regular_one():
+    terms = contract(starts_on=date(2026, 1, 15), billing_cycle=BillingCycle.ANNIVERSARY,
+                     alignment_date=date(2026, 3, 1))
+    first = domain.close_periods(terms, date(2026, 1, 15), {}).fees[0]
+    assert first.net == Money.of("433.93", EUR)  # 270.00 x 45 / 28
+    assert first.quantity == D("1.6071428571")
+
+
+def test_closing_tops_up_minimums_and_moves_the_closed_mark():
+    terms = contract()
+    march, april = ("C-1", "support", date(2026, 3, 1)), ("C-1", "support", date(2026, 4, 1))
+    closing = domain.close_periods(replace(terms, closed_through=date(2026, 2, 28)), date(2026, 5, 1),
+                                   {march: PeriodUsage(D(12), D("12.00")), april: PeriodUsage(D(80), D("80.00"))})
+    assert [(item.period_start, item.net) for item in closing.top_ups] == [(date(2026, 3, 1), Money.of("38.00", EUR))]
+    assert closing.states == {march: PeriodUsage(D(12), D("50.00"))}
+    assert closing.closed_through == date(2026, 4, 30)
+    empty = domain.close_periods(replace(terms, closed_through=date(2026, 4, 30)), date(2026, 5, 31), {})
+    assert empty.top_ups == [] and empty.closed_through == date(2026, 4, 30)
+
+
+def test_a_period_without_usage_owes_its_minimum():
+    closing = domain.close_periods(contract(closed_through=date(2026, 5, 31)), date(2026, 7, 1), {})
+    assert [(item.item_code, item.net) for item in closing.top_ups] == [("support", Money.of("50.00", EUR))]
+
+
+# --- purchases, estimates, renewals -----------------------------------------------------------
+
+def test_purchase_is_a_one_time_item_in_its_period():
+    item = domain.purchase_item(contract(), uuid.uuid4(), "setup", "Setup", D(3), D("33.335"), date(2026, 5, 20))
+    assert (item.net, item.charge_kind, item.period_start) == (Money.of("100.01", EUR), ChargeKind.ONE_TIME,
+                                                              date(2026, 5, 1))
+    with pytest.raises(RatingError, match="outside"):
+        domain.purchase_item(contract(), uuid.uuid4(), "setup", "Setup", D(1), D(1), date(2025, 5, 20))
+
+
+def test_estimate_covers_the_unbilled_periods():
+    terms = contract(ends_on=date(2026, 6, 15), closed_through=date(2026, 3, 31))
+    estimated = domain.estimate(terms, "api", D(1600))
+    # billable 1500: 1000 x 0.02 + 500 x 0.01 = 25.00 each of April, May, June (part of June: usage is not prorated)
+    assert [(line.period.start, line.net) for line in estimated] == [
+        (date(2026, 4, 1), Money.of("25.00", EUR)), (date(2026, 5, 1), Money.of("25.00", EUR)),
+        (date(2026, 6, 1), Money.of("25.00", EUR))]
+    assert [line.net for line in domain.estimate(terms, "support", D(10))] == [Money.of("50.00", EUR)] * 3
+    fees = domain.estimate(terms, "license", D(0))
+    assert fees[-1].net == Money.of("135.00", EUR)  # 15 of 30 days of 270.00
+    assert len(domain.estimate(contract(), "api", D(1), horizon=5)) == 5
+
+
+def test_a_renewal_that_changes_a_fee_flags_the_price_adjustment():
+    old = contract()
+    renewed = replace(old, items={**old.items, "license": replace(LICENSE, list_price=D("320.00"))})
+    flagged = domain.adjusted_prices(old, renewed)
+    assert flagged.items["license"].price_adjusted
+    assert not flagged.items["api"].price_adjusted
+    assert domain.adjusted_prices(flagged, flagged).items["license"].price_adjusted
+
+
+# --- streaming property over the whole rating path -----------------------------------------------
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 28), st.decimals(min_value=0, max_value=900, places=2)), max_size=25),
+       st.integers(1, 6))
+def test_a_period_rated_in_any_batches_costs_what_it_costs_at_once(events, batches):
+    terms = contract()
+    stream = [usage("api", str(quantity), at(3, day)) for day, quantity in events]
+    states: dict = {}
+    billed = Money.zero(EUR)
+    size = max(1, len(stream) // batches)
+    for start in range(0, len(stream), size):
+        chunk = stream[start:start + size]
+        placements = {event.event_id: domain.place(event, terms) for event in chunk}
+        outcome = domain.rate_batch(chunk, {"C-1": terms}, placements, states, {})
+        states.update(outcome.states)
+        billed += Money.sum((item.net for item in outcome.items), EUR)
+        assert all(item.billable_quantity >= 0 for item in outcome.items)
+    total = sum((D(str(quantity)) for _, quantity in events), D(0))
+    assert billed == API.plan.settled_net(total, EUR, closed=False)
