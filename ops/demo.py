@@ -3,7 +3,9 @@
 Starts the local stack, the four workers and the payments webhook bridge, loads sample contracts,
 publishes usage (with one duplicate and two bad messages), requests a billing run per contract,
 pays one invoice in full and one in part through signed provider webhooks (and shows a forged one
-refused), then prints per customer what each stage produced, and shuts everything down.
+refused), then starts the customer billing portal and prints per customer what each stage produced
+and the URL of the customer's page. With `serve` it keeps everything running until Ctrl-C (to look
+around the portal); otherwise it shuts everything down.
 """
 
 from __future__ import annotations
@@ -14,16 +16,19 @@ import os
 import sys
 import time
 import traceback
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import httpx
 from sqlalchemy import func, select
 
+from ops.cli import local_stack
 from ops.observe import Databases, dead_letters, wait_until
-from ops.stack import LocalStack, create_topics, free_port
+from ops.stack import create_topics, free_port
 from ops.workers import Workers
 from services.invoicing.tables import documents
+from services.payments import handlers as payments_handlers
+from services.payments.domain import PaymentMethod
 from services.payments.settings import PaymentsSettings
 from services.payments.tables import open_items, payments
 from services.payments.webhooks import sign
@@ -214,6 +219,21 @@ async def summary(databases: Databases, kafka: KafkaSettings) -> str:
     return "\n".join(lines)
 
 
+async def add_payment_accounts(databases: Databases) -> None:
+    """ACME pays by SEPA direct debit: the portal's payment accounts section shows it."""
+    async with databases["payments"].transaction() as session:
+        await payments_handlers.add_payment_account(
+            session, "CUST-ACME", PaymentMethod.SEPA_DIRECT_DEBIT, make_default=True, holder_name=ACME["name"],
+            iban="DE89370400440532013000", bic="COBADEFFXXX", mandate_reference="ACME-MANDATE-1",
+            mandate_signed_on=date(2026, 1, 2))
+
+
+def customer_pages(portal_url: str) -> str:
+    customers = dict.fromkeys(contract.customer.customer_id for contract in CONTRACTS)
+    return "\n".join(["\nCustomer billing pages (the portal; API docs at " + f"{portal_url}/docs):"]
+                     + [f"  {portal_url}/customers/{customer}" for customer in customers])
+
+
 async def run_pipeline(root, workers: Workers) -> str:
     kafka = KafkaSettings()
     await create_topics(kafka)
@@ -229,17 +249,30 @@ async def run_pipeline(root, workers: Workers) -> str:
         await asyncio.to_thread(workers.wait_healthy, "bridge", bridge_url)
         _step(f"webhook bridge listening on {bridge_url}/webhooks/{DEMO_PROVIDER} (OpenAPI: {bridge_url}/docs)")
         await drive(databases, kafka, bridge_url)
+        await add_payment_accounts(databases)
+        portal_url = workers.start_http("portal", free_port())
+        await asyncio.to_thread(workers.wait_healthy, "portal", portal_url)
         if workers.crashed():
             raise RuntimeError(f"workers exited early: {workers.crashed()}; see {root / 'logs'}")
-        return await summary(databases, kafka)
+        return await summary(databases, kafka) + "\n" + customer_pages(portal_url)
     finally:
         await databases.dispose()
 
 
-def run_demo() -> int:
+def serve_until_interrupted() -> None:
+    _step("the stack, workers and portal keep running; press Ctrl-C to stop them")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print()
+
+
+def run_demo(*, serve: bool = False) -> int:
+    """Run the main job; with `serve`, keep everything up (to look around the portal) until Ctrl-C."""
     started = time.monotonic()
     root = stack_dir()
-    stack = LocalStack(root)
+    stack = local_stack()
     _step(f"starting PostgreSQL and the Kafka-protocol broker under {root}")
     stack.up(fresh=True)
     # The local broker's group joins are slow; shorter sessions make the workers ready sooner.
@@ -250,6 +283,8 @@ def run_demo() -> int:
     try:
         print(asyncio.run(run_pipeline(root, workers)))
         _step(f"done in {time.monotonic() - started:.1f}s; worker logs in {root / 'logs'}")
+        if serve:
+            serve_until_interrupted()
         return 0
     except Exception:
         traceback.print_exc()
