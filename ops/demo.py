@@ -14,10 +14,12 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
 import time
 import traceback
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select
@@ -234,7 +236,8 @@ def customer_pages(portal_url: str) -> str:
                      + [f"  {portal_url}/customers/{customer}" for customer in customers])
 
 
-async def run_pipeline(root, workers: Workers) -> str:
+async def run_pipeline(root, workers: Workers) -> tuple[str, str]:
+    """The report, and the portal's URL."""
     kafka = KafkaSettings()
     await create_topics(kafka)
     databases = Databases()
@@ -254,9 +257,31 @@ async def run_pipeline(root, workers: Workers) -> str:
         await asyncio.to_thread(workers.wait_healthy, "portal", portal_url)
         if workers.crashed():
             raise RuntimeError(f"workers exited early: {workers.crashed()}; see {root / 'logs'}")
-        return await summary(databases, kafka) + "\n" + customer_pages(portal_url)
+        return await summary(databases, kafka) + "\n" + customer_pages(portal_url), portal_url
     finally:
         await databases.dispose()
+
+
+BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def screenshot(url: str, output: Path) -> None:
+    """The whole page at `url` as a PNG, taken with Debian's headless Chromium (ops/install-browser.sh)."""
+    from playwright.sync_api import sync_playwright  # a test dependency; only this option needs it
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
+        browser = playwright.chromium.launch_persistent_context(
+            profile, executable_path="/usr/bin/chromium", headless=True, args=BROWSER_FLAGS,
+            viewport={"width": 1400, "height": 900})
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.screenshot(path=output, full_page=True)
+        finally:
+            browser.close()
+    _step(f"screenshot of {url} written to {output}")
 
 
 def serve_until_interrupted() -> None:
@@ -268,8 +293,9 @@ def serve_until_interrupted() -> None:
         print()
 
 
-def run_demo(*, serve: bool = False) -> int:
-    """Run the main job; with `serve`, keep everything up (to look around the portal) until Ctrl-C."""
+def run_demo(*, serve: bool = False, screenshot_to: Path | None = None) -> int:
+    """Run the main job; with `serve`, keep everything up (to look around the portal) until Ctrl-C;
+    with `screenshot_to`, photograph the first demo customer's page there."""
     started = time.monotonic()
     root = stack_dir()
     stack = local_stack()
@@ -281,7 +307,10 @@ def run_demo(*, serve: bool = False) -> int:
     os.environ["SETTLEMENT_SCHEDULER_INTERVAL_S"] = "0"  # the demo requests its runs itself
     workers = Workers(root / "logs")
     try:
-        print(asyncio.run(run_pipeline(root, workers)))
+        report, portal_url = asyncio.run(run_pipeline(root, workers))
+        print(report)
+        if screenshot_to:
+            screenshot(f"{portal_url}/customers/{CONTRACTS[0].customer.customer_id}", screenshot_to)
         _step(f"done in {time.monotonic() - started:.1f}s; worker logs in {root / 'logs'}")
         if serve:
             serve_until_interrupted()
