@@ -4,8 +4,9 @@ with hand-checked amounts, filters, sorting, pages, validation and the quick act
 from __future__ import annotations
 
 import io
+import json
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import httpx
@@ -16,6 +17,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from ops.observe import wait_until
+from services.portal.actions import Actions, RatingUnavailable, UnknownContract
+from services.portal.domain import ActionRefused
+from services.portal.models import CancellationRequest, PurchaseRequest
+from services.portal.reads import Sources
 from services.portal.settings import PortalSettings
 from services.portal.sources import Source
 from shared import topics
@@ -173,3 +178,43 @@ async def test_the_portal_reads_in_read_only_transactions(pipeline):
                 await connection.execute(text("DELETE FROM customers"))
     finally:
         await source.dispose()
+
+
+async def test_purchases_and_cancellations_are_asked_of_ratings_api(billed_customer, broker):
+    """Until rating's API runs in this pipeline: the requests the portal sends it, and how answers map."""
+    client, base, api, sms, number = billed_customer
+    customer = base.rsplit("/", 1)[1]
+    sent: list[tuple[str, dict]] = []
+
+    def rating(request: httpx.Request) -> httpx.Response:
+        sent.append((request.url.path, json.loads(request.content)))
+        if request.url.path.endswith("/cancel") and json.loads(request.content)["ends_on"] < "2026-01-01":
+            return httpx.Response(422, json={"detail": "ends before the contract starts"})
+        return httpx.Response(201 if request.url.path.endswith("/purchases") else 200, json={})
+
+    sources = Sources.of(PortalSettings())
+    try:
+        async with httpx.AsyncClient(base_url="http://rating.test", transport=httpx.MockTransport(rating)) as api_client:
+            actions = Actions(sources, broker, api_client)
+            await actions.add_purchase(customer, api, PurchaseRequest(
+                item_code="setup", description="Setup fee", quantity=Decimal("1"), unit_price=Decimal("49.90"),
+                purchased_on=date(2026, 11, 20)))
+            await actions.cancel_contracts(customer, CancellationRequest(contract_ids=[api, sms],
+                                                                         ends_on=date(2026, 12, 31)))
+            assert sent == [
+                (f"/contracts/{api}/purchases", {"item_code": "setup", "description": "Setup fee", "quantity": "1",
+                                                 "unit_price": "49.90", "purchased_on": "2026-11-20"}),
+                (f"/contracts/{api}/cancel", {"ends_on": "2026-12-31"}),
+                (f"/contracts/{sms}/cancel", {"ends_on": "2026-12-31"})]
+            with pytest.raises(ActionRefused, match="ends before the contract starts"):
+                await actions.cancel_contracts(customer, CancellationRequest(contract_ids=[api],
+                                                                             ends_on=date(2025, 1, 1)))
+            with pytest.raises(UnknownContract):
+                await actions.cancel_contracts("NOBODY", CancellationRequest(contract_ids=[api],
+                                                                             ends_on=date(2026, 12, 31)))
+        async with httpx.AsyncClient(base_url="http://127.0.0.1:9") as unreachable:
+            with pytest.raises(RatingUnavailable):
+                await Actions(sources, broker, unreachable).cancel_contracts(
+                    customer, CancellationRequest(contract_ids=[api], ends_on=date(2026, 12, 31)))
+    finally:
+        await sources.dispose()
