@@ -27,7 +27,6 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     async with create_broker(KafkaSettings(), client_id="portal") as broker, \
             httpx.AsyncClient(base_url=settings.rating_api_url, timeout=15) as rating_api:
         await broker.start()
-        app.state.settings = settings
         app.state.sources = sources
         app.state.actions = Actions(sources, broker, rating_api)
         try:

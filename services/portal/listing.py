@@ -75,15 +75,6 @@ class Page(Generic[T]):
     limit: int
     offset: int
 
-    @property
-    def next_offset(self) -> int | None:
-        following = self.offset + self.limit
-        return following if following < self.total else None
-
-    @property
-    def previous_offset(self) -> int | None:
-        return max(self.offset - self.limit, 0) if self.offset > 0 else None
-
 
 async def fetch_page(
     connection: AsyncConnection,

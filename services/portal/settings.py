@@ -23,8 +23,6 @@ class PortalSettings(BaseSettings):
     invoicing_database_url: str = ""
     payments_database_url: str = ""
     rating_api_url: str = DEFAULT_RATING_API_URL
-    # Rows per page of a section unless the request asks for another page size.
-    page_size: int = 25
 
     @model_validator(mode="after")
     def _default_to_the_services_own(self) -> "PortalSettings":

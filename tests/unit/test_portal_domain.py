@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from services.portal import domain
 from services.portal import queries as q
-from services.portal.listing import Page, Period, Sort
+from services.portal.listing import Period, Sort
 from services.portal.web import SECTIONS, PageLinks, section_query
 from shared.events import derive_id
 from shared.money import Money
@@ -35,12 +35,6 @@ def test_sort_orders_read_a_leading_minus_as_descending():
     assert Sort.parse("-net") == Sort("net", True)
     assert Sort.parse("net") == Sort("net", False)
     assert str(Sort("occurred_at", True)) == "-occurred_at"
-
-
-def test_pages_know_their_neighbours():
-    assert (Page([], 60, 25, 0).previous_offset, Page([], 60, 25, 0).next_offset) == (None, 25)
-    assert (Page([], 60, 25, 50).previous_offset, Page([], 60, 25, 50).next_offset) == (25, None)
-    assert Page([], 60, 25, 10).previous_offset == 0
 
 
 @pytest.mark.parametrize("params", [
