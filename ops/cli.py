@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -175,11 +176,17 @@ def reconcile(
 
 
 @app.command("demo")
-def demo() -> None:
-    """The main job: the whole pipeline on embedded servers with sample data, then a summary."""
+def demo(
+    serve: Annotated[bool | None, typer.Option(
+        "--serve/--no-serve", help="Keep the stack, workers and portal up after the summary until Ctrl-C. "
+                                   "Default: only when run in a terminal.")] = None,
+    screenshot: Annotated[Path | None, typer.Option(
+        help="Also save a screenshot of a demo customer's page here (headless Chromium).")] = None,
+) -> None:
+    """The main job: the whole pipeline on embedded servers with sample data, then a summary and the portal's URLs."""
     from ops.demo import run_demo
 
-    raise typer.Exit(run_demo())
+    raise typer.Exit(run_demo(serve=sys.stdout.isatty() if serve is None else serve, screenshot_to=screenshot))
 
 
 def main() -> None:

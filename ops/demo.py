@@ -3,7 +3,9 @@
 Starts the local stack, the four workers and the payments webhook bridge, loads sample contracts,
 publishes usage (with one duplicate and two bad messages), requests a billing run per contract,
 pays one invoice in full and one in part through signed provider webhooks (and shows a forged one
-refused), then prints per customer what each stage produced, and shuts everything down.
+refused), then starts the customer billing portal and prints per customer what each stage produced
+and the URL of the customer's page. With `serve` it keeps everything running until Ctrl-C (to look
+around the portal); otherwise it shuts everything down.
 """
 
 from __future__ import annotations
@@ -12,18 +14,23 @@ import asyncio
 import json
 import os
 import sys
+import tempfile
 import time
 import traceback
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
+from pathlib import Path
 
 import httpx
 from sqlalchemy import func, select
 
+from ops.cli import local_stack
 from ops.observe import Databases, dead_letters, wait_until
-from ops.stack import LocalStack, create_topics, free_port
+from ops.stack import create_topics, free_port
 from ops.workers import Workers
 from services.invoicing.tables import documents
+from services.payments import handlers as payments_handlers
+from services.payments.domain import PaymentMethod
 from services.payments.settings import PaymentsSettings
 from services.payments.tables import open_items, payments
 from services.payments.webhooks import sign
@@ -214,7 +221,23 @@ async def summary(databases: Databases, kafka: KafkaSettings) -> str:
     return "\n".join(lines)
 
 
-async def run_pipeline(root, workers: Workers) -> str:
+async def add_payment_accounts(databases: Databases) -> None:
+    """ACME pays by SEPA direct debit: the portal's payment accounts section shows it."""
+    async with databases["payments"].transaction() as session:
+        await payments_handlers.add_payment_account(
+            session, "CUST-ACME", PaymentMethod.SEPA_DIRECT_DEBIT, make_default=True, holder_name=ACME["name"],
+            iban="DE89370400440532013000", bic="COBADEFFXXX", mandate_reference="ACME-MANDATE-1",
+            mandate_signed_on=date(2026, 1, 2))
+
+
+def customer_pages(portal_url: str) -> str:
+    customers = dict.fromkeys(contract.customer.customer_id for contract in CONTRACTS)
+    return "\n".join(["\nCustomer billing pages (the portal; API docs at " + f"{portal_url}/docs):"]
+                     + [f"  {portal_url}/customers/{customer}" for customer in customers])
+
+
+async def run_pipeline(root, workers: Workers) -> tuple[str, str]:
+    """The report, and the portal's URL."""
     kafka = KafkaSettings()
     await create_topics(kafka)
     databases = Databases()
@@ -229,17 +252,53 @@ async def run_pipeline(root, workers: Workers) -> str:
         await asyncio.to_thread(workers.wait_healthy, "bridge", bridge_url)
         _step(f"webhook bridge listening on {bridge_url}/webhooks/{DEMO_PROVIDER} (OpenAPI: {bridge_url}/docs)")
         await drive(databases, kafka, bridge_url)
+        await add_payment_accounts(databases)
+        portal_url = workers.start_http("portal", free_port())
+        await asyncio.to_thread(workers.wait_healthy, "portal", portal_url)
         if workers.crashed():
             raise RuntimeError(f"workers exited early: {workers.crashed()}; see {root / 'logs'}")
-        return await summary(databases, kafka)
+        return await summary(databases, kafka) + "\n" + customer_pages(portal_url), portal_url
     finally:
         await databases.dispose()
 
 
-def run_demo() -> int:
+BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+def screenshot(url: str, output: Path) -> None:
+    """The whole page at `url` as a PNG, taken with Debian's headless Chromium (ops/install-browser.sh)."""
+    from playwright.sync_api import sync_playwright  # a test dependency; only this option needs it
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
+        browser = playwright.chromium.launch_persistent_context(
+            profile, executable_path="/usr/bin/chromium", headless=True, args=BROWSER_FLAGS,
+            viewport={"width": 1400, "height": 900})
+        try:
+            page = browser.new_page()
+            page.goto(url)
+            page.screenshot(path=output, full_page=True)
+        finally:
+            browser.close()
+    _step(f"screenshot of {url} written to {output}")
+
+
+def serve_until_interrupted() -> None:
+    _step("the stack, workers and portal keep running; press Ctrl-C to stop them")
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        print()
+
+
+def run_demo(*, serve: bool = False, screenshot_to: Path | None = None) -> int:
+    """Run the main job; with `serve`, keep everything up (to look around the portal) until Ctrl-C;
+    with `screenshot_to`, photograph the first demo customer's page there."""
     started = time.monotonic()
     root = stack_dir()
-    stack = LocalStack(root)
+    stack = local_stack()
     _step(f"starting PostgreSQL and the Kafka-protocol broker under {root}")
     stack.up(fresh=True)
     # The local broker's group joins are slow; shorter sessions make the workers ready sooner.
@@ -248,8 +307,13 @@ def run_demo() -> int:
     os.environ["SETTLEMENT_SCHEDULER_INTERVAL_S"] = "0"  # the demo requests its runs itself
     workers = Workers(root / "logs")
     try:
-        print(asyncio.run(run_pipeline(root, workers)))
+        report, portal_url = asyncio.run(run_pipeline(root, workers))
+        print(report)
+        if screenshot_to:
+            screenshot(f"{portal_url}/customers/{CONTRACTS[0].customer.customer_id}", screenshot_to)
         _step(f"done in {time.monotonic() - started:.1f}s; worker logs in {root / 'logs'}")
+        if serve:
+            serve_until_interrupted()
         return 0
     except Exception:
         traceback.print_exc()

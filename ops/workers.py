@@ -22,6 +22,7 @@ SERVICE_APPS = {
 
 HTTP_APPS = {
     "bridge": "services.payments.bridge:app",
+    "portal": "services.portal.app:app",
 }
 
 

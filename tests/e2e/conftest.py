@@ -167,3 +167,11 @@ async def wait_for_dead_letter(pipeline: Pipeline, contract_id: str, reason_part
 
     await wait_until(arrived, timeout_s=DEADLINE_S, what=f"a dead letter for {contract_id} about {reason_part!r}")
     return letters[0]
+
+
+@pytest.fixture(scope="session")
+def portal_url(pipeline: Pipeline) -> str:
+    """The customer billing portal as a real uvicorn process on the pipeline's stack."""
+    url = pipeline.workers.start_http("portal", free_port())
+    pipeline.workers.wait_healthy("portal", url)
+    return url

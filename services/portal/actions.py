@@ -1,0 +1,97 @@
+"""The quick actions: each goes the way any other producer's would, never into another service's tables.
+
+Usage and billing runs are published to their topics (the portal acting as an upstream product
+and as an operator); purchases and cancellations are rating's to decide, through its HTTP API.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+from faststream.kafka import KafkaBroker
+
+from services.portal import domain, models
+from services.portal.reads import Sources
+from services.portal.sources import rating
+from shared import topics
+from shared.messaging import publish_event
+
+
+class UnknownContract(domain.ActionRefused):
+    pass
+
+
+class RatingUnavailable(RuntimeError):
+    """Rating's API did not answer, or failed; nothing was changed by the portal."""
+
+
+class Actions:
+    def __init__(self, sources: Sources, broker: KafkaBroker, rating_api: httpx.AsyncClient) -> None:
+        self.sources = sources
+        self.broker = broker
+        self.rating_api = rating_api
+
+    async def _contracts(self, customer_id: str, contract_ids: list[str]) -> dict[str, Any]:
+        """The customer's contracts named, with their items; a contract of someone else is refused."""
+        async with self.sources.rating.read() as connection:
+            found = {contract_id: await rating.contract(connection, customer_id, contract_id)
+                     for contract_id in contract_ids}
+            items = await rating.items_of(connection, contract_ids)
+        missing = [contract_id for contract_id, row in found.items() if row is None]
+        if missing:
+            raise UnknownContract(f"customer {customer_id} has no contract {', '.join(missing)}")
+        return {contract_id: {item.item_code for item in items[contract_id]} for contract_id in contract_ids}
+
+    async def record_usage(self, customer_id: str, contract_id: str, request: models.UsageRequest) -> models.ActionResult:
+        item_codes = (await self._contracts(customer_id, [contract_id]))[contract_id]
+        if request.item_code not in item_codes:
+            raise domain.ActionRefused(f"contract {contract_id} has no item {request.item_code!r}")
+        event = domain.usage_recorded(request.request_id, contract_id, request.item_code, request.quantity,
+                                      request.day, datetime.now(UTC))
+        await publish_event(self.broker, topics.USAGE_RECORDED, event, event.key)
+        return models.ActionResult(
+            message=f"usage of {format(request.quantity, 'f')} {request.item_code} recorded for {contract_id}; "
+                    "it is rated in a moment", event_ids=[event.event_id])
+
+    async def request_billing_runs(self, customer_id: str, request: models.BillingRunRequest) -> models.ActionResult:
+        await self._contracts(customer_id, request.contract_ids)
+        requests = domain.billing_run_requests(request.request_id, request.contract_ids, datetime.now(UTC))
+        for event in requests:
+            await publish_event(self.broker, topics.BILLING_RUNS_REQUESTED, event, event.key)
+        return models.ActionResult(
+            message=f"vouchers requested for {', '.join(event.contract_id for event in requests)}; "
+                    "the documents appear once invoicing has issued them",
+            event_ids=[event.event_id for event in requests])
+
+    async def add_purchase(self, customer_id: str, contract_id: str, request: models.PurchaseRequest) -> models.ActionResult:
+        await self._contracts(customer_id, [contract_id])
+        await self._call_rating(f"/contracts/{contract_id}/purchases", request.model_dump(mode="json"))
+        return models.ActionResult(message=f"purchase of {format(request.quantity, 'f')} {request.item_code} "
+                                           f"added to {contract_id}")
+
+    async def cancel_contracts(self, customer_id: str, request: models.CancellationRequest) -> models.ActionResult:
+        await self._contracts(customer_id, request.contract_ids)
+        for contract_id in request.contract_ids:
+            await self._call_rating(f"/contracts/{contract_id}/cancel", {"ends_on": request.ends_on.isoformat()})
+        return models.ActionResult(message=f"{', '.join(request.contract_ids)} cancelled as of "
+                                           f"{request.ends_on.isoformat()}")
+
+    async def _call_rating(self, path: str, body: dict[str, Any]) -> None:
+        try:
+            response = await self.rating_api.post(path, json=body)
+        except httpx.TransportError as error:
+            raise RatingUnavailable(f"rating's API is not reachable at {self.rating_api.base_url}: {error}") from error
+        if response.status_code >= 500:
+            raise RatingUnavailable(f"rating's API failed ({response.status_code}) on {path}")
+        if response.status_code >= 400:
+            raise domain.ActionRefused(f"rating refused it: {_detail(response)}")
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        detail = response.json().get("detail", response.text)
+    except ValueError:
+        return response.text or str(response.status_code)
+    return detail if isinstance(detail, str) else str(detail)

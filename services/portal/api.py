@@ -1,0 +1,144 @@
+"""The read API (and the quick actions) under /api; OpenAPI at /openapi.json and /docs."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import Response
+
+from services.portal import models, reads
+from services.portal import queries as q
+from services.portal.actions import Actions
+from services.portal.reads import Sources
+
+router = APIRouter(prefix="/api")
+
+
+def get_sources(request: Request) -> Sources:
+    return request.app.state.sources
+
+
+def get_actions(request: Request) -> Actions:
+    return request.app.state.actions
+
+
+SourcesDep = Annotated[Sources, Depends(get_sources)]
+ActionsDep = Annotated[Actions, Depends(get_actions)]
+
+
+async def known_customer(customer_id: str, sources: SourcesDep) -> str:
+    if await reads.customer(sources, customer_id) is None:
+        raise HTTPException(404, f"no customer {customer_id}")
+    return customer_id
+
+
+CustomerDep = Annotated[str, Depends(known_customer)]
+
+
+@router.get("/customers", tags=["customers"])
+async def list_customers(sources: SourcesDep,
+                         query: Annotated[q.CustomerQuery, Query()]) -> models.Page[models.CustomerSummary]:
+    return await reads.customers(sources, query)
+
+
+@router.get("/customers/{customer_id}", tags=["customers"])
+async def get_customer(customer_id: str, sources: SourcesDep) -> models.Customer:
+    found = await reads.customer(sources, customer_id)
+    if found is None:
+        raise HTTPException(404, f"no customer {customer_id}")
+    return found
+
+
+@router.get("/customers/{customer_id}/billable-items", tags=["billing data"])
+async def billable_items(customer_id: CustomerDep, sources: SourcesDep,
+                         query: Annotated[q.BillableItemQuery, Query()]) -> models.Page[models.BillableItem]:
+    """Usage and purchases of the customer's contracts; billed ones name their run's documents.
+    The period is the month the item was used."""
+    return await reads.billable_items(sources, customer_id, query)
+
+
+@router.get("/customers/{customer_id}/documents", tags=["billing data"])
+async def documents(customer_id: CustomerDep, sources: SourcesDep,
+                    query: Annotated[q.DocumentQuery, Query()]) -> models.Page[models.Document]:
+    """Invoices and credit notes, each with its PDF's URL; the period is the issue date's month."""
+    return await reads.documents(sources, customer_id, query)
+
+
+@router.get("/customers/{customer_id}/documents/{number}/pdf", tags=["billing data"],
+            response_class=Response, responses={200: {"content": {"application/pdf": {}}}})
+async def document_pdf(customer_id: str, number: str, sources: SourcesDep) -> Response:
+    """The PDF stored when the document was issued, byte for byte."""
+    content = await reads.document_pdf(sources, customer_id, number)
+    if content is None:
+        raise HTTPException(404, f"customer {customer_id} has no document {number} with a PDF")
+    return Response(content, media_type="application/pdf",
+                    headers={"Content-Disposition": f'inline; filename="{number}.pdf"'})
+
+
+@router.get("/customers/{customer_id}/contracts", tags=["billing data"])
+async def contracts(customer_id: CustomerDep, sources: SourcesDep,
+                    query: Annotated[q.ContractQuery, Query()]) -> models.Page[models.Contract]:
+    """Contracts with start, expiry and status, and the items usage can be recorded for."""
+    return await reads.contracts(sources, customer_id, query)
+
+
+@router.get("/customers/{customer_id}/settlement-runs", tags=["billing data"])
+async def settlement_runs(customer_id: CustomerDep, sources: SourcesDep,
+                          query: Annotated[q.RunQuery, Query()]) -> models.Page[models.SettlementRun]:
+    """Billing runs (pending, open, complete) with their month and documents; the period is the cutoff's month."""
+    return await reads.settlement_runs(sources, customer_id, query)
+
+
+@router.get("/customers/{customer_id}/open-items", tags=["billing data"])
+async def open_items(customer_id: CustomerDep, sources: SourcesDep,
+                     query: Annotated[q.OpenItemQuery, Query()]) -> models.Page[models.OpenItem]:
+    """The OPOS list with the payments assigned to each item; the period is the due date's month."""
+    return await reads.open_items(sources, customer_id, query)
+
+
+@router.get("/customers/{customer_id}/payment-accounts", tags=["billing data"])
+async def payment_accounts(customer_id: CustomerDep, sources: SourcesDep,
+                           query: Annotated[q.PaymentAccountQuery, Query()]) -> models.Page[models.PaymentAccount]:
+    return await reads.payment_accounts(sources, customer_id, query)
+
+
+@router.get("/customers/{customer_id}/ledger", tags=["billing data"])
+async def ledger(customer_id: CustomerDep, sources: SourcesDep,
+                 query: Annotated[q.LedgerQuery, Query()]) -> models.Page[models.LedgerEntry]:
+    """Ledger entries with each contract's running balance; the period is the booking month."""
+    return await reads.ledger(sources, customer_id, query)
+
+
+@router.get("/customers/{customer_id}/ledger/summary", tags=["billing data"])
+async def ledger_summary(customer_id: CustomerDep, sources: SourcesDep) -> models.LedgerSummary:
+    """Per contract: balance, entries and the sum of each entry type; per currency: the customer's totals."""
+    return await reads.ledger_summary(sources, customer_id)
+
+
+@router.post("/customers/{customer_id}/contracts/{contract_id}/usage", tags=["actions"], status_code=202)
+async def record_usage(customer_id: str, contract_id: str, request: models.UsageRequest,
+                       actions: ActionsDep) -> models.ActionResult:
+    """Publish a usage.recorded event for the contract (rated asynchronously)."""
+    return await actions.record_usage(customer_id, contract_id, request)
+
+
+@router.post("/customers/{customer_id}/contracts/{contract_id}/purchases", tags=["actions"], status_code=201)
+async def add_purchase(customer_id: str, contract_id: str, request: models.PurchaseRequest,
+                       actions: ActionsDep) -> models.ActionResult:
+    """Add a one-time purchase item to the contract through rating's API."""
+    return await actions.add_purchase(customer_id, contract_id, request)
+
+
+@router.post("/customers/{customer_id}/billing-runs", tags=["actions"], status_code=202)
+async def create_vouchers(customer_id: str, request: models.BillingRunRequest,
+                          actions: ActionsDep) -> models.ActionResult:
+    """Create vouchers: request a billing run per contract on billing-runs.requested."""
+    return await actions.request_billing_runs(customer_id, request)
+
+
+@router.post("/customers/{customer_id}/cancellations", tags=["actions"])
+async def cancel_contracts(customer_id: str, request: models.CancellationRequest,
+                           actions: ActionsDep) -> models.ActionResult:
+    """Cancel the contracts on a date through rating's API."""
+    return await actions.cancel_contracts(customer_id, request)

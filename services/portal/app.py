@@ -1,0 +1,65 @@
+"""The portal's ASGI app: `uvicorn services.portal.app:app` (PORTAL_* settings; see settings.py)."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import AsyncIterator
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from services.portal import api, web
+from services.portal.actions import Actions, RatingUnavailable, UnknownContract
+from services.portal.domain import ActionRefused
+from services.portal.reads import Sources
+from services.portal.settings import PortalSettings
+from shared.messaging import create_broker
+from shared.settings import KafkaSettings
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings = PortalSettings()
+    sources = Sources.of(settings)
+    async with create_broker(KafkaSettings(), client_id="portal") as broker, \
+            httpx.AsyncClient(base_url=settings.rating_api_url, timeout=15) as rating_api:
+        await broker.start()
+        app.state.sources = sources
+        app.state.actions = Actions(sources, broker, rating_api)
+        try:
+            yield
+        finally:
+            await sources.dispose()
+
+
+app = FastAPI(
+    title="Customer billing portal",
+    summary="A customer's billing data from the services' own stores, and the quick actions billing users take.",
+    lifespan=lifespan,
+)
+app.include_router(api.router)
+app.include_router(web.router)
+app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+
+
+@app.get("/health", include_in_schema=False)
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@app.exception_handler(UnknownContract)
+async def unknown_contract(request: Request, error: UnknownContract) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=404)
+
+
+@app.exception_handler(ActionRefused)
+async def refused(request: Request, error: ActionRefused) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=422)
+
+
+@app.exception_handler(RatingUnavailable)
+async def rating_unavailable(request: Request, error: RatingUnavailable) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=502)

@@ -1,0 +1,263 @@
+"""What the portal's API answers with. Amounts and quantities are decimal strings, never floats;
+amounts are written at their currency's minor unit ("407.25"), prices and quantities as exact as stored."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import BaseModel, Field, PlainSerializer
+
+T = TypeVar("T")
+
+DecimalString = Annotated[Decimal, PlainSerializer(lambda value: format(value, "f"), return_type=str)]
+
+
+# The filter vocabularies: the values the owning services store (their documented statuses and
+# types), so a typo in a filter is a 422 rather than an empty table.
+class ItemStatus(StrEnum):
+    UNBILLED = "unbilled"
+    BILLED = "billed"
+
+
+class ChargeType(StrEnum):
+    USAGE = "usage"
+    RECURRING_FEE = "recurring_fee"
+    ONE_TIME = "one_time"
+
+
+class DocumentStatus(StrEnum):
+    DRAFT = "draft"
+    FINALIZED = "finalized"
+
+
+class RunStatus(StrEnum):
+    PENDING = "pending"
+    OPEN = "open"
+    COMPLETE = "complete"
+
+
+class OpenItemStatus(StrEnum):
+    OPEN = "open"
+    PAID = "paid"
+
+
+class OpenItemType(StrEnum):
+    INVOICE = "invoice"
+    CHARGEBACK_FEE = "chargeback_fee"
+    DEBIT = "debit"
+
+
+class PaymentMethod(StrEnum):
+    SEPA_DIRECT_DEBIT = "sepa_direct_debit"
+    CARD = "card"
+    BANK_TRANSFER = "bank_transfer"
+
+
+class EntryType(StrEnum):
+    RECEIVABLE = "Receivable"
+    CREDIT_MEMO = "CreditMemo"
+    TAX = "Tax"
+    TAX_CREDIT = "TaxCredit"
+    PAYMENT = "Payment"
+    CHARGEBACK = "Chargeback"
+    CHARGEBACK_FEE = "ChargebackFee"
+    REFUND = "Refund"
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int = Field(description="Rows matching the filters, over all pages.")
+    limit: int
+    offset: int
+    sort: str
+
+
+class CustomerSummary(BaseModel):
+    customer_id: str
+    name: str
+    country: str
+    contracts: int
+
+
+class Customer(BaseModel):
+    customer_id: str
+    name: str
+    country: str
+    vat_id: str | None
+    email: str | None
+    address_lines: list[str]
+
+
+class BillableItem(BaseModel):
+    billable_item_id: uuid.UUID
+    contract_id: str
+    item_code: str
+    description: str
+    type: str = Field(description="What it charges for: usage, recurring_fee or one_time (a purchase).")
+    quantity: DecimalString
+    unit_price: DecimalString
+    net: DecimalString
+    currency: str
+    period_start: date
+    period_end: date
+    occurred_at: datetime
+    status: ItemStatus
+    settlement_run_id: uuid.UUID | None
+    document_numbers: list[str] = Field(description="The documents of the run that billed it.")
+
+
+class Document(BaseModel):
+    document_id: uuid.UUID
+    number: str
+    type: str
+    status: str
+    contract_id: str
+    issue_date: date
+    due_date: date
+    service_period_start: date
+    service_period_end: date
+    net_total: DecimalString
+    tax_total: DecimalString
+    gross_total: DecimalString
+    currency: str
+    corrects_number: str | None
+    pdf_url: str
+
+
+class ContractItem(BaseModel):
+    item_code: str
+    description: str
+    unit_price: DecimalString
+    tax_category: str
+
+
+class Contract(BaseModel):
+    contract_id: str
+    currency: str
+    starts_on: date
+    expires_on: date | None = Field(description="The contract's last day, if it ends.")
+    status: str
+    revision: int
+    items: list[ContractItem]
+
+
+class SettlementRun(BaseModel):
+    settlement_run_id: uuid.UUID
+    month: str = Field(description="The month of its cutoff, YYYY-MM: runs are grouped by it.")
+    contract_id: str
+    status: str
+    cutoff: datetime
+    period_start: date | None
+    period_end: date | None
+    total: DecimalString
+    credit_total: DecimalString
+    currency: str
+    requested_by: str
+    settled_at: datetime | None
+    document_numbers: list[str]
+
+
+class Assignment(BaseModel):
+    payment_id: str
+    kind: str
+    provider: str
+    status: str
+    amount: DecimalString = Field(description="Assigned to the item; negative when a chargeback or refund took it back.")
+    assigned_at: datetime
+
+
+class OpenItem(BaseModel):
+    document_id: uuid.UUID
+    reference: str
+    type: str
+    contract_id: str
+    amount: DecimalString
+    open_amount: DecimalString
+    currency: str
+    due_date: date
+    status: OpenItemStatus
+    assignments: list[Assignment]
+
+
+class PaymentAccount(BaseModel):
+    account_id: uuid.UUID
+    method: str
+    holder_name: str | None
+    iban: str | None = Field(description="Masked: country, check digits and the last four characters.")
+    bic: str | None
+    mandate_reference: str | None
+    mandate_signed_on: date | None
+    provider: str | None
+    is_default: bool
+    created_at: datetime
+
+
+class LedgerEntry(BaseModel):
+    entry_id: uuid.UUID
+    contract_id: str
+    sequence: int
+    type: str
+    amount: DecimalString
+    balance: DecimalString = Field(description="The contract's running balance after this entry.")
+    currency: str
+    description: str
+    booked_at: datetime
+    document_number: str | None
+    payment_id: str | None
+    settlement_run_id: uuid.UUID | None
+    reverses_entry_id: uuid.UUID | None
+
+
+class LedgerFigures(BaseModel):
+    currency: str
+    balance: DecimalString
+    entries: int
+    by_type: dict[str, DecimalString] = Field(description="Entry type -> signed sum, as it moved the balance.")
+
+
+class ContractLedger(LedgerFigures):
+    contract_id: str
+
+
+class LedgerSummary(BaseModel):
+    contracts: list[ContractLedger]
+    totals: list[LedgerFigures] = Field(description="The customer's ledgers added up, per currency.")
+
+
+# --- actions ------------------------------------------------------------------------------------
+
+
+class UsageRequest(BaseModel):
+    request_id: uuid.UUID = Field(default_factory=uuid.uuid4,
+                                  description="Sending the same request id again records the usage once.")
+    item_code: str
+    quantity: Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=10)]
+    day: date
+
+
+class PurchaseRequest(BaseModel):
+    item_code: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
+    description: Annotated[str, Field(min_length=1, max_length=500)]
+    quantity: Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=10)]
+    unit_price: Annotated[Decimal, Field(ge=0, max_digits=28, decimal_places=10)]
+    purchased_on: date
+
+
+class BillingRunRequest(BaseModel):
+    request_id: uuid.UUID = Field(default_factory=uuid.uuid4,
+                                  description="Sending the same request id again requests each run once.")
+    contract_ids: list[str] = Field(min_length=1, max_length=200)
+
+
+class CancellationRequest(BaseModel):
+    contract_ids: list[str] = Field(min_length=1, max_length=200)
+    ends_on: date = Field(description="The contracts' last day.")
+
+
+class ActionResult(BaseModel):
+    message: str
+    event_ids: list[uuid.UUID] = Field(default_factory=list)

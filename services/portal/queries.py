@@ -1,0 +1,97 @@
+"""Each section's query: filters, sort order and page, validated once for the API and the page alike."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from services.portal import models
+from services.portal.listing import MAX_PAGE_SIZE, PERIOD_PATTERN, PageRequest, Period, Sort, sort_pattern
+from services.portal.sources import invoicing, payments, rating, settlement
+from shared.events import ContractStatus, DocumentType
+
+ContractFilter = Annotated[str | None, Field(max_length=64, description="Only this contract's rows.")]
+
+
+def _sort(keys: dict, default: str):
+    return Field(default, pattern=sort_pattern(list(keys)),
+                 description=f"One of {', '.join(keys)}; a leading '-' sorts descending.")
+
+
+class ListQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(25, ge=1, le=MAX_PAGE_SIZE, description="Rows per page.")
+    offset: int = Field(0, ge=0, description="Rows to skip.")
+    sort: str
+
+    @property
+    def order(self) -> Sort:
+        return Sort.parse(self.sort)
+
+    @property
+    def page(self) -> PageRequest:
+        return PageRequest(self.limit, self.offset)
+
+
+class PeriodQuery(ListQuery):
+    period: str | None = Field(None, pattern=PERIOD_PATTERN, description="A month, YYYY-MM.", examples=["2026-11"])
+    contract_id: ContractFilter = None
+
+    @property
+    def month(self) -> Period | None:
+        return Period.parse(self.period) if self.period else None
+
+
+class CustomerQuery(ListQuery):
+    sort: str = _sort(rating.CUSTOMER_SORTS, "name")
+    search: str | None = Field(None, max_length=100, description="Part of the id or name.")
+
+
+class BillableItemQuery(PeriodQuery):
+    """The period is the month the item was used (occurred)."""
+
+    sort: str = _sort(settlement.ITEM_SORTS, "-occurred_at")
+    status: models.ItemStatus | None = None
+    type: models.ChargeType | None = None
+
+
+class DocumentQuery(PeriodQuery):
+    """The period is the month of the issue date."""
+
+    sort: str = _sort(invoicing.DOCUMENT_SORTS, "-issue_date")
+    status: models.DocumentStatus | None = None
+    type: DocumentType | None = None
+
+
+class ContractQuery(ListQuery):
+    sort: str = _sort(rating.CONTRACT_SORTS, "contract_id")
+    status: ContractStatus | None = None
+
+
+class RunQuery(PeriodQuery):
+    """The period is the month of the run's cutoff."""
+
+    sort: str = _sort(settlement.RUN_SORTS, "-cutoff")
+    status: models.RunStatus | None = None
+
+
+class OpenItemQuery(PeriodQuery):
+    """The period is the month the item is due."""
+
+    sort: str = _sort(payments.OPEN_ITEM_SORTS, "due_date")
+    status: models.OpenItemStatus | None = None
+    type: models.OpenItemType | None = None
+
+
+class PaymentAccountQuery(ListQuery):
+    sort: str = _sort(payments.ACCOUNT_SORTS, "created_at")
+    type: models.PaymentMethod | None = None
+
+
+class LedgerQuery(PeriodQuery):
+    """The period is the month the entry was booked."""
+
+    sort: str = _sort(settlement.LEDGER_SORTS, "booked_at")
+    type: models.EntryType | None = None

@@ -1,0 +1,177 @@
+"""The pages: the customer list and one page per customer, server-rendered, plus the quick actions' forms.
+
+Each section of a customer's page takes its filters from query parameters named
+`<section>.<filter>` (e.g. `items.period=2026-11`), validated by the same query model as the API.
+Actions are plain form posts that answer with a redirect back to the page and a notice.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, ValidationError
+
+from services.portal import models, reads
+from services.portal import queries as q
+from services.portal.actions import Actions, RatingUnavailable
+from services.portal.domain import ActionRefused
+from services.portal.reads import Sources
+
+router = APIRouter(include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+@dataclass(frozen=True)
+class Section:
+    key: str
+    title: str
+    query: type[q.ListQuery]
+    read: Callable[[Sources, str, Any], Awaitable[models.Page[Any]]]
+
+
+SECTIONS = [
+    Section("contracts", "Contracts", q.ContractQuery, reads.contracts),
+    Section("items", "Billable items", q.BillableItemQuery, reads.billable_items),
+    Section("documents", "Documents", q.DocumentQuery, reads.documents),
+    Section("runs", "Billing runs", q.RunQuery, reads.settlement_runs),
+    Section("opos", "Open items (OPOS)", q.OpenItemQuery, reads.open_items),
+    Section("accounts", "Payment accounts", q.PaymentAccountQuery, reads.payment_accounts),
+    Section("ledger", "Ledger", q.LedgerQuery, reads.ledger),
+]
+
+
+def section_query(section: Section, params: dict[str, str]) -> tuple[q.ListQuery, str | None]:
+    """The section's query from the page's parameters; invalid filters fall back to none, with the reason."""
+    prefix = f"{section.key}."
+    mine = {name.removeprefix(prefix): value for name, value in params.items() if name.startswith(prefix) and value}
+    try:
+        return section.query.model_validate(mine), None
+    except ValidationError as error:
+        reasons = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        return section.query(), f"filters ignored ({reasons})"
+
+
+class PageLinks:
+    """Links that change one section's parameters and keep every other section's as they are."""
+
+    def __init__(self, path: str, params: dict[str, str]) -> None:
+        self.path = path
+        self.params = params
+
+    def __call__(self, section: str, **changes: Any) -> str:
+        params = dict(self.params)
+        params.pop("notice", None)
+        params.pop("error", None)
+        if "offset" not in changes:
+            params.pop(f"{section}.offset", None)  # a new filter or order starts at the first page
+        for name, value in changes.items():
+            key = f"{section}.{name}"
+            if value is None or value == "":
+                params.pop(key, None)
+            else:
+                params[key] = str(value)
+        return f"{self.path}?{urlencode(params)}#{section}" if params else f"{self.path}#{section}"
+
+    def cleared(self, section: str) -> str:
+        """The page without the section's filters (its sort order stays)."""
+        kept = {name: value for name, value in self.params.items()
+                if not name.startswith(f"{section}.") or name == f"{section}.sort"}
+        return PageLinks(self.path, kept)(section)
+
+    def hidden(self, section: str) -> list[tuple[str, str]]:
+        """The other sections' parameters, for a section's filter form to carry along."""
+        return [(name, value) for name, value in self.params.items()
+                if not name.startswith(f"{section}.") and name not in ("notice", "error")]
+
+
+@router.get("/")
+async def home() -> RedirectResponse:
+    return RedirectResponse("/customers")
+
+
+@router.get("/customers", response_class=HTMLResponse)
+async def customer_list(request: Request) -> Response:
+    try:
+        query = q.CustomerQuery.model_validate({k: v for k, v in request.query_params.items() if v})
+    except ValidationError:
+        query = q.CustomerQuery()
+    page = await reads.customers(request.app.state.sources, query)
+    return templates.TemplateResponse(request, "customers.html", {"page": page, "query": query})
+
+
+@router.get("/customers/{customer_id}", response_class=HTMLResponse)
+async def customer_page(request: Request, customer_id: str) -> Response:
+    sources: Sources = request.app.state.sources
+    customer = await reads.customer(sources, customer_id)
+    if customer is None:
+        raise HTTPException(404, f"no customer {customer_id}")
+    params = dict(request.query_params)
+    sections = {}
+    for section in SECTIONS:
+        query, problem = section_query(section, params)
+        sections[section.key] = {"section": section, "query": query, "problem": problem,
+                                 "page": await section.read(sources, customer_id, query)}
+    # Every contract, not just the listed page: the action forms offer them all.
+    all_contracts = await reads.contracts(sources, customer_id, q.ContractQuery(limit=500))
+    return templates.TemplateResponse(request, "customer.html", {
+        "customer": customer, "sections": sections, "summary": await reads.ledger_summary(sources, customer_id),
+        "all_contracts": all_contracts.items, "links": PageLinks(request.url.path, params),
+        "request_id": uuid.uuid4(), "notice": params.get("notice"), "error": params.get("error"),
+    })
+
+
+async def _act(request: Request, customer_id: str, form_to_action: Callable[[Actions, Any], Awaitable[models.ActionResult]]
+               ) -> RedirectResponse:
+    form = await request.form()
+    try:
+        result = await form_to_action(request.app.state.actions, form)
+        outcome = {"notice": result.message}
+    except ValidationError as error:
+        outcome = {"error": "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())}
+    except (ActionRefused, RatingUnavailable) as error:
+        outcome = {"error": str(error)}
+    return RedirectResponse(f"/customers/{customer_id}?{urlencode(outcome)}", status_code=303)
+
+
+def _model(model: type[BaseModel], form: Any, *fields: str) -> Any:
+    return model.model_validate({name: form.get(name) for name in fields if form.get(name) not in (None, "")})
+
+
+@router.post("/customers/{customer_id}/actions/usage")
+async def add_usage(request: Request, customer_id: str) -> RedirectResponse:
+    def record(actions: Actions, form: Any) -> Awaitable[models.ActionResult]:
+        # One select offers every contract's items: its values are "<contract>/<item code>".
+        contract_id, _, item_code = str(form.get("contract_item", "")).partition("/")
+        fields = {name: form.get(name) for name in ("request_id", "quantity", "day") if form.get(name)}
+        return actions.record_usage(customer_id, contract_id,
+                                    models.UsageRequest.model_validate({**fields, "item_code": item_code}))
+
+    return await _act(request, customer_id, record)
+
+
+@router.post("/customers/{customer_id}/actions/purchase")
+async def add_purchase(request: Request, customer_id: str) -> RedirectResponse:
+    return await _act(request, customer_id, lambda actions, form: actions.add_purchase(
+        customer_id, str(form.get("contract_id", "")),
+        _model(models.PurchaseRequest, form, "item_code", "description", "quantity", "unit_price", "purchased_on")))
+
+
+@router.post("/customers/{customer_id}/actions/vouchers")
+async def create_vouchers(request: Request, customer_id: str) -> RedirectResponse:
+    return await _act(request, customer_id, lambda actions, form: actions.request_billing_runs(
+        customer_id, models.BillingRunRequest.model_validate(
+            {"request_id": form.get("request_id"), "contract_ids": form.getlist("contract_id")})))
+
+
+@router.post("/customers/{customer_id}/actions/cancel")
+async def cancel_contracts(request: Request, customer_id: str) -> RedirectResponse:
+    return await _act(request, customer_id, lambda actions, form: actions.cancel_contracts(
+        customer_id, models.CancellationRequest.model_validate(
+            {"ends_on": form.get("ends_on") or None, "contract_ids": form.getlist("contract_id")})))

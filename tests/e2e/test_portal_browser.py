@@ -1,0 +1,122 @@
+"""The customer page in a real browser (headless Chromium from the distribution's package) against the
+running pipeline and portal: open a customer, filter billable items, add usage, create vouchers, see
+the new document appear and open its PDF."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+from typing import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import BrowserContext, Page, async_playwright, expect
+from pypdf import PdfReader
+
+from tests.e2e.conftest import DEADLINE_S, given_contract, new_contract_id, publish_usage, usage
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; ops/install-browser.sh installs it
+CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BrowserContext]:
+    async with async_playwright() as playwright:
+        context = await playwright.chromium.launch_persistent_context(
+            tmp_path_factory.mktemp("chromium-profile"), executable_path=CHROMIUM, headless=True,
+            args=CHROMIUM_FLAGS, viewport={"width": 1400, "height": 1000})
+        yield context
+        await context.close()
+
+
+async def reload_until(page: Page, cell_text: str, cells: str, what: str) -> None:
+    """Reload the page until one of `cells` reads `cell_text` (the pipeline works asynchronously)."""
+    deadline = time.monotonic() + DEADLINE_S
+    while not await page.locator(cells).get_by_text(cell_text, exact=True).count():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out waiting for {what}")
+        await page.wait_for_timeout(500)
+        await page.reload()
+
+
+def rows(page: Page, section: str):
+    return page.locator(f"#{section} table[data-columns='{section}'] tbody tr")
+
+
+async def test_a_billing_user_filters_items_creates_vouchers_and_opens_the_pdf(
+        browser, portal_url, broker, databases):
+    contract = new_contract_id("browser")
+    customer = f"CUST-{contract}"
+    await given_contract(databases, contract, {"api-calls": "0.0125", "storage-gb": "0.10"}, customer_id=customer)
+    await publish_usage(broker, usage(contract, "api-calls", "12000", day=3),  # 150.00
+                        usage(contract, "storage-gb", "250.5", day=20))  # 25.05
+
+    page = await browser.new_page()
+    # Open the customer from the customer list.
+    await page.goto(f"{portal_url}/customers?search={customer}")
+    await page.get_by_role("link", name=customer).click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(f"Customer of {contract}")
+    await reload_until(page, "storage-gb", "#items td[data-col='item_code']", "both usages to be billable items")
+    await expect(rows(page, "items")).to_have_count(2)
+
+    # Filter billable items: only storage, and then a month without usage.
+    items_filter = page.get_by_role("form", name="Filter billable items")
+    await items_filter.get_by_label("Status").select_option("unbilled")
+    await items_filter.get_by_role("button", name="Filter").click()
+    await expect(rows(page, "items")).to_have_count(2)
+    await page.locator("#items th[data-col='net'] a").click()  # sort by net, ascending
+    await expect(rows(page, "items").first.locator("td[data-col='net']")).to_have_text("25.05 EUR")
+    await items_filter.get_by_label("Month used").fill("2026-10")
+    await items_filter.get_by_role("button", name="Filter").click()
+    await expect(rows(page, "items")).to_have_text(["No billable items."])
+    await page.get_by_role("form", name="Filter billable items").get_by_role("link", name="Clear").click()
+    await expect(rows(page, "items")).to_have_count(2)
+
+    # Configurable columns: hiding one is remembered across page loads.
+    await page.locator("#items details.columns summary").click()
+    await page.locator("#items details.columns").get_by_label("Description").uncheck()
+    await expect(page.locator("#items th[data-col='description']")).to_be_hidden()
+    await page.reload()
+    await expect(page.locator("#items th[data-col='description']")).to_be_hidden()
+
+    # Create vouchers for the contract, and see its invoice appear.
+    await page.get_by_role("checkbox", name=f"Select {contract}").check()
+    await page.get_by_role("button", name="Create vouchers").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"vouchers requested for {contract}")
+    await reload_until(page, "invoice", "#documents td[data-col='type']", "the invoice of the billing run")
+    document = rows(page, "documents").first
+    number = await document.locator("td[data-col='number']").inner_text()
+    assert re.fullmatch(r"R\d{4}-\d{4}", number)
+    # 175.05 net + 19 % VAT (33.2595 -> 33.26) = 208.31
+    await expect(document.locator("td[data-col='gross_total']")).to_have_text("208.31 EUR")
+    await expect(rows(page, "items").locator("td[data-col='document']")).to_have_text([number, number])
+
+    # Open its PDF: the stored document, with its number and total.
+    pdf_link = document.get_by_role("link", name=f"Open PDF of {number}")
+    response = await page.request.get(portal_url + await pdf_link.get_attribute("href"))
+    assert response.ok and response.headers["content-type"] == "application/pdf"
+    text = "".join(p.extract_text() for p in PdfReader(io.BytesIO(await response.body())).pages)
+    assert number in text and "208.31" in text
+    await page.close()
+
+
+async def test_usage_added_on_the_page_becomes_a_billable_item(browser, portal_url, databases):
+    contract = new_contract_id("browser-usage")
+    customer = f"CUST-{contract}"
+    await given_contract(databases, contract, {"sms": "0.075"}, customer_id=customer)
+
+    page = await browser.new_page()
+    await page.goto(f"{portal_url}/customers/{customer}")
+    usage_form = page.get_by_role("form", name="Add usage")
+    await usage_form.get_by_label("Contract and item").select_option(f"{contract}/sms")
+    await usage_form.get_by_label("Quantity").fill("1234")
+    await usage_form.get_by_label("Day").fill("2026-11-11")
+    await usage_form.get_by_role("button", name="Add usage").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"usage of 1234 sms recorded for {contract}")
+    await reload_until(page, "sms", "#items td[data-col='item_code']", "the usage to be rated")
+    await expect(rows(page, "items").first.locator("td[data-col='net']")).to_have_text("92.55 EUR")  # 1234 x 0.075
+    await page.close()
