@@ -253,6 +253,9 @@ async def run_pipeline(root, workers: Workers) -> tuple[str, str]:
         _step(f"webhook bridge listening on {bridge_url}/webhooks/{DEMO_PROVIDER} (OpenAPI: {bridge_url}/docs)")
         await drive(databases, kafka, bridge_url)
         await add_payment_accounts(databases)
+        rating_api_url = workers.start_http("rating-api", free_port())
+        await asyncio.to_thread(workers.wait_healthy, "rating-api", rating_api_url)
+        workers.env["PORTAL_RATING_API_URL"] = rating_api_url
         portal_url = workers.start_http("portal", free_port())
         await asyncio.to_thread(workers.wait_healthy, "portal", portal_url)
         if workers.crashed():

@@ -23,6 +23,7 @@ SERVICE_APPS = {
 HTTP_APPS = {
     "bridge": "services.payments.bridge:app",
     "portal": "services.portal.app:app",
+    "rating-api": "services.rating.api:app",
 }
 
 

@@ -240,6 +240,8 @@ class UsageRequest(BaseModel):
 
 
 class PurchaseRequest(BaseModel):
+    purchase_id: uuid.UUID = Field(default_factory=uuid.uuid4,
+                                   description="Sending the same purchase id again adds the purchase once.")
     item_code: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")]
     description: Annotated[str, Field(min_length=1, max_length=500)]
     quantity: Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=10)]

@@ -160,7 +160,8 @@ async def add_usage(request: Request, customer_id: str) -> RedirectResponse:
 async def add_purchase(request: Request, customer_id: str) -> RedirectResponse:
     return await _act(request, customer_id, lambda actions, form: actions.add_purchase(
         customer_id, str(form.get("contract_id", "")),
-        _model(models.PurchaseRequest, form, "item_code", "description", "quantity", "unit_price", "purchased_on")))
+        _model(models.PurchaseRequest, form, "item_code", "description", "quantity", "unit_price", "purchased_on",
+               "purchase_id")))
 
 
 @router.post("/customers/{customer_id}/actions/vouchers")

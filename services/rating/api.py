@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
+from sqlalchemy import text
 
 from services.rating import handlers, store
 from services.rating.contracts import operate, read
@@ -130,6 +131,15 @@ def create_app(database: Database | None = None) -> FastAPI:
         await operate(db(request), handlers.cancel_contract, contract_id, cancellation)
         return await get_contract(contract_id, request)
 
+    @api.get("/health")
+    async def health(request: Request) -> JSONResponse:
+        """Ready when rating's database answers."""
+        try:
+            await read(db(request), _ping)
+        except Exception as error:  # any failure means: not ready
+            return JSONResponse({"status": "unavailable", "detail": type(error).__name__}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
     @api.get("/contracts/{contract_id}/estimate", response_model=Estimate, responses=ERRORS)
     async def estimate(contract_id: Identifier, item_code: Identifier, quantity: Quantity, request: Request,
                        periods: Annotated[int, Query(ge=1, le=120)] = 12) -> Estimate:
@@ -144,6 +154,10 @@ def create_app(database: Database | None = None) -> FastAPI:
         )
 
     return api
+
+
+async def _ping(session) -> None:
+    await session.execute(text("SELECT 1"))
 
 
 app = create_app()

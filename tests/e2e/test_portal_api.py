@@ -196,13 +196,15 @@ async def test_purchases_and_cancellations_are_asked_of_ratings_api(billed_custo
     try:
         async with httpx.AsyncClient(base_url="http://rating.test", transport=httpx.MockTransport(rating)) as api_client:
             actions = Actions(sources, broker, api_client)
+            purchase_id = uuid.uuid4()
             await actions.add_purchase(customer, api, PurchaseRequest(
-                item_code="setup", description="Setup fee", quantity=Decimal("1"), unit_price=Decimal("49.90"),
+                purchase_id=purchase_id, item_code="setup", description="Setup fee", quantity=Decimal("1"), unit_price=Decimal("49.90"),
                 purchased_on=date(2026, 11, 20)))
             await actions.cancel_contracts(customer, CancellationRequest(contract_ids=[api, sms],
                                                                          ends_on=date(2026, 12, 31)))
             assert sent == [
-                (f"/contracts/{api}/purchases", {"item_code": "setup", "description": "Setup fee", "quantity": "1",
+                (f"/contracts/{api}/purchases", {"purchase_id": str(purchase_id), "item_code": "setup",
+                                                 "description": "Setup fee", "quantity": "1",
                                                  "unit_price": "49.90", "purchased_on": "2026-11-20"}),
                 (f"/contracts/{api}/cancel", {"ends_on": "2026-12-31"}),
                 (f"/contracts/{sms}/cancel", {"ends_on": "2026-12-31"})]

@@ -120,3 +120,32 @@ async def test_usage_added_on_the_page_becomes_a_billable_item(browser, portal_u
     await reload_until(page, "sms", "#items td[data-col='item_code']", "the usage to be rated")
     await expect(rows(page, "items").first.locator("td[data-col='net']")).to_have_text("92.55 EUR")  # 1234 x 0.075
     await page.close()
+
+
+async def test_a_purchase_and_a_cancellation_go_through_ratings_api(browser, portal_url, databases):
+    contract = new_contract_id("browser-purchase")
+    customer = f"CUST-{contract}"
+    await given_contract(databases, contract, {"api-calls": "0.0125"}, customer_id=customer)
+
+    page = await browser.new_page()
+    await page.goto(f"{portal_url}/customers/{customer}")
+    purchase = page.get_by_role("form", name="Add purchase item")
+    await purchase.get_by_label("Contract").select_option(contract)
+    await purchase.get_by_label("Item code").fill("setup")
+    await purchase.get_by_label("Description").fill("Setup fee")
+    await purchase.get_by_label("Quantity").fill("2")
+    await purchase.get_by_label("Unit price").fill("49.90")
+    await purchase.get_by_label("Purchased on").fill("2026-11-20")
+    await purchase.get_by_role("button", name="Add purchase").click()
+    await expect(page.get_by_role("status")).to_contain_text("purchase of 2 setup")
+    await reload_until(page, "setup", "#items td[data-col='item_code']", "the purchase to be a billable item")
+    await expect(rows(page, "items").first.locator("td[data-col='net']")).to_have_text("99.80 EUR")  # 2 x 49.90
+
+    await page.get_by_role("checkbox", name=f"Select {contract}").check()
+    await page.get_by_label("last day").fill("2026-12-31")
+    await page.get_by_role("button", name="Cancel contracts").click()
+    await expect(page.get_by_role("status")).to_contain_text(f"{contract} cancelled as of 2026-12-31")
+    contract_row = rows(page, "contracts").filter(has_text=contract)
+    await expect(contract_row.locator("td[data-col='status']")).to_have_text("cancelled")
+    await expect(contract_row.locator("td[data-col='ends_on']")).to_have_text("2026-12-31")
+    await page.close()
