@@ -372,6 +372,7 @@ def run_harness(config: HarnessConfig) -> Figures:
     os.environ.setdefault("BILLING_KAFKA_SESSION_TIMEOUT_MS", "6000")
     os.environ.setdefault("BILLING_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
     os.environ["SETTLEMENT_SCHEDULER_INTERVAL_S"] = "0"  # the harness requests its runs itself
+    os.environ["RATING_PERIOD_CLOSE_INTERVAL_S"] = "0"  # its fixed November dates must not turn late
     stack.up()
     workers = Workers(root / "logs")
     try:

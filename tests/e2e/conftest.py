@@ -52,9 +52,11 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         "BILLING_STACK_DIR": str(root),
         "BILLING_KAFKA_SESSION_TIMEOUT_MS": "6000",
         "BILLING_KAFKA_HEARTBEAT_INTERVAL_MS": "500",
-        # Tests use fixed November 2026 dates; the workers' own period-end scheduler would race
-        # the runs the tests request. Scheduling is tested with a controlled clock instead.
+        # Tests use fixed November 2026 dates; the workers' own period-end schedulers (settlement's
+        # runs, rating's period close) would race what the tests do once the real clock passes the
+        # period's end. Both are tested with a controlled clock instead.
         "SETTLEMENT_SCHEDULER_INTERVAL_S": "0",
+        "RATING_PERIOD_CLOSE_INTERVAL_S": "0",
     }
     os.environ.update(env)  # the tests resolve the same servers as the workers they start
     stack = LocalStack(root, kafka_port=free_port())
