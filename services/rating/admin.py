@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, AsyncIterator
+from typing import Annotated, Any, AsyncIterator, Coroutine, TypeVar
 
 import typer
 
@@ -23,9 +23,12 @@ from services.rating.scheduler import close_due
 from services.rating.settings import RatingSettings
 from services.rating.specs import CancellationSpec, PurchaseSpec
 from shared.db import Database, migrate
+from shared.errors import Rejected
 from shared.events import RatedItem
 from shared.messaging import Outgoing
 from shared.money import Money
+
+T = TypeVar("T")
 
 cli = typer.Typer(help="Rating administration.", no_args_is_help=True)
 
@@ -39,6 +42,15 @@ async def rating_database() -> AsyncIterator[Database]:
         yield database
     finally:
         await database.dispose()
+
+
+def _run(work: Coroutine[Any, Any, T]) -> T:
+    """Run a command's work; a refused change ends the command with its reason, not a traceback."""
+    try:
+        return asyncio.run(work)
+    except Rejected as error:
+        typer.echo(f"refused: {error}", err=True)
+        raise typer.Exit(1) from None
 
 
 def _echo_items(outgoing: list[Outgoing]) -> None:
@@ -61,7 +73,7 @@ def load_contracts_command(path: Path) -> None:
         async with rating_database() as database:
             return await save_contracts(database, specs)
 
-    revisions = asyncio.run(run())
+    revisions = _run(run())
     typer.echo(json.dumps({spec.contract_id: revision for spec, revision in zip(specs, revisions, strict=True)}))
 
 
@@ -81,7 +93,7 @@ def close_periods_command(
         async with rating_database() as database:
             return await close_due(database, day, grace_days=grace, contract_ids=contract)
 
-    charged = asyncio.run(run())
+    charged = _run(run())
     _echo_items(charged)
     typer.echo(f"{len(charged)} item(s) charged")
 
@@ -100,7 +112,7 @@ def add_purchase_command(
         async with rating_database() as database:
             return await operate(database, handlers.add_purchase, contract_id, purchase)
 
-    _echo_items(asyncio.run(run()))
+    _echo_items(_run(run()))
 
 
 @cli.command("cancel-contract")
@@ -111,7 +123,7 @@ def cancel_contract_command(contract_id: str, ends_on: Annotated[str, typer.Opti
         async with rating_database() as database:
             return await operate(database, handlers.cancel_contract, contract_id, CancellationSpec(ends_on=ends_on))
 
-    for message in asyncio.run(run()):
+    for message in _run(run()):
         typer.echo(f"{message.event.contract_id} cancelled on {ends_on}")
 
 
@@ -124,7 +136,7 @@ def estimate_command(contract_id: str, item_code: str, quantity: str,
         async with rating_database() as database:
             return await read(database, handlers.estimate, contract_id, item_code, Decimal(quantity), periods)
 
-    estimated = asyncio.run(run())
+    estimated = _run(run())
     for line in estimated:
         typer.echo(f"{line.period.start}..{line.period.end}  {line.quantity}  {line.net}")
     if estimated:
