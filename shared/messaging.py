@@ -7,7 +7,8 @@ Consuming one message (`Consumer.consume`):
   3. return, after which FastStream commits the offset (AckPolicy.NACK_ON_ERROR).
 A crash before 2 commits leaves no trace and the message is redelivered; a crash after it
 commits makes the redelivery a no-op thanks to the inbox. Offsets are never committed before
-the effect is durable.
+the effect is durable. Batch consumers (`Consumer.consume_batch`) do the same for a whole poll
+of messages in one transaction, which is what makes a stage fast: one commit per batch.
 
 Publishing (`OutboxRelay`): one relay per service database at a time (an advisory lock) reads
 unpublished outbox rows in id order, publishes them with acks=all and marks them published.
@@ -26,12 +27,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
 
 import asyncpg
+from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -145,25 +147,14 @@ class Consumer:
 
     async def consume(self, message: KafkaMessage, schema: type[E], apply: Apply[E]) -> None:
         try:
-            event = parse_event(schema, message.body)
-            if event.occurred_at > datetime.now(UTC) + self.max_future_skew:
-                raise Rejected(f"occurred_at {event.occurred_at.isoformat()} is too far in the future")
+            event = self._parse(schema, message.body)
             async for attempt in retrying_transient(self.retry_window_s):
                 with attempt:
                     await self._apply_once(event, apply)
-        except (InvalidMessage, Rejected) as error:
-            await self.dead_letter(message, error)
-        except DependencyNotReady as error:
-            # Waiting longer would block every message behind this one on the partition.
-            await self.dead_letter(message, DependencyNotReady(
-                f"{error} (still missing after {self.retry_window_s:.0f}s; replay this once it exists)"))
         except Exception as error:
-            if is_transient(error):
+            if is_transient(error) and not isinstance(error, DependencyNotReady):
                 raise  # nack: redelivered and retried, never skipped
-            # A message that breaks the code must not block the partition behind it: park it
-            # with the error so it can be replayed once the defect is fixed.
-            self.log.exception("unexpected error applying a message; dead-lettering it")
-            await self.dead_letter(message, error)
+            await self._park(message.raw_message, error)
 
     async def _apply_once(self, event: E, apply: Apply[E]) -> None:
         async with self.database.transaction() as session:
@@ -174,7 +165,7 @@ class Consumer:
 
     async def _claim(self, session: AsyncSession, event: Event) -> bool:
         inbox = self.tables.inbox
-        digest = hashlib.sha256(encode_event(event)).hexdigest()
+        digest = _digest(event)
         claimed = await session.execute(
             pg_insert(inbox)
             .values(consumer=self.name, event_id=event.event_id, payload_digest=digest)
@@ -189,16 +180,111 @@ class Consumer:
             )
         )
         if applied_digest != digest:
-            raise Rejected(
-                f"event {event.event_id} was already applied with different content; "
-                "an event id must never be reused for a changed event"
-            )
+            raise _reused_id(event)
         self.log.info("event %s already applied; skipping the duplicate", event.event_id)
         return False
 
-    async def dead_letter(self, message: KafkaMessage, error: BaseException) -> None:
-        record = message.raw_message
-        payload = bytes(message.body)
+    async def consume_batch(self, records: Sequence[ConsumerRecord], schema: type[E],
+                            apply_batch: ApplyBatch[E]) -> None:
+        """Apply a polled batch in ONE transaction: one commit (and fsync) for hundreds of messages.
+
+        Bad messages are dead-lettered and the rest go on; duplicates (within the batch or applied
+        before) are dropped; events the handler refuses are dead-lettered and their inbox claims
+        removed, so a replay after a fix applies them. A message that breaks the handler makes the
+        batch fall back to one transaction per message, so that only it is dead-lettered.
+        """
+        parsed: list[tuple[ConsumerRecord, E]] = []
+        for record in records:
+            try:
+                parsed.append((record, self._parse(schema, record.value or b"")))
+            except (InvalidMessage, Rejected) as error:
+                await self.dead_letter_record(record, error)
+        if parsed:
+            await self._apply_parsed(parsed, apply_batch)
+
+    async def _apply_parsed(self, parsed: Sequence[tuple[ConsumerRecord, E]], apply_batch: ApplyBatch[E]) -> None:
+        try:
+            async for attempt in retrying_transient(self.retry_window_s):
+                with attempt:
+                    refused = await self._apply_batch_once(parsed, apply_batch)
+        except Exception as error:
+            if is_transient(error) and not isinstance(error, DependencyNotReady):
+                raise  # nack: the whole batch is redelivered and retried, never skipped
+            if len(parsed) == 1:
+                await self._park(parsed[0][0], error)
+                return
+            self.log.warning("a batch of %d failed (%s); applying its messages one by one", len(parsed), error)
+            for one in parsed:
+                await self._apply_parsed([one], apply_batch)
+            return
+        for record, reason in refused:
+            await self.dead_letter_record(record, reason)
+
+    async def _park(self, record: ConsumerRecord, error: BaseException) -> None:
+        """Dead-letter a message that cannot be applied now, so the partition behind it moves on."""
+        if isinstance(error, DependencyNotReady):
+            # Waiting longer would block every message behind this one on the partition.
+            error = DependencyNotReady(
+                f"{error} (still missing after {self.retry_window_s:.0f}s; replay this once it exists)")
+        elif not isinstance(error, (InvalidMessage, Rejected)):
+            # A message that breaks the code must not block the partition behind it: park it with
+            # the error so it can be replayed once the defect is fixed.
+            self.log.error("unexpected error applying a message; dead-lettering it", exc_info=error)
+        await self.dead_letter_record(record, error)
+
+    def _parse(self, schema: type[E], payload: bytes) -> E:
+        event = parse_event(schema, payload)
+        if event.occurred_at > datetime.now(UTC) + self.max_future_skew:
+            raise Rejected(f"occurred_at {event.occurred_at.isoformat()} is too far in the future")
+        return event
+
+    async def _apply_batch_once(self, parsed: Sequence[tuple[ConsumerRecord, E]],
+                                apply_batch: ApplyBatch[E]) -> list[tuple[ConsumerRecord, Rejected]]:
+        """One transaction; returns the records refused (their effects were not written)."""
+        inbox = self.tables.inbox
+        refused: list[tuple[ConsumerRecord, Rejected]] = []
+        first: dict[uuid.UUID, tuple[ConsumerRecord, E, str]] = {}
+        for record, event in parsed:
+            digest = _digest(event)
+            seen = first.get(event.event_id)
+            if seen is None:
+                first[event.event_id] = (record, event, digest)
+            elif seen[2] != digest:
+                refused.append((record, _reused_id(event)))
+        async with self.database.transaction() as session:
+            claimed = set((await session.execute(
+                pg_insert(inbox)
+                .values([{"consumer": self.name, "event_id": event_id, "payload_digest": digest}
+                         for event_id, (_, _, digest) in first.items()])
+                .on_conflict_do_nothing()
+                .returning(inbox.c.event_id)
+            )).scalars())
+            earlier = [event_id for event_id in first if event_id not in claimed]
+            if earlier:
+                applied = dict((await session.execute(
+                    select(inbox.c.event_id, inbox.c.payload_digest)
+                    .where(inbox.c.consumer == self.name, inbox.c.event_id.in_(earlier))
+                )).all())
+                for event_id in earlier:
+                    record, event, digest = first[event_id]
+                    if applied.get(event_id) != digest:
+                        refused.append((record, _reused_id(event)))
+                self.log.info("%d event(s) already applied; skipping the duplicates", len(earlier))
+            new = [(record, event) for record, event, _ in first.values() if event.event_id in claimed]
+            if not new:
+                return refused
+            outcome = await apply_batch(session, [event for _, event in new])
+            if outcome.rejected:
+                # Unclaimed, so that a replay after a fix is applied rather than dropped as a duplicate.
+                await session.execute(delete(inbox).where(inbox.c.consumer == self.name,
+                                                          inbox.c.event_id.in_(list(outcome.rejected))))
+                refused += [(record, outcome.rejected[event.event_id]) for record, event in new
+                            if event.event_id in outcome.rejected]
+            await write_outbox(session, self.tables, outcome.outgoing)
+        return refused
+
+    async def dead_letter_record(self, record: ConsumerRecord, error: BaseException) -> None:
+        payload = bytes(record.value or b"")
         key = record.key.decode(errors="replace") if record.key else None
         letter = DeadLetter(
             event_id=derive_id(f"{record.topic}:{record.partition}:{record.offset}", f"dead-letter:{self.name}"),
@@ -223,6 +309,15 @@ class Consumer:
                 await self.broker.publish(
                     encode_event(letter), topics.DEAD_LETTERS, key=key.encode() if key else None
                 )
+
+
+def _digest(event: Event) -> str:
+    return hashlib.sha256(encode_event(event)).hexdigest()
+
+
+def _reused_id(event: Event) -> Rejected:
+    return Rejected(f"event {event.event_id} was already applied with different content; "
+                    "an event id must never be reused for a changed event")
 
 
 async def write_outbox(session: AsyncSession, tables: MessagingTables, outgoing: Sequence[Outgoing]) -> None:
@@ -368,9 +463,7 @@ class ServiceRuntime:
 
         async def apply_declared(session: AsyncSession, event: E) -> Sequence[Outgoing]:
             outgoing = await apply(session, event)
-            undeclared = {message.topic for message in outgoing} - self.publishes
-            if undeclared:
-                raise RuntimeError(f"{self.name} emitted to undeclared topics {sorted(undeclared)}")
+            self._check_declared(outgoing)
             return outgoing
 
         async def handle(message: KafkaMessage) -> None:
@@ -383,20 +476,29 @@ class ServiceRuntime:
         self.subscriptions.append(Subscription(topic, consumer.name, schema))
 
     def subscribe_batch(self, topic: str, schema: type[E], apply_batch: ApplyBatch[E]) -> None:
-        """Like `subscribe`, for handlers that apply many events per transaction.
+        """Like `subscribe`, for handlers that apply many events per transaction: each poll of up to
+        `<SERVICE>_BATCH_MAX_RECORDS` messages is applied in one transaction (`Consumer.consume_batch`)."""
+        consumer = Consumer(f"{self.name}.{topic}", self.database, self.tables, self.broker, self.settings)
 
-        Each message is still its own batch here; the handler's contract already allows more.
-        """
+        async def apply_declared(session: AsyncSession, events: Sequence[E]) -> BatchOutcome:
+            outcome = await apply_batch(session, events)
+            self._check_declared(outcome.outgoing)
+            return outcome
 
-        async def apply(session: AsyncSession, event: E) -> Sequence[Outgoing]:
-            outcome = await apply_batch(session, [event])
-            refusal = outcome.rejected.get(event.event_id)
-            if refusal is not None:
-                raise refusal
-            return outcome.outgoing
+        async def handle(message: KafkaMessage) -> None:
+            await consumer.consume_batch(message.raw_message, schema, apply_declared)
 
-        apply.__name__ = apply_batch.__name__
-        self.subscribe(topic, schema, apply)
+        self.broker.subscriber(
+            topic, **consumer_options(consumer.name, self.kafka), batch=True,
+            max_records=self.settings.batch_max_records, batch_timeout_ms=self.settings.batch_timeout_ms,
+            title=consumer.name, description=f"{schema.__name__} -> {apply_batch.__name__} (batches)",
+        )(handle)
+        self.subscriptions.append(Subscription(topic, consumer.name, schema))
+
+    def _check_declared(self, outgoing: Sequence[Outgoing]) -> None:
+        undeclared = {message.topic for message in outgoing} - self.publishes
+        if undeclared:
+            raise RuntimeError(f"{self.name} emitted to undeclared topics {sorted(undeclared)}")
 
     def app(self) -> FastStream:
         app = FastStream(self.broker)

@@ -62,6 +62,10 @@ class ServiceSettings(BaseSettings):
     # contract snapshot) has not arrived, before it nacks (infrastructure) or dead-letters
     # (missing dependency) it.
     retry_window_s: float = 120.0
+    # Batch consumers (subscribe_batch) apply up to this many messages per transaction, waiting at
+    # most batch_timeout_ms for a poll to fill when the topic is quiet.
+    batch_max_records: int = 500
+    batch_timeout_ms: int = 20
     # Events stamped further in the future than this are refused: clocks drift, but not by days.
     max_future_skew_s: float = 86_400.0
 
