@@ -76,6 +76,25 @@ class BatchOutcome:
 ApplyBatch = Callable[[AsyncSession, Sequence[E]], Awaitable[BatchOutcome]]
 
 
+def each_in_savepoint(apply: Apply[E]) -> ApplyBatch[E]:
+    """A per-event use case as a batch handler: the batch shares one commit, and each event runs in
+    a savepoint of its own, so an event it refuses leaves no trace while the others stay applied."""
+
+    async def apply_each(session: AsyncSession, events: Sequence[E]) -> BatchOutcome:
+        outgoing: list[Outgoing] = []
+        rejected: dict[uuid.UUID, Rejected] = {}
+        for event in events:
+            try:
+                async with session.begin_nested():
+                    outgoing += await apply(session, event)
+            except Rejected as refusal:
+                rejected[event.event_id] = refusal
+        return BatchOutcome(outgoing, rejected)
+
+    apply_each.__name__ = apply.__name__
+    return apply_each
+
+
 # SQLSTATEs that mean "try again later", not "this message is bad": connection failures (08),
 # serialization failures and deadlocks (40), server shutting down or starting (57P), resources (53).
 _TRANSIENT_SQLSTATE_PREFIXES = ("08", "40", "57P", "53")

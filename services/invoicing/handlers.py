@@ -72,8 +72,8 @@ async def create_documents(session: AsyncSession, event: ReceivablesPosted) -> l
     # credit note: every worker takes the series' locks in the same order, so none deadlock.
     for draft in drafts:
         document = draft.finalize(await store.next_number(session, draft.series))
-        content = pdf.render(document)
-        digest = hashlib.sha256(content).hexdigest()
+        content = pdf.render(document) if settings.render_pdfs else None
+        digest = hashlib.sha256(content).hexdigest() if content is not None else None
         await store.add_document(session, document, content, digest)
         outgoing.append(Outgoing(topics.DOCUMENTS_CREATED, _created(document, digest, event)))
     return outgoing
@@ -128,7 +128,7 @@ def _from_credit(credit: CreditItem, currency: str, corrected: dict[uuid.UUID, s
     )
 
 
-def _created(document: domain.Document, pdf_sha256: str, event: ReceivablesPosted) -> DocumentCreated:
+def _created(document: domain.Document, pdf_sha256: str | None, event: ReceivablesPosted) -> DocumentCreated:
     return DocumentCreated(
         event_id=derive_id(document.document_id, "documents.created"),
         occurred_at=event.occurred_at,
@@ -147,6 +147,6 @@ def _created(document: domain.Document, pdf_sha256: str, event: ReceivablesPoste
         corrects_number=document.corrects_number,
         tax_lines=[TaxLine(category=line.vat.category.value, rate=line.vat.rate, base=line.base.amount,
                            tax=line.tax.amount) for line in document.tax_lines],
-        pdf_path=f"documents/{document.number}.pdf",
+        pdf_path=f"documents/{document.number}.pdf" if pdf_sha256 else None,
         pdf_sha256=pdf_sha256,
     )

@@ -84,7 +84,7 @@ async def next_number(session: AsyncSession, series: str) -> int:
     return (await session.execute(statement)).scalar_one()
 
 
-async def add_document(session: AsyncSession, document: Document, pdf: bytes, pdf_sha256: str) -> None:
+async def add_document(session: AsyncSession, document: Document, pdf: bytes | None, pdf_sha256: str | None) -> None:
     period_start, period_end = document.service_period
     await session.execute(
         insert(documents).values(
@@ -149,9 +149,10 @@ async def add_document(session: AsyncSession, document: Document, pdf: bytes, pd
             for line in document.tax_lines
         ],
     )
-    await session.execute(
-        insert(document_pdfs).values(document_id=document.document_id, content=pdf, sha256=pdf_sha256)
-    )
+    if pdf is not None:
+        await session.execute(
+            insert(document_pdfs).values(document_id=document.document_id, content=pdf, sha256=pdf_sha256)
+        )
 
 
 async def pdf_by_number(session: AsyncSession, number: str) -> bytes | None:

@@ -6,15 +6,15 @@ from services.settlement.settings import SettlementSettings
 from services.settlement.tables import messaging
 from shared import topics
 from shared.events import BillingRunRequested, ContractChanged, DocumentCreated, PaymentReceived, RatedItem
-from shared.messaging import ServiceRuntime
+from shared.messaging import ServiceRuntime, each_in_savepoint
 
 settings = SettlementSettings()
 runtime = ServiceRuntime.create("settlement", settings, messaging, publishes=[topics.RECEIVABLES_POSTED])
 runtime.subscribe(topics.CONTRACTS_CHANGED, ContractChanged, handlers.record_contract)
-runtime.subscribe(topics.ITEMS_RATED, RatedItem, handlers.record_rated_item)
-runtime.subscribe(topics.BILLING_RUNS_REQUESTED, BillingRunRequested, handlers.run_billing)
+runtime.subscribe_batch(topics.ITEMS_RATED, RatedItem, handlers.record_rated_items)
+runtime.subscribe_batch(topics.BILLING_RUNS_REQUESTED, BillingRunRequested, each_in_savepoint(handlers.run_billing))
 runtime.subscribe(topics.PAYMENTS_RECEIVED, PaymentReceived, handlers.post_payment)
-runtime.subscribe(topics.DOCUMENTS_CREATED, DocumentCreated, handlers.post_document_tax)
+runtime.subscribe_batch(topics.DOCUMENTS_CREATED, DocumentCreated, each_in_savepoint(handlers.post_document_tax))
 app = runtime.app()
 scheduler = Scheduler(runtime.database, settings.scheduler_interval_s)
 

@@ -30,7 +30,7 @@ from shared.events import (
     SettlementItem,
     derive_id,
 )
-from shared.messaging import Outgoing
+from shared.messaging import BatchOutcome, Outgoing
 from shared.money import Money
 
 log = logging.getLogger("billing.settlement")
@@ -42,15 +42,16 @@ ENTRY_TYPE_OF_PAYMENT = {
 }
 
 
-async def record_rated_item(session: AsyncSession, event: RatedItem) -> list[Outgoing]:
-    account = await store.account_for(session, event.contract_id, event.customer_id, event.currency)
-    if account.balance.currency != event.currency:
-        raise Rejected(
-            f"item {event.billable_item_id} is in {event.currency}, "
-            f"but contract {event.contract_id} is kept in {account.balance.currency}"
-        )
-    await store.add_billable_item(session, event)
-    return []
+async def record_rated_items(session: AsyncSession, events: Sequence[RatedItem]) -> BatchOutcome:
+    """Keep rated items until a run settles them; each contract's account is opened on first use."""
+    kept_in = await store.lock_accounts_opening(session, ((e.contract_id, e.customer_id, e.currency) for e in events))
+    refused = {
+        event.event_id: Rejected(f"item {event.billable_item_id} is in {event.currency}, "
+                                 f"but contract {event.contract_id} is kept in {kept_in[event.contract_id]}")
+        for event in events if kept_in[event.contract_id] != event.currency
+    }
+    await store.add_billable_items(session, [event for event in events if event.event_id not in refused])
+    return BatchOutcome(rejected=refused)
 
 
 async def record_contract(session: AsyncSession, event: ContractChanged) -> list[Outgoing]:

@@ -7,7 +7,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from sqlalchemy import and_, delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -48,6 +48,25 @@ async def account_for(session: AsyncSession, contract_id: str, customer_id: str,
     account = await lock_account(session, contract_id)
     assert account is not None
     return account
+
+
+async def lock_accounts_opening(session: AsyncSession, owners: Iterable[tuple[str, str, str]]) -> dict[str, str]:
+    """Lock the accounts of (contract, customer, currency), opening those that are new; returns
+    each contract's account currency. Locked in contract order, so concurrent batches never deadlock."""
+    owners = sorted(set(owners))
+    await session.execute(
+        insert(contract_accounts)
+        .values([{"contract_id": contract_id, "customer_id": customer_id, "currency": currency, "balance": 0,
+                  "last_sequence": 0} for contract_id, customer_id, currency in owners])
+        .on_conflict_do_nothing()
+    )
+    rows = await session.execute(
+        select(contract_accounts.c.contract_id, contract_accounts.c.currency)
+        .where(contract_accounts.c.contract_id.in_({contract_id for contract_id, _, _ in owners}))
+        .order_by(contract_accounts.c.contract_id)
+        .with_for_update()
+    )
+    return dict(rows.all())
 
 
 async def lock_account(session: AsyncSession, contract_id: str) -> Account | None:
@@ -190,24 +209,29 @@ async def find_contract(session: AsyncSession, contract_id: str) -> ContractTerm
 # --- billable items and credits ---------------------------------------------------------------
 
 
-async def add_billable_item(session: AsyncSession, item: RatedItem) -> None:
+async def add_billable_items(session: AsyncSession, items: Sequence[RatedItem]) -> None:
+    if not items:
+        return
     await session.execute(
         insert(billable_items)
-        .values(
-            billable_item_id=item.billable_item_id,
-            contract_id=item.contract_id,
-            customer_id=item.customer_id,
-            item_code=item.item_code,
-            description=item.description,
-            currency=item.currency,
-            quantity=item.billable_quantity,
-            unit_price=item.unit_price,
-            net=item.net,
-            period_start=item.period_start,
-            period_end=item.period_end,
-            occurred_at=item.occurred_at,
-            charge_kind=item.charge_kind.value,
-        )
+        .values([
+            {
+                "billable_item_id": item.billable_item_id,
+                "contract_id": item.contract_id,
+                "customer_id": item.customer_id,
+                "item_code": item.item_code,
+                "description": item.description,
+                "currency": item.currency,
+                "quantity": item.billable_quantity,
+                "unit_price": item.unit_price,
+                "net": item.net,
+                "period_start": item.period_start,
+                "period_end": item.period_end,
+                "occurred_at": item.occurred_at,
+                "charge_kind": item.charge_kind.value,
+            }
+            for item in items
+        ])
         .on_conflict_do_nothing()
     )
 

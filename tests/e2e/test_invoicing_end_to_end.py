@@ -385,8 +385,9 @@ async def test_numbers_stay_gapless_with_two_invoicing_workers(pipeline, broker,
     await wait_for_burst(databases, burst)
 
     await assert_gapless_with_one_document_per_run_and_type(databases, burst)
+    # Each log line is a batch (one transaction), so only that both took part is countable here;
+    # that every run got its documents exactly once is what the assertion above checks.
     assert first.processed() > 0 and second.processed() > 0, "both workers must have invoiced part of the burst"
-    assert first.processed() + second.processed() >= len(burst)
 
 
 async def test_numbers_stay_gapless_when_a_worker_is_killed_mid_document_and_restarted(
