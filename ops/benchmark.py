@@ -26,7 +26,7 @@ from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from sqlalchemy import func, select
+from sqlalchemy import MetaData, func, select
 
 from ops.observe import Databases, wait_until
 from ops.stack import LocalStack, create_topics, free_port
@@ -36,9 +36,12 @@ from services.rating.contracts import ContractSpec, save_contracts
 from services.rating.tables import billable_items as rated_items
 from services.settlement.tables import billable_items as settled_items
 from shared import topics
-from shared.db import migrate
+from shared.db import messaging_tables, migrate
 from shared.events import BillingRunRequested, RatedItem, UsageRecorded, derive_id, encode_event
 from shared.settings import KafkaSettings
+
+
+OUTBOX = messaging_tables(MetaData()).outbox  # every service database has one of this shape
 
 
 @dataclass
@@ -171,13 +174,24 @@ async def time_until(databases: Databases, service: str, table, target: int, wha
 
 
 async def sustained_rate(databases: Databases, service: str, table, target: int, what: str) -> float:
-    """Rows per second from the first row a freshly started worker writes to the target: a
-    worker's start (imports, migrations, joining its group) is not part of what it sustains."""
+    """Rows per second from the first row a freshly started worker writes until `target` rows are
+    written AND everything they emit is published (its outbox drained): a worker's start (imports,
+    migrations, joining its group) is not part of what it sustains, passing its output on is."""
     before = await count(databases, service, table)
     await wait_until(lambda: _reached(databases, service, table, before + 1), timeout_s=600, what=what, poll_s=0.02)
     first = await count(databases, service, table)
-    seconds = await time_until(databases, service, table, target, what)
-    return (target - first) / seconds
+    started = time.perf_counter()
+
+    async def done() -> bool:
+        return await _reached(databases, service, table, target) and await _drained(databases, service)
+
+    await wait_until(done, timeout_s=1800, what=what, poll_s=0.1)
+    return (target - first) / (time.perf_counter() - started)
+
+
+async def _drained(databases: Databases, service: str) -> bool:
+    return not await databases.count(service, select(func.count()).select_from(OUTBOX)
+                                     .where(OUTBOX.c.published_at.is_(None)))
 
 
 async def _reached(databases: Databases, service: str, table, target: int) -> bool:

@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Awaitable, Callable, Mapping, Sequence, TypeVar
 
 import asyncpg
-from aiokafka import ConsumerRecord
+from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
@@ -272,11 +272,9 @@ class Consumer:
                 refused.append((record, _reused_id(event)))
         async with self.database.transaction() as session:
             claimed = set((await session.execute(
-                pg_insert(inbox)
-                .values([{"consumer": self.name, "event_id": event_id, "payload_digest": digest}
-                         for event_id, (_, _, digest) in first.items()])
-                .on_conflict_do_nothing()
-                .returning(inbox.c.event_id)
+                pg_insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id),
+                [{"consumer": self.name, "event_id": event_id, "payload_digest": digest}
+                 for event_id, (_, _, digest) in first.items()],
             )).scalars())
             earlier = [event_id for event_id in first if event_id not in claimed]
             if earlier:
@@ -330,6 +328,12 @@ class Consumer:
                 )
 
 
+async def _undecoded(message: KafkaMessage) -> Any:
+    """The raw payloads: batch handlers validate them against their schema themselves, so
+    FastStream's JSON decoding of every message would only be thrown away."""
+    return message.body
+
+
 def _digest(event: Event) -> str:
     return hashlib.sha256(encode_event(event)).hexdigest()
 
@@ -357,17 +361,23 @@ async def write_outbox(session: AsyncSession, tables: MessagingTables, outgoing:
 
 
 class OutboxRelay:
-    """Publishes a service's outbox to Kafka, in order, at least once."""
+    """Publishes a service's outbox to Kafka, in order, at least once.
 
-    def __init__(self, name: str, database: Database, tables: MessagingTables, broker: KafkaBroker,
+    It has a plain aiokafka producer of its own: it only forwards bytes that were encoded when
+    they were written, so the broker's per-message middleware would be pure overhead here.
+    """
+
+    def __init__(self, name: str, database: Database, tables: MessagingTables, kafka: KafkaSettings,
                  settings: ServiceSettings) -> None:
         self.database = database
         self.outbox = tables.outbox
-        self.broker = broker
+        self.kafka = kafka
+        self.client_id = f"{name}-outbox-relay"
         self.poll_interval_s = settings.outbox_poll_interval_s
         self.batch_size = settings.outbox_batch_size
         self.lock_key = advisory_lock_key(f"outbox-relay:{name}")
         self.log = logging.getLogger(f"billing.{name}.relay")
+        self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -377,6 +387,8 @@ class OutboxRelay:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        if self._producer is not None:
+            await self._producer.stop()
 
     async def _run(self) -> None:
         failures = 0
@@ -392,8 +404,18 @@ class OutboxRelay:
             if published < self.batch_size:
                 await asyncio.sleep(self.poll_interval_s)
 
+    async def _connected(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            # Idempotence off as everywhere: duplicates are dropped by the consumers' inboxes.
+            producer = AIOKafkaProducer(bootstrap_servers=self.kafka.bootstrap_servers, client_id=self.client_id,
+                                        acks="all", enable_idempotence=False, linger_ms=2)
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows it published (0 if another relay is active)."""
+        producer = await self._connected()
         async with self.database.transaction() as session:
             # Held until commit: one relay per database publishes, so a key's rows keep their order.
             if not await session.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key))):
@@ -408,10 +430,9 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            deliveries = [
-                await self.broker.publish(row.payload, row.topic, key=row.key.encode(), no_confirm=True)
-                for row in rows
-            ]
+            # send() only queues (in call order, so a key's rows keep their order); every
+            # acknowledgement is awaited before the rows are marked published.
+            deliveries = [await producer.send(row.topic, row.payload, key=row.key.encode()) for row in rows]
             await asyncio.gather(*deliveries)
             await session.execute(
                 update(self.outbox)
@@ -473,7 +494,7 @@ class ServiceRuntime:
         kafka = KafkaSettings()
         database = Database(settings.database_url)
         broker = create_broker(kafka, client_id=name)
-        relay = OutboxRelay(name, database, tables, broker, settings)
+        relay = OutboxRelay(name, database, tables, kafka, settings)
         return cls(name, settings, kafka, database, tables, broker, relay, frozenset(publishes))
 
     def subscribe(self, topic: str, schema: type[E], apply: Apply[E]) -> None:
@@ -508,7 +529,7 @@ class ServiceRuntime:
             await consumer.consume_batch(message.raw_message, schema, apply_declared)
 
         self.broker.subscriber(
-            topic, **consumer_options(consumer.name, self.kafka), batch=True,
+            topic, **consumer_options(consumer.name, self.kafka), batch=True, decoder=_undecoded,
             max_records=self.settings.batch_max_records, batch_timeout_ms=self.settings.batch_timeout_ms,
             title=consumer.name, description=f"{schema.__name__} -> {apply_batch.__name__} (batches)",
         )(handle)

@@ -196,16 +196,16 @@ async def save_period_usage(session: AsyncSession, states: Mapping[StateKey, tup
     """Write the new cumulative states (with each period's end) in one statement."""
     if not states:
         return
-    statement = insert(period_usage).values([
-        {"contract_id": contract_id, "item_code": item_code, "period_start": period_start, "period_end": period_end,
-         "quantity": state.quantity, "net": state.net, "discount": state.discount}
-        for (contract_id, item_code, period_start), (state, period_end) in sorted(states.items())
-    ])
+    statement = insert(period_usage)
     await session.execute(statement.on_conflict_do_update(
         index_elements=["contract_id", "item_code", "period_start"],
         set_={"quantity": statement.excluded.quantity, "net": statement.excluded.net,
               "discount": statement.excluded.discount},
-    ))
+    ), [
+        {"contract_id": contract_id, "item_code": item_code, "period_start": period_start, "period_end": period_end,
+         "quantity": state.quantity, "net": state.net, "discount": state.discount}
+        for (contract_id, item_code, period_start), (state, period_end) in sorted(states.items())
+    ])
 
 
 async def lock_meters(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], MeterState]:
@@ -226,14 +226,14 @@ async def lock_meters(session: AsyncSession, keys: Iterable[tuple[str, str]]) ->
 async def save_meters(session: AsyncSession, readings: Mapping[tuple[str, str], MeterState]) -> None:
     if not readings:
         return
-    statement = insert(meters).values([
-        {"contract_id": contract_id, "item_code": item_code, "reading": state.reading, "read_at": state.read_at}
-        for (contract_id, item_code), state in sorted(readings.items())
-    ])
+    statement = insert(meters)
     await session.execute(statement.on_conflict_do_update(
         index_elements=["contract_id", "item_code"],
         set_={"reading": statement.excluded.reading, "read_at": statement.excluded.read_at},
-    ))
+    ), [
+        {"contract_id": contract_id, "item_code": item_code, "reading": state.reading, "read_at": state.read_at}
+        for (contract_id, item_code), state in sorted(readings.items())
+    ])
 
 
 def _text(value: Decimal | None) -> str | None:
@@ -273,7 +273,7 @@ def _row(item: BillableItem) -> dict:
 async def add_billable_items(session: AsyncSession, items: list[BillableItem]) -> None:
     """Insert new items in one statement; a second item for the same source fails loudly."""
     if items:
-        await session.execute(insert(billable_items).values([_row(item) for item in items]))
+        await session.execute(insert(billable_items), [_row(item) for item in items])
 
 
 async def add_new_billable_items(session: AsyncSession, items: list[BillableItem]) -> list[BillableItem]:
@@ -283,8 +283,8 @@ async def add_new_billable_items(session: AsyncSession, items: list[BillableItem
     inserted = set(
         (
             await session.scalars(
-                insert(billable_items).values([_row(item) for item in items])
-                .on_conflict_do_nothing().returning(billable_items.c.billable_item_id)
+                insert(billable_items).on_conflict_do_nothing().returning(billable_items.c.billable_item_id),
+                [_row(item) for item in items],
             )
         ).all()
     )

@@ -55,10 +55,9 @@ async def lock_accounts_opening(session: AsyncSession, owners: Iterable[tuple[st
     each contract's account currency. Locked in contract order, so concurrent batches never deadlock."""
     owners = sorted(set(owners))
     await session.execute(
-        insert(contract_accounts)
-        .values([{"contract_id": contract_id, "customer_id": customer_id, "currency": currency, "balance": 0,
-                  "last_sequence": 0} for contract_id, customer_id, currency in owners])
-        .on_conflict_do_nothing()
+        insert(contract_accounts).on_conflict_do_nothing(),
+        [{"contract_id": contract_id, "customer_id": customer_id, "currency": currency, "balance": 0,
+          "last_sequence": 0} for contract_id, customer_id, currency in owners],
     )
     rows = await session.execute(
         select(contract_accounts.c.contract_id, contract_accounts.c.currency)
@@ -213,8 +212,8 @@ async def add_billable_items(session: AsyncSession, items: Sequence[RatedItem]) 
     if not items:
         return
     await session.execute(
-        insert(billable_items)
-        .values([
+        insert(billable_items).on_conflict_do_nothing(),
+        [
             {
                 "billable_item_id": item.billable_item_id,
                 "contract_id": item.contract_id,
@@ -231,8 +230,7 @@ async def add_billable_items(session: AsyncSession, items: Sequence[RatedItem]) 
                 "charge_kind": item.charge_kind.value,
             }
             for item in items
-        ])
-        .on_conflict_do_nothing()
+        ],
     )
 
 
