@@ -240,25 +240,18 @@ async def run(config: BenchmarkConfig) -> Results:
         results.add("settlement: billable items received", f"{settled:,.0f} items/s "
                     f"({settled / rates['insert']:.1%} of plain inserts)")
 
-        print(f"billing run over {config.run_contracts:,} contracts (no PDF)")
-        run_specs = contract_specs(config.run_contracts, "R")
-        await save_contracts(databases["rating"], run_specs)
+        print(f"billing run over {config.run_contracts:,} contracts (documents without PDF)")
         workers.start("rating")
-        await publish(kafka, topics.USAGE_RECORDED, usage_events(config.run_contracts, run_specs, "run"))
-        await time_until(databases, "settlement", settled_items, rated + config.run_contracts, "run items to settle")
+        run_s = await billing_run(kafka, databases, workers, config.run_contracts, "R", render_pdfs=False)
         record_rss(workers, results)
-        workers.start("invoicing")
-        docs_before = await count(databases, "invoicing", documents)
-        now = datetime.now(UTC)
-        requests = [BillingRunRequested(event_id=derive_id("bench-run", spec.contract_id), occurred_at=now,
-                                        contract_id=spec.contract_id, cutoff=now) for spec in run_specs]
-        started = time.perf_counter()
-        await publish(kafka, topics.BILLING_RUNS_REQUESTED, requests)
-        await time_until(databases, "invoicing", documents, docs_before + len(requests), "documents of the run")
-        run_s = time.perf_counter() - started
-        record_rss(workers, results)
-        results.add(f"billing run, {config.run_contracts:,} contracts, to the last document",
+        results.add(f"billing run, {config.run_contracts:,} contracts, to the last document (no PDF)",
                     f"{run_s:,.1f} s ({config.run_contracts / run_s:,.0f} documents/s)")
+        with_pdf = max(config.run_contracts // 5, 1)
+        print(f"billing run over {with_pdf:,} contracts (documents with PDF)")
+        run_s = await billing_run(kafka, databases, workers, with_pdf, "P", render_pdfs=True)
+        record_rss(workers, results)
+        results.add(f"billing run, {with_pdf:,} contracts, to the last document (with PDF)",
+                    f"{run_s:,.1f} s ({with_pdf / run_s:,.0f} documents/s)")
 
         print(f"latency usage.recorded -> items.rated at {config.latency_rate:,} ev/s offered")
         workers.start("payments")
@@ -283,6 +276,40 @@ async def run(config: BenchmarkConfig) -> Results:
         workers.stop_all()
         await databases.dispose()
     return results
+
+
+async def billing_run(kafka: KafkaSettings, databases: Databases, workers: Workers, contracts: int, prefix: str,
+                      *, render_pdfs: bool) -> float:
+    """Seconds from publishing one billing run request per contract (each with one rated item) to
+    the last document; invoicing is (re)started to render PDFs or not."""
+    specs = contract_specs(contracts, prefix)
+    await save_contracts(databases["rating"], specs)
+    settled_before = await count(databases, "settlement", settled_items)
+    await publish(kafka, topics.USAGE_RECORDED, usage_events(contracts, specs, f"run-{prefix}"))
+    await time_until(databases, "settlement", settled_items, settled_before + contracts, "the run's items to settle")
+    if "invoicing" in workers.processes:
+        workers.stop("invoicing")
+    workers.env["INVOICING_RENDER_PDFS"] = "true" if render_pdfs else "false"
+    log = workers.log_dir / "invoicing.log"
+    starts = _started_lines(log)
+    workers.start("invoicing")
+    await wait_until(lambda: _async(_started_lines(log) > starts), timeout_s=120, what="invoicing to start")
+    docs_before = await count(databases, "invoicing", documents)
+    now = datetime.now(UTC)
+    requests = [BillingRunRequested(event_id=derive_id(f"bench-run-{prefix}", spec.contract_id), occurred_at=now,
+                                    contract_id=spec.contract_id, cutoff=now) for spec in specs]
+    started = time.perf_counter()
+    await publish(kafka, topics.BILLING_RUNS_REQUESTED, requests)
+    await time_until(databases, "invoicing", documents, docs_before + contracts, "documents of the run")
+    return time.perf_counter() - started
+
+
+def _started_lines(log: Path) -> int:
+    return log.read_text().count("started successfully") if log.exists() else 0
+
+
+async def _async(value: bool) -> bool:
+    return value
 
 
 async def measure_latency(kafka: KafkaSettings, specs: list[ContractSpec], config: BenchmarkConfig) -> list[float]:
