@@ -270,7 +270,8 @@ async def run(config: BenchmarkConfig) -> Results:
 
         # Last: after a `--workers 2` process stops, the local broker (Tansu) may never let its
         # consumer group be joined again, so nothing may come after this stage.
-        workers.stop("rating")
+        for service in list(workers.processes):
+            workers.stop(service)  # the stage alone, as the one-worker figure was measured
         await stage_rating(kafka, databases, workers, specs, results, rates, 2, config.events, "r2")
 
         print("peak RSS per worker (VmHWM)")
@@ -320,6 +321,7 @@ async def measure_latency(kafka: KafkaSettings, specs: list[ContractSpec], confi
     """Publish at a steady rate and time each event until its rated item appears on items.rated."""
     consumer = AIOKafkaConsumer(topics.ITEMS_RATED, bootstrap_servers=kafka.bootstrap_servers,
                                 group_id=f"bench-latency-{uuid.uuid4()}", auto_offset_reset="latest",
+                                fetch_max_wait_ms=kafka.fetch_max_wait_ms,
                                 session_timeout_ms=6000, heartbeat_interval_ms=500)
     await consumer.start()
     while not consumer.assignment():

@@ -462,6 +462,7 @@ def consumer_options(group_id: str, settings: KafkaSettings) -> dict[str, Any]:
         "ack_policy": AckPolicy.NACK_ON_ERROR,
         "session_timeout_ms": settings.session_timeout_ms,
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
+        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
     }
 
 

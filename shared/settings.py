@@ -39,6 +39,9 @@ class KafkaSettings(BaseSettings):
     # Kafka's defaults; the local broker's group joins are slow, so tests shorten these.
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
+    # How long a fetch may wait for data: it bounds the latency a quiet topic adds (Kafka's default
+    # of 500 ms would be most of a message's way through the pipeline).
+    fetch_max_wait_ms: int = 50
 
     @model_validator(mode="after")
     def _default_to_local_stack(self) -> KafkaSettings:

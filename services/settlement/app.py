@@ -10,7 +10,7 @@ from shared.messaging import ServiceRuntime, each_in_savepoint
 
 settings = SettlementSettings()
 runtime = ServiceRuntime.create("settlement", settings, messaging, publishes=[topics.RECEIVABLES_POSTED])
-runtime.subscribe(topics.CONTRACTS_CHANGED, ContractChanged, handlers.record_contract)
+runtime.subscribe_batch(topics.CONTRACTS_CHANGED, ContractChanged, each_in_savepoint(handlers.record_contract))
 runtime.subscribe_batch(topics.ITEMS_RATED, RatedItem, handlers.record_rated_items)
 runtime.subscribe_batch(topics.BILLING_RUNS_REQUESTED, BillingRunRequested, each_in_savepoint(handlers.run_billing))
 runtime.subscribe(topics.PAYMENTS_RECEIVED, PaymentReceived, handlers.post_payment)
