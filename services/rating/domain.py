@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -82,6 +83,21 @@ class ContractItem:
         return self.list_price * (HUNDRED - self.deviation_percent) / HUNDRED
 
 
+# Every usage event asks for its period, and the calendar arithmetic costs more than the rest of
+# placing it; the answer depends on these three dates and numbers alone.
+@lru_cache(maxsize=65_536)
+def _regular_period(anchor: date, months_per_period: int, day: date) -> tuple[date, date]:
+    months = (day.year - anchor.year) * 12 + day.month - anchor.month
+    index = months // months_per_period
+    # Counted from the anchor each time (not chained), so a 31st stays the 31st where it can.
+    while anchor + relativedelta(months=index * months_per_period) > day:
+        index -= 1
+    while anchor + relativedelta(months=(index + 1) * months_per_period) <= day:
+        index += 1
+    start = anchor + relativedelta(months=index * months_per_period)
+    return start, anchor + relativedelta(months=(index + 1) * months_per_period) - timedelta(days=1)
+
+
 @dataclass(frozen=True, slots=True)
 class Period:
     start: date
@@ -123,16 +139,7 @@ class Contract:
         return self.alignment_date or self.starts_on
 
     def _regular_period(self, day: date) -> tuple[date, date]:
-        anchor, step = self._anchor(), self.period_months
-        months = (day.year - anchor.year) * 12 + day.month - anchor.month
-        index = months // step
-        # Counted from the anchor each time (not chained), so a 31st stays the 31st where it can.
-        while anchor + relativedelta(months=index * step) > day:
-            index -= 1
-        while anchor + relativedelta(months=(index + 1) * step) <= day:
-            index += 1
-        start = anchor + relativedelta(months=index * step)
-        return start, anchor + relativedelta(months=(index + 1) * step) - timedelta(days=1)
+        return _regular_period(self._anchor(), self.period_months, day)
 
     def period_of(self, day: date) -> Period:
         """The billing period `day` falls in, cut to the contract's life."""
@@ -211,6 +218,7 @@ class BillableItem:
     occurred_at: datetime
     charge_kind: ChargeKind = ChargeKind.USAGE
     discount: Money | None = None
+    # The breakdown, each band's amount rounded on its own, as it is shown and sent.
     bands: tuple[BandCharge, ...] = ()
     # Late usage: the (closed) period it was used in; `period_*` is where it is billed.
     late_for: Period | None = None
@@ -221,9 +229,6 @@ class BillableItem:
     def discount_amount(self) -> Money:
         return self.discount or Money.zero(self.net.currency)
 
-    def rounded_bands(self) -> tuple[BandCharge, ...]:
-        """The breakdown with each band's amount rounded on its own, as it is shown and sent."""
-        return tuple(replace(band, amount=Money.round(band.amount, self.net.currency).amount) for band in self.bands)
 
 
 StateKey = tuple[str, str, date]  # contract, item, period start
@@ -315,7 +320,8 @@ def rate(usage: Usage, contract: Contract, placement: Placement, state: PeriodUs
         period_end=billed_in.end,
         occurred_at=usage.occurred_at,
         discount=discount - Money.of(state.discount, currency),
-        bands=band_differences(before, after),
+        bands=tuple(replace(band, amount=Money.round(band.amount, currency).amount)
+                    for band in band_differences(before, after)),
         late_for=period if closed else None,
         previous_reading=previous_reading,
         current_reading=usage.meter_reading,

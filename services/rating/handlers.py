@@ -71,7 +71,7 @@ def rated(item: BillableItem) -> Outgoing:
         discount=item.discount_amount.amount,
         price_breakdown=[PriceBand(from_quantity=band.from_quantity, to_quantity=band.to_quantity,
                                    quantity=band.quantity, unit_price=band.unit_price, amount=band.amount)
-                         for band in item.rounded_bands()],
+                         for band in item.bands],
         previous_reading=item.previous_reading,
         current_reading=item.current_reading,
         late_for_period_start=item.late_for.start if item.late_for else None,

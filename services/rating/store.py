@@ -261,7 +261,7 @@ def _row(item: BillableItem) -> dict:
         "price_breakdown": [
             {"from_quantity": _text(band.from_quantity), "to_quantity": _text(band.to_quantity),
              "quantity": str(band.quantity), "unit_price": str(band.unit_price), "amount": str(band.amount)}
-            for band in item.rounded_bands()
+            for band in item.bands
         ],
         "previous_reading": item.previous_reading,
         "current_reading": item.current_reading,
