@@ -32,9 +32,11 @@ from ops.observe import Databases, wait_until
 from ops.stack import LocalStack, create_topics, free_port
 from ops.workers import Workers
 from services.invoicing.tables import documents
+from services.payments.tables import open_items
 from services.rating.contracts import ContractSpec, save_contracts
 from services.rating.tables import billable_items as rated_items
 from services.settlement.tables import billable_items as settled_items
+from services.settlement.tables import messaging as settlement_messaging
 from shared import topics
 from shared.db import messaging_tables, migrate
 from shared.events import BillingRunRequested, RatedItem, UsageRecorded, derive_id, encode_event
@@ -194,6 +196,17 @@ async def _drained(databases: Databases, service: str) -> bool:
                                      .where(OUTBOX.c.published_at.is_(None)))
 
 
+async def _idle(databases: Databases) -> bool:
+    """Every document has reached payments and settlement and no outbox holds anything: a latency
+    figure then measures the path of an event, not a backlog left by the stage before."""
+    docs = await count(databases, "invoicing", documents)
+    inbox = settlement_messaging.inbox
+    taxed = await databases.count("settlement", select(func.count()).select_from(inbox)
+                                  .where(inbox.c.consumer == "settlement.documents.created"))
+    return (await count(databases, "payments", open_items) >= docs and taxed >= docs
+            and all([await _drained(databases, service) for service in databases.urls]))
+
+
 async def _reached(databases: Databases, service: str, table, target: int) -> bool:
     return await count(databases, service, table) >= target
 
@@ -254,6 +267,7 @@ async def run(config: BenchmarkConfig) -> Results:
 
         print(f"latency usage.recorded -> items.rated at {config.latency_rate:,} ev/s offered")
         workers.start("payments")
+        await wait_until(lambda: _idle(databases), timeout_s=1800, what="the billing runs' backlog to drain")
         latencies = await measure_latency(kafka, specs, config)
         record_rss(workers, results)
         quantiles = statistics.quantiles(latencies, n=100)

@@ -19,6 +19,7 @@ inbox drops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import uuid
@@ -155,11 +156,12 @@ class Consumer:
     """Applies messages of one consumer group to one service database, each exactly once."""
 
     def __init__(self, name: str, database: Database, tables: MessagingTables, broker: KafkaBroker,
-                 settings: ServiceSettings) -> None:
+                 settings: ServiceSettings, relay: OutboxRelay) -> None:
         self.name = name
         self.database = database
         self.tables = tables
         self.broker = broker
+        self.relay = relay
         self.retry_window_s = settings.retry_window_s
         self.max_future_skew = timedelta(seconds=settings.max_future_skew_s)
         self.log = logging.getLogger(f"billing.{name}")
@@ -181,6 +183,8 @@ class Consumer:
                 return
             outgoing = await apply(session, event)
             await write_outbox(session, self.tables, outgoing)
+        if outgoing:
+            self.relay.wake()
 
     async def _claim(self, session: AsyncSession, event: Event) -> bool:
         inbox = self.tables.inbox
@@ -298,6 +302,8 @@ class Consumer:
                 refused += [(record, outcome.rejected[event.event_id]) for record, event in new
                             if event.event_id in outcome.rejected]
             await write_outbox(session, self.tables, outcome.outgoing)
+        if outcome.outgoing:
+            self.relay.wake()
         return refused
 
     async def dead_letter_record(self, record: ConsumerRecord, error: BaseException) -> None:
@@ -379,6 +385,9 @@ class OutboxRelay:
         self.log = logging.getLogger(f"billing.{name}.relay")
         self._producer: AIOKafkaProducer | None = None
         self._task: asyncio.Task[None] | None = None
+        # Set by this process's consumers when they commit outbox rows, so those are published at
+        # once; polling remains for rows written elsewhere (the webhook bridge, operators' commands).
+        self._woken = asyncio.Event()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
@@ -390,9 +399,14 @@ class OutboxRelay:
         if self._producer is not None:
             await self._producer.stop()
 
+    def wake(self) -> None:
+        """New rows were committed: publish them now rather than at the next poll."""
+        self._woken.set()
+
     async def _run(self) -> None:
         failures = 0
         while True:
+            self._woken.clear()
             try:
                 published = await self.publish_pending()
                 failures = 0
@@ -402,7 +416,8 @@ class OutboxRelay:
                 await asyncio.sleep(min(0.1 * 2**failures, 5.0))
                 continue
             if published < self.batch_size:
-                await asyncio.sleep(self.poll_interval_s)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._woken.wait(), self.poll_interval_s)
 
     async def _connected(self) -> AIOKafkaProducer:
         if self._producer is None:
@@ -500,7 +515,8 @@ class ServiceRuntime:
 
     def subscribe(self, topic: str, schema: type[E], apply: Apply[E]) -> None:
         """Apply every `topic` message with `apply`, in a consumer group of this service's own."""
-        consumer = Consumer(f"{self.name}.{topic}", self.database, self.tables, self.broker, self.settings)
+        consumer = Consumer(f"{self.name}.{topic}", self.database, self.tables, self.broker, self.settings,
+                            self.relay)
 
         async def apply_declared(session: AsyncSession, event: E) -> Sequence[Outgoing]:
             outgoing = await apply(session, event)
@@ -519,7 +535,8 @@ class ServiceRuntime:
     def subscribe_batch(self, topic: str, schema: type[E], apply_batch: ApplyBatch[E]) -> None:
         """Like `subscribe`, for handlers that apply many events per transaction: each poll of up to
         `<SERVICE>_BATCH_MAX_RECORDS` messages is applied in one transaction (`Consumer.consume_batch`)."""
-        consumer = Consumer(f"{self.name}.{topic}", self.database, self.tables, self.broker, self.settings)
+        consumer = Consumer(f"{self.name}.{topic}", self.database, self.tables, self.broker, self.settings,
+                            self.relay)
 
         async def apply_declared(session: AsyncSession, events: Sequence[E]) -> BatchOutcome:
             outcome = await apply_batch(session, events)

@@ -22,7 +22,8 @@ from services.rating.tables import messaging
 from shared import topics
 from shared.errors import Rejected
 from shared.events import DeadLetter, UsageRecorded, encode_event
-from shared.messaging import BatchOutcome, Consumer, Outgoing
+from shared.messaging import BatchOutcome, Consumer, Outgoing, OutboxRelay
+from shared.settings import KafkaSettings
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -69,7 +70,9 @@ class Handler:
 def consumer(pipeline, databases):
     sink = DeadLetterSink()
     name = f"test-batch-{uuid.uuid4().hex[:8]}"
-    return Consumer(name, databases["rating"], messaging, sink, RatingSettings(retry_window_s=1)), sink
+    settings = RatingSettings(retry_window_s=1)
+    relay = OutboxRelay(name, databases["rating"], messaging, KafkaSettings(), settings)  # never started
+    return Consumer(name, databases["rating"], messaging, sink, settings, relay), sink
 
 
 async def outbox_ids(databases, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
