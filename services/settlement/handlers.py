@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import uuid
 from collections import defaultdict
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Sequence
+from functools import partial
+from typing import Callable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -44,7 +46,8 @@ ENTRY_TYPE_OF_PAYMENT = {
 
 async def record_rated_items(session: AsyncSession, events: Sequence[RatedItem]) -> BatchOutcome:
     """Keep rated items until a run settles them; each contract's account is opened on first use."""
-    kept_in = await store.lock_accounts_opening(session, ((e.contract_id, e.customer_id, e.currency) for e in events))
+    accounts = await store.lock_accounts_opening(session, ((e.contract_id, e.customer_id, e.currency) for e in events))
+    kept_in = {contract_id: account.balance.currency for contract_id, account in accounts.items()}
     refused = {
         event.event_id: Rejected(f"item {event.billable_item_id} is in {event.currency}, "
                                  f"but contract {event.contract_id} is kept in {kept_in[event.contract_id]}")
@@ -75,47 +78,58 @@ async def record_contract(session: AsyncSession, event: ContractChanged) -> list
     return await _post_credits(session, account, record, due, booked_at=event.occurred_at)
 
 
-async def run_billing(session: AsyncSession, event: BillingRunRequested) -> list[Outgoing]:
+async def run_billing(session: AsyncSession, events: Sequence[BillingRunRequested]) -> BatchOutcome:
     """"Create vouchers": settle now, or, for a cutoff still ahead, record the run for the scheduler.
 
     "Ahead" is by this worker's clock, the one its scheduler goes by; a request that was made
-    before its cutoff but is applied after it settles at once.
+    before its cutoff but is applied after it settles at once. The batch's runs are settled in
+    order, each over the items the runs before it left, and written together.
     """
-    waits = event.cutoff > datetime.now(UTC)
-    account = await store.lock_account(session, event.contract_id)
-    if account is None and waits:
-        contract = await store.find_contract(session, event.contract_id)
-        if contract is not None:
-            account = await store.account_for(session, contract.contract_id, contract.customer_id, contract.currency)
-    if account is None:
-        log.info("billing run for %s: nothing was ever rated for it", event.contract_id)
-        return []
-    record = RunRecord(derive_id(event.event_id, "settlement-run"), event.contract_id, event.cutoff,
-                       RunStatus.PENDING if waits else RunStatus.OPEN, event.requested_by)
-    if waits:
-        await store.record_runs(session, [(account, record)])
-        return []
-    return await _settle(session, account, record, booked_at=event.occurred_at)
+    now = datetime.now(UTC)
+    contract_ids = {event.contract_id for event in events}
+    accounts = await store.lock_accounts(session, contract_ids)
+    contracts = await store.find_contracts(session, contract_ids)
+    # A request for a later cutoff opens the account of a contract it knows, to be settled later.
+    opening = {contracts[event.contract_id] for event in events
+               if event.cutoff > now and event.contract_id not in accounts and event.contract_id in contracts}
+    if opening:
+        accounts |= await store.lock_accounts_opening(
+            session, ((contract.contract_id, contract.customer_id, contract.currency) for contract in opening))
+    unsettled = {cutoff: await store.unsettled_items(session, contract_ids & accounts.keys(), cutoff)
+                 for cutoff in {event.cutoff for event in events if event.cutoff <= now}}
+    postings = Postings(accounts)
+    pending: list[tuple[Account, RunRecord]] = []
+    for event in events:
+        account = postings.accounts.get(event.contract_id)
+        if account is None:
+            log.info("billing run for %s: nothing was ever rated for it", event.contract_id)
+            continue
+        waits = event.cutoff > now
+        record = RunRecord(derive_id(event.event_id, "settlement-run"), event.contract_id, event.cutoff,
+                           RunStatus.PENDING if waits else RunStatus.OPEN, event.requested_by)
+        if waits:
+            pending.append((account, record))
+            continue
+        try:
+            postings.settle(record, unsettled[event.cutoff][event.contract_id],
+                            contracts.get(event.contract_id), booked_at=event.occurred_at)
+        except Rejected as refusal:
+            postings.rejected[event.event_id] = refusal
+    await store.record_runs(session, pending)
+    await postings.save(session)
+    return postings.outcome()
 
 
 async def settle_open_run(session: AsyncSession, record: RunRecord, booked_at: datetime) -> list[Outgoing]:
     """Settle a run the scheduler recorded (and holds locked)."""
     account = await store.lock_account(session, record.contract_id)
     assert account is not None, f"run {record.settlement_run_id} was recorded for a contract without an account"
-    return await _settle(session, account, record, booked_at)
-
-
-async def _settle(session: AsyncSession, account: Account, record: RunRecord, booked_at: datetime) -> list[Outgoing]:
-    """Settle every unsettled item used before the run's cutoff, with the credits due on them."""
-    items = await store.unsettled_items(session, account, record.cutoff)
-    run = domain.settle(record.settlement_run_id, account, record.cutoff, items,
-                        await store.find_contract(session, account.contract_id))
-    if run is None:
-        await store.forget_run(session, record.settlement_run_id)
-        log.info("run %s for %s: nothing to settle before %s", record.settlement_run_id, account.contract_id,
-                 record.cutoff)
-        return []
-    return await _post(session, account, run, record, booked_at)
+    items = (await store.unsettled_items(session, [record.contract_id], record.cutoff))[record.contract_id]
+    contract = (await store.find_contracts(session, [record.contract_id])).get(record.contract_id)
+    postings = Postings({record.contract_id: account})
+    postings.settle(record, items, contract, booked_at)
+    await postings.save(session)
+    return postings.outgoing
 
 
 async def post_payment(session: AsyncSession, event: PaymentReceived) -> list[Outgoing]:
@@ -134,23 +148,28 @@ async def post_payment(session: AsyncSession, event: PaymentReceived) -> list[Ou
         account, entry_type, Money.of(event.amount, event.currency), fee, event_id=event.event_id,
         payment_id=event.payment_id, document_number=event.invoice_number, booked_at=event.occurred_at,
     )
-    await store.save_postings(session, account, entries)
+    await store.save_postings(session, [account], entries)
     return []
 
 
-async def post_document_tax(session: AsyncSession, event: DocumentCreated) -> list[Outgoing]:
-    """The VAT invoicing put on a document, so the ledger balance is gross like the open items.
+async def post_document_tax(session: AsyncSession, events: Sequence[DocumentCreated]) -> BatchOutcome:
+    """The VAT invoicing put on documents, so the ledger balance is gross like the open items.
 
     Documents are invoicing's facts: booked as they come, like payments are (which open the account
     if need be), so the ledger and the open items never disagree about a document.
     """
-    account = await store.account_for(session, event.contract_id, event.customer_id, event.currency)
-    account, entries = domain.post_document_tax(
-        account, event.document_id, event.number, event.document_type is DocumentType.INVOICE,
-        Money.of(event.tax_total, event.currency), booked_at=event.occurred_at,
-    )
-    await store.save_postings(session, account, entries)
-    return []
+    postings = Postings(await store.lock_accounts_opening(
+        session, ((event.contract_id, event.customer_id, event.currency) for event in events)))
+    for event in events:
+        try:
+            postings.book(event.contract_id, partial(
+                domain.post_document_tax, document_id=event.document_id, number=event.number,
+                is_invoice=event.document_type is DocumentType.INVOICE, tax=Money.of(event.tax_total, event.currency),
+                booked_at=event.occurred_at))
+        except Rejected as refusal:
+            postings.rejected[event.event_id] = refusal
+    await postings.save(session)
+    return postings.outcome()
 
 
 # --- operator commands ---------------------------------------------------------------------------
@@ -197,7 +216,7 @@ async def reverse_entry(session: AsyncSession, entry_id: uuid.UUID, reason: str,
         return None
     account, reversal = domain.reverse(account, entry, entry_id=domain.reversal_id(entry_id), reason=reason,
                                        booked_at=booked_at)
-    await store.save_postings(session, account, [reversal])
+    await store.save_postings(session, [account], [reversal])
     return reversal
 
 
@@ -220,22 +239,68 @@ def _credit_record(contract_id: str, credits: Sequence[domain.Credit], booked_at
     return RunRecord(domain.credit_run_id(credits), contract_id, booked_at, RunStatus.OPEN, "operator")
 
 
-# --- posting a run ---------------------------------------------------------------------------------
+# --- posting runs -------------------------------------------------------------------------------
+
+
+@dataclass
+class Postings:
+    """What a use case posts, decided in the domain first and written at the end (`save`), so that
+    anything the domain refuses leaves no trace: the accounts as the postings move them, the
+    entries, the settled runs and the receivables.posted events."""
+
+    accounts: dict[str, Account]
+    entries: list[LedgerEntry] = field(default_factory=list)
+    settled: list[store.Settled] = field(default_factory=list)
+    forgotten: list[uuid.UUID] = field(default_factory=list)
+    taken: set[uuid.UUID] = field(default_factory=set)  # the items of the settled runs
+    outgoing: list[Outgoing] = field(default_factory=list)
+    rejected: dict[uuid.UUID, Rejected] = field(default_factory=dict)
+
+    def book(self, contract_id: str, booking: Callable[[Account], tuple[Account, list[LedgerEntry]]]) -> None:
+        """Book on the contract's account; if the domain refuses, neither the account nor the entries change."""
+        account, entries = booking(self.accounts[contract_id])
+        self.accounts[contract_id] = account
+        self.entries += entries
+
+    def settle(self, record: RunRecord, unsettled: Sequence[domain.Item], contract: ContractTerms | None,
+               booked_at: datetime) -> None:
+        """Settle every unsettled item used before the run's cutoff, with the credits due on them.
+
+        `unsettled` are the items that were unsettled when the use case began: those an earlier run
+        of these postings settled are passed over."""
+        items = [item for item in unsettled if item.billable_item_id not in self.taken]
+        run = domain.settle(record.settlement_run_id, self.accounts[record.contract_id], record.cutoff, items, contract)
+        if run is None:
+            self.forgotten.append(record.settlement_run_id)
+            log.info("run %s for %s: nothing to settle before %s", record.settlement_run_id, record.contract_id,
+                     record.cutoff)
+            return
+        self.post(run, record, booked_at)
+        self.taken.update(item.billable_item_id for item in run.items)
+
+    def post(self, run: SettlementRun, record: RunRecord, booked_at: datetime) -> None:
+        self.book(run.contract_id, partial(domain.post_run, run=run, booked_at=booked_at))
+        self.settled.append(store.Settled(run, record, booked_at))
+        self.outgoing.append(Outgoing(topics.RECEIVABLES_POSTED,
+                                      receivables_posted(run, self.accounts[run.contract_id], booked_at)))
+
+    async def save(self, session: AsyncSession) -> None:
+        await store.forget_runs(session, self.forgotten)
+        await store.save_runs(session, self.settled)
+        await store.save_postings(session, self.accounts.values(), self.entries)
+
+    def outcome(self) -> BatchOutcome:
+        return BatchOutcome(self.outgoing, self.rejected)
 
 
 async def _post_credits(session: AsyncSession, account: Account, record: RunRecord, credits: Sequence[domain.Credit],
                         booked_at: datetime) -> list[Outgoing]:
     run = domain.settle(record.settlement_run_id, account, record.cutoff, [], credits=credits)
     assert run is not None
-    return await _post(session, account, run, record, booked_at)
-
-
-async def _post(session: AsyncSession, account: Account, run: SettlementRun, record: RunRecord,
-                booked_at: datetime) -> list[Outgoing]:
-    account, entries = domain.post_run(account, run, booked_at)
-    await store.save_run(session, run, record, settled_at=booked_at)
-    await store.save_postings(session, account, entries)
-    return [Outgoing(topics.RECEIVABLES_POSTED, receivables_posted(run, account, booked_at))]
+    postings = Postings({account.contract_id: account})
+    postings.post(run, record, booked_at)
+    await postings.save(session)
+    return postings.outgoing
 
 
 def receivables_posted(run: SettlementRun, account: Account, booked_at: datetime) -> ReceivablesPosted:

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Iterable, Sequence
 
-from sqlalchemy import and_, delete, func, select, update
+from sqlalchemy import and_, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -40,52 +40,54 @@ from shared.money import Money
 
 async def account_for(session: AsyncSession, contract_id: str, customer_id: str, currency: str) -> Account:
     """The contract's account, locked until the transaction ends; opened on first use."""
-    await session.execute(
-        insert(contract_accounts)
-        .values(contract_id=contract_id, customer_id=customer_id, currency=currency, balance=0, last_sequence=0)
-        .on_conflict_do_nothing()
-    )
-    account = await lock_account(session, contract_id)
-    assert account is not None
-    return account
+    return (await lock_accounts_opening(session, [(contract_id, customer_id, currency)]))[contract_id]
 
 
-async def lock_accounts_opening(session: AsyncSession, owners: Iterable[tuple[str, str, str]]) -> dict[str, str]:
-    """Lock the accounts of (contract, customer, currency), opening those that are new; returns
-    each contract's account currency. Locked in contract order, so concurrent batches never deadlock."""
+async def lock_accounts_opening(session: AsyncSession, owners: Iterable[tuple[str, str, str]]) -> dict[str, Account]:
+    """Lock the accounts of (contract, customer, currency), opening those that are new. Locked in
+    contract order, so concurrent batches never deadlock."""
     owners = sorted(set(owners))
     await session.execute(
         insert(contract_accounts).on_conflict_do_nothing(),
         [{"contract_id": contract_id, "customer_id": customer_id, "currency": currency, "balance": 0,
           "last_sequence": 0} for contract_id, customer_id, currency in owners],
     )
+    return await lock_accounts(session, {contract_id for contract_id, _, _ in owners})
+
+
+async def lock_accounts(session: AsyncSession, contract_ids: Iterable[str]) -> dict[str, Account]:
+    """The accounts of those contracts that have one, locked in contract order until the transaction ends."""
     rows = await session.execute(
-        select(contract_accounts.c.contract_id, contract_accounts.c.currency)
-        .where(contract_accounts.c.contract_id.in_({contract_id for contract_id, _, _ in owners}))
-        .order_by(contract_accounts.c.contract_id)
-        .with_for_update()
+        select(contract_accounts).where(contract_accounts.c.contract_id.in_(set(contract_ids)))
+        .order_by(contract_accounts.c.contract_id).with_for_update()
     )
-    return dict(rows.all())
+    return {row.contract_id: _account(row) for row in rows}
 
 
 async def lock_account(session: AsyncSession, contract_id: str) -> Account | None:
-    row = (
-        await session.execute(
-            select(contract_accounts).where(contract_accounts.c.contract_id == contract_id).with_for_update()
-        )
-    ).first()
-    if row is None:
-        return None
+    return (await lock_accounts(session, [contract_id])).get(contract_id)
+
+
+def _account(row) -> Account:
     return Account(row.contract_id, row.customer_id, Money(row.balance, row.currency), row.last_sequence)
 
 
-async def save_postings(session: AsyncSession, account: Account, entries: Sequence[LedgerEntry]) -> None:
+_move_account = (
+    update(contract_accounts)
+    .where(contract_accounts.c.contract_id == bindparam("account_id"))
+    .values(balance=bindparam("new_balance"), last_sequence=bindparam("new_last_sequence"))
+)
+
+
+async def save_postings(session: AsyncSession, accounts: Iterable[Account], entries: Sequence[LedgerEntry]) -> None:
+    """Store `entries` and the balances of the accounts (as moved by them) they were booked on."""
     if not entries:
         return
+    booked_on = {entry.contract_id for entry in entries}
     await session.execute(
-        update(contract_accounts)
-        .where(contract_accounts.c.contract_id == account.contract_id)
-        .values(balance=account.balance.amount, last_sequence=account.last_sequence)
+        _move_account,
+        [{"account_id": account.contract_id, "new_balance": account.balance.amount,
+          "new_last_sequence": account.last_sequence} for account in accounts if account.contract_id in booked_on],
     )
     await session.execute(
         insert(ledger_entries),
@@ -197,12 +199,11 @@ async def save_contract(session: AsyncSession, terms: ContractTerms) -> bool:
     return saved.first() is not None
 
 
-async def find_contract(session: AsyncSession, contract_id: str) -> ContractTerms | None:
-    row = (await session.execute(select(contracts).where(contracts.c.contract_id == contract_id))).first()
-    if row is None:
-        return None
-    return ContractTerms(row.contract_id, row.customer_id, row.currency, row.starts_on, row.ends_on,
-                         ContractStatus(row.status), row.revision)
+async def find_contracts(session: AsyncSession, contract_ids: Iterable[str]) -> dict[str, ContractTerms]:
+    rows = await session.execute(select(contracts).where(contracts.c.contract_id.in_(set(contract_ids))))
+    return {row.contract_id: ContractTerms(row.contract_id, row.customer_id, row.currency, row.starts_on, row.ends_on,
+                                           ContractStatus(row.status), row.revision)
+            for row in rows}
 
 
 # --- billable items and credits ---------------------------------------------------------------
@@ -264,19 +265,23 @@ def _item(row) -> Item:
     )
 
 
-async def unsettled_items(session: AsyncSession, account: Account, cutoff: datetime) -> list[Item]:
+async def unsettled_items(session: AsyncSession, contract_ids: Iterable[str], cutoff: datetime) -> dict[str, list[Item]]:
+    """Per contract, its unsettled items used before `cutoff`, in the order a run lists them."""
     rows = (
         await session.execute(
             _items_with_credits()
             .where(
-                billable_items.c.contract_id == account.contract_id,
+                billable_items.c.contract_id.in_(set(contract_ids)),
                 billable_items.c.settlement_run_id.is_(None),
                 billable_items.c.occurred_at < cutoff,
             )
             .order_by(billable_items.c.period_start, billable_items.c.occurred_at, billable_items.c.billable_item_id)
         )
     ).all()
-    return [_item(row) for row in rows]
+    by_contract: dict[str, list[Item]] = defaultdict(list)
+    for row in rows:
+        by_contract[row.contract_id].append(_item(row))
+    return by_contract
 
 
 async def items(session: AsyncSession, item_ids: Sequence[uuid.UUID]) -> list[Item]:
@@ -368,35 +373,59 @@ async def record_runs(session: AsyncSession, account_rows: Sequence[tuple[Accoun
     )
 
 
-async def forget_run(session: AsyncSession, settlement_run_id: uuid.UUID) -> None:
-    """Drop a recorded run that found nothing to settle: runs exist for what they settled."""
-    await session.execute(delete(settlement_runs).where(settlement_runs.c.settlement_run_id == settlement_run_id))
+async def forget_runs(session: AsyncSession, settlement_run_ids: Sequence[uuid.UUID]) -> None:
+    """Drop recorded runs that found nothing to settle: runs exist for what they settled."""
+    if settlement_run_ids:
+        await session.execute(delete(settlement_runs).where(settlement_runs.c.settlement_run_id.in_(settlement_run_ids)))
 
 
-async def save_run(session: AsyncSession, run: SettlementRun, record: RunRecord, settled_at: datetime) -> None:
-    """Store `run` as complete, settle its items and keep its credits; fails if another run got an item first."""
-    values = dict(customer_id=run.customer_id, currency=run.total.currency, cutoff=run.cutoff,
-                  status=RunStatus.COMPLETE.value, total=run.total.amount, credit_total=run.credit_total.amount,
-                  requested_by=record.requested_by, period_start=record.period_start,
-                  period_end=record.period_end, settled_at=settled_at)
-    await session.execute(
-        insert(settlement_runs)
-        .values(settlement_run_id=run.settlement_run_id, contract_id=run.contract_id, **values)
-        .on_conflict_do_update(index_elements=[settlement_runs.c.settlement_run_id], set_=values,
-                               where=settlement_runs.c.status != RunStatus.COMPLETE.value)
-    )
-    if run.items:
-        settled = await session.execute(
-            update(billable_items)
-            .where(
-                billable_items.c.billable_item_id.in_([item.billable_item_id for item in run.items]),
-                billable_items.c.settlement_run_id.is_(None),
-            )
-            .values(settlement_run_id=run.settlement_run_id)
-        )
-        if settled.rowcount != len(run.items):
-            raise RuntimeError(f"run {run.settlement_run_id} found items already settled by another run")
-    if run.credits:
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A run as it settled: what it holds, what it was recorded as, and when it was booked."""
+
+    run: SettlementRun
+    record: RunRecord
+    settled_at: datetime
+
+
+_upsert_run = insert(settlement_runs)
+_upsert_run = _upsert_run.on_conflict_do_update(
+    index_elements=[settlement_runs.c.settlement_run_id],
+    set_={name: _upsert_run.excluded[name] for name in (
+        "customer_id", "currency", "cutoff", "status", "total", "credit_total", "requested_by", "period_start",
+        "period_end", "settled_at")},
+    where=settlement_runs.c.status != RunStatus.COMPLETE.value,
+)
+
+# Each item to the run that settles it, if no run did yet: one statement for a whole batch of runs.
+_settle_items = text(
+    "UPDATE billable_items SET settlement_run_id = settled.run_id"
+    " FROM unnest(CAST(:item_ids AS uuid[]), CAST(:run_ids AS uuid[])) AS settled(item_id, run_id)"
+    " WHERE billable_items.billable_item_id = settled.item_id AND billable_items.settlement_run_id IS NULL"
+)
+
+
+async def save_runs(session: AsyncSession, settled: Sequence[Settled]) -> None:
+    """Store the runs as complete, settle their items and keep their credits; fails if another run got an item first."""
+    if not settled:
+        return
+    await session.execute(_upsert_run, [
+        dict(settlement_run_id=one.run.settlement_run_id, contract_id=one.run.contract_id,
+             customer_id=one.run.customer_id, currency=one.run.total.currency, cutoff=one.run.cutoff,
+             status=RunStatus.COMPLETE.value, total=one.run.total.amount, credit_total=one.run.credit_total.amount,
+             requested_by=one.record.requested_by, period_start=one.record.period_start,
+             period_end=one.record.period_end, settled_at=one.settled_at)
+        for one in settled
+    ])
+    items = [item.billable_item_id for one in settled for item in one.run.items]
+    if items:
+        runs_of_items = [one.run.settlement_run_id for one in settled for _ in one.run.items]
+        updated = await session.execute(_settle_items, {"item_ids": items, "run_ids": runs_of_items})
+        if updated.rowcount != len(items):
+            raise RuntimeError(f"runs {[one.run.settlement_run_id for one in settled]} found items already "
+                               "settled by another run")
+    run_credits = [(one.run, credit) for one in settled for credit in one.run.credits]
+    if run_credits:
         await session.execute(
             insert(credits),
             [
@@ -406,7 +435,7 @@ async def save_run(session: AsyncSession, run: SettlementRun, record: RunRecord,
                      period_start=credit.period_start, period_end=credit.period_end,
                      credited_settlement_run_id=credit.credited_settlement_run_id,
                      settlement_run_id=run.settlement_run_id)
-                for credit in run.credits
+                for run, credit in run_credits
             ],
         )
 
@@ -426,8 +455,7 @@ async def accounts_with_unsettled_before(
             .order_by(contract_accounts.c.contract_id)
         )
     ).all()
-    return [Account(row.contract_id, row.customer_id, Money(row.balance, row.currency), row.last_sequence)
-            for row in rows]
+    return [_account(row) for row in rows]
 
 
 async def open_pending_runs(session: AsyncSession, as_of: datetime, contract_ids: Sequence[str] | None) -> None:
