@@ -4,9 +4,9 @@ from services.invoicing import handlers
 from services.invoicing.tables import messaging
 from shared import topics
 from shared.events import ContractChanged, ReceivablesPosted
-from shared.messaging import ServiceRuntime, each_in_savepoint
+from shared.messaging import ServiceRuntime
 
 runtime = ServiceRuntime.create("invoicing", handlers.settings, messaging, publishes=[topics.DOCUMENTS_CREATED])
-runtime.subscribe_batch(topics.CONTRACTS_CHANGED, ContractChanged, each_in_savepoint(handlers.keep_contract_terms))
-runtime.subscribe_batch(topics.RECEIVABLES_POSTED, ReceivablesPosted, each_in_savepoint(handlers.create_documents))
+runtime.subscribe_batch(topics.CONTRACTS_CHANGED, ContractChanged, handlers.keep_contract_terms)
+runtime.subscribe_batch(topics.RECEIVABLES_POSTED, ReceivablesPosted, handlers.create_documents)
 app = runtime.app()

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from services.invoicing.tax import TaxContext, TaxLine, Vat, tax_lines
 from shared.events import CreditReason, DocumentType, TaxCategory
@@ -119,8 +119,7 @@ class Document:
 
     @property
     def series(self) -> str:
-        """Numbers run per document type and year: R2026-0001, R2026-0002, ... G2026-0001."""
-        return f"{SERIES_PREFIX[self.document_type]}{self.issue_date.year}"
+        return series_of(self.document_type, self.issue_date)
 
     @property
     def net_total(self) -> Money:
@@ -143,6 +142,25 @@ class Document:
         if self.status is not DocumentStatus.DRAFT:
             raise ValueError(f"document {self.document_id} is already {self.status}")
         return replace(self, status=DocumentStatus.FINALIZED, number=f"{self.series}-{sequence:04d}")
+
+
+def series_of(document_type: DocumentType, issue_date: date) -> str:
+    """Numbers run per document type and year: R2026-0001, R2026-0002, ... G2026-0001."""
+    return f"{SERIES_PREFIX[document_type]}{issue_date.year}"
+
+
+class Numbering:
+    """Finalizes drafts with the next numbers of their series, counting on from the last numbers
+    issued (`last`, per series). Gapless as long as every document it finalizes is stored in the
+    transaction that holds the series and then records `last` as the series' new last numbers."""
+
+    def __init__(self, last: Mapping[str, int]) -> None:
+        self.last = dict(last)
+
+    def finalize(self, draft: Document) -> Document:
+        document = draft.finalize(self.last[draft.series] + 1)
+        self.last[draft.series] += 1
+        return document
 
 
 def group_lines(

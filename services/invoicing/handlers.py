@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from datetime import date
+from typing import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.invoicing import domain, pdf, store
 from services.invoicing.settings import InvoicingSettings
 from shared import topics
-from shared.errors import DependencyNotReady
+from shared.errors import DependencyNotReady, Rejected
 from shared.events import (
     ContractChanged,
     CreditItem,
@@ -22,7 +24,7 @@ from shared.events import (
     TaxLine,
     derive_id,
 )
-from shared.messaging import Outgoing
+from shared.messaging import BatchOutcome, Outgoing
 from shared.money import Money
 
 log = logging.getLogger("billing.invoicing")
@@ -30,9 +32,21 @@ settings = InvoicingSettings()
 seller = settings.seller()
 
 
-async def keep_contract_terms(session: AsyncSession, event: ContractChanged) -> list[Outgoing]:
+async def keep_contract_terms(session: AsyncSession, events: Sequence[ContractChanged]) -> BatchOutcome:
+    """Keep each contract's newest snapshot."""
+    newest: dict[str, ContractChanged] = {}
+    for event in events:
+        if event.contract_id not in newest or event.revision > newest[event.contract_id].revision:
+            newest[event.contract_id] = event
+    kept = await store.save_contract_terms(session, [_terms(event) for event in newest.values()])
+    if kept < len(events):
+        log.info("%d contract snapshot(s) not newer than the ones held; ignored", len(events) - kept)
+    return BatchOutcome()
+
+
+def _terms(event: ContractChanged) -> domain.ContractTerms:
     customer = event.customer
-    terms = domain.ContractTerms(
+    return domain.ContractTerms(
         contract_id=event.contract_id,
         revision=event.revision,
         customer_id=customer.customer_id,
@@ -40,14 +54,51 @@ async def keep_contract_terms(session: AsyncSession, event: ContractChanged) -> 
                               vat_id=customer.vat_id, email=customer.email),
         tax_categories={item.item_code: item.tax_category for item in event.items},
     )
-    if not await store.save_contract_terms(session, terms):
-        log.info("contract %s revision %s is not newer than the one held; ignored", event.contract_id, event.revision)
-    return []
 
 
-async def create_documents(session: AsyncSession, event: ReceivablesPosted) -> list[Outgoing]:
-    """An invoice for the run's items and a credit note for its credits, each numbered as it is finalized."""
-    terms = await store.find_contract_terms(session, event.contract_id)
+async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPosted]) -> BatchOutcome:
+    """An invoice for each run's items and a credit note for its credits, each numbered as it is finalized.
+
+    The series rows stay locked from lock_series until commit (in series order, so workers never
+    deadlock); the batch's documents are numbered in its order, each number going to a document
+    stored in this transaction, and the series' last numbers are recorded with them.
+    """
+    terms = await store.find_contract_terms(session, {event.contract_id for event in events})
+    for event in events:
+        _require_terms(event, terms.get(event.contract_id))
+    # The invoices that credits correct: issued before, or earlier in this batch.
+    corrected = await store.invoice_numbers_of_runs(
+        session, (credit.credited_settlement_run_id for event in events for credit in event.credits
+                  if credit.credited_settlement_run_id))
+    numbering = domain.Numbering(await store.lock_series(
+        session, (domain.series_of(document_type, _issue_date(event))
+                  for event in events for document_type in _document_types(event))))
+    issued: list[store.Issued] = []
+    outgoing: list[Outgoing] = []
+    rejected: dict[uuid.UUID, Rejected] = {}
+    for event in events:
+        try:
+            invoice = _invoice(event, terms[event.contract_id]) if event.items else None
+            credit_note = _credit_note(event, terms[event.contract_id], corrected) if event.credits else None
+        except Rejected as refusal:
+            rejected[event.event_id] = refusal
+            continue
+        for draft in (invoice, credit_note):
+            if draft is None:
+                continue
+            document = numbering.finalize(draft)
+            if document.document_type is DocumentType.INVOICE:
+                corrected[document.settlement_run_id] = document.number
+            content = pdf.render(document) if settings.render_pdfs else None
+            digest = hashlib.sha256(content).hexdigest() if content is not None else None
+            issued.append(store.Issued(document, content, digest))
+            outgoing.append(Outgoing(topics.DOCUMENTS_CREATED, _created(document, digest, event)))
+    await store.add_documents(session, issued)
+    await store.advance_series(session, numbering.last)
+    return BatchOutcome(outgoing, rejected)
+
+
+def _require_terms(event: ReceivablesPosted, terms: domain.ContractTerms | None) -> None:
     if terms is None:
         raise DependencyNotReady(f"no contracts.changed snapshot of {event.contract_id} yet")
     missing = sorted({line.item_code for line in [*event.items, *event.credits]} - terms.tax_categories.keys())
@@ -55,28 +106,25 @@ async def create_documents(session: AsyncSession, event: ReceivablesPosted) -> l
         raise DependencyNotReady(
             f"contract {event.contract_id} revision {terms.revision} has no item {', '.join(missing)} yet")
 
-    drafts = []
-    if event.items:
-        drafts.append(_draft(event, terms, DocumentType.INVOICE, [_from_item(item, event.currency)
-                                                                  for item in event.items]))
-    if event.credits:
-        corrected = await store.invoice_numbers_of_runs(
-            session, (credit.credited_settlement_run_id for credit in event.credits
-                      if credit.credited_settlement_run_id))
-        drafts.append(_draft(event, terms, DocumentType.CREDIT_NOTE,
-                             [_from_credit(credit, event.currency, corrected) for credit in event.credits]))
 
-    outgoing = []
-    # The series row stays locked from next_number until commit, so only what needs the number
-    # happens after it: the PDF (about 10 ms for a usual invoice) and the inserts. Invoice before
-    # credit note: every worker takes the series' locks in the same order, so none deadlock.
-    for draft in drafts:
-        document = draft.finalize(await store.next_number(session, draft.series))
-        content = pdf.render(document) if settings.render_pdfs else None
-        digest = hashlib.sha256(content).hexdigest() if content is not None else None
-        await store.add_document(session, document, content, digest)
-        outgoing.append(Outgoing(topics.DOCUMENTS_CREATED, _created(document, digest, event)))
-    return outgoing
+def _document_types(event: ReceivablesPosted) -> list[DocumentType]:
+    """The documents a run becomes, invoice first."""
+    return [document_type for document_type, lines in ((DocumentType.INVOICE, event.items),
+                                                       (DocumentType.CREDIT_NOTE, event.credits)) if lines]
+
+
+def _issue_date(event: ReceivablesPosted) -> date:
+    return event.occurred_at.date()
+
+
+def _invoice(event: ReceivablesPosted, terms: domain.ContractTerms) -> domain.Document:
+    return _draft(event, terms, DocumentType.INVOICE, [_from_item(item, event.currency) for item in event.items])
+
+
+def _credit_note(event: ReceivablesPosted, terms: domain.ContractTerms,
+                 corrected: dict[uuid.UUID, str]) -> domain.Document:
+    return _draft(event, terms, DocumentType.CREDIT_NOTE,
+                  [_from_credit(credit, event.currency, corrected) for credit in event.credits])
 
 
 def _draft(event: ReceivablesPosted, terms: domain.ContractTerms, document_type: DocumentType,
@@ -89,7 +137,7 @@ def _draft(event: ReceivablesPosted, terms: domain.ContractTerms, document_type:
         seller=seller,
         currency=event.currency,
         sources=sources,
-        issue_date=event.occurred_at.date(),
+        issue_date=_issue_date(event),
         payment_terms_days=settings.payment_terms_days,
     )
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from typing import Any, Iterable
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,90 +32,103 @@ def _party(data: dict[str, Any]) -> Party:
     return Party(**{**data, "address_lines": tuple(data["address_lines"])})
 
 
-async def save_contract_terms(session: AsyncSession, terms: ContractTerms) -> bool:
-    """Keep `terms` unless a newer revision is already held; returns whether they were kept."""
-    values = {
-        "contract_id": terms.contract_id,
-        "revision": terms.revision,
-        "customer_id": terms.customer_id,
-        "customer": _party_json(terms.customer),
-        "tax_categories": {code: category.value for code, category in terms.tax_categories.items()},
-    }
-    statement = pg_insert(contract_terms).values(values)
+async def save_contract_terms(session: AsyncSession, snapshots: Sequence[ContractTerms]) -> int:
+    """Keep the snapshots (one per contract) unless a newer revision is already held; returns how many were kept."""
+    if not snapshots:
+        return 0
+    statement = pg_insert(contract_terms)
     statement = statement.on_conflict_do_update(
         index_elements=[contract_terms.c.contract_id],
-        set_={**{name: statement.excluded[name] for name in values if name != "contract_id"},
+        set_={**{name: statement.excluded[name] for name in ("revision", "customer_id", "customer", "tax_categories")},
               "updated_at": func.now()},
         where=contract_terms.c.revision < statement.excluded.revision,
-    ).returning(contract_terms.c.revision)
-    return (await session.execute(statement)).first() is not None
+    ).returning(contract_terms.c.contract_id)
+    kept = await session.execute(statement, [
+        {
+            "contract_id": terms.contract_id,
+            "revision": terms.revision,
+            "customer_id": terms.customer_id,
+            "customer": _party_json(terms.customer),
+            "tax_categories": {code: category.value for code, category in terms.tax_categories.items()},
+        }
+        for terms in snapshots
+    ])
+    return len(kept.all())
 
 
-async def find_contract_terms(session: AsyncSession, contract_id: str) -> ContractTerms | None:
-    row = (await session.execute(select(contract_terms).where(contract_terms.c.contract_id == contract_id))).first()
-    if row is None:
-        return None
-    return ContractTerms(
-        contract_id=row.contract_id,
-        revision=row.revision,
-        customer_id=row.customer_id,
-        customer=_party(row.customer),
-        tax_categories={code: TaxCategory(category) for code, category in row.tax_categories.items()},
-    )
+async def find_contract_terms(session: AsyncSession, contract_ids: Iterable[str]) -> dict[str, ContractTerms]:
+    rows = await session.execute(select(contract_terms).where(contract_terms.c.contract_id.in_(set(contract_ids))))
+    return {
+        row.contract_id: ContractTerms(
+            contract_id=row.contract_id,
+            revision=row.revision,
+            customer_id=row.customer_id,
+            customer=_party(row.customer),
+            tax_categories={code: TaxCategory(category) for code, category in row.tax_categories.items()},
+        )
+        for row in rows
+    }
 
 
 async def invoice_numbers_of_runs(session: AsyncSession, run_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
+    run_ids = set(run_ids)
+    if not run_ids:
+        return {}
     rows = await session.execute(
         select(documents.c.settlement_run_id, documents.c.number).where(
-            documents.c.settlement_run_id.in_(set(run_ids)),
+            documents.c.settlement_run_id.in_(run_ids),
             documents.c.document_type == DocumentType.INVOICE.value,
         )
     )
     return {row.settlement_run_id: row.number for row in rows}
 
 
-async def next_number(session: AsyncSession, series: str) -> int:
-    """The next number of `series`, locked to this transaction until it commits or rolls back."""
-    statement = (
-        pg_insert(number_series)
-        .values(series=series, last_number=1)
-        .on_conflict_do_update(index_elements=["series"], set_={"last_number": number_series.c.last_number + 1})
-        .returning(number_series.c.last_number)
+async def lock_series(session: AsyncSession, series: Iterable[str]) -> dict[str, int]:
+    """The last number issued in each series (0 for a new one), its row locked until the transaction
+    commits or rolls back. Locked in series order, so concurrent workers never deadlock."""
+    names = sorted(set(series))
+    if not names:
+        return {}
+    await session.execute(pg_insert(number_series).on_conflict_do_nothing(),
+                          [{"series": name, "last_number": 0} for name in names])
+    rows = await session.execute(
+        select(number_series.c.series, number_series.c.last_number)
+        .where(number_series.c.series.in_(names)).order_by(number_series.c.series).with_for_update()
     )
-    return (await session.execute(statement)).scalar_one()
+    return dict(rows.all())
 
 
-async def add_document(session: AsyncSession, document: Document, pdf: bytes | None, pdf_sha256: str | None) -> None:
-    period_start, period_end = document.service_period
-    await session.execute(
-        insert(documents).values(
-            document_id=document.document_id,
-            document_type=document.document_type.value,
-            number=document.number,
-            status=document.status.value,
-            settlement_run_id=document.settlement_run_id,
-            contract_id=document.contract_id,
-            customer_id=document.customer_id,
-            currency=document.currency,
-            issue_date=document.issue_date,
-            due_date=document.due_date,
-            service_period_start=period_start,
-            service_period_end=period_end,
-            net_total=document.net_total.amount,
-            tax_total=document.tax_total.amount,
-            gross_total=document.gross_total.amount,
-            seller=_party_json(document.seller),
-            customer=_party_json(document.customer),
-            payment_terms=document.payment_terms,
-            notes=list(document.notes),
-            corrects_number=document.corrects_number,
-        )
-    )
+_advance_series = (
+    update(number_series)
+    .where(number_series.c.series == bindparam("name"))
+    .values(last_number=bindparam("last"))
+)
+
+
+async def advance_series(session: AsyncSession, last_numbers: Mapping[str, int]) -> None:
+    """Record the last numbers issued in series this transaction holds (`lock_series`)."""
+    if last_numbers:
+        await session.execute(_advance_series, [{"name": name, "last": last} for name, last in last_numbers.items()])
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """A finalized document with its PDF, if one was rendered."""
+
+    document: Document
+    pdf: bytes | None
+    pdf_sha256: str | None
+
+
+async def add_documents(session: AsyncSession, issued: Sequence[Issued]) -> None:
+    if not issued:
+        return
+    await session.execute(insert(documents), [_document_row(one.document) for one in issued])
     await session.execute(
         insert(document_lines),
         [
             {
-                "document_id": document.document_id,
+                "document_id": one.document.document_id,
                 "line_no": line.line_no,
                 "item_code": line.item_code,
                 "description": line.description,
@@ -130,29 +144,58 @@ async def add_document(session: AsyncSession, document: Document, pdf: bytes | N
                 "credit_reason": line.credit_reason.value if line.credit_reason else None,
                 "corrects_number": line.corrects_number,
             }
-            for line in document.lines
+            for one in issued
+            for line in one.document.lines
         ],
     )
     await session.execute(
         insert(document_line_sources),
         [
-            {"source_id": source_id, "document_id": document.document_id, "line_no": line.line_no}
-            for line in document.lines
+            {"source_id": source_id, "document_id": one.document.document_id, "line_no": line.line_no}
+            for one in issued
+            for line in one.document.lines
             for source_id in line.source_ids
         ],
     )
     await session.execute(
         insert(document_tax_lines),
         [
-            {"document_id": document.document_id, "vat_category": line.vat.category.value,
+            {"document_id": one.document.document_id, "vat_category": line.vat.category.value,
              "vat_rate": line.vat.rate, "base": line.base.amount, "tax": line.tax.amount}
-            for line in document.tax_lines
+            for one in issued
+            for line in one.document.tax_lines
         ],
     )
-    if pdf is not None:
-        await session.execute(
-            insert(document_pdfs).values(document_id=document.document_id, content=pdf, sha256=pdf_sha256)
-        )
+    pdfs = [{"document_id": one.document.document_id, "content": one.pdf, "sha256": one.pdf_sha256}
+            for one in issued if one.pdf is not None]
+    if pdfs:
+        await session.execute(insert(document_pdfs), pdfs)
+
+
+def _document_row(document: Document) -> dict[str, Any]:
+    period_start, period_end = document.service_period
+    return dict(
+        document_id=document.document_id,
+        document_type=document.document_type.value,
+        number=document.number,
+        status=document.status.value,
+        settlement_run_id=document.settlement_run_id,
+        contract_id=document.contract_id,
+        customer_id=document.customer_id,
+        currency=document.currency,
+        issue_date=document.issue_date,
+        due_date=document.due_date,
+        service_period_start=period_start,
+        service_period_end=period_end,
+        net_total=document.net_total.amount,
+        tax_total=document.tax_total.amount,
+        gross_total=document.gross_total.amount,
+        seller=_party_json(document.seller),
+        customer=_party_json(document.customer),
+        payment_terms=document.payment_terms,
+        notes=list(document.notes),
+        corrects_number=document.corrects_number,
+    )
 
 
 async def pdf_by_number(session: AsyncSession, number: str) -> bytes | None:

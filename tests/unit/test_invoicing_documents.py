@@ -74,6 +74,19 @@ def test_series_run_per_type_and_issue_year():
     assert credit.finalize(12).number == "G2026-0012"
 
 
+def test_numbering_counts_on_from_the_last_numbers_of_each_series_without_gaps():
+    numbering = domain.Numbering({"R2026": 41, "G2026": 0, "R2027": 0})
+    credit = draft(line("api-calls", "1", "1", "1.00", reason=CreditReason.CREDIT),
+                   document_type=DocumentType.CREDIT_NOTE)
+    numbers = [numbering.finalize(document).number for document in (
+        draft(line("api-calls", "1", "1", "1.00")), credit, draft(line("api-calls", "1", "1", "1.00")),
+        draft(line("api-calls", "1", "1", "1.00"), issue_date=date(2027, 1, 2)))]
+
+    assert numbers == ["R2026-0042", "G2026-0001", "R2026-0043", "R2027-0001"]
+    assert numbering.last == {"R2026": 43, "G2026": 1, "R2027": 1}
+    assert domain.series_of(DocumentType.CREDIT_NOTE, date(2026, 5, 1)) == "G2026"
+
+
 def test_invoices_are_due_after_the_payment_terms_and_credit_notes_at_once():
     invoice = draft(line("api-calls", "1", "1", "1.00"))
     assert invoice.due_date == date(2026, 12, 7)
