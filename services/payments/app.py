@@ -9,9 +9,9 @@ from services.payments.settings import PaymentsSettings
 from services.payments.tables import messaging
 from shared import topics
 from shared.events import DocumentCreated, PaymentReceived
-from shared.messaging import ServiceRuntime, each_in_savepoint
+from shared.messaging import ServiceRuntime
 
 runtime = ServiceRuntime.create("payments", PaymentsSettings(), messaging, publishes=[topics.PAYMENTS_RECEIVED])
-runtime.subscribe_batch(topics.DOCUMENTS_CREATED, DocumentCreated, each_in_savepoint(handlers.record_document))
+runtime.subscribe_batch(topics.DOCUMENTS_CREATED, DocumentCreated, handlers.record_documents)
 runtime.subscribe(topics.PAYMENTS_RECEIVED, PaymentReceived, handlers.record_payment)
 app = runtime.app()

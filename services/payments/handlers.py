@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from typing import Sequence
 
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,17 +15,34 @@ from services.payments.tables import messaging
 from shared import topics
 from shared.errors import DependencyNotReady, Rejected
 from shared.events import DocumentCreated, DocumentType, PaymentKind, PaymentReceived, PaymentStatus, derive_id
-from shared.messaging import Outgoing, write_outbox
+from shared.messaging import BatchOutcome, Outgoing, each_in_savepoint, write_outbox
 from shared.money import Money
 
 log = logging.getLogger("billing.payments")
+
+
+async def record_documents(session: AsyncSession, events: Sequence[DocumentCreated]) -> BatchOutcome:
+    """`record_document` for a batch. A contract whose documents in it are all invoices in the currency
+    of its open items, and that has no credit to spend, just gets an open item for each, in one
+    statement; the documents of other contracts are recorded one by one, in order."""
+    contract_ids = {event.contract_id for event in events}
+    await store.lock_contracts(session, contract_ids)
+    holding_credit = await store.contracts_holding_credit(session, contract_ids)
+    currencies = await store.open_item_currencies(session, contract_ids)
+    for event in events:
+        currencies[event.contract_id].add(event.currency)
+    involved = {event.contract_id for event in events if event.document_type is not DocumentType.INVOICE}
+    involved |= holding_credit | {contract_id for contract_id in contract_ids if len(currencies[contract_id]) > 1}
+    await store.add_invoice_items(session, [event for event in events if event.contract_id not in involved])
+    return await each_in_savepoint(record_document)(
+        session, [event for event in events if event.contract_id in involved])
 
 
 async def record_document(session: AsyncSession, event: DocumentCreated) -> list[Outgoing]:
     """An invoice opens an item; a credit note pays the invoice it corrects. Credit then pays what is open."""
     await store.lock_contract(session, event.contract_id)
     if event.document_type is DocumentType.INVOICE:
-        await store.add_invoice_item(session, event)
+        await store.add_invoice_items(session, [event])
     else:
         await _record_credit_note(session, event)
     await _apply_credits(session, event.contract_id, event.currency, caused_by=event.event_id)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from collections import defaultdict
 from datetime import date
-from typing import Sequence
+from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Row, func, insert, select, update
+from sqlalchemy import Row, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -33,40 +34,65 @@ async def lock_contract(session: AsyncSession, contract_id: str) -> None:
     Its invoices and its payments arrive on two topics, applied concurrently: without this, a
     payment and a new invoice could each miss the other and leave credit beside an open item.
     """
-    await session.execute(select(func.pg_advisory_xact_lock(advisory_lock_key(f"payments:contract:{contract_id}"))))
+    await lock_contracts(session, [contract_id])
+
+
+# The keys in the order given, each lock taken as its row is produced.
+_lock_in_order = text("SELECT pg_advisory_xact_lock(key)"
+                      " FROM unnest(CAST(:keys AS bigint[])) WITH ORDINALITY AS locks(key, position) ORDER BY position")
+
+
+async def lock_contracts(session: AsyncSession, contract_ids: Iterable[str]) -> None:
+    """`lock_contract` for several contracts in one statement, in key order, so concurrent batches never deadlock."""
+    keys = sorted({advisory_lock_key(f"payments:contract:{contract_id}") for contract_id in contract_ids})
+    await session.execute(_lock_in_order, {"keys": keys})
+
+
+async def contracts_holding_credit(session: AsyncSession, contract_ids: Iterable[str]) -> set[str]:
+    """Those of the contracts that have money not yet assigned (payments or credit notes)."""
+    rows = await session.scalars(
+        select(payments.c.contract_id.distinct())
+        .where(payments.c.contract_id.in_(set(contract_ids)), payments.c.unassigned_amount > 0)
+    )
+    return set(rows)
+
+
+async def open_item_currencies(session: AsyncSession, contract_ids: Iterable[str]) -> dict[str, set[str]]:
+    """The currencies of each contract's open items."""
+    currencies: dict[str, set[str]] = defaultdict(set)
+    for contract_id, currency in await session.execute(
+        select(open_items.c.contract_id, open_items.c.currency).distinct()
+        .where(open_items.c.contract_id.in_(set(contract_ids)), open_items.c.open_amount > 0)
+    ):
+        currencies[contract_id].add(currency)
+    return currencies
 
 
 # --- open items ----------------------------------------------------------------------------------
 
 
-async def add_invoice_item(session: AsyncSession, document: DocumentCreated) -> None:
-    await _insert_item(session, document.document_id, ItemType.INVOICE, document.contract_id, document.customer_id,
-                     Money.of(document.gross_total, document.currency), document.due_date,
-                     invoice_number=document.number)
+async def add_invoice_items(session: AsyncSession, invoices: Sequence[DocumentCreated]) -> None:
+    if invoices:
+        await session.execute(insert(open_items), [
+            _item_row(document.document_id, ItemType.INVOICE, document.contract_id, document.customer_id,
+                      Money.of(document.gross_total, document.currency), document.due_date,
+                      invoice_number=document.number)
+            for document in invoices
+        ])
 
 
 async def add_own_item(session: AsyncSession, document_id: uuid.UUID, item_type: ItemType, opened_by: uuid.UUID,
                        event: PaymentReceived, amount: Money, due_date: date) -> None:
     """An item payments opens itself (a chargeback fee, a debit), owed by the customer of `event`."""
-    await _insert_item(session, document_id, item_type, event.contract_id, event.customer_id, amount, due_date,
-                     opened_by=opened_by)
+    await session.execute(insert(open_items).values(_item_row(
+        document_id, item_type, event.contract_id, event.customer_id, amount, due_date, opened_by=opened_by)))
 
 
-async def _insert_item(session: AsyncSession, document_id: uuid.UUID, item_type: ItemType, contract_id: str,
-                       customer_id: str, amount: Money, due_date: date, **references) -> None:
-    await session.execute(
-        insert(open_items).values(
-            document_id=document_id,
-            item_type=item_type.value,
-            contract_id=contract_id,
-            customer_id=customer_id,
-            currency=amount.currency,
-            amount=amount.amount,
-            open_amount=amount.amount,
-            due_date=due_date,
-            **references,
-        )
-    )
+def _item_row(document_id: uuid.UUID, item_type: ItemType, contract_id: str, customer_id: str, amount: Money,
+              due_date: date, **references) -> dict[str, Any]:
+    return dict(document_id=document_id, item_type=item_type.value, contract_id=contract_id, customer_id=customer_id,
+                currency=amount.currency, amount=amount.amount, open_amount=amount.amount, due_date=due_date,
+                **references)
 
 
 def _open_item(row: Row) -> OpenItem:
