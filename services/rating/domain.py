@@ -488,6 +488,21 @@ def close_periods(contract: Contract, as_of: date, states: Mapping[StateKey, Per
     return Closing(fees, top_ups, closing, changed, closed_through)
 
 
+def next_close_due(contract: Contract, as_of: date, grace_days: int) -> date | None:
+    """After closing `contract` as of `as_of`: the first later day on which closing it again may do
+    something. That is the day its first open period is `grace_days` past its end, or, with
+    recurring fees, the day its next period begins; None once its last period is closed."""
+    first_open = contract.first_open_period()
+    if first_open is None:
+        return None
+    due = first_open.end + timedelta(days=grace_days + 1)
+    if any(item.kind is ItemKind.RECURRING_FEE for item in contract.items.values()):
+        next_start = contract.starts_on if as_of < contract.starts_on else contract.period_of(as_of).end + timedelta(days=1)
+        if contract.is_active_on(next_start):
+            due = min(due, next_start)
+    return due
+
+
 @dataclass(frozen=True, slots=True)
 class EstimatedPeriod:
     period: Period

@@ -4,6 +4,7 @@ operator's): load via the store, decide in the domain, save, return the events t
 from __future__ import annotations
 
 import uuid
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Sequence
@@ -161,8 +162,9 @@ async def close_periods(session: AsyncSession, contract_id: str, as_of: date, gr
     added = await store.add_new_billable_items(session, closing.fees + closing.top_ups)
     await store.save_period_usage(session, {key: (state, closing.period_end(key))
                                             for key, state in closing.states.items()})
-    if closing.closed_through is not None and closing.closed_through != contract.closed_through:
-        await store.mark_closed_through(session, contract_id, closing.closed_through)
+    closed = replace(contract, closed_through=closing.closed_through)
+    await store.mark_closed(session, contract_id, closing.closed_through,
+                            domain.next_close_due(closed, as_of, grace_days))
     return [rated(item) for item in added]
 
 

@@ -25,7 +25,7 @@ log = logging.getLogger("billing.rating.period-close")
 async def close_due(database: Database, as_of: date, *, grace_days: int = 0,
                     contract_ids: Sequence[str] | None = None) -> list[Outgoing]:
     """Close every contract's due periods (of `contract_ids` only, if given); returns what it charged."""
-    due = await read(database, store.contract_ids_to_close)
+    due = await read(database, store.contract_ids_to_close, as_of)
     charged: list[Outgoing] = []
     for contract_id in due if contract_ids is None else [cid for cid in due if cid in contract_ids]:
         try:

@@ -105,14 +105,15 @@ async def contract_specs(session: AsyncSession, condition) -> list[ContractSpec]
     ]
 
 
-async def contract_ids_to_close(session: AsyncSession) -> list[str]:
-    """Contracts whose periods may still need closing: not closed through their end."""
+async def contract_ids_to_close(session: AsyncSession, as_of: date) -> list[str]:
+    """Contracts whose period close may have something to do by `as_of`."""
     return list(
         (
             await session.scalars(
                 select(contracts.c.contract_id)
                 .where(contracts.c.closed_through.is_(None) | contracts.c.ends_on.is_(None)
-                       | (contracts.c.closed_through < contracts.c.ends_on))
+                       | (contracts.c.closed_through < contracts.c.ends_on),
+                       contracts.c.close_due_on.is_(None) | (contracts.c.close_due_on <= as_of))
                 .order_by(contracts.c.contract_id)
             )
         ).all()
@@ -138,6 +139,7 @@ async def save_contract(session: AsyncSession, spec: ContractSpec) -> int:
         "billing_cycle": spec.billing_cycle.value,
         "period_months": spec.period_months,
         "alignment_date": spec.alignment_date,
+        "close_due_on": None,  # its periods or fees may have changed: the next tick looks again
     }
     revision = (
         await session.execute(
@@ -168,9 +170,11 @@ async def save_contract(session: AsyncSession, spec: ContractSpec) -> int:
     return revision
 
 
-async def mark_closed_through(session: AsyncSession, contract_id: str, closed_through: date) -> None:
+async def mark_closed(session: AsyncSession, contract_id: str, closed_through: date | None,
+                      close_due_on: date | None) -> None:
     await session.execute(
-        update(contracts).where(contracts.c.contract_id == contract_id).values(closed_through=closed_through)
+        update(contracts).where(contracts.c.contract_id == contract_id)
+        .values(closed_through=closed_through, close_due_on=close_due_on)
     )
 
 

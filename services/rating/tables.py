@@ -48,6 +48,10 @@ contracts = Table(
     # Periods ending on or before this day are closed (fees charged, minimums topped up); usage
     # for them is late. Written only by the period close, never by a contract change.
     Column("closed_through", Date),
+    # The first day on which the period close may have something to do for the contract (a period
+    # begins whose fees are due, or its first open period is to be closed); NULL: at the next tick.
+    # Each tick only looks at the contracts due, not at every contract; a change resets it.
+    Column("close_due_on", Date, index=True),
 )
 
 contract_items = Table(

@@ -227,6 +227,31 @@ def test_a_period_without_usage_owes_its_minimum():
     assert [(item.item_code, item.net) for item in closing.top_ups] == [("support", Money.of("50.00", EUR))]
 
 
+def test_the_next_close_is_due_when_a_period_begins_with_fees_or_its_open_period_is_past_grace():
+    usage_only = contract(items={"api": API, "support": SUPPORT})
+    # closed through April as of 5 May (grace 3): May is open and closes once 3 June is past
+    assert domain.next_close_due(replace(usage_only, closed_through=date(2026, 4, 30)), date(2026, 5, 5), 3) \
+        == date(2026, 6, 4)
+    # a recurring fee is due when June begins, before May's close
+    assert domain.next_close_due(contract(closed_through=date(2026, 4, 30)), date(2026, 5, 5), 3) == date(2026, 6, 1)
+    # a contract that has not started: its first period begins with its fees
+    assert domain.next_close_due(contract(starts_on=date(2026, 9, 15)), date(2026, 5, 5), 3) == date(2026, 9, 15)
+    # an ended contract: its last period's close, never a fee after its end; then nothing
+    ended = contract(ends_on=date(2026, 6, 10), closed_through=date(2026, 5, 31))
+    assert domain.next_close_due(ended, date(2026, 6, 2), 3) == date(2026, 6, 14)
+    assert domain.next_close_due(replace(ended, closed_through=date(2026, 6, 10)), date(2026, 6, 14), 3) is None
+
+
+def test_closing_on_the_day_it_is_due_does_what_was_due():
+    terms = contract(closed_through=date(2026, 4, 30))
+    due = domain.next_close_due(terms, date(2026, 5, 5), 0)
+    assert due == date(2026, 6, 1)
+    assert domain.close_periods(terms, date(2026, 5, 31), {}).closed_through == date(2026, 4, 30)  # nothing yet
+    closing = domain.close_periods(terms, due, {})
+    assert closing.closed_through == date(2026, 5, 31)
+    assert [fee.period_start for fee in closing.fees if fee.period_start == due] == [due]
+
+
 # --- purchases, estimates, renewals -----------------------------------------------------------
 
 def test_purchase_is_a_one_time_item_in_its_period():
