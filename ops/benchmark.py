@@ -3,8 +3,9 @@
 Runs on its own local stack and prints:
 - a baseline: plain aiokafka produce and consume of the same messages, plain asyncpg inserts of
   the same rows (executemany), to put every stage's figure in proportion;
-- each stage alone on a pre-filled topic (rating, settlement, invoicing), with 1 and 2 rating
-  workers, and the whole pipeline from usage to documents;
+- each stage alone on a pre-filled topic (rating, with 1 and 2 workers; settlement's intake),
+  billing runs (items settled per second; documents per second with and without PDFs), and the
+  whole pipeline with every worker running (usage published until settlement holds the items);
 - usage.recorded -> items.rated latency (p50/p95/p99) at a fixed offered load;
 - a billing run over many contracts, from the run requests to the last document;
 - the peak RSS of every worker process (VmHWM).
@@ -265,6 +266,10 @@ async def run(config: BenchmarkConfig) -> Results:
         results.add(f"billing run, {with_pdf:,} contracts, to the last document (with PDF)",
                     f"{run_s:,.1f} s ({with_pdf / run_s:,.0f} documents/s)")
 
+        print(f"billing runs over the stage's {len(specs):,} contracts")
+        settled_rate = await settle_backlog(kafka, databases, specs)
+        results.add(f"settlement: billable items settled ({len(specs):,} runs)", f"{settled_rate:,.0f} items/s")
+
         print(f"latency usage.recorded -> items.rated at {config.latency_rate:,} ev/s offered")
         workers.start("payments")
         await wait_until(lambda: _idle(databases), timeout_s=1800, what="the billing runs' backlog to drain")
@@ -321,6 +326,29 @@ async def billing_run(kafka: KafkaSettings, databases: Databases, workers: Worke
     await publish(kafka, topics.BILLING_RUNS_REQUESTED, requests)
     await time_until(databases, "invoicing", documents, docs_before + contracts, "documents of the run")
     return time.perf_counter() - started
+
+
+async def settle_backlog(kafka: KafkaSettings, databases: Databases, specs: list[ContractSpec]) -> float:
+    """Items settled per second, from requesting a billing run for each contract to every item they
+    hold settled (in settlement's database)."""
+    unsettled = settled_items.c.settlement_run_id.is_(None)
+    contract_ids = [spec.contract_id for spec in specs]
+    backlog = await databases.count("settlement", select(func.count()).select_from(settled_items)
+                                    .where(unsettled, settled_items.c.contract_id.in_(contract_ids)))
+    settled_before = await databases.count("settlement", select(func.count()).select_from(settled_items)
+                                           .where(~unsettled))
+    now = datetime.now(UTC)
+    started = time.perf_counter()
+    await publish(kafka, topics.BILLING_RUNS_REQUESTED, [
+        BillingRunRequested(event_id=derive_id("bench-settle", contract_id), occurred_at=now,
+                            contract_id=contract_id, cutoff=now) for contract_id in contract_ids])
+
+    async def all_settled() -> bool:
+        return await databases.count("settlement", select(func.count()).select_from(settled_items)
+                                     .where(~unsettled)) >= settled_before + backlog
+
+    await wait_until(all_settled, timeout_s=1800, what="the stage's items to settle", poll_s=0.05)
+    return backlog / (time.perf_counter() - started)
 
 
 def _started_lines(log: Path) -> int:
