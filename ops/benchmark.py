@@ -35,6 +35,8 @@ from ops.workers import Workers
 from services.invoicing.tables import documents
 from services.payments.tables import open_items
 from services.rating.contracts import ContractSpec, save_contracts
+from services.rating.settings import RatingSettings
+from services.rating.tables import contracts
 from services.rating.tables import billable_items as rated_items
 from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import messaging as settlement_messaging
@@ -198,13 +200,17 @@ async def _drained(databases: Databases, service: str) -> bool:
 
 
 async def _idle(databases: Databases) -> bool:
-    """Every document has reached payments and settlement and no outbox holds anything: a latency
-    figure then measures the path of an event, not a backlog left by the stage before."""
+    """Every document has reached payments and settlement, rating's period close has looked at
+    every contract loaded, and no outbox holds anything: a latency figure then measures the path
+    of an event, not a backlog left by the stages before."""
     docs = await count(databases, "invoicing", documents)
     inbox = settlement_messaging.inbox
     taxed = await databases.count("settlement", select(func.count()).select_from(inbox)
                                   .where(inbox.c.consumer == "settlement.documents.created"))
-    return (await count(databases, "payments", open_items) >= docs and taxed >= docs
+    close_pending = (await databases.count("rating", select(func.count()).select_from(contracts)
+                                           .where(contracts.c.close_due_on.is_(None)))
+                     if RatingSettings().period_close_interval_s > 0 else 0)
+    return (await count(databases, "payments", open_items) >= docs and taxed >= docs and not close_pending
             and all([await _drained(databases, service) for service in databases.urls]))
 
 
