@@ -21,7 +21,7 @@ import statistics
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -96,9 +96,12 @@ def contract_specs(count: int, prefix: str) -> list[ContractSpec]:
 
 
 def usage_events(count: int, specs: list[ContractSpec], label: str) -> list[UsageRecorded]:
+    """Usage of the last hour: in the open billing period whatever day the benchmark runs, so that
+    no period close or scheduled run (that a fixed date would fall due for) interferes."""
+    now = datetime.now(UTC)
     return [
         UsageRecorded(
-            event_id=derive_id(f"bench:{label}", str(number)), occurred_at=datetime(2026, 11, 1 + number % 20, tzinfo=UTC),
+            event_id=derive_id(f"bench:{label}", str(number)), occurred_at=now - timedelta(seconds=number % 3600),
             contract_id=specs[number % len(specs)].contract_id, item_code="api-calls",
             quantity=Decimal(100 + number % 900),
         )
@@ -415,6 +418,7 @@ def run_benchmark(config: BenchmarkConfig) -> Results:
     os.environ["BILLING_STACK_DIR"] = str(root)
     os.environ.setdefault("BILLING_KAFKA_SESSION_TIMEOUT_MS", "6000")
     os.environ.setdefault("BILLING_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
+    os.environ.setdefault("SETTLEMENT_SCHEDULER_INTERVAL_S", "0")  # the benchmark requests its runs itself
     stack = LocalStack(root, free_port())
     stack.up()
     try:

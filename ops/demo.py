@@ -308,6 +308,9 @@ def run_demo(*, serve: bool = False, screenshot_to: Path | None = None) -> int:
     os.environ.setdefault("BILLING_KAFKA_SESSION_TIMEOUT_MS", "6000")
     os.environ.setdefault("BILLING_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
     os.environ["SETTLEMENT_SCHEDULER_INTERVAL_S"] = "0"  # the demo requests its runs itself
+    # The sample usage has fixed November 2026 dates: a period close on a later day would bill it
+    # as late usage in the current period, a summary that changes with the calendar.
+    os.environ["RATING_PERIOD_CLOSE_INTERVAL_S"] = "0"
     workers = Workers(root / "logs")
     try:
         report, portal_url = asyncio.run(run_pipeline(root, workers))
