@@ -4,10 +4,10 @@ Runs on its own local stack and prints:
 - a baseline: plain aiokafka produce and consume of the same messages, plain asyncpg inserts of
   the same rows (executemany), to put every stage's figure in proportion;
 - each stage alone on a pre-filled topic (rating, with 1 and 2 workers; settlement's intake),
-  billing runs (items settled per second; documents per second with and without PDFs), and the
-  whole pipeline with every worker running (usage published until settlement holds the items);
+  billing runs from the requests to the last document (documents per second with and without
+  PDFs; items settled per second), and the whole pipeline with every worker running (usage
+  published until settlement holds the items);
 - usage.recorded -> items.rated latency (p50/p95/p99) at a fixed offered load;
-- a billing run over many contracts, from the run requests to the last document;
 - the peak RSS of every worker process (VmHWM).
 It is not a test: it asserts nothing, it measures.
 """
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from sqlalchemy import MetaData, func, select
+from sqlalchemy import func, select
 
 from ops.observe import Databases, wait_until
 from ops.stack import LocalStack, create_topics, free_port
@@ -41,12 +41,10 @@ from services.rating.tables import billable_items as rated_items
 from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import messaging as settlement_messaging
 from shared import topics
-from shared.db import messaging_tables, migrate
+from shared.db import migrate
 from shared.events import BillingRunRequested, RatedItem, UsageRecorded, derive_id, encode_event
 from shared.settings import KafkaSettings
 
-
-OUTBOX = messaging_tables(MetaData()).outbox  # every service database has one of this shape
 
 
 @dataclass
@@ -191,15 +189,10 @@ async def sustained_rate(databases: Databases, service: str, table, target: int,
     started = time.perf_counter()
 
     async def done() -> bool:
-        return await _reached(databases, service, table, target) and await _drained(databases, service)
+        return await _reached(databases, service, table, target) and await databases.outbox_drained(service)
 
     await wait_until(done, timeout_s=1800, what=what, poll_s=0.1)
     return (target - first) / (time.perf_counter() - started)
-
-
-async def _drained(databases: Databases, service: str) -> bool:
-    return not await databases.count(service, select(func.count()).select_from(OUTBOX)
-                                     .where(OUTBOX.c.published_at.is_(None)))
 
 
 async def _idle(databases: Databases) -> bool:
@@ -214,7 +207,7 @@ async def _idle(databases: Databases) -> bool:
                                            .where(contracts.c.close_due_on.is_(None)))
                      if RatingSettings().period_close_interval_s > 0 else 0)
     return (await count(databases, "payments", open_items) >= docs and taxed >= docs and not close_pending
-            and all([await _drained(databases, service) for service in databases.urls]))
+            and await databases.outboxes_drained())
 
 
 async def _reached(databases: Databases, service: str, table, target: int) -> bool:
@@ -342,10 +335,13 @@ async def settle_backlog(kafka: KafkaSettings, databases: Databases, specs: list
     hold settled (in settlement's database)."""
     unsettled = settled_items.c.settlement_run_id.is_(None)
     contract_ids = [spec.contract_id for spec in specs]
+
+    async def settled() -> int:
+        return await databases.count("settlement", select(func.count()).select_from(settled_items).where(~unsettled))
+
     backlog = await databases.count("settlement", select(func.count()).select_from(settled_items)
                                     .where(unsettled, settled_items.c.contract_id.in_(contract_ids)))
-    settled_before = await databases.count("settlement", select(func.count()).select_from(settled_items)
-                                           .where(~unsettled))
+    settled_before = await settled()
     now = datetime.now(UTC)
     started = time.perf_counter()
     await publish(kafka, topics.BILLING_RUNS_REQUESTED, [
@@ -353,8 +349,7 @@ async def settle_backlog(kafka: KafkaSettings, databases: Databases, specs: list
                             contract_id=contract_id, cutoff=now) for contract_id in contract_ids])
 
     async def all_settled() -> bool:
-        return await databases.count("settlement", select(func.count()).select_from(settled_items)
-                                     .where(~unsettled)) >= settled_before + backlog
+        return await settled() >= settled_before + backlog
 
     await wait_until(all_settled, timeout_s=1800, what="the stage's items to settle", poll_s=0.05)
     return backlog / (time.perf_counter() - started)

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
-from sqlalchemy import MetaData, func, select
+from sqlalchemy import func, select
 
 from ops.observe import Databases, dead_letters, read_topic, wait_until
 from ops.stack import LocalStack, create_topics, free_port
@@ -41,14 +41,13 @@ from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import contract_accounts, ledger_entries, settlement_runs
 from services.settlement.tables import messaging as settlement_messaging
 from shared import topics
-from shared.db import messaging_tables, migrate
+from shared.db import migrate
 from shared.events import BillingRunRequested, PaymentKind, PaymentReceived, UsageRecorded, derive_id
 from shared.messaging import create_broker, publish_event
 from shared.money import Money
 from shared.settings import KafkaSettings
 
 UNIT_PRICES = ("0.0125", "0.10", "0.42", "1.99", "0.003")
-OUTBOX = messaging_tables(MetaData()).outbox  # every service database has one of this shape
 SETTLEMENT_INBOX = settlement_messaging.inbox
 
 
@@ -224,16 +223,7 @@ async def quiet(databases: Databases, unique_events: int, payments_sent: int) ->
                         .where(SETTLEMENT_INBOX.c.consumer == "settlement.documents.created")))[0][0]
     return (rated >= unique_events and settled >= rated and unsettled == 0 and docs >= runs and items >= docs
             and taxed >= docs and paid >= payments_sent and ledger_paid >= payments_sent
-            and await outboxes_drained(databases))
-
-
-async def outboxes_drained(databases: Databases) -> bool:
-    for service in databases.by_service:
-        pending = (await rows(databases, service, select(func.count()).select_from(OUTBOX)
-                              .where(OUTBOX.c.published_at.is_(None))))[0][0]
-        if pending:
-            return False
-    return True
+            and await databases.outboxes_drained())
 
 
 async def check_invariants(databases: Databases, figures: Figures, published_ids: set[uuid.UUID],
@@ -296,7 +286,7 @@ async def check_invariants(databases: Databases, figures: Figures, published_ids
     runs = (await rows(databases, "settlement", select(func.count()).select_from(settlement_runs)))[0][0]
     if runs != len({doc.settlement_run_id for doc in docs}):
         problems.append(f"{runs} settlement runs but documents for {len({d.settlement_run_id for d in docs})}")
-    if not await outboxes_drained(databases):
+    if not await databases.outboxes_drained():
         problems.append("an outbox still has unpublished events")
     figures.dead_letters = len(await dead_letters(bootstrap_servers))
     if figures.dead_letters:

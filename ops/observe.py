@@ -8,14 +8,16 @@ from typing import Awaitable, Callable, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel, ValidationError
-from sqlalchemy import Table, func, select
+from sqlalchemy import MetaData, Table, func, select
 
 from ops.stack import database_urls
 from shared import topics
-from shared.db import Database
+from shared.db import Database, messaging_tables
 from shared.events import DeadLetter
 
 E = TypeVar("E", bound=BaseModel)
+
+OUTBOX = messaging_tables(MetaData()).outbox  # every service database has one of this shape
 
 
 async def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 5.0) -> list[bytes]:
@@ -86,6 +88,14 @@ class Databases:
 
     async def has_exactly(self, service: str, table: Table, expected: int, *where) -> bool:
         return await self.count(service, select(func.count()).select_from(table).where(*where)) == expected
+
+    async def outbox_drained(self, service: str) -> bool:
+        """Whether everything `service` wrote to its outbox has been published."""
+        return not await self.count(service, select(func.count()).select_from(OUTBOX)
+                                    .where(OUTBOX.c.published_at.is_(None)))
+
+    async def outboxes_drained(self) -> bool:
+        return all([await self.outbox_drained(service) for service in self.by_service])
 
     async def dispose(self) -> None:
         for database in self.by_service.values():

@@ -79,6 +79,7 @@ Amount = Annotated[Decimal, *exact_decimal_field(max_digits=28, decimal_places=4
 UnitPrice = Annotated[Decimal, *exact_decimal_field(max_digits=28, decimal_places=10)]
 Quantity = Annotated[Decimal, *exact_decimal_field(max_digits=28, decimal_places=10, ge=0)]
 
+
 class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import Iterator, Mapping, Sequence
 
 from dateutil.relativedelta import relativedelta
@@ -228,7 +228,6 @@ class BillableItem:
     @property
     def discount_amount(self) -> Money:
         return self.discount or Money.zero(self.net.currency)
-
 
 
 StateKey = tuple[str, str, date]  # contract, item, period start
