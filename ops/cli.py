@@ -110,7 +110,7 @@ def dead_letters_replay(
     import uuid
 
     from ops.dead_letters import list_letters, replay
-    from shared.messaging import create_broker
+    from shared.runtime import create_broker
 
     if not event_ids and not consumer:
         raise typer.BadParameter("name dead letter ids or --consumer")

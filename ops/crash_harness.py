@@ -43,7 +43,7 @@ from services.settlement.tables import messaging as settlement_messaging
 from shared import topics
 from shared.db import migrate
 from shared.events import BillingRunRequested, PaymentKind, PaymentReceived, UsageRecorded, derive_id
-from shared.messaging import create_broker, publish_event
+from shared.runtime import create_broker, publish_event
 from shared.money import Money
 from shared.settings import KafkaSettings
 

@@ -31,8 +31,8 @@ def replayable(letter: DeadLetter) -> str | None:
     """Why `letter` cannot be replayed as it was received, or None if it can."""
     if letter.payload_truncated:
         return "its payload was truncated when it was dead-lettered"
-    if "\\x" in letter.payload:
-        return "its payload was not UTF-8, so the stored text is not the original bytes"
+    if letter.payload_encoding is None and "\\x" in letter.payload:
+        return "its payload was not UTF-8 and was dead-lettered as escaped text (schema version 1)"
     return None
 
 
@@ -43,7 +43,7 @@ async def replay(broker: KafkaBroker, letters: Iterable[DeadLetter]) -> list[tup
         problem = replayable(letter)
         if problem is None:
             await broker.publish(
-                letter.payload.encode(), letter.source_topic, key=letter.key.encode() if letter.key else None
+                letter.original_payload(), letter.source_topic, key=letter.key.encode() if letter.key else None
             )
         outcomes.append((letter, problem))
     return outcomes

@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from shared import topics
 from shared.events import TOPIC_SCHEMAS
-from shared.messaging import ServiceRuntime
+from shared.runtime import ServiceRuntime
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 

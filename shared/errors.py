@@ -9,7 +9,9 @@ class Rejected(Exception):
 
 
 class DependencyNotReady(Exception):
-    """Something this event needs has not arrived yet (e.g. a contract snapshot on another topic).
+    """Something this event needs has not arrived yet (the payment a chargeback takes back, the
+    invoice a credit note corrects). Its text says what it waits for.
 
-    Retried with backoff like a transient failure, never dead-lettered: it will arrive.
+    The event is parked (shared.inbox), so that the messages behind it go on, and re-driven until
+    what it waits for has arrived; after the service's park timeout it is dead-lettered.
     """

@@ -11,6 +11,7 @@ Rules every schema follows:
 
 from __future__ import annotations
 
+import base64
 import uuid
 from datetime import date
 from decimal import Decimal
@@ -91,6 +92,17 @@ class Event(BaseModel):
     def key(self) -> str:
         """The partition key: all of one contract's events stay in order on one partition."""
         return self.contract_id
+
+
+def _require_from_version(event: BaseModel, version: int, *fields: str) -> None:
+    """Fields a schema version added: required from `version` on, absent in the messages before it
+    (which stay readable while they can still be in a topic; consumers fall back for them)."""
+    for name in fields:
+        present = getattr(event, name) is not None
+        if event.schema_version >= version and not present:  # type: ignore[attr-defined]
+            raise ValueError(f"{name} is required from schema_version {version} on")
+        if event.schema_version < version and present:  # type: ignore[attr-defined]
+            raise ValueError(f"{name} is not part of schema_version {event.schema_version}")  # type: ignore[attr-defined]
 
 
 def _check_minor_units(currency: str, **amounts: Decimal) -> None:
@@ -203,9 +215,14 @@ class PriceBand(BaseModel):
 
 
 class RatedItem(Event):
-    """items.rated: a billable item, priced, with its breakdown."""
+    """items.rated: a billable item, priced, with its breakdown.
 
-    schema_version: Literal[1] = 1
+    Version 2 adds `tax_category`, so that what the item is taxed with travels with it (a one-time
+    purchase need not be a contract item). Version 1 messages are read with `tax_category` None.
+    """
+
+    schema_version: Literal[1, 2] = 2
+    tax_category: TaxCategory | None = None
     billable_item_id: uuid.UUID
     customer_id: Identifier
     item_code: Identifier
@@ -232,6 +249,7 @@ class RatedItem(Event):
 
     @model_validator(mode="after")
     def _amounts_fit_currency(self) -> RatedItem:
+        _require_from_version(self, 2, "tax_category")
         _check_minor_units(self.currency, net=self.net, discount=self.discount)
         for band in self.price_breakdown:
             _check_minor_units(self.currency, band_amount=band.amount)
@@ -259,6 +277,8 @@ class SettlementItem(BaseModel):
     period_end: date
     # What a discount already took off `net` (quantity x unit_price - discount = net before rounding).
     discount: Annotated[Amount, Field(ge=0)] = Decimal(0)
+    # Version 2 on: the item's tax category as rated; None for items rated under items.rated v1.
+    tax_category: TaxCategory | None = None
 
 
 class CreditReason(StrEnum):
@@ -284,18 +304,25 @@ class CreditItem(BaseModel):
     net: Annotated[Amount, Field(ge=0)]
     period_start: date
     period_end: date
+    # Version 2 on: the credited item's tax category; None for items rated under items.rated v1.
+    tax_category: TaxCategory | None = None
 
 
 class ReceivablesPosted(Event):
     """receivables.posted: a settlement run with everything invoicing needs to build documents.
 
     `items` became a receivable of `total`, `credits` a credit memo of `credit_total`; a run
-    has at least one of them.
+    has at least one of them. Version 2 makes the run self-contained: it carries the customer's
+    tax profile as of the run and each line's tax category, so invoicing needs no replica of
+    another topic for it. `customer` is None in version 1, and in version 2 only when settlement
+    had no snapshot of the contract yet; a line's category is None only for an item rated under
+    items.rated v1. Invoicing falls back to its contract replica for what is None.
     """
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = 2
     settlement_run_id: uuid.UUID
     customer_id: Identifier
+    customer: CustomerProfile | None = None
     currency: Currency
     cutoff: AwareDatetime
     items: list[SettlementItem] = Field(default_factory=list, max_length=10_000)
@@ -309,6 +336,9 @@ class ReceivablesPosted(Event):
         _check_minor_units(
             self.currency, total=self.total, credit_total=self.credit_total, ledger_balance=self.ledger_balance
         )
+        if self.schema_version < 2 and (self.customer is not None or any(
+                line.tax_category is not None for line in [*self.items, *self.credits])):
+            raise ValueError("customer and tax categories are not part of schema_version 1")
         if not self.items and not self.credits:
             raise ValueError("a settlement run has items, credits or both")
         if self.total != sum((item.net for item in self.items), Decimal(0)):
@@ -418,11 +448,15 @@ class PaymentReceived(Event):
 
 
 class DeadLetter(BaseModel):
-    """dead-letters: a message a consumer could not apply, with where it came from and why."""
+    """dead-letters: a message a consumer could not apply, with where it came from and why.
+
+    Version 2 keeps the payload replayable byte for byte: as text when it is UTF-8, as base64
+    otherwise (`payload_encoding`); version 1 kept text with undecodable bytes escaped.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = 2
     event_id: uuid.UUID
     occurred_at: AwareDatetime
     consumer: str
@@ -434,6 +468,18 @@ class DeadLetter(BaseModel):
     error_type: str
     payload: str
     payload_truncated: bool
+    payload_encoding: Literal["utf-8", "base64"] | None = None
+
+    @model_validator(mode="after")
+    def _encoding_from_version_2(self) -> DeadLetter:
+        _require_from_version(self, 2, "payload_encoding")
+        return self
+
+    def original_payload(self) -> bytes:
+        """The bytes the consumer received (the first part of them, if `payload_truncated`)."""
+        if self.payload_encoding == "base64":
+            return base64.b64decode(self.payload)
+        return self.payload.encode()
 
 
 TOPIC_SCHEMAS: dict[str, type[BaseModel]] = {

@@ -61,10 +61,14 @@ class ServiceSettings(BaseSettings):
     # How often the outbox relay looks for new rows when nothing woke it up.
     outbox_poll_interval_s: float = 0.05
     outbox_batch_size: int = 500
-    # How long a consumer retries a message that fails transiently, or whose dependency (e.g. a
-    # contract snapshot) has not arrived, before it nacks (infrastructure) or dead-letters
-    # (missing dependency) it.
+    # How long a consumer retries a batch that fails transiently (database or broker away) before
+    # it nacks it, so that it is redelivered and retried again.
     retry_window_s: float = 120.0
+    # A message that waits for another (a chargeback for its payment) is parked, re-driven when a
+    # message of its contract is applied and otherwise on a backoff schedule; the loop looks for
+    # due ones this often. After park_timeout_s it is dead-lettered with what it waited for.
+    parked_redrive_interval_s: float = 2.0
+    park_timeout_s: float = 7 * 86_400.0
     # Batch consumers (subscribe_batch) apply up to this many messages per transaction, waiting at
     # most batch_timeout_ms for a poll to fill when the topic is quiet.
     batch_max_records: int = 500

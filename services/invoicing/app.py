@@ -4,7 +4,7 @@ from services.invoicing import handlers
 from services.invoicing.tables import messaging
 from shared import topics
 from shared.events import ContractChanged, ReceivablesPosted
-from shared.messaging import ServiceRuntime
+from shared.runtime import ServiceRuntime
 
 runtime = ServiceRuntime.create("invoicing", handlers.settings, messaging, publishes=[topics.DOCUMENTS_CREATED])
 runtime.subscribe_batch(topics.CONTRACTS_CHANGED, ContractChanged, handlers.keep_contract_terms)

@@ -53,7 +53,8 @@ class Seller:
 
 @dataclass(frozen=True, slots=True)
 class ContractTerms:
-    """Invoicing's replica of what it needs from a contract (from contracts.changed)."""
+    """Who a contract bills and how its items are taxed: from the run itself (receivables.posted v2,
+    `revision` 0), else from invoicing's replica of contracts.changed (runs posted before v2)."""
 
     contract_id: str
     revision: int
@@ -77,6 +78,8 @@ class SourceLine:
     period_end: date
     credit_reason: CreditReason | None = None
     corrects_number: str | None = None
+    # The line's own tax category as settlement passed it on; None: the contract item's.
+    tax_category: TaxCategory | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +169,8 @@ class Numbering:
 def group_lines(
     sources: Iterable[SourceLine], tax_categories: dict[str, TaxCategory], context: TaxContext
 ) -> tuple[DocumentLine, ...]:
-    """One line per item, period and unit price (and, on credit notes, reason and corrected invoice).
+    """One line per item, period, unit price and tax category (and, on credit notes, reason and corrected
+    invoice); a line without a category of its own takes its contract item's from `tax_categories`.
 
     Quantities, discounts and nets are summed exactly: the nets were rounded once per item where
     they were rated, so a line's net is the sum of what was settled, not a re-rounded product.
@@ -174,14 +178,15 @@ def group_lines(
     groups: dict[tuple, list[SourceLine]] = {}
     for source in sources:
         key = (source.period_start, source.period_end, source.item_code, source.description, source.unit_price,
-               source.credit_reason or "", source.corrects_number or "")
+               source.credit_reason or "", source.corrects_number or "",
+               source.tax_category or tax_categories[source.item_code])
         groups.setdefault(key, []).append(source)
     lines = []
     for line_no, key in enumerate(sorted(groups), start=1):
         members = groups[key]
         first = members[0]
         currency = first.net.currency
-        category = tax_categories[first.item_code]
+        category = key[-1]
         lines.append(DocumentLine(
             line_no=line_no,
             item_code=first.item_code,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from dataclasses import replace
 from datetime import date
 from typing import Sequence
 
@@ -17,6 +18,7 @@ from shared.errors import DependencyNotReady, Rejected
 from shared.events import (
     ContractChanged,
     CreditItem,
+    CustomerProfile,
     DocumentCreated,
     DocumentType,
     ReceivablesPosted,
@@ -24,7 +26,8 @@ from shared.events import (
     TaxLine,
     derive_id,
 )
-from shared.messaging import BatchOutcome, Outgoing
+from shared.inbox import BatchOutcome
+from shared.outbox import Outgoing
 from shared.money import Money
 
 log = logging.getLogger("billing.invoicing")
@@ -45,13 +48,11 @@ async def keep_contract_terms(session: AsyncSession, events: Sequence[ContractCh
 
 
 def _terms(event: ContractChanged) -> domain.ContractTerms:
-    customer = event.customer
     return domain.ContractTerms(
         contract_id=event.contract_id,
         revision=event.revision,
-        customer_id=customer.customer_id,
-        customer=domain.Party(name=customer.name, country=customer.country, address_lines=tuple(customer.address_lines),
-                              vat_id=customer.vat_id, email=customer.email),
+        customer_id=event.customer.customer_id,
+        customer=_party(event.customer),
         tax_categories={item.item_code: item.tax_category for item in event.items},
     )
 
@@ -63,9 +64,15 @@ async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPo
     deadlock); the batch's documents are numbered in its order, each number going to a document
     stored in this transaction, and the series' last numbers are recorded with them.
     """
-    terms = await store.find_contract_terms(session, {event.contract_id for event in events})
+    replicas = await store.find_contract_terms(session, {event.contract_id for event in events})
+    terms: dict[uuid.UUID, domain.ContractTerms] = {}
+    parked: dict[uuid.UUID, DependencyNotReady] = {}
     for event in events:
-        _require_terms(event, terms.get(event.contract_id))
+        try:
+            terms[event.event_id] = _terms_of_run(event, replicas.get(event.contract_id))
+        except DependencyNotReady as waiting:
+            parked[event.event_id] = waiting
+    events = [event for event in events if event.event_id in terms]
     # The invoices that credits correct: issued before, or earlier in this batch.
     corrected = await store.invoice_numbers_of_runs(
         session, (credit.credited_settlement_run_id for event in events for credit in event.credits
@@ -78,8 +85,8 @@ async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPo
     rejected: dict[uuid.UUID, Rejected] = {}
     for event in events:
         try:
-            invoice = _invoice(event, terms[event.contract_id]) if event.items else None
-            credit_note = _credit_note(event, terms[event.contract_id], corrected) if event.credits else None
+            invoice = _invoice(event, terms[event.event_id]) if event.items else None
+            credit_note = _credit_note(event, terms[event.event_id], corrected) if event.credits else None
         except Rejected as refusal:
             rejected[event.event_id] = refusal
             continue
@@ -95,16 +102,33 @@ async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPo
             outgoing.append(Outgoing(topics.DOCUMENTS_CREATED, _created(document, digest, event)))
     await store.add_documents(session, issued)
     await store.advance_series(session, numbering.last)
-    return BatchOutcome(outgoing, rejected)
+    return BatchOutcome(outgoing, rejected, parked)
 
 
-def _require_terms(event: ReceivablesPosted, terms: domain.ContractTerms | None) -> None:
-    if terms is None:
-        raise DependencyNotReady(f"no contracts.changed snapshot of {event.contract_id} yet")
-    missing = sorted({line.item_code for line in [*event.items, *event.credits]} - terms.tax_categories.keys())
+def _terms_of_run(event: ReceivablesPosted, replica: domain.ContractTerms | None) -> domain.ContractTerms:
+    """Who the run bills and how its lines are taxed: what the run carries (receivables.posted v2),
+    and for what it does not (v1 runs, items rated before items.rated v2) the contract replica's.
+
+    A run that needs the replica before it holds what the run needs is parked until it does."""
+    lines = [*event.items, *event.credits]
+    uncategorized = {line.item_code for line in lines if line.tax_category is None}
+    if event.customer is not None and not uncategorized:
+        return domain.ContractTerms(event.contract_id, 0, event.customer_id, _party(event.customer), {})
+    if replica is None:
+        raise DependencyNotReady(f"run {event.settlement_run_id} needs the contracts.changed snapshot of "
+                                 f"{event.contract_id}, which has not arrived")
+    missing = sorted(uncategorized - replica.tax_categories.keys())
     if missing:
-        raise DependencyNotReady(
-            f"contract {event.contract_id} revision {terms.revision} has no item {', '.join(missing)} yet")
+        raise DependencyNotReady(f"contract {event.contract_id} revision {replica.revision} has no item "
+                                 f"{', '.join(missing)} yet")
+    if event.customer is None:
+        return replica
+    return replace(replica, customer_id=event.customer_id, customer=_party(event.customer))
+
+
+def _party(customer: CustomerProfile) -> domain.Party:
+    return domain.Party(name=customer.name, country=customer.country, address_lines=tuple(customer.address_lines),
+                        vat_id=customer.vat_id, email=customer.email)
 
 
 def _document_types(event: ReceivablesPosted) -> list[DocumentType]:
@@ -153,6 +177,7 @@ def _from_item(item: SettlementItem, currency: str) -> domain.SourceLine:
         net=Money.of(item.net, currency),
         period_start=item.period_start,
         period_end=item.period_end,
+        tax_category=item.tax_category,
     )
 
 
@@ -173,6 +198,7 @@ def _from_credit(credit: CreditItem, currency: str, corrected: dict[uuid.UUID, s
         period_end=credit.period_end,
         credit_reason=credit.reason,
         corrects_number=corrects,
+        tax_category=credit.tax_category,
     )
 
 

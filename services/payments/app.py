@@ -9,7 +9,7 @@ from services.payments.settings import PaymentsSettings
 from services.payments.tables import messaging
 from shared import topics
 from shared.events import DocumentCreated, PaymentReceived
-from shared.messaging import ServiceRuntime
+from shared.runtime import ServiceRuntime
 
 runtime = ServiceRuntime.create("payments", PaymentsSettings(), messaging, publishes=[topics.PAYMENTS_RECEIVED])
 runtime.subscribe_batch(topics.DOCUMENTS_CREATED, DocumentCreated, handlers.record_documents)

@@ -15,7 +15,8 @@ from services.payments.tables import messaging
 from shared import topics
 from shared.errors import DependencyNotReady, Rejected
 from shared.events import DocumentCreated, DocumentType, PaymentKind, PaymentReceived, PaymentStatus, derive_id
-from shared.messaging import BatchOutcome, Outgoing, each_in_savepoint, write_outbox
+from shared.inbox import BatchOutcome, each_in_savepoint
+from shared.outbox import Outgoing, write_outbox
 from shared.money import Money
 
 log = logging.getLogger("billing.payments")

@@ -16,7 +16,7 @@ from services.portal import domain, models
 from services.portal.reads import Sources
 from services.portal.sources import rating
 from shared import topics
-from shared.messaging import publish_event
+from shared.runtime import publish_event
 
 
 class UnknownContract(domain.ActionRefused):

@@ -16,7 +16,7 @@ from services.portal.actions import Actions, RatingUnavailable, UnknownContract
 from services.portal.domain import ActionRefused
 from services.portal.reads import Sources
 from services.portal.settings import PortalSettings
-from shared.messaging import create_broker
+from shared.runtime import create_broker
 from shared.settings import KafkaSettings
 
 

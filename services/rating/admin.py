@@ -25,7 +25,7 @@ from services.rating.specs import CancellationSpec, PurchaseSpec
 from shared.db import Database, migrate
 from shared.errors import Rejected
 from shared.events import RatedItem
-from shared.messaging import Outgoing
+from shared.outbox import Outgoing
 from shared.money import Money
 
 T = TypeVar("T")

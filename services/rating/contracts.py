@@ -12,7 +12,7 @@ from services.rating import handlers
 from services.rating.specs import CONTRACT_LIST, ContractSpec
 from services.rating.tables import messaging
 from shared.db import Database
-from shared.messaging import Outgoing, write_outbox
+from shared.outbox import Outgoing, write_outbox
 
 __all__ = ["CONTRACT_LIST", "ContractSpec", "operate", "read", "save_contracts"]
 

@@ -216,6 +216,8 @@ class BillableItem:
     period_start: date
     period_end: date
     occurred_at: datetime
+    # What the item is taxed with: its contract item's category, or a purchase's own.
+    tax_category: TaxCategory
     charge_kind: ChargeKind = ChargeKind.USAGE
     discount: Money | None = None
     # The breakdown, each band's amount rounded on its own, as it is shown and sent.
@@ -318,6 +320,7 @@ def rate(usage: Usage, contract: Contract, placement: Placement, state: PeriodUs
         period_start=billed_in.start,
         period_end=billed_in.end,
         occurred_at=usage.occurred_at,
+        tax_category=item.tax_category,
         discount=discount - Money.of(state.discount, currency),
         bands=tuple(replace(band, amount=Money.round(band.amount, currency).amount)
                     for band in band_differences(before, after)),
@@ -407,6 +410,7 @@ def fee_item(contract: Contract, item: ContractItem, period: Period) -> Billable
         period_start=period.start,
         period_end=period.end,
         occurred_at=_midnight(period.start),
+        tax_category=item.tax_category,
         charge_kind=ChargeKind.RECURRING_FEE,
         discount=list_amount - net,
     )
@@ -435,6 +439,7 @@ def minimum_top_up(contract: Contract, item: ContractItem, period: Period,
         period_start=period.start,
         period_end=period.end,
         occurred_at=_midnight(period.end),
+        tax_category=item.tax_category,
     ), replace(state, net=closed_net.amount)
 
 
@@ -532,8 +537,10 @@ def estimate(contract: Contract, item_code: str, quantity: Decimal, *, horizon: 
 
 
 def purchase_item(contract: Contract, purchase_id: uuid.UUID, item_code: str, description: str, quantity: Decimal,
-                  unit_price: Decimal, purchased_on: date) -> BillableItem:
-    """A one-time purchase added to a contract: net = quantity x unit price, rounded once."""
+                  unit_price: Decimal, purchased_on: date, tax_category: TaxCategory) -> BillableItem:
+    """A one-time purchase added to a contract: net = quantity x unit price, rounded once.
+
+    Its item code need not be one of the contract's items; its tax category travels with it."""
     if not contract.is_active_on(purchased_on):
         raise RatingError(f"purchase on {purchased_on} is outside contract {contract.contract_id}'s term "
                           f"({contract.starts_on} to {contract.ends_on or 'open end'})")
@@ -553,6 +560,7 @@ def purchase_item(contract: Contract, purchase_id: uuid.UUID, item_code: str, de
         period_start=period.start,
         period_end=period.end,
         occurred_at=_midnight(purchased_on),
+        tax_category=tax_category,
         charge_kind=ChargeKind.ONE_TIME,
     )
 

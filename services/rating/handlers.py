@@ -25,7 +25,8 @@ from shared.events import (
     UsageRecorded,
     derive_id,
 )
-from shared.messaging import BatchOutcome, Outgoing
+from shared.inbox import BatchOutcome
+from shared.outbox import Outgoing
 
 
 class NotFound(Rejected):
@@ -67,6 +68,7 @@ def rated(item: BillableItem) -> Outgoing:
         net=item.net.amount,
         period_start=item.period_start,
         period_end=item.period_end,
+        tax_category=item.tax_category,
         source_event_ids=[item.source_event_id],
         charge_kind=item.charge_kind,
         discount=item.discount_amount.amount,
@@ -141,7 +143,7 @@ async def add_purchase(session: AsyncSession, contract_id: str, purchase: Purcha
     purchase_id = derive_id(f"{contract_id}:{purchase.purchase_id}", "purchase") if purchase.purchase_id \
         else uuid.uuid4()
     item = domain.purchase_item(contract, purchase_id, purchase.item_code, purchase.description, purchase.quantity,
-                                purchase.unit_price, purchase.purchased_on)
+                                purchase.unit_price, purchase.purchased_on, purchase.tax_category)
     return [rated(added) for added in await store.add_new_billable_items(session, [item])]
 
 

@@ -9,7 +9,6 @@ once: the contract row lock serializes them and derived ids charge nothing twice
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, date, datetime
 from typing import Callable, Sequence
@@ -17,7 +16,8 @@ from typing import Callable, Sequence
 from services.rating import handlers, store
 from services.rating.contracts import operate, read
 from shared.db import Database
-from shared.messaging import Outgoing
+from shared.loop import BackgroundLoop
+from shared.outbox import Outgoing
 
 log = logging.getLogger("billing.rating.period-close")
 
@@ -36,32 +36,14 @@ async def close_due(database: Database, as_of: date, *, grace_days: int = 0,
     return charged
 
 
-class PeriodCloser:
-    """The worker's task that ticks `close_due` with the system clock."""
+def period_closer(database: Database, interval_s: float, grace_days: int,
+                  clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> BackgroundLoop:
+    """The worker's loop that ticks `close_due` with its clock (the system clock unless a test's)."""
 
-    def __init__(self, database: Database, interval_s: float, grace_days: int,
-                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self.database = database
-        self.interval_s = interval_s
-        self.grace_days = grace_days
-        self.clock = clock
-        self._task: asyncio.Task[None] | None = None
+    async def tick() -> bool:
+        charged = await close_due(database, clock().date(), grace_days=grace_days)
+        if charged:
+            log.info("period close: charged %d item(s)", len(charged))
+        return False
 
-    def start(self) -> None:
-        if self.interval_s > 0:
-            self._task = asyncio.create_task(self._run(), name="rating-period-close")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                charged = await close_due(self.database, self.clock().date(), grace_days=self.grace_days)
-                if charged:
-                    log.info("period close: charged %d item(s)", len(charged))
-            except Exception:
-                log.exception("period close failed; trying again on the next tick")
-            await asyncio.sleep(self.interval_s)
+    return BackgroundLoop("rating-period-close", tick, interval_s, log)

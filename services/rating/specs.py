@@ -180,6 +180,8 @@ class PurchaseSpec(BaseModel):
     unit_price: Price
     purchased_on: date
     purchase_id: Identifier | None = None
+    # How the purchase is taxed: it need not be one of the contract's items, so it says so itself.
+    tax_category: TaxCategory = TaxCategory.STANDARD
 
 
 class CancellationSpec(BaseModel):

@@ -261,6 +261,7 @@ def _row(item: BillableItem) -> dict:
         "period_end": item.period_end,
         "occurred_at": item.occurred_at,
         "charge_kind": item.charge_kind.value,
+        "tax_category": item.tax_category.value,
         "discount": item.discount_amount.amount,
         "price_breakdown": [
             {"from_quantity": _text(band.from_quantity), "to_quantity": _text(band.to_quantity),

@@ -88,6 +88,7 @@ billable_items = Table(
     Column("occurred_at", DateTime(timezone=True), nullable=False),
     Column("rated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     Column("charge_kind", String(16), nullable=False),
+    Column("tax_category", String(16), nullable=False),
     Column("discount", Numeric(28, 4), nullable=False),
     Column("price_breakdown", JSONB, nullable=False),
     Column("previous_reading", Numeric(28, 10)),

@@ -26,7 +26,8 @@ from services.settlement.tables import messaging
 from shared import topics
 from shared.db import Database, migrate
 from shared.events import BillingRunRequested, ReceivablesPosted, derive_id
-from shared.messaging import Outgoing, create_broker, publish_event, write_outbox
+from shared.outbox import Outgoing, write_outbox
+from shared.runtime import create_broker, publish_event
 from shared.money import Money
 from shared.settings import KafkaSettings
 

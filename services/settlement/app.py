@@ -1,12 +1,13 @@
 """Settlement worker: `faststream run services.settlement.app:app [--workers N]`."""
 
 from services.settlement import handlers
-from services.settlement.scheduler import Scheduler
+from services.settlement.scheduler import scheduler
 from services.settlement.settings import SettlementSettings
 from services.settlement.tables import messaging
 from shared import topics
 from shared.events import BillingRunRequested, ContractChanged, DocumentCreated, PaymentReceived, RatedItem
-from shared.messaging import ServiceRuntime, each_in_savepoint
+from shared.inbox import each_in_savepoint
+from shared.runtime import ServiceRuntime
 
 settings = SettlementSettings()
 runtime = ServiceRuntime.create("settlement", settings, messaging, publishes=[topics.RECEIVABLES_POSTED])
@@ -16,12 +17,12 @@ runtime.subscribe_batch(topics.BILLING_RUNS_REQUESTED, BillingRunRequested, hand
 runtime.subscribe(topics.PAYMENTS_RECEIVED, PaymentReceived, handlers.post_payment)
 runtime.subscribe_batch(topics.DOCUMENTS_CREATED, DocumentCreated, handlers.post_document_tax)
 app = runtime.app()
-scheduler = Scheduler(runtime.database, settings.scheduler_interval_s)
+billing_scheduler = scheduler(runtime.database, settings.scheduler_interval_s)
 
 
 @app.after_startup
 async def _start_scheduler() -> None:
-    scheduler.start()  # on the worker's event loop (FastStream runs plain functions in a thread)
+    billing_scheduler.start()  # on the worker's event loop (FastStream runs plain functions in a thread)
 
 
-app.on_shutdown(scheduler.stop)
+app.on_shutdown(billing_scheduler.stop)

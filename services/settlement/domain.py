@@ -28,7 +28,7 @@ from enum import StrEnum
 from typing import Iterable, Mapping, Sequence
 
 from shared.errors import Rejected
-from shared.events import ChargeKind, ContractStatus, CreditReason, derive_id
+from shared.events import ChargeKind, ContractStatus, CreditReason, CustomerProfile, TaxCategory, derive_id
 from shared.money import Money
 
 
@@ -274,6 +274,8 @@ class ContractTerms:
     ends_on: date | None
     status: ContractStatus
     revision: int
+    # Who is billed, as of this revision; None for snapshots kept before the replica held it.
+    customer: CustomerProfile | None = None
 
     @property
     def terminated_on(self) -> date | None:
@@ -297,6 +299,8 @@ class Item:
     charge_kind: ChargeKind = ChargeKind.USAGE
     settlement_run_id: uuid.UUID | None = None
     credited: Money | None = None  # what credits have given back on it so far
+    tax_category: TaxCategory | None = None  # None for items rated under items.rated v1
+    discount: Money | None = None  # what a discount took off the list amount to give `net`
 
     @property
     def creditable(self) -> Money:

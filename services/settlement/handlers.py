@@ -22,6 +22,7 @@ from shared.events import (
     BillingRunRequested,
     ContractChanged,
     CreditItem,
+    CustomerProfile,
     DocumentCreated,
     DocumentType,
     PaymentKind,
@@ -32,7 +33,8 @@ from shared.events import (
     SettlementItem,
     derive_id,
 )
-from shared.messaging import BatchOutcome, Outgoing
+from shared.inbox import BatchOutcome
+from shared.outbox import Outgoing
 from shared.money import Money
 
 log = logging.getLogger("billing.settlement")
@@ -60,7 +62,7 @@ async def record_rated_items(session: AsyncSession, events: Sequence[RatedItem])
 async def record_contract(session: AsyncSession, event: ContractChanged) -> list[Outgoing]:
     """Keep the newest snapshot; a cancellation credits the prepaid recurring fees beyond its last day."""
     terms = ContractTerms(event.contract_id, event.customer.customer_id, event.currency, event.starts_on,
-                          event.ends_on, event.status, event.revision)
+                          event.ends_on, event.status, event.revision, event.customer)
     if not await store.save_contract(session, terms):
         log.info("contract %s revision %s is not newer than the one held; ignored", terms.contract_id, terms.revision)
         return []
@@ -275,14 +277,15 @@ class Postings:
             log.info("run %s for %s: nothing to settle before %s", record.settlement_run_id, record.contract_id,
                      record.cutoff)
             return
-        self.post(run, record, booked_at)
+        self.post(run, record, contract, booked_at)
         self.taken.update(item.billable_item_id for item in run.items)
 
-    def post(self, run: SettlementRun, record: RunRecord, booked_at: datetime) -> None:
+    def post(self, run: SettlementRun, record: RunRecord, contract: ContractTerms | None, booked_at: datetime) -> None:
         self.book(run.contract_id, partial(domain.post_run, run=run, booked_at=booked_at))
         self.settled.append(store.Settled(run, record, booked_at))
+        customer = contract.customer if contract else None
         self.outgoing.append(Outgoing(topics.RECEIVABLES_POSTED,
-                                      receivables_posted(run, self.accounts[run.contract_id], booked_at)))
+                                      receivables_posted(run, self.accounts[run.contract_id], customer, booked_at)))
 
     async def save(self, session: AsyncSession) -> None:
         await store.forget_runs(session, self.forgotten)
@@ -297,19 +300,23 @@ async def _post_credits(session: AsyncSession, account: Account, record: RunReco
                         booked_at: datetime) -> list[Outgoing]:
     run = domain.settle(record.settlement_run_id, account, record.cutoff, [], credits=credits)
     assert run is not None
+    contract = (await store.find_contracts(session, [account.contract_id])).get(account.contract_id)
     postings = Postings({account.contract_id: account})
-    postings.post(run, record, booked_at)
+    postings.post(run, record, contract, booked_at)
     await postings.save(session)
     return postings.outgoing
 
 
-def receivables_posted(run: SettlementRun, account: Account, booked_at: datetime) -> ReceivablesPosted:
+def receivables_posted(run: SettlementRun, account: Account, customer: CustomerProfile | None,
+                       booked_at: datetime) -> ReceivablesPosted:
+    """The run as invoicing needs it: its lines with their tax categories and the customer as of the run."""
     return ReceivablesPosted(
         event_id=derive_id(run.settlement_run_id, "receivables.posted"),
         occurred_at=booked_at,
         contract_id=run.contract_id,
         settlement_run_id=run.settlement_run_id,
         customer_id=run.customer_id,
+        customer=customer,
         currency=run.total.currency,
         cutoff=run.cutoff,
         items=[
@@ -322,6 +329,8 @@ def receivables_posted(run: SettlementRun, account: Account, booked_at: datetime
                 net=item.net.amount,
                 period_start=item.period_start,
                 period_end=item.period_end,
+                discount=item.discount.amount if item.discount else Decimal(0),
+                tax_category=item.tax_category,
             )
             for item in run.items
         ],
@@ -340,6 +349,7 @@ def receivables_posted(run: SettlementRun, account: Account, booked_at: datetime
                 net=credit.net.amount,
                 period_start=credit.period_start,
                 period_end=credit.period_end,
+                tax_category=credit.item.tax_category,
             )
             for credit in run.credits
         ],

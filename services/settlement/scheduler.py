@@ -9,7 +9,6 @@ and the contract's account lock serializes it with on-demand runs, so no item is
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from datetime import UTC, datetime
@@ -20,7 +19,8 @@ from services.settlement.domain import RunStatus
 from services.settlement.store import RunRecord
 from services.settlement.tables import messaging
 from shared.db import Database
-from shared.messaging import write_outbox
+from shared.loop import BackgroundLoop
+from shared.outbox import write_outbox
 
 log = logging.getLogger("billing.settlement.scheduler")
 
@@ -73,30 +73,16 @@ async def run_due(database: Database, as_of: datetime, *, contract_ids: Sequence
     return settled
 
 
-class Scheduler:
-    """The worker's task that ticks `run_due` with its clock."""
+def scheduler(database: Database, interval_s: float, clock: Clock = system_clock, *,
+              contract_ids: Sequence[str] | None = None) -> BackgroundLoop:
+    """The worker's loop that ticks `run_due` with its clock (and, for a test, only `contract_ids`)."""
 
-    def __init__(self, database: Database, interval_s: float, clock: Clock = system_clock) -> None:
-        self.database = database
-        self.interval_s = interval_s
-        self.clock = clock
-        self._task: asyncio.Task[None] | None = None
+    async def tick() -> bool:
+        settled = await run_due(database, clock(), contract_ids=contract_ids, clock=clock)
+        if settled:
+            log.info("scheduled billing: settled %d run(s)", len(settled))
+        else:
+            log.debug("scheduled billing: nothing due")
+        return False
 
-    def start(self) -> None:
-        if self.interval_s > 0:
-            self._task = asyncio.create_task(self._run(), name="settlement-scheduler")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            try:
-                settled = await run_due(self.database, self.clock(), clock=self.clock)
-                if settled:
-                    log.info("scheduled billing: settled %d run(s)", len(settled))
-            except Exception:
-                log.exception("scheduled billing failed; trying again on the next tick")
-            await asyncio.sleep(self.interval_s)
+    return BackgroundLoop("settlement-scheduler", tick, interval_s, log)

@@ -32,7 +32,7 @@ from services.settlement.tables import (
     ledger_entries,
     settlement_runs,
 )
-from shared.events import ChargeKind, ContractStatus, CreditReason, RatedItem
+from shared.events import ChargeKind, ContractStatus, CreditReason, CustomerProfile, RatedItem, TaxCategory
 from shared.money import Money
 
 # --- accounts and the ledger ------------------------------------------------------------------
@@ -188,7 +188,8 @@ async def customer_summary(session: AsyncSession, customer_id: str) -> list[Cont
 async def save_contract(session: AsyncSession, terms: ContractTerms) -> bool:
     """Keep `terms` unless a newer revision is already held; True if they were kept."""
     values = dict(customer_id=terms.customer_id, currency=terms.currency, starts_on=terms.starts_on,
-                  ends_on=terms.ends_on, status=terms.status.value, revision=terms.revision)
+                  ends_on=terms.ends_on, status=terms.status.value, revision=terms.revision,
+                  customer=terms.customer.model_dump(mode="json") if terms.customer else None)
     saved = await session.execute(
         insert(contracts)
         .values(contract_id=terms.contract_id, **values)
@@ -202,7 +203,8 @@ async def save_contract(session: AsyncSession, terms: ContractTerms) -> bool:
 async def find_contracts(session: AsyncSession, contract_ids: Iterable[str]) -> dict[str, ContractTerms]:
     rows = await session.execute(select(contracts).where(contracts.c.contract_id.in_(set(contract_ids))))
     return {row.contract_id: ContractTerms(row.contract_id, row.customer_id, row.currency, row.starts_on, row.ends_on,
-                                           ContractStatus(row.status), row.revision)
+                                           ContractStatus(row.status), row.revision,
+                                           CustomerProfile.model_validate(row.customer) if row.customer else None)
             for row in rows}
 
 
@@ -229,6 +231,8 @@ async def add_billable_items(session: AsyncSession, items: Sequence[RatedItem]) 
                 "period_end": item.period_end,
                 "occurred_at": item.occurred_at,
                 "charge_kind": item.charge_kind.value,
+                "tax_category": item.tax_category.value if item.tax_category else None,
+                "discount": item.discount,
             }
             for item in items
         ],
@@ -262,6 +266,8 @@ def _item(row) -> Item:
         charge_kind=ChargeKind(row.charge_kind),
         settlement_run_id=row.settlement_run_id,
         credited=Money(row.credited, row.currency),
+        tax_category=TaxCategory(row.tax_category) if row.tax_category else None,
+        discount=Money(row.discount, row.currency),
     )
 
 

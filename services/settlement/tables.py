@@ -15,6 +15,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from shared.db import messaging_tables
 
@@ -32,6 +33,9 @@ contracts = Table(
     Column("ends_on", Date),
     Column("status", String(16), nullable=False),
     Column("revision", Integer, nullable=False),
+    # The customer's profile (shared.events.CustomerProfile) as of this revision: runs pass it on
+    # to invoicing, so a document is drawn up from the run alone.
+    Column("customer", JSONB),
 )
 
 # A run's status is domain.RunStatus; its id says where it came from (a request's event id, a
@@ -74,6 +78,9 @@ billable_items = Table(
     # Set once, by the run that settles the item: an item is settled exactly once.
     Column("settlement_run_id", Uuid, ForeignKey("settlement_runs.settlement_run_id")),
     Column("charge_kind", String(16), nullable=False, server_default="usage"),
+    # NULL only for items rated under items.rated v1, before rated items carried their category.
+    Column("tax_category", String(16)),
+    Column("discount", Numeric(28, 4), nullable=False, server_default=text("0")),
     Index("billable_items_unsettled", "contract_id", "occurred_at", postgresql_where=text("settlement_run_id IS NULL")),
     Index("billable_items_by_contract", "contract_id"),
 )

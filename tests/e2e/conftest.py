@@ -30,7 +30,7 @@ from services.rating.contracts import ContractSpec, save_contracts
 from services.settlement.tables import messaging as settlement_messaging
 from shared import topics
 from shared.events import BillingRunRequested, DeadLetter, UsageRecorded, derive_id
-from shared.messaging import create_broker, publish_event
+from shared.runtime import create_broker, publish_event
 from shared.settings import KafkaSettings
 
 # Group joins on the local broker take seconds, and the first test also waits for all workers.

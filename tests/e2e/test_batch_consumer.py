@@ -1,5 +1,5 @@
-"""Batch consumption (`Consumer.consume_batch`) against a real PostgreSQL: one transaction per poll,
-and still every guarantee of the per-message path, message by message.
+"""Consumption (`Consumer.consume_batch`) against a real PostgreSQL: one transaction per poll, and
+still every guarantee message by message: applied once, refused, or parked and re-driven.
 
 The handler here is a stand-in that records what it was given, so each case shows exactly which
 events a batch handler sees and what reaches the outbox, the inbox and the dead letters.
@@ -20,10 +20,10 @@ from sqlalchemy import select
 from services.rating.settings import RatingSettings
 from services.rating.tables import messaging
 from shared import topics
-from shared.errors import Rejected
+from shared.errors import DependencyNotReady, Rejected
 from shared.events import DeadLetter, UsageRecorded, encode_event
-from shared.messaging import BatchOutcome, Consumer, Outgoing, OutboxRelay
-from shared.settings import KafkaSettings
+from shared.inbox import BatchOutcome, Consumer, ParkedRedrive
+from shared.outbox import Outgoing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -44,35 +44,47 @@ def usage(quantity: str = "1", event_id: uuid.UUID | None = None) -> UsageRecord
                          contract_id="C-BATCH", item_code="api-calls", quantity=Decimal(quantity))
 
 
-def records(*payloads: bytes | UsageRecorded) -> list[ConsumerRecord]:
+def records(*payloads: bytes | UsageRecorded, first_offset: int = 0) -> list[ConsumerRecord]:
     return [ConsumerRecord(topic=topics.USAGE_RECORDED, partition=0, offset=offset, timestamp=0, timestamp_type=0,
                            key=b"C-BATCH", value=payload if isinstance(payload, bytes) else encode_event(payload),
                            checksum=None, serialized_key_size=7, serialized_value_size=0, headers=())
-            for offset, payload in enumerate(payloads)]
+            for offset, payload in enumerate(payloads, start=first_offset)]
 
 
 class Handler:
-    """Echoes every event to the outbox, refuses quantities of 13, and breaks on quantity 666."""
+    """Echoes every event to the outbox, refuses quantities of 13, breaks on quantity 666, and parks a
+    quantity of 7 until an event with quantity 8 (what it waits for) has been applied."""
 
     def __init__(self) -> None:
         self.calls: list[list[uuid.UUID]] = []
+        self.eight_applied = False
 
     async def __call__(self, session, events: Sequence[UsageRecorded]) -> BatchOutcome:
         self.calls.append([event.event_id for event in events])
         if any(event.quantity == 666 for event in events):
             raise RuntimeError("a defect")
         refused = {event.event_id: Rejected("thirteen is refused") for event in events if event.quantity == 13}
-        return BatchOutcome([Outgoing(topics.ITEMS_RATED, event) for event in events if event.event_id not in refused],
-                            refused)
+        parked = {}
+        for event in events:
+            self.eight_applied = self.eight_applied or event.quantity == 8
+            if event.quantity == 7 and not self.eight_applied:
+                parked[event.event_id] = DependencyNotReady("the eight")
+        return BatchOutcome([Outgoing(topics.ITEMS_RATED, event) for event in events
+                             if event.event_id not in refused and event.event_id not in parked], refused, parked)
 
 
 @pytest.fixture
 def consumer(pipeline, databases):
+    """A consumer with the stand-in handler, a dead-letter sink for a broker, and its re-drive (not
+    started: the tests tick it themselves)."""
     sink = DeadLetterSink()
-    name = f"test-batch-{uuid.uuid4().hex[:8]}"
+    handler = Handler()
     settings = RatingSettings(retry_window_s=1)
-    relay = OutboxRelay(name, databases["rating"], messaging, KafkaSettings(), settings)  # never started
-    return Consumer(name, databases["rating"], messaging, sink, settings, relay), sink
+    redrive = ParkedRedrive("test", interval_s=1)
+    consumer = Consumer(f"test-batch-{uuid.uuid4().hex[:8]}", UsageRecorded, handler, databases["rating"], messaging,
+                        sink, settings, lambda applied, emitted: redrive.committed(applied))
+    redrive.consumers.append(consumer)
+    return consumer, sink, handler, redrive
 
 
 async def outbox_ids(databases, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
@@ -88,12 +100,11 @@ async def inbox_ids(databases, name: str) -> set[uuid.UUID]:
 
 
 async def test_one_batch_applies_the_good_drops_duplicates_and_dead_letters_the_bad(consumer, databases):
-    consume, sink = consumer
-    handler = Handler()
+    consume, sink, handler, _ = consumer
     a, b, refused = usage("1"), usage("2"), usage("13")
     changed = a.model_copy(update={"quantity": Decimal("5")})  # the same id with other content
     batch = records(a, b"{not json", a, refused, changed, b)
-    await consume.consume_batch(batch, UsageRecorded, handler)
+    await consume.consume_batch(batch)
 
     assert handler.calls == [[a.event_id, refused.event_id, b.event_id]]  # once each, in offset order
     assert await outbox_ids(databases, [a.event_id, b.event_id, refused.event_id]) == {a.event_id, b.event_id}
@@ -106,16 +117,15 @@ async def test_one_batch_applies_the_good_drops_duplicates_and_dead_letters_the_
     assert "already applied with different content" in letters[2].reason
 
     # The same batch again (a redelivery): nothing new is applied; the bad ones are dead-lettered again.
-    await consume.consume_batch(batch, UsageRecorded, handler)
+    await consume.consume_batch(batch)
     assert handler.calls[1:] == [[refused.event_id]]
     assert await inbox_ids(databases, consume.name) == {a.event_id, b.event_id}
 
 
 async def test_a_message_that_breaks_the_handler_falls_back_to_one_at_a_time(consumer, databases):
-    consume, sink = consumer
-    handler = Handler()
+    consume, sink, handler, _ = consumer
     before, poison, after = usage("1"), usage("666"), usage("3")
-    await consume.consume_batch(records(before, poison, after), UsageRecorded, handler)
+    await consume.consume_batch(records(before, poison, after))
 
     assert handler.calls == [[before.event_id, poison.event_id, after.event_id],  # rolled back as a whole
                              [before.event_id], [poison.event_id], [after.event_id]]
@@ -123,3 +133,55 @@ async def test_a_message_that_breaks_the_handler_falls_back_to_one_at_a_time(con
         before.event_id, after.event_id}
     assert [(letter.offset, letter.error_type, letter.reason) for letter in sink.letters] == [
         (1, "RuntimeError", "a defect")]
+
+
+async def parked_rows(databases, name: str) -> list:
+    async with databases["rating"].transaction() as session:
+        return list((await session.execute(select(messaging.parked).where(messaging.parked.c.consumer == name)
+                                           .order_by(messaging.parked.c.offset))).all())
+
+
+async def test_a_message_that_waits_is_parked_and_re_driven_once_what_it_waits_for_is_applied(consumer, databases):
+    consume, sink, handler, redrive = consumer
+    before, waiting, after = usage("1"), usage("7"), usage("2")
+    await consume.consume_batch(records(before, waiting, after))
+
+    # The others are applied in the same transaction; the waiting one is parked, not applied or claimed.
+    assert await outbox_ids(databases, [before.event_id, waiting.event_id, after.event_id]) == {
+        before.event_id, after.event_id}
+    assert await inbox_ids(databases, consume.name) == {before.event_id, after.event_id}
+    [row] = await parked_rows(databases, consume.name)
+    assert (row.event_id, row.offset, row.key, row.waiting_for, row.attempts) == (
+        waiting.event_id, 1, "C-BATCH", "the eight", 0)
+    assert bytes(row.payload) == encode_event(waiting)
+
+    # Re-driven too early (its key saw a message applied): still waiting, parked again, tried later.
+    assert await redrive._tick() is False
+    [row] = await parked_rows(databases, consume.name)
+    assert row.attempts == 1 and not sink.letters
+
+    # What it waits for arrives on its contract: the next tick applies it, exactly once.
+    eight = usage("8")
+    await consume.consume_batch(records(eight, first_offset=3))
+    await redrive._tick()
+    assert await parked_rows(databases, consume.name) == []
+    assert await outbox_ids(databases, [waiting.event_id, eight.event_id]) == {waiting.event_id, eight.event_id}
+    assert await inbox_ids(databases, consume.name) == {before.event_id, after.event_id, eight.event_id,
+                                                         waiting.event_id}
+    # Its original message redelivered (the offset commit was lost): a duplicate, dropped.
+    calls = len(handler.calls)
+    await consume.consume_batch(records(before, waiting, after))
+    assert len(handler.calls) == calls and not sink.letters
+
+
+async def test_a_message_parked_past_its_timeout_is_dead_lettered_whole_with_what_it_waited_for(consumer, databases):
+    consume, sink, _, redrive = consumer
+    waiting = usage("7")
+    await consume.consume_batch(records(waiting))
+    consume.park_timeout_s = 0  # the business timeout has passed
+    await redrive._tick()
+    assert await parked_rows(databases, consume.name) == []
+    [letter] = sink.letters
+    assert (letter.offset, letter.error_type, letter.payload_truncated) == (0, "DependencyNotReady", False)
+    assert "waiting for: the eight" in letter.reason
+    assert letter.original_payload() == encode_event(waiting)  # replayable byte for byte

@@ -42,7 +42,7 @@ from shared.events import (
     TaxCategory,
     derive_id,
 )
-from shared.messaging import publish_event
+from shared.runtime import publish_event
 from tests.e2e.conftest import DEADLINE_S, new_contract_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]

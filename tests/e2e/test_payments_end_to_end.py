@@ -37,7 +37,7 @@ from services.settlement.tables import contract_accounts, ledger_entries
 from services.settlement.tables import messaging as settlement_messaging
 from shared import topics
 from shared.events import DocumentCreated, DocumentType, PaymentReceived, derive_id
-from shared.messaging import publish_event
+from shared.runtime import publish_event
 from tests.e2e.conftest import (
     DEADLINE_S,
     given_contract,

@@ -23,7 +23,7 @@ from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import contract_accounts, ledger_entries
 from shared import topics
 from shared.events import ContractChanged, PaymentKind, PaymentReceived, derive_id
-from shared.messaging import publish_event
+from shared.runtime import publish_event
 from tests.e2e.conftest import (
     DEADLINE_S,
     given_contract,

@@ -25,7 +25,7 @@ from services.portal.settings import PortalSettings
 from services.portal.sources import Source
 from shared import topics
 from shared.events import PaymentKind, PaymentReceived, derive_id
-from shared.messaging import publish_event
+from shared.runtime import publish_event
 from tests.e2e.conftest import DEADLINE_S, given_contract, new_contract_id, publish_usage, request_billing_run, usage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]

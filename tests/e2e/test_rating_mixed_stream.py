@@ -28,7 +28,7 @@ from services.rating.tables import billable_items as rated_items
 from services.settlement.tables import billable_items as settled_items
 from shared import topics
 from shared.events import UsageRecorded
-from shared.messaging import publish_event
+from shared.runtime import publish_event
 from tests.e2e.conftest import DEADLINE_S, new_contract_id, wait_for_dead_letter
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]

@@ -25,7 +25,7 @@ from ops.reconcile import reconcile
 from services.rating.contracts import ContractSpec, save_contracts
 from services.settlement import domain, handlers, store
 from services.settlement.admin import granted_credit_id, operate
-from services.settlement.scheduler import Scheduler, run_due
+from services.settlement.scheduler import run_due, scheduler
 from services.settlement.tables import (
     billable_items,
     contract_accounts,
@@ -45,10 +45,11 @@ from shared.events import (
     PaymentReceived,
     RatedItem,
     ReceivablesPosted,
+    TaxCategory,
     UsageRecorded,
     derive_id,
 )
-from shared.messaging import publish_event
+from shared.runtime import publish_event
 from tests.e2e import conftest
 from tests.e2e.conftest import DEADLINE_S, new_contract_id, wait_for_invoice
 
@@ -79,7 +80,7 @@ def rated(contract_id: str, item_code: str, net: str, period: tuple[date, date],
         billable_item_id=uuid.uuid4(), customer_id=f"CUST-{contract_id}", item_code=item_code,
         description=item_code.title(), currency="EUR", quantity=Decimal(1), free_quantity=Decimal(0),
         billable_quantity=Decimal(1), unit_price=Decimal(net), net=Decimal(net), period_start=period[0],
-        period_end=period[1], source_event_ids=[uuid.uuid4()], charge_kind=kind,
+        period_end=period[1], source_event_ids=[uuid.uuid4()], charge_kind=kind, tax_category=TaxCategory.STANDARD,
     )
 
 
@@ -241,10 +242,11 @@ async def test_a_request_for_a_later_cutoff_is_pending_until_the_scheduler_clock
     assert (run.settlement_run_id, run.status, run.cutoff) == (
         derive_id(request.event_id, "settlement-run"), "pending", cutoff)
 
-    # The worker's scheduler task, on a clock the test moves: nothing is due before the cutoff.
+    # The worker's scheduler loop, on a clock the test moves: nothing is due before the cutoff. It
+    # looks only at this test's contract: other tests' contracts are not this test's to bill.
     clock = [cutoff - timedelta(minutes=5)]
-    scheduler = Scheduler(databases["settlement"], interval_s=0.1, clock=lambda: clock[0])
-    scheduler.start()
+    ticking = scheduler(databases["settlement"], interval_s=0.1, clock=lambda: clock[0], contract_ids=[contract])
+    ticking.start()
     try:
         await asyncio.sleep(0.5)
         [run] = await runs(databases, contract)
@@ -253,7 +255,7 @@ async def test_a_request_for_a_later_cutoff_is_pending_until_the_scheduler_clock
         await wait_for(databases, settlement_runs, 1, "the run to complete",
                        settlement_runs.c.contract_id == contract, settlement_runs.c.status == "complete")
     finally:
-        await scheduler.stop()
+        await ticking.stop()
     [run] = await runs(databases, contract)
     assert (run.settlement_run_id, run.total) == (derive_id(request.event_id, "settlement-run"), Decimal("25.00"))
     [event] = await wait_posted(pipeline, contract, 1)

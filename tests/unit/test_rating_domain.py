@@ -22,7 +22,7 @@ from services.rating.domain import (
     Usage,
 )
 from services.rating.pricing import PricePlan, PricingModel, Tier
-from shared.events import BillingCycle, ChargeKind
+from shared.events import BillingCycle, ChargeKind, TaxCategory
 from shared.money import Money
 
 D = Decimal
@@ -255,11 +255,14 @@ def test_closing_on_the_day_it_is_due_does_what_was_due():
 # --- purchases, estimates, renewals -----------------------------------------------------------
 
 def test_purchase_is_a_one_time_item_in_its_period():
-    item = domain.purchase_item(contract(), uuid.uuid4(), "setup", "Setup", D(3), D("33.335"), date(2026, 5, 20))
-    assert (item.net, item.charge_kind, item.period_start) == (Money.of("100.01", EUR), ChargeKind.ONE_TIME,
-                                                              date(2026, 5, 1))
+    # "setup" is no item of the contract: the purchase's own tax category goes with it.
+    item = domain.purchase_item(contract(), uuid.uuid4(), "setup", "Setup", D(3), D("33.335"), date(2026, 5, 20),
+                                TaxCategory.REDUCED)
+    assert (item.net, item.charge_kind, item.period_start, item.tax_category) == (
+        Money.of("100.01", EUR), ChargeKind.ONE_TIME, date(2026, 5, 1), TaxCategory.REDUCED)
     with pytest.raises(RatingError, match="outside"):
-        domain.purchase_item(contract(), uuid.uuid4(), "setup", "Setup", D(1), D(1), date(2025, 5, 20))
+        domain.purchase_item(contract(), uuid.uuid4(), "setup", "Setup", D(1), D(1), date(2025, 5, 20),
+                             TaxCategory.STANDARD)
 
 
 def test_estimate_covers_the_unbilled_periods():

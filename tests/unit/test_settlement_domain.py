@@ -19,11 +19,12 @@ from services.settlement.domain import (
 )
 from services.settlement.handlers import receivables_posted
 from shared.errors import Rejected
-from shared.events import ChargeKind, ContractStatus, CreditReason, derive_id
+from shared.events import ChargeKind, ContractStatus, CreditReason, CustomerProfile, TaxCategory, derive_id
 from shared.money import Money
 
 AT = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 RUN = uuid.UUID("00000000-0000-0000-0000-00000000a001")
+CUSTOMER = CustomerProfile(customer_id="CUST-1", name="ACME Robotics GmbH", country="DE", vat_id="DE123456789")
 BILLED_BY = uuid.UUID("00000000-0000-0000-0000-00000000b001")
 
 
@@ -46,7 +47,7 @@ def fee(net: str, start: date = date(2026, 11, 1), end: date = date(2026, 11, 30
         billable_item_id=uuid.uuid4(), contract_id="C-1", item_code="licence", description="Licence",
         quantity=Decimal(1), unit_price=Decimal(net), net=Money.of(net, currency), period_start=start,
         period_end=end, charge_kind=kind, settlement_run_id=BILLED_BY if billed else None,
-        credited=Money.of(credited, currency),
+        credited=Money.of(credited, currency), tax_category=TaxCategory.REDUCED,
     )
 
 
@@ -296,9 +297,12 @@ def test_a_run_settles_its_items_and_credits_the_recurring_fees_of_a_cancelled_c
     assert [e.entry_id for e in entries] == [derive_id(RUN, "receivable"), derive_id(RUN, "credit-memo")]
     assert acc.balance == eur("55.67")
 
-    event = receivables_posted(run, acc, AT)
+    event = receivables_posted(run, acc, CUSTOMER, AT)
     assert (event.total, event.credit_total, event.ledger_balance) == (Decimal("112.34"), Decimal("66.67"),
                                                                        Decimal("55.67"))
+    # Self-contained: the customer as of the run, and each line's (and credit's) tax category.
+    assert (event.schema_version, event.customer) == (2, CUSTOMER)
+    assert [line.tax_category for line in [*event.items, *event.credits]] == [TaxCategory.REDUCED] * 3
     assert [item.billable_item_id for item in event.items] == [usage.billable_item_id, licence.billable_item_id]
     [line] = event.credits
     assert (line.reason, line.net, line.period_start, line.credited_settlement_run_id) == (
@@ -318,5 +322,6 @@ def test_a_credit_only_run_posts_just_a_credit_memo():
     acc, [entry] = domain.post_run(account("19.99"), run, AT)
     assert (entry.entry_type, entry.amount, entry.balance) == (EntryType.CREDIT_MEMO, eur("-19.99"), eur("0.00"))
     assert entry.description == f"Credit memo (order_cancelled), settlement run {RUN}"
-    event = receivables_posted(run, acc, AT)
+    event = receivables_posted(run, acc, None, AT)
     assert (event.items, event.total, event.credit_total) == ([], Decimal("0.00"), Decimal("19.99"))
+    assert event.customer is None  # settlement had no snapshot: invoicing falls back to its replica

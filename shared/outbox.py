@@ -1,0 +1,150 @@
+"""The outbox: what a service emits is written in the transaction of the change that caused it,
+and a relay publishes it afterwards.
+
+`write_outbox` adds the rows inside the caller's transaction. `OutboxRelay` (one active per
+service database, by advisory lock) reads unpublished rows in id order, publishes them with
+acks=all and marks them published. A crash between publishing and marking republishes the same
+event ids, which every consumer's inbox drops. A row the broker can never take (larger than the
+producer's request limit, or refused by the broker for good) is quarantined with its reason, so it
+does not hold up the rows behind it; operators see it in `billing status`/`reconcile`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Sequence
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db import Database, MessagingTables, advisory_lock_key
+from shared.events import Event, encode_event
+from shared.loop import BackgroundLoop
+from shared.settings import KafkaSettings, ServiceSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    topic: str
+    event: Event
+
+
+async def write_outbox(session: AsyncSession, tables: MessagingTables, outgoing: Sequence[Outgoing]) -> None:
+    if not outgoing:
+        return
+    await session.execute(
+        insert(tables.outbox),
+        [
+            {
+                "event_id": message.event.event_id,
+                "topic": message.topic,
+                "key": message.event.key,
+                "payload": encode_event(message.event),
+            }
+            for message in outgoing
+        ],
+    )
+
+
+def is_permanent(error: BaseException) -> bool:
+    """A send the broker will refuse however often it is retried (too large, invalid, not authorized)."""
+    return isinstance(error, KafkaError) and not error.retriable
+
+
+class OutboxRelay:
+    """Publishes a service's outbox to Kafka, in order, at least once.
+
+    It has a plain aiokafka producer of its own: it only forwards bytes that were encoded when
+    they were written, so the broker's per-message middleware would be pure overhead here.
+    """
+
+    def __init__(self, name: str, database: Database, tables: MessagingTables, kafka: KafkaSettings,
+                 settings: ServiceSettings) -> None:
+        self.database = database
+        self.outbox = tables.outbox
+        self.kafka = kafka
+        self.client_id = f"{name}-outbox-relay"
+        self.batch_size = settings.outbox_batch_size
+        self.lock_key = advisory_lock_key(f"outbox-relay:{name}")
+        self.log = logging.getLogger(f"billing.{name}.relay")
+        self._producer: AIOKafkaProducer | None = None
+        # Woken by this process's consumers when they commit outbox rows, so those are published at
+        # once; polling remains for rows written elsewhere (the webhook bridge, operators' commands).
+        self.loop = BackgroundLoop(self.client_id, self._tick, settings.outbox_poll_interval_s, self.log)
+
+    def start(self) -> None:
+        self.loop.start()
+
+    async def stop(self) -> None:
+        await self.loop.stop()
+        if self._producer is not None:
+            await self._producer.stop()
+
+    def wake(self) -> None:
+        """New rows were committed: publish them now rather than at the next poll."""
+        self.loop.wake()
+
+    async def _tick(self) -> bool:
+        return await self.publish_pending() >= self.batch_size
+
+    async def _connected(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            # Idempotence off as everywhere: duplicates are dropped by the consumers' inboxes.
+            producer = AIOKafkaProducer(bootstrap_servers=self.kafka.bootstrap_servers, client_id=self.client_id,
+                                        acks="all", enable_idempotence=False, linger_ms=2)
+            await producer.start()
+            self._producer = producer
+        return self._producer
+
+    async def publish_pending(self) -> int:
+        """Publish one batch; returns how many rows it took care of (0 if another relay is active)."""
+        producer = await self._connected()
+        async with self.database.transaction() as session:
+            # Held until commit: one relay per database publishes, so a key's rows keep their order.
+            if not await session.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key))):
+                return 0
+            rows = (
+                await session.execute(
+                    select(self.outbox.c.id, self.outbox.c.event_id, self.outbox.c.topic, self.outbox.c.key,
+                           self.outbox.c.payload)
+                    .where(self.outbox.c.published_at.is_(None), self.outbox.c.quarantined_at.is_(None))
+                    .order_by(self.outbox.c.id)
+                    .limit(self.batch_size)
+                )
+            ).all()
+            if not rows:
+                return 0
+            # send() only queues (in call order, so a key's rows keep their order); every
+            # acknowledgement is awaited before the rows are marked published. A transient failure
+            # raises, and the whole batch is sent again (the inboxes drop what arrived twice).
+            refused: dict[int, BaseException] = {}
+            deliveries = {}
+            for row in rows:
+                try:
+                    deliveries[row.id] = await producer.send(row.topic, row.payload, key=row.key.encode())
+                except Exception as error:
+                    if not is_permanent(error):
+                        raise
+                    refused[row.id] = error
+            outcomes = await asyncio.gather(*deliveries.values(), return_exceptions=True)
+            for row_id, outcome in zip(deliveries, outcomes, strict=True):
+                if isinstance(outcome, BaseException):
+                    if not is_permanent(outcome):
+                        raise outcome
+                    refused[row_id] = outcome
+            published = [row.id for row in rows if row.id not in refused]
+            if published:
+                await session.execute(
+                    update(self.outbox).where(self.outbox.c.id.in_(published)).values(published_at=func.now()))
+            for row in rows:
+                if row.id in refused:
+                    reason = f"{type(refused[row.id]).__name__}: {refused[row.id]}"[:2000]
+                    self.log.error("outbox row %s (event %s to %s, %d bytes) quarantined: %s",
+                                   row.id, row.event_id, row.topic, len(row.payload), reason)
+                    await session.execute(update(self.outbox).where(self.outbox.c.id == row.id)
+                                          .values(quarantined_at=func.now(), quarantine_reason=reason))
+        return len(rows)

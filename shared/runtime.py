@@ -1,0 +1,152 @@
+"""A service worker's runtime: its broker, its consumers (shared.inbox), its outbox relay
+(shared.outbox), the re-drive of its parked messages, and the FastStream app that runs them.
+
+Each service's app module creates one `ServiceRuntime`, subscribes its use cases to their topics
+and exports `runtime.app()` for `faststream run`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Sequence, TypeVar
+
+from faststream import AckPolicy, FastStream
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from shared.db import Database, MessagingTables, migrate
+from shared.events import Event, encode_event
+from shared.inbox import Apply, ApplyBatch, BatchOutcome, Consumer, ParkedRedrive, each_in_savepoint
+from shared.outbox import OutboxRelay, Outgoing
+from shared.settings import KafkaSettings, ServiceSettings
+
+E = TypeVar("E", bound=Event)
+
+
+def create_broker(settings: KafkaSettings, client_id: str) -> KafkaBroker:
+    # Idempotent producers and transactions are deliberately off: exactly-once effects come from
+    # the inbox and outbox in PostgreSQL, which works on every Kafka (and on the local broker).
+    return KafkaBroker(
+        settings.bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=False,
+        graceful_timeout=15.0,
+    )
+
+
+def consumer_options(group_id: str, settings: KafkaSettings) -> dict[str, Any]:
+    """Subscriber options for a pipeline consumer: commit only after the handler succeeded."""
+    return {
+        "group_id": group_id,
+        "auto_offset_reset": "earliest",
+        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "session_timeout_ms": settings.session_timeout_ms,
+        "heartbeat_interval_ms": settings.heartbeat_interval_ms,
+        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
+    }
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    topic: str
+    group_id: str
+    schema: type[Event]
+
+
+@dataclass
+class ServiceRuntime:
+    """What a service's app module wires together: settings, database, broker, consumers, relay."""
+
+    name: str
+    settings: ServiceSettings
+    kafka: KafkaSettings
+    database: Database
+    tables: MessagingTables
+    broker: KafkaBroker
+    relay: OutboxRelay
+    parked: ParkedRedrive
+    # The topics this service emits to (besides dead letters); checked on every emit.
+    publishes: frozenset[str]
+    subscriptions: list[Subscription] = field(default_factory=list)
+
+    @classmethod
+    def create(
+        cls, name: str, settings: ServiceSettings, tables: MessagingTables, *, publishes: Sequence[str] = ()
+    ) -> ServiceRuntime:
+        kafka = KafkaSettings()
+        database = Database(settings.database_url)
+        broker = create_broker(kafka, client_id=name)
+        relay = OutboxRelay(name, database, tables, kafka, settings)
+        parked = ParkedRedrive(name, settings.parked_redrive_interval_s)
+        return cls(name, settings, kafka, database, tables, broker, relay, parked, frozenset(publishes))
+
+    def subscribe(self, topic: str, schema: type[E], apply: Apply[E]) -> None:
+        """Apply every `topic` message with a per-event use case (each in a savepoint of the batch)."""
+        self.subscribe_batch(topic, schema, each_in_savepoint(apply))
+
+    def subscribe_batch(self, topic: str, schema: type[E], apply_batch: ApplyBatch[E]) -> None:
+        """Apply every `topic` message, in a consumer group of this service's own: each poll of up to
+        `<SERVICE>_BATCH_MAX_RECORDS` messages in one transaction (`Consumer.consume_batch`)."""
+
+        async def apply_declared(session: AsyncSession, events: Sequence[E]) -> BatchOutcome:
+            outcome = await apply_batch(session, events)
+            self._check_declared(outcome.outgoing)
+            return outcome
+
+        def committed(applied, emitted: bool) -> None:
+            if emitted:
+                self.relay.wake()
+            self.parked.committed(applied)
+
+        consumer = Consumer(f"{self.name}.{topic}", schema, apply_declared, self.database, self.tables, self.broker,
+                            self.settings, committed)
+        self.parked.consumers.append(consumer)
+
+        async def handle(message: KafkaMessage) -> None:
+            await consumer.consume_batch(message.raw_message)
+
+        self.broker.subscriber(
+            topic, **consumer_options(consumer.name, self.kafka), batch=True, decoder=_undecoded,
+            max_records=self.settings.batch_max_records, batch_timeout_ms=self.settings.batch_timeout_ms,
+            title=consumer.name, description=f"{schema.__name__} -> {apply_batch.__name__}",
+        )(handle)
+        self.subscriptions.append(Subscription(topic, consumer.name, schema))
+
+    def _check_declared(self, outgoing: Sequence[Outgoing]) -> None:
+        undeclared = {message.topic for message in outgoing} - self.publishes
+        if undeclared:
+            raise RuntimeError(f"{self.name} emitted to undeclared topics {sorted(undeclared)}")
+
+    def app(self) -> FastStream:
+        app = FastStream(self.broker)
+
+        @app.on_startup
+        async def _migrate() -> None:
+            await migrate(self.name, self.database.url)
+
+        @app.after_startup
+        async def _start_loops() -> None:
+            self.relay.start()
+            self.parked.loop.start()
+
+        @app.on_shutdown
+        async def _stop() -> None:
+            await self.parked.loop.stop()
+            await self.relay.stop()
+            await self.database.dispose()
+
+        return app
+
+
+async def _undecoded(message: KafkaMessage) -> Any:
+    """The raw payloads: consumers validate them against their schema themselves, so FastStream's
+    JSON decoding of every message would only be thrown away."""
+    return message.body
+
+
+async def publish_event(broker: KafkaBroker, topic: str, event: BaseModel, key: str) -> None:
+    """Publish one event directly: for producers outside a service transaction (demo, tests, bridges)."""
+    await broker.publish(encode_event(event), topic, key=key.encode())
