@@ -3,14 +3,14 @@
 The seller defaults to a demo German GmbH; production sets INVOICING_SELLER_NAME,
 INVOICING_SELLER_ADDRESS_LINES (a JSON list), INVOICING_SELLER_COUNTRY, INVOICING_SELLER_VAT_ID,
 INVOICING_SELLER_EMAIL, INVOICING_SELLER_IBAN and INVOICING_SELLER_BIC. The seller's country
-decides what is domestic (see tax.py) and must have pinned VAT rates.
+decides what is domestic (see shared/vat.py) and must have pinned VAT rates.
 """
 
 from pydantic import field_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.invoicing.domain import Party, Seller
-from services.invoicing.tax import VAT_RATES
+from shared.vat import VAT_RATES
 from shared.settings import ServiceSettings
 
 
@@ -35,7 +35,7 @@ class InvoicingSettings(ServiceSettings):
     @classmethod
     def _seller_country_has_rates(cls, country: str) -> str:
         if country not in VAT_RATES:
-            raise ValueError(f"no pinned VAT rates for the seller country {country!r}; see tax.py")
+            raise ValueError(f"no pinned VAT rates for the seller country {country!r}; see shared/vat.py")
         return country
 
     def seller(self) -> Seller:
