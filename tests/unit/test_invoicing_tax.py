@@ -17,6 +17,7 @@ from services.invoicing.settings import InvoicingSettings
 from shared.errors import Rejected
 from shared.events import DocumentType, TaxCategory
 from shared.money import Money
+from shared.settings import SellerSettings
 from shared.vat import EU_MEMBER_STATES, VAT_RATES, TaxContext, Treatment, Vat, VatCategory, tax_lines
 
 SELLER = domain.Seller(domain.Party("Seller GmbH", "DE", ("Friedrichstrasse 1", "10117 Berlin"), "DE999999999"),
@@ -228,6 +229,17 @@ def test_tax_in_a_currency_without_minor_units():
 
 
 def test_the_seller_country_must_have_pinned_rates(monkeypatch):
-    monkeypatch.setenv("INVOICING_SELLER_COUNTRY", "US")
+    monkeypatch.setenv("BILLING_SELLER_COUNTRY", "US")
     with pytest.raises(ValueError, match="no pinned VAT rates for the seller country 'US'"):
+        SellerSettings()
+
+
+def test_documents_name_the_seller_country_of_the_shared_setting(monkeypatch):
+    monkeypatch.setenv("BILLING_SELLER_COUNTRY", "AT")
+    assert InvoicingSettings().seller().party.country == "AT"
+
+
+def test_the_former_invoicing_seller_country_is_refused_not_silently_ignored(monkeypatch):
+    monkeypatch.setenv("INVOICING_SELLER_COUNTRY", "AT")
+    with pytest.raises(ValueError, match="INVOICING_SELLER_COUNTRY is now BILLING_SELLER_COUNTRY"):
         InvoicingSettings()
