@@ -12,8 +12,10 @@ import os
 from pathlib import Path
 from typing import ClassVar
 
-from pydantic import model_validator
+from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.vat import VAT_RATES
 
 DEFAULT_KAFKA_PORT = 19092
 
@@ -50,6 +52,27 @@ class KafkaSettings(BaseSettings):
                 "bootstrap_servers", f"127.0.0.1:{DEFAULT_KAFKA_PORT}"
             )
         return self
+
+
+class SellerSettings(BaseSettings):
+    """The seller every service bills for. Its country decides what is domestic (shared.vat), both
+    for invoicing, which computes the tax, and for rating, which refuses contracts whose tax could
+    not be computed; so it is one setting, BILLING_SELLER_COUNTRY, read here by both."""
+
+    model_config = SettingsConfigDict(env_prefix="BILLING_SELLER_")
+
+    country: str = "DE"
+
+    @field_validator("country")
+    @classmethod
+    def _country_has_rates(cls, country: str) -> str:
+        if country not in VAT_RATES:
+            raise ValueError(f"no pinned VAT rates for the seller country {country!r}; see shared/vat.py")
+        return country
+
+
+def seller_country() -> str:
+    return SellerSettings().country
 
 
 class ServiceSettings(BaseSettings):

@@ -21,9 +21,9 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Iterable, Mapping, Sequence
 
-from services.invoicing.tax import TaxContext, TaxLine, Vat, tax_lines
 from shared.events import CreditReason, DocumentType, TaxCategory
 from shared.money import Money
+from shared.vat import TaxContext, TaxLine, Vat, tax_lines
 
 SERIES_PREFIX = {DocumentType.INVOICE: "R", DocumentType.CREDIT_NOTE: "G"}
 

@@ -1,17 +1,18 @@
 """Invoicing's settings (INVOICING_*), including the seller printed on every document.
 
 The seller defaults to a demo German GmbH; production sets INVOICING_SELLER_NAME,
-INVOICING_SELLER_ADDRESS_LINES (a JSON list), INVOICING_SELLER_COUNTRY, INVOICING_SELLER_VAT_ID,
-INVOICING_SELLER_EMAIL, INVOICING_SELLER_IBAN and INVOICING_SELLER_BIC. The seller's country
-decides what is domestic (see tax.py) and must have pinned VAT rates.
+INVOICING_SELLER_ADDRESS_LINES (a JSON list), INVOICING_SELLER_VAT_ID, INVOICING_SELLER_EMAIL,
+INVOICING_SELLER_IBAN and INVOICING_SELLER_BIC. The seller's country is BILLING_SELLER_COUNTRY
+(shared.settings), which rating reads too: it decides what is domestic (see shared/vat.py).
 """
 
-from pydantic import field_validator
+import os
+
+from pydantic import model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.invoicing.domain import Party, Seller
-from services.invoicing.tax import VAT_RATES
-from shared.settings import ServiceSettings
+from shared.settings import ServiceSettings, seller_country
 
 
 class InvoicingSettings(ServiceSettings):
@@ -25,20 +26,20 @@ class InvoicingSettings(ServiceSettings):
 
     seller_name: str = "Usage Billing Demo GmbH"
     seller_address_lines: list[str] = ["Friedrichstrasse 123", "10117 Berlin"]
-    seller_country: str = "DE"
     seller_vat_id: str = "DE999999999"
     seller_email: str = "billing@usage-billing.example"
     seller_iban: str = "DE89 3704 0044 0532 0130 00"
     seller_bic: str = "COBADEFFXXX"
 
-    @field_validator("seller_country")
-    @classmethod
-    def _seller_country_has_rates(cls, country: str) -> str:
-        if country not in VAT_RATES:
-            raise ValueError(f"no pinned VAT rates for the seller country {country!r}; see tax.py")
-        return country
+    @model_validator(mode="after")
+    def _seller_country_is_shared(self) -> "InvoicingSettings":
+        # Ignoring the variable this setting used to be would tax every document as if the seller
+        # were where BILLING_SELLER_COUNTRY's default says.
+        if "INVOICING_SELLER_COUNTRY" in os.environ:
+            raise ValueError("INVOICING_SELLER_COUNTRY is now BILLING_SELLER_COUNTRY (rating reads it too); rename it")
+        return self
 
     def seller(self) -> Seller:
-        party = Party(name=self.seller_name, country=self.seller_country, address_lines=tuple(self.seller_address_lines),
+        party = Party(name=self.seller_name, country=seller_country(), address_lines=tuple(self.seller_address_lines),
                       vat_id=self.seller_vat_id, email=self.seller_email)
         return Seller(party=party, iban=self.seller_iban, bic=self.seller_bic)

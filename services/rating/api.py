@@ -28,6 +28,7 @@ from services.rating.specs import CancellationSpec, ContractSpec, PurchaseSpec
 from shared.db import Database, migrate
 from shared.errors import Rejected
 from shared.events import Amount, Currency, Identifier, Quantity, RatedItem
+from shared.settings import seller_country
 
 
 class ContractChange(ContractSpec):
@@ -94,13 +95,16 @@ def create_app(database: Database | None = None) -> FastAPI:
 
     @api.put("/contracts/{contract_id}", response_model=ContractSpec, responses=ERRORS)
     async def put_contract(contract_id: Identifier, change: ContractChange, request: Request) -> ContractSpec:
-        """Create or change a contract (publishes contracts.changed)."""
+        """Create or change a contract (publishes contracts.changed); 422 for a customer and item
+        invoicing could not tax (e.g. a `reduced` item for a consumer in Denmark)."""
         if change.contract_id not in (None, contract_id):
             raise Rejected(f"the body names contract {change.contract_id!r}, the path {contract_id!r}")
         spec = ContractSpec.model_validate({**change.model_dump(), "contract_id": contract_id})
 
+        seller = seller_country()
+
         async def save(session) -> list:
-            _, outgoing = await handlers.save_contract(session, spec)
+            _, outgoing = await handlers.save_contract(session, spec, seller)
             return outgoing
 
         await operate(db(request), save)

@@ -13,6 +13,7 @@ from services.rating.specs import CONTRACT_LIST, ContractSpec
 from services.rating.tables import messaging
 from shared.db import Database
 from shared.outbox import Outgoing, write_outbox
+from shared.settings import seller_country
 
 __all__ = ["CONTRACT_LIST", "ContractSpec", "operate", "read", "save_contracts"]
 
@@ -33,12 +34,15 @@ async def read(database: Database, query: Callable[..., Awaitable[T]], *args) ->
 
 
 async def save_contracts(database: Database, specs: list[ContractSpec]) -> list[int]:
-    """Create or replace contracts (and their customers); returns each contract's new revision."""
+    """Create or replace contracts (and their customers); returns each contract's new revision.
+
+    All or none: a contract refused (e.g. one invoicing could not tax) refuses the whole batch."""
+    seller = seller_country()
 
     async def save_all(session: AsyncSession) -> list[Outgoing]:
         outgoing = []
         for spec in specs:
-            revision, changed = await handlers.save_contract(session, spec)
+            revision, changed = await handlers.save_contract(session, spec, seller)
             revisions.append(revision)
             outgoing.extend(changed)
         return outgoing

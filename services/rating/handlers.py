@@ -104,12 +104,19 @@ def changed_event(spec: ContractSpec, revision: int) -> ContractChanged:
     )
 
 
-async def save_contract(session: AsyncSession, spec: ContractSpec) -> tuple[int, list[Outgoing]]:
+async def save_contract(session: AsyncSession, spec: ContractSpec, seller_country: str) -> tuple[int, list[Outgoing]]:
     """Create or replace a contract (and its customer); returns its new revision and the snapshot.
 
-    A fee whose price the change changed is flagged as price-adjusted. The contract's closed
-    periods stay closed: a change applies to its open periods.
+    Refused, with nothing written, when invoicing could not tax one of its items for its customer
+    with the seller in `seller_country` (ContractSpec.check_invoiceable). A fee whose price the
+    change changed is flagged as price-adjusted. The contract's closed periods stay closed: a
+    change applies to its open periods.
     """
+    spec.check_invoiceable(seller_country)
+    return await _replace_contract(session, spec)
+
+
+async def _replace_contract(session: AsyncSession, spec: ContractSpec) -> tuple[int, list[Outgoing]]:
     old = await store.find_contract(session, spec.contract_id, for_update=True)
     adjusted = domain.adjusted_prices(old, spec.to_domain())
     spec = spec.model_copy(update={"items": [
@@ -131,7 +138,9 @@ async def cancel_contract(session: AsyncSession, contract_id: str, cancellation:
         raise Rejected(f"cannot cancel on {cancellation.ends_on}, before the contract starts on {spec.starts_on}")
     cancelled = ContractSpec.model_validate(
         {**spec.model_dump(), "status": ContractStatus.CANCELLED, "ends_on": cancellation.ends_on})
-    _, outgoing = await save_contract(session, cancelled)
+    # Not checked for being invoiceable: a cancellation changes neither customer nor items, and
+    # refusing it for a contract stored before that check would keep it rating what cannot be invoiced.
+    _, outgoing = await _replace_contract(session, cancelled)
     return outgoing
 
 

@@ -23,6 +23,7 @@ from shared.events import (
     Text,
     UnitPrice,
 )
+from shared.vat import TaxContext
 
 Price = Annotated[UnitPrice, Field(ge=0)]
 Percent = Annotated[Quantity, Field(le=100)]
@@ -149,6 +150,15 @@ class ContractSpec(BaseModel):
         if len(set(codes)) != len(codes):
             raise ValueError("item codes must be unique within a contract")
         return self
+
+    def check_invoiceable(self, seller_country: str) -> None:
+        """Refuse (Rejected) a contract invoicing could not tax: for this customer, every item's tax
+        category must have a VAT rate under the rules invoicing applies (shared.vat), e.g. not a
+        `reduced` item for a consumer in Denmark, which has no reduced rate. Refused here, before
+        any of its usage is rated, settled and posted as a receivable no invoice could be issued for."""
+        context = TaxContext(seller_country, self.customer.country, self.customer.vat_id)
+        for category in sorted({item.tax_category for item in self.items}):
+            context.vat_for(category)
 
     def to_domain(self, closed_through: date | None = None) -> Contract:
         return Contract(

@@ -14,10 +14,11 @@ import pytest
 
 from services.invoicing import domain
 from services.invoicing.settings import InvoicingSettings
-from services.invoicing.tax import TaxContext, Treatment, Vat, VatCategory, tax_lines
 from shared.errors import Rejected
 from shared.events import DocumentType, TaxCategory
 from shared.money import Money
+from shared.settings import SellerSettings
+from shared.vat import EU_MEMBER_STATES, VAT_RATES, TaxContext, Treatment, Vat, VatCategory, tax_lines
 
 SELLER = domain.Seller(domain.Party("Seller GmbH", "DE", ("Friedrichstrasse 1", "10117 Berlin"), "DE999999999"),
                        iban="DE89 3704 0044 0532 0130 00", bic="COBADEFFXXX")
@@ -62,6 +63,8 @@ def totals(document: domain.Document) -> tuple[str, str, str]:
 GERMAN_BUSINESS = domain.Party("ACME Robotics GmbH", "DE", ("Hafenstrasse 12", "20457 Hamburg"), "DE811907980")
 FRENCH_BUSINESS = domain.Party("Globex SARL", "FR", ("12 rue de la Paix", "75002 Paris"), "FR40303265045")
 FRENCH_CONSUMER = domain.Party("Marie Curie", "FR", ("1 rue Pierre et Marie Curie", "75005 Paris"))
+BELGIAN_CONSUMER = domain.Party("Jan Peeters", "BE", ("Grote Markt 1", "1000 Brussel"))
+POLISH_CONSUMER = domain.Party("Anna Nowak", "PL", ("ul. Marszalkowska 1", "00-624 Warszawa"))
 US_BUSINESS = domain.Party("Initech Inc.", "US", ("4120 Freidrich Lane", "Austin, TX 78744"))
 
 
@@ -164,9 +167,30 @@ def test_treatment_by_customer_country_and_vat_id(customer_country, vat_id, trea
     assert TaxContext("DE", customer_country, vat_id).treatment is treatment
 
 
+def test_a_belgian_consumer_pays_belgian_vat_through_oss():
+    document = invoice(BELGIAN_CONSUMER, source("api-calls", "123.45"), source("ebook", "19.99"))
+    # Belgium: 21 % and 6 %; 123.45 x 0.21 = 25.9245 -> 25.92; 19.99 x 0.06 = 1.1994 -> 1.20
+    assert breakdown(document) == [("S", "21", "123.45", "25.92"), ("S", "6", "19.99", "1.20")]
+    assert totals(document) == ("143.44", "27.12", "170.56")
+    assert document.notes == ("VAT of BE, declared through the One-Stop Shop (OSS).",)
+
+
+def test_a_polish_consumer_pays_polish_vat_through_oss():
+    document = invoice(POLISH_CONSUMER, source("api-calls", "80.10"), source("compute-h", "0.50"),
+                       source("ebook", "9.90"))
+    # Poland: 23 % and 5 %; (80.10 + 0.50) x 0.23 = 18.538 -> 18.54; 9.90 x 0.05 = 0.495 -> 0.50
+    assert breakdown(document) == [("S", "23", "80.60", "18.54"), ("S", "5", "9.90", "0.50")]
+    assert totals(document) == ("90.50", "19.04", "109.54")
+    assert document.notes == ("VAT of PL, declared through the One-Stop Shop (OSS).",)
+
+
 @pytest.mark.parametrize("country, standard, reduced", [
-    ("DE", "19", "7"), ("FR", "20", "5.5"), ("AT", "20", "10"), ("NL", "21", "9"), ("IT", "22", "10"),
-    ("ES", "21", "10"),
+    ("AT", "20", "10"), ("BE", "21", "6"), ("BG", "20", "9"), ("CY", "19", "5"), ("CZ", "21", "12"),
+    ("DE", "19", "7"), ("EE", "24", "9"), ("ES", "21", "10"), ("FI", "25.5", "13.5"), ("FR", "20", "5.5"),
+    ("GR", "24", "13"), ("HR", "25", "5"), ("HU", "27", "5"), ("IE", "23", "9"), ("IT", "22", "10"),
+    ("LT", "21", "5"), ("LU", "17", "8"), ("LV", "21", "5"), ("MT", "18", "5"), ("NL", "21", "9"),
+    ("PL", "23", "5"), ("PT", "23", "6"), ("RO", "21", "11"), ("SE", "25", "6"), ("SI", "22", "9.5"),
+    ("SK", "23", "5"),
 ])
 def test_pinned_rates(country, standard, reduced):
     context = TaxContext(country, country, None)
@@ -174,9 +198,22 @@ def test_pinned_rates(country, standard, reduced):
     assert context.vat_for(TaxCategory.REDUCED) == Vat(VatCategory.STANDARD, Decimal(reduced))
 
 
-def test_a_consumer_in_a_member_state_without_a_pinned_rate_is_refused_not_guessed():
-    with pytest.raises(Rejected, match="no pinned standard VAT rate for BE"):
-        TaxContext("DE", "BE", None).vat_for(TaxCategory.STANDARD)
+def test_every_member_state_has_pinned_rates():
+    assert VAT_RATES.keys() == EU_MEMBER_STATES
+
+
+def test_denmark_has_only_a_standard_rate():
+    assert TaxContext("DE", "DK", None).vat_for(TaxCategory.STANDARD) == Vat(VatCategory.STANDARD, Decimal(25))
+
+
+def test_a_reduced_item_for_a_danish_consumer_is_refused_not_guessed():
+    with pytest.raises(Rejected, match="DK has no reduced VAT rate: an item in tax category 'reduced' cannot be"):
+        TaxContext("DE", "DK", None).vat_for(TaxCategory.REDUCED)
+
+
+def test_a_reduced_item_for_a_danish_business_is_reverse_charged_as_usual():
+    assert TaxContext("DE", "DK", "DK13585628").vat_for(TaxCategory.REDUCED) == Vat(VatCategory.REVERSE_CHARGE,
+                                                                                    Decimal(0))
 
 
 def test_tax_lines_sum_nets_exactly_per_category_and_rate():
@@ -192,6 +229,17 @@ def test_tax_in_a_currency_without_minor_units():
 
 
 def test_the_seller_country_must_have_pinned_rates(monkeypatch):
-    monkeypatch.setenv("INVOICING_SELLER_COUNTRY", "US")
+    monkeypatch.setenv("BILLING_SELLER_COUNTRY", "US")
     with pytest.raises(ValueError, match="no pinned VAT rates for the seller country 'US'"):
+        SellerSettings()
+
+
+def test_documents_name_the_seller_country_of_the_shared_setting(monkeypatch):
+    monkeypatch.setenv("BILLING_SELLER_COUNTRY", "AT")
+    assert InvoicingSettings().seller().party.country == "AT"
+
+
+def test_the_former_invoicing_seller_country_is_refused_not_silently_ignored(monkeypatch):
+    monkeypatch.setenv("INVOICING_SELLER_COUNTRY", "AT")
+    with pytest.raises(ValueError, match="INVOICING_SELLER_COUNTRY is now BILLING_SELLER_COUNTRY"):
         InvoicingSettings()
