@@ -3,9 +3,9 @@
 Per contract, and in total per currency:
   1. rating and settlement: the net rating rated == the net settlement holds: settled by runs + still
      unsettled (shown apart, since they are waiting for their run, not missing);
-  2. settlement: the runs' totals == their Receivable entries, the credits == their CreditMemo entries,
-     and the ledger balance summed from the entries == the account's balance == the running balance of
-     its last entry;
+  2. settlement: the items settled == the runs' totals == their Receivable entries, the credits == their
+     CreditMemo entries, and the ledger balance summed from the entries == the account's balance == the
+     running balance of its last entry;
   3. settlement and invoicing: Receivable == the net of the invoices, CreditMemo == the net of the credit
      notes, Tax and TaxCredit == their VAT (so what was settled is what was invoiced);
   4. settlement and payments: Payment, Chargeback, ChargebackFee and Refund == payments' succeeded
@@ -137,6 +137,8 @@ class Figures:
         found = []
         if self.rated_difference:
             found.append(f"rated {show(self.rated)} != settled {show(self.settled)} + unsettled {show(self.unsettled)}")
+        if self.settled != self.run_totals:
+            found.append(f"settled items {show(self.settled)} != runs' totals {show(self.run_totals)}")
         if ledger.receivables.amount != self.run_totals:
             found.append(f"receivables {ledger.receivables} != runs' totals {show(self.run_totals)}")
         if ledger.credit_memos.amount != self.credited:

@@ -39,7 +39,9 @@ def test_each_kind_of_disagreement_within_rating_and_settlement_is_reported():
     assert balanced(rated=Decimal("154.22")).differences() == [
         "rated 154.22 != settled 150.00 + unsettled 4.21"]
     assert balanced(run_totals=Decimal("149.00")).differences() == [
-        "receivables 150.00 EUR != runs' totals 149.00"]
+        "settled items 150.00 != runs' totals 149.00", "receivables 150.00 EUR != runs' totals 149.00"]
+    assert balanced(settled=Decimal("151.00"), unsettled=Decimal("3.21")).differences() == [
+        "settled items 151.00 != runs' totals 150.00"]
     assert balanced(credited=Decimal("5.0000")).differences() == ["credit memos 4.21 EUR != credits 5.00"]
     assert balanced(account_balance=Decimal("165.80")).differences() == [
         "entries give a balance of 165.79 EUR, the account has 165.80",
