@@ -31,6 +31,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, fields
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import Iterable, Sequence
 
 from sqlalchemy import column, func, select, table, text
@@ -263,11 +264,9 @@ class Reconciliation:
     dead_letters: list[DeadLetter] = field(default_factory=list)
 
     def contract_differences(self) -> list[str]:
-        contracts = sorted(self.per_contract.keys() | self.undocumented.keys())
-        return [f"{contract_id}: {difference}" for contract_id in contracts
-                for difference in [*(self.per_contract[contract_id].differences()
-                                     if contract_id in self.per_contract else []),
-                                   *self.undocumented.get(contract_id, [])]]
+        # A contract with a run or a document has figures, so every undocumented one is among them.
+        return [f"{contract_id}: {difference}" for contract_id, figures in self.per_contract.items()
+                for difference in [*figures.differences(), *self.undocumented.get(contract_id, [])]]
 
     def differences(self, allow_dead_letters: bool = False) -> list[str]:
         """Everything that differs or did not go through, each as one line (dead letters unless allowed)."""
@@ -286,6 +285,11 @@ class Reconciliation:
 # --- reading the services ----------------------------------------------------------------------
 
 
+def _only(statement, column, contract_ids: Sequence[str] | None):
+    """`statement` for the contracts asked for (all without `contract_ids`), by its contract `column`."""
+    return statement.where(column.in_(contract_ids)) if contract_ids else statement
+
+
 async def _rows(databases: Databases, service: str, statement) -> list:
     async with databases[service].transaction() as session:
         await session.execute(text("SET TRANSACTION READ ONLY"))
@@ -294,8 +298,7 @@ async def _rows(databases: Databases, service: str, statement) -> list:
 
 async def gather(databases: Databases, contract_ids: Sequence[str] | None = None) -> dict[str, Figures]:
     """Every contract any service knows (or only `contract_ids`), with its figures."""
-    def only(statement, column):
-        return statement.where(column.in_(contract_ids)) if contract_ids else statement
+    only = partial(_only, contract_ids=contract_ids)
 
     values: dict[str, dict] = defaultdict(dict)
     sums: dict[str, dict[EntryType, Decimal]] = defaultdict(dict)
@@ -370,8 +373,8 @@ async def gather(databases: Databases, contract_ids: Sequence[str] | None = None
 
 async def gather_undocumented(databases: Databases, contract_ids: Sequence[str] | None = None
                               ) -> dict[str, list[str]]:
-    def only(statement, column):
-        return statement.where(column.in_(contract_ids)) if contract_ids else statement
+    """`undocumented`, from settlement's runs, invoicing's documents and what payments recorded of them."""
+    only = partial(_only, contract_ids=contract_ids)
 
     item_runs = {row[0] for row in await _rows(databases, "settlement", only(
         select(settled_items.c.settlement_run_id).distinct().where(settled_items.c.settlement_run_id.is_not(None)),
@@ -407,9 +410,7 @@ async def gather_parked(databases: Databases, contract_ids: Sequence[str] | None
         [(has_table,)] = await _rows(databases, service, text("SELECT to_regclass('parked') IS NOT NULL"))
         if not has_table:
             continue
-        statement = select(PARKED).order_by(PARKED.c.parked_at)
-        if contract_ids:
-            statement = statement.where(PARKED.c.key.in_(contract_ids))
+        statement = _only(select(PARKED).order_by(PARKED.c.parked_at), PARKED.c.key, contract_ids)
         found += [Parked(service, row.consumer, row.event_id, row.topic, row.partition, row.offset, row.key,
                          row.reason, row.parked_at) for row in await _rows(databases, service, statement)]
     return found
