@@ -168,11 +168,14 @@ def benchmark(
 @app.command("reconcile")
 def reconcile(
     contract: Annotated[list[str] | None, typer.Option(help="Only these contracts (repeatable); default all.")] = None,
+    allow_dead_letters: Annotated[bool, typer.Option(
+        "--allow-dead-letters", help="List dead letters without counting them as differences.")] = False,
 ) -> None:
-    """Prove rated == settled per contract and ledger balance == its entries; exit 1 on any difference."""
+    """Prove rated == settled == invoiced per contract and ledger balance == its entries == payments' open items
+    minus credit, with nothing parked or dead-lettered; exit 1 on any difference."""
     from ops.reconcile import main as run_reconcile
 
-    raise typer.Exit(run_reconcile(contract or None))
+    raise typer.Exit(run_reconcile(contract or None, allow_dead_letters))
 
 
 @app.command("demo")

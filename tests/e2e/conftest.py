@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,6 +71,41 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     finally:
         workers.stop_all()
         stack.down()
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def reconciled_at_the_end(pipeline: Pipeline) -> AsyncIterator[set[str]]:
+    """Contracts whose tests expect a clean end state; add yours. Once every test is done, `billing
+    reconcile` must find nothing differing for them across the four services, nothing parked and no
+    dead letter keyed by them.
+
+    Only those, because other tests leave differences on purpose: they put a rated item, a run or a
+    document on a topic themselves (so no service upstream has it), reverse a payment on the ledger
+    alone, or send messages meant to be dead-lettered.
+    """
+    contracts: set[str] = set()
+    yield contracts
+    if contracts:
+        await _reconciled(sorted(contracts))
+
+
+async def _reconciled(contract_ids: list[str]) -> None:
+    """The command an operator runs, until it agrees: the last documents and payments may still be
+    on their way to the services that book them when the last test ends."""
+    arguments = [arg for contract_id in contract_ids for arg in ("--contract", contract_id)]
+    output: list[str] = []
+
+    async def agrees() -> bool:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "ops.cli", "reconcile", *arguments, env=os.environ,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        output[:] = [(await process.communicate())[0].decode()]
+        return process.returncode == 0
+
+    try:
+        await wait_until(agrees, timeout_s=DEADLINE_S, what="billing reconcile to find no difference", poll_s=1.0)
+    except TimeoutError:
+        pytest.fail(f"billing reconcile found differences after the tests:\n{output[0]}")
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

@@ -42,8 +42,10 @@ async def assert_billed_exactly_once(pipeline, broker, databases, contract: str)
     assert not [letter for letter in await dead_letters(pipeline.kafka.bootstrap_servers) if letter.key == contract]
 
 
-async def test_postgres_restart_in_the_middle_of_a_run_loses_and_duplicates_nothing(pipeline, broker, databases):
+async def test_postgres_restart_in_the_middle_of_a_run_loses_and_duplicates_nothing(pipeline, broker, databases,
+                                                                                   reconciled_at_the_end):
     contract = new_contract_id("pgdown")
+    reconciled_at_the_end.add(contract)
     await given_contract(databases, contract, {"api-calls": "0.0125"})
     events = [usage(contract, "api-calls", "100") for _ in range(EVENTS)]
     await publish_usage(broker, *events[: EVENTS // 2])
@@ -60,8 +62,9 @@ async def test_postgres_restart_in_the_middle_of_a_run_loses_and_duplicates_noth
     assert not pipeline.workers.crashed()
 
 
-async def test_a_frozen_broker_loses_and_duplicates_nothing(pipeline, broker, databases):
+async def test_a_frozen_broker_loses_and_duplicates_nothing(pipeline, broker, databases, reconciled_at_the_end):
     contract = new_contract_id("kafkafrozen")
+    reconciled_at_the_end.add(contract)
     await given_contract(databases, contract, {"api-calls": "0.0125"})
     events = [usage(contract, "api-calls", "100") for _ in range(EVENTS)]
     await publish_usage(broker, *events)

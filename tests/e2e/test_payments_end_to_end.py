@@ -234,8 +234,9 @@ async def test_the_bridge_reports_its_health_and_documents_its_webhook(bridge):
 
 
 async def test_open_items_follow_partial_and_over_payments_a_refund_and_a_chargeback_with_a_fee_like_the_ledger(
-        bridge, broker, databases):
+        bridge, broker, databases, reconciled_at_the_end):
     contract = new_contract_id("opos")
+    reconciled_at_the_end.add(contract)
     await given_contract(databases, contract, {"api-calls": "0.01", "storage-gb": "2.50"})
 
     async def invoice_after(*usages) -> object:

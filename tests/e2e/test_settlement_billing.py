@@ -18,10 +18,11 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from ops.observe import Databases, read_events, wait_until
 from ops.reconcile import reconcile
+from services.payments.tables import payments
 from services.rating.contracts import ContractSpec, save_contracts
 from services.settlement import domain, handlers, store
 from services.settlement.admin import granted_credit_id, operate
@@ -347,16 +348,21 @@ async def test_ledger_balances_follow_receivables_payments_a_chargeback_a_refund
     assert any(line.split()[:2] == ["total", "EUR"] and line.split()[-2:] == ["170.00", "EUR"]
                for line in shown.stdout.splitlines()), shown.stdout
 
-    # Everything rated was settled, and every balance is what its entries say.
+    # Everything rated was settled and invoiced, and every balance is what its entries and payments say,
+    # once payments has the credit note.
+    await wait_until(lambda: databases.has_exactly("payments", payments, 1, payments.c.contract_id == contract,
+                                                   payments.c.kind == "credit_note"),
+                     timeout_s=DEADLINE_S, what="the credit note in payments")
     reconciled = subprocess.run([sys.executable, "-m", "ops.cli", "reconcile", "--contract", contract,
                                  "--contract", other], capture_output=True, text=True, env=os.environ, timeout=60)
     assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
     assert "2 contract(s), 0 difference(s)" in reconciled.stdout
     [eur_total] = [line for line in reconciled.stdout.splitlines() if line.startswith("TOTAL EUR")]
     # rated, settled, unsettled, difference, receivables, credit memos, net VAT, payments, chargebacks, fees,
-    # refunds, =, account, diff
+    # refunds, =, account, diff, invoiced, credit notes, open - credit, diff
     assert eur_total.split()[3:] == ["154.21", "154.21", "0.00", "0.00", "154.21", "4.21", "0.00", "100.00",
-                                     "100.00", "0.00", "20.00", "170.00", "170.00", "0.00"]
+                                     "100.00", "0.00", "20.00", "170.00", "170.00", "0.00", "154.21", "4.21",
+                                     "170.00", "0.00"]
 
 
 async def test_the_reconciliation_reports_what_rating_never_rated(broker, databases):
@@ -367,6 +373,43 @@ async def test_the_reconciliation_reports_what_rating_never_rated(broker, databa
     table, problems = await reconcile([contract])
     assert problems == 1
     assert f"DIFFERENCE {contract}: rated 0.00 != settled 0.00 + unsettled 30.00" in table
+
+
+async def test_the_reconciliation_reports_a_receivable_that_never_became_an_invoice(databases):
+    """A run settled and posted, as if its receivables.posted never reached invoicing: written into
+    settlement's database directly, for a contract no other service knows."""
+    contract, run_id, now = new_contract_id("stranded"), uuid.uuid4(), datetime.now(UTC)
+    customer = f"CUST-{contract}"
+    async with databases["settlement"].transaction() as session:
+        await session.execute(insert(contract_accounts).values(
+            contract_id=contract, customer_id=customer, currency="EUR", balance=Decimal("30.00"), last_sequence=1))
+        await session.execute(insert(settlement_runs).values(
+            settlement_run_id=run_id, contract_id=contract, customer_id=customer, currency="EUR", cutoff=now,
+            status=domain.RunStatus.COMPLETE.value, total=Decimal("30.00"), settled_at=now))
+        await session.execute(insert(billable_items).values(
+            billable_item_id=uuid.uuid4(), contract_id=contract, customer_id=customer, item_code="licence",
+            description="Licence", currency="EUR", quantity=Decimal(1), unit_price=Decimal("30.00"),
+            net=Decimal("30.00"), period_start=NOVEMBER[0], period_end=NOVEMBER[1], occurred_at=now,
+            settlement_run_id=run_id, charge_kind=ChargeKind.RECURRING_FEE.value))
+        await session.execute(insert(ledger_entries).values(
+            entry_id=uuid.uuid4(), contract_id=contract, customer_id=customer, sequence=1,
+            entry_type=domain.EntryType.RECEIVABLE.value, amount=Decimal("30.00"), currency="EUR",
+            balance=Decimal("30.00"), description=f"Settlement run {run_id}", settlement_run_id=run_id,
+            booked_at=now))
+
+    reconciled = subprocess.run([sys.executable, "-m", "ops.cli", "reconcile", "--contract", contract],
+                                capture_output=True, text=True, env=os.environ, timeout=60)
+    assert reconciled.returncode == 1, reconciled.stdout + reconciled.stderr
+    assert reconciled.stdout.splitlines()[-6:] == [
+        "1 contract(s), 5 difference(s)",
+        f"  DIFFERENCE {contract}: rated 0.00 != settled 30.00 + unsettled 0.00",
+        f"  DIFFERENCE {contract}: Receivable entries 30.00 EUR != invoices' net 0.00 EUR",
+        f"  DIFFERENCE {contract}: ledger balance 30.00 EUR != documents' gross - payments + chargebacks + fees "
+        "+ refunds 0.00 EUR",
+        f"  DIFFERENCE {contract}: ledger balance 30.00 EUR != payments' open items 0.00 - unassigned credit 0.00 "
+        "= 0.00",
+        f"  DIFFERENCE {contract}: settlement run {run_id} settled 30.00 EUR, but invoicing has no invoice for it",
+    ]
 
 
 async def test_cancelling_a_contract_credits_its_prepaid_fees_beyond_the_last_day_once(pipeline, broker, databases):
@@ -473,5 +516,16 @@ async def test_a_payment_booked_in_error_is_reversed_by_a_new_entry_once(broker,
         ("Payment", Decimal("-30.00"), Decimal("-30.00"), None),
         ("Payment", Decimal("30.00"), Decimal("0.00"), original.entry_id),
     ]
+    # Settlement's ledger is corrected, but payments still holds the 30.00 as the customer's credit: the
+    # reconciliation shows it until payments is corrected too.
+    await wait_until(lambda: databases.has_exactly("payments", payments, 1,
+                                                   payments.c.payment_id == payment.payment_id),
+                     timeout_s=DEADLINE_S, what="the payment in payments")
     table, problems = await reconcile([contract])
-    assert problems == 0, table
+    assert table.splitlines()[-3:] == [
+        f"  DIFFERENCE {contract}: Payment entries 0.00 EUR != payments' payments 30.00 EUR",
+        f"  DIFFERENCE {contract}: ledger balance 0.00 EUR != documents' gross - payments + chargebacks + fees "
+        "+ refunds -30.00 EUR",
+        f"  DIFFERENCE {contract}: ledger balance 0.00 EUR != payments' open items 0.00 - unassigned credit 30.00 "
+        "= -30.00"]
+    assert problems == 3
