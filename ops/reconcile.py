@@ -34,7 +34,7 @@ from decimal import Decimal
 from functools import partial
 from typing import Iterable, Sequence
 
-from sqlalchemy import column, func, select, table, text
+from sqlalchemy import MetaData, func, select, text
 
 from ops.observe import Databases, dead_letters
 from services.invoicing.tables import documents
@@ -44,6 +44,7 @@ from services.rating.tables import billable_items as rated_items
 from services.settlement.domain import EntryType, LedgerTotals
 from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import contract_accounts, credits, ledger_entries, settlement_runs
+from shared.db import messaging_tables
 from shared.events import DeadLetter, DocumentType, PaymentKind, PaymentStatus
 from shared.money import Money, exponent
 from shared.settings import KafkaSettings
@@ -398,21 +399,16 @@ async def gather_undocumented(databases: Databases, contract_ids: Sequence[str] 
     return undocumented(runs, issued, open_item_ids, credit_notes)
 
 
-# Each service may have a table of the messages its consumers parked; it is read by name, because a
-# service without one (an older schema) simply has nothing parked.
-PARKED = table("parked", *(column(name) for name in ("consumer", "event_id", "topic", "partition", "offset", "key",
-                                                      "reason", "parked_at")))
+# Every service database has the same messaging tables (shared.db), `parked` among them.
+PARKED = messaging_tables(MetaData()).parked
 
 
 async def gather_parked(databases: Databases, contract_ids: Sequence[str] | None = None) -> list[Parked]:
     found = []
     for service in databases.by_service:
-        [(has_table,)] = await _rows(databases, service, text("SELECT to_regclass('parked') IS NOT NULL"))
-        if not has_table:
-            continue
         statement = _only(select(PARKED).order_by(PARKED.c.parked_at), PARKED.c.key, contract_ids)
         found += [Parked(service, row.consumer, row.event_id, row.topic, row.partition, row.offset, row.key,
-                         row.reason, row.parked_at) for row in await _rows(databases, service, statement)]
+                         row.waiting_for, row.parked_at) for row in await _rows(databases, service, statement)]
     return found
 
 

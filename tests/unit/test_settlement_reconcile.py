@@ -126,7 +126,7 @@ NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 def dead_letter(key: str) -> DeadLetter:
     return DeadLetter(event_id=uuid.uuid4(), occurred_at=NOW, consumer="rating.usage.recorded",
                       source_topic="usage.recorded", partition=0, offset=3, key=key, reason="contract C-9 has no item",
-                      error_type="Rejected", payload="{}", payload_truncated=False)
+                      error_type="Rejected", payload="{}", payload_encoding="utf-8", payload_truncated=False)
 
 
 def test_parked_messages_and_dead_letters_are_listed_and_counted_unless_dead_letters_are_allowed():
