@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from contextlib import asynccontextmanager
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, AsyncIterator, Coroutine, TypeVar
@@ -25,8 +25,9 @@ from services.rating.specs import CancellationSpec, PurchaseSpec
 from shared.db import Database, migrate
 from shared.errors import Rejected
 from shared.events import RatedItem
-from shared.outbox import Outgoing
 from shared.money import Money
+from shared.outbox import Outgoing
+from shared.settings import seller_country
 
 T = TypeVar("T")
 
@@ -110,7 +111,8 @@ def add_purchase_command(
 
     async def run() -> list[Outgoing]:
         async with rating_database() as database:
-            return await operate(database, handlers.add_purchase, contract_id, purchase)
+            return await operate(database, handlers.add_purchase, contract_id, purchase, seller_country(),
+                                 timedelta(seconds=RatingSettings().max_future_skew_s))
 
     _echo_items(_run(run()))
 

@@ -10,7 +10,7 @@ publishes them.
 from __future__ import annotations
 
 from contextlib import asynccontextmanager
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from typing import Annotated, AsyncIterator
 
@@ -125,8 +125,10 @@ def create_app(database: Database | None = None) -> FastAPI:
     @api.post("/contracts/{contract_id}/purchases", response_model=list[RatedItem],
               status_code=status.HTTP_201_CREATED, responses=ERRORS)
     async def add_purchase(contract_id: Identifier, purchase: PurchaseSpec, request: Request) -> list[RatedItem]:
-        """Add a one-time purchase item; returns its billable item (none when `purchase_id` was added before)."""
-        outgoing = await operate(db(request), handlers.add_purchase, contract_id, purchase)
+        """Add a one-time purchase item; returns its billable item (none when `purchase_id` was added before).
+        422 when it is dated too far ahead or invoicing could not tax its `tax_category` for the customer."""
+        outgoing = await operate(db(request), handlers.add_purchase, contract_id, purchase, seller_country(),
+                                 timedelta(seconds=RatingSettings().max_future_skew_s))
         return [message.event for message in outgoing]
 
     @api.post("/contracts/{contract_id}/cancel", response_model=ContractSpec, responses=ERRORS)

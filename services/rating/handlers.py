@@ -27,6 +27,7 @@ from shared.events import (
 )
 from shared.inbox import BatchOutcome
 from shared.outbox import Outgoing
+from shared.vat import TaxContext
 
 
 class NotFound(Rejected):
@@ -118,6 +119,10 @@ async def save_contract(session: AsyncSession, spec: ContractSpec, seller_countr
 
 async def _replace_contract(session: AsyncSession, spec: ContractSpec) -> tuple[int, list[Outgoing]]:
     old = await store.find_contract(session, spec.contract_id, for_update=True)
+    if old is not None and old.currency != spec.currency and await store.has_billable_items(session, spec.contract_id):
+        # Settlement keeps the contract's account, and bills its items, in the currency they were rated in.
+        raise Rejected(f"contract {spec.contract_id} has billable items in {old.currency}; its currency cannot "
+                       f"change to {spec.currency} (start a new contract in {spec.currency} instead)")
     adjusted = domain.adjusted_prices(old, spec.to_domain())
     spec = spec.model_copy(update={"items": [
         item.model_copy(update={"price_adjusted": adjusted.items[item.item_code].price_adjusted})
@@ -144,11 +149,22 @@ async def cancel_contract(session: AsyncSession, contract_id: str, cancellation:
     return outgoing
 
 
-async def add_purchase(session: AsyncSession, contract_id: str, purchase: PurchaseSpec) -> list[Outgoing]:
-    """A one-time purchase item; sending the same `purchase_id` again adds nothing."""
+async def add_purchase(session: AsyncSession, contract_id: str, purchase: PurchaseSpec, seller_country: str,
+                       max_future_skew: timedelta) -> list[Outgoing]:
+    """A one-time purchase item; sending the same `purchase_id` again adds nothing.
+
+    Refused, with nothing written, when it is dated further ahead than events may be (every later
+    stage would refuse it), or when invoicing could not tax its category for the contract's customer.
+    """
     contract = await store.find_contract(session, contract_id)
-    if contract is None:
+    spec = await store.find_contract_spec(session, contract_id)
+    if contract is None or spec is None:
         raise NotFound(f"unknown contract {contract_id!r}")
+    latest = (datetime.now(UTC) + max_future_skew).date()
+    if purchase.purchased_on > latest:
+        raise Rejected(f"a purchase dated {purchase.purchased_on} is too far ahead; the latest day accepted now is "
+                       f"{latest}")
+    TaxContext(seller_country, spec.customer.country, spec.customer.vat_id).vat_for(purchase.tax_category)
     purchase_id = derive_id(f"{contract_id}:{purchase.purchase_id}", "purchase") if purchase.purchase_id \
         else uuid.uuid4()
     item = domain.purchase_item(contract, purchase_id, purchase.item_code, purchase.description, purchase.quantity,

@@ -275,6 +275,11 @@ def _row(item: BillableItem) -> dict:
     }
 
 
+async def has_billable_items(session: AsyncSession, contract_id: str) -> bool:
+    return bool(await session.scalar(select(select(billable_items.c.billable_item_id)
+                                            .where(billable_items.c.contract_id == contract_id).exists())))
+
+
 async def add_billable_items(session: AsyncSession, items: list[BillableItem]) -> None:
     """Insert new items in one statement; a second item for the same source fails loudly."""
     if items:

@@ -208,11 +208,17 @@ async def wait_for_dead_letter(pipeline: Pipeline, contract_id: str, reason_part
 
 
 @pytest.fixture(scope="session")
-def portal_url(pipeline: Pipeline) -> str:
+def rating_api_url(pipeline: Pipeline) -> str:
+    """Rating's HTTP API as a real uvicorn process on the pipeline's stack."""
+    url = pipeline.workers.start_http("rating-api", free_port())
+    pipeline.workers.wait_healthy("rating-api", url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def portal_url(pipeline: Pipeline, rating_api_url: str) -> str:
     """The customer billing portal as a real uvicorn process on the pipeline's stack, with rating's API."""
-    rating_api = pipeline.workers.start_http("rating-api", free_port())
-    pipeline.workers.wait_healthy("rating-api", rating_api)
-    pipeline.workers.env["PORTAL_RATING_API_URL"] = rating_api
+    pipeline.workers.env["PORTAL_RATING_API_URL"] = rating_api_url
     url = pipeline.workers.start_http("portal", free_port())
     pipeline.workers.wait_healthy("portal", url)
     return url

@@ -68,3 +68,35 @@ async def test_load_contracts_refuses_the_whole_file_when_one_contract_could_not
     assert run.returncode == 1
     assert "refused: DK has no reduced VAT rate: an item in tax category 'reduced'" in run.stderr
     assert await nothing_written(databases, fine) and await nothing_written(databases, refused)
+
+
+async def test_purchases_and_currency_changes_that_later_stages_would_refuse_are_refused_at_the_api(databases):
+    danish = new_contract_id("vat-purchase-dk")
+    body = contract_body(danish, "DK", "standard")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(databases["rating"])),
+                                 base_url="http://rating") as api:
+        assert (await api.put(f"/contracts/{danish}", json=body)).status_code == 200
+
+        def purchase(**changes) -> dict:
+            return {"item_code": "setup", "description": "Setup", "quantity": "1", "unit_price": "49.90",
+                    "purchased_on": "2026-11-15", **changes}
+
+        reduced = await api.post(f"/contracts/{danish}/purchases", json=purchase(tax_category="reduced"))
+        assert reduced.status_code == 422
+        assert "DK has no reduced VAT rate" in reduced.json()["detail"]
+        ahead = await api.post(f"/contracts/{danish}/purchases", json=purchase(purchased_on="2027-01-01"))
+        assert ahead.status_code == 422 and "too far ahead" in ahead.json()["detail"]
+        # Before anything was rated the currency may still change; once an item is, it may not.
+        assert (await api.put(f"/contracts/{danish}", json={**body, "currency": "DKK"})).status_code == 200
+        assert (await api.put(f"/contracts/{danish}", json=body)).status_code == 200
+        bought = await api.post(f"/contracts/{danish}/purchases", json=purchase())
+        assert bought.status_code == 201 and bought.json()[0]["net"] == "49.90"
+        changed = await api.put(f"/contracts/{danish}", json={**body, "currency": "DKK"})
+        assert changed.status_code == 422
+        assert "has billable items in EUR; its currency cannot change to DKK" in changed.json()["detail"]
+        assert (await api.get(f"/contracts/{danish}")).json()["currency"] == "EUR"
+    async with databases["rating"].transaction() as session:
+        written = (await session.execute(select(messaging.outbox.c.topic).where(messaging.outbox.c.key == danish)
+                                         .order_by(messaging.outbox.c.id))).scalars().all()
+    # Three accepted contract changes and the one purchase; nothing of what was refused.
+    assert written == ["contracts.changed"] * 3 + ["items.rated"]
