@@ -178,6 +178,29 @@ def reconcile(
     raise typer.Exit(run_reconcile(contract or None, allow_dead_letters))
 
 
+@app.command("parked")
+def parked(
+    contract: Annotated[list[str] | None, typer.Option(help="Only these contracts (repeatable); default all.")] = None,
+) -> None:
+    """The messages each service parked because what they wait for has not arrived, with what they wait for.
+
+    They are re-driven on their own; one still listed after the park timeout becomes a dead letter."""
+    from ops.observe import Databases
+    from ops.reconcile import gather_parked
+
+    async def run() -> list:
+        databases = Databases()
+        try:
+            return await gather_parked(databases, contract or None)
+        finally:
+            await databases.dispose()
+
+    found = asyncio.run(run())
+    for message in found:
+        typer.echo(message.describe())
+    typer.echo(f"{len(found)} parked message(s)", err=True)
+
+
 @app.command("demo")
 def demo(
     serve: Annotated[bool | None, typer.Option(

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from shared.db import Database, MessagingTables, migrate
 from shared.events import Event, encode_event
 from shared.inbox import Apply, ApplyBatch, BatchOutcome, Consumer, ParkedRedrive, each_in_savepoint
+from shared.logs import configure_logging
 from shared.outbox import OutboxRelay, Outgoing
 from shared.settings import KafkaSettings, ServiceSettings
 
@@ -125,6 +126,7 @@ class ServiceRuntime:
 
         @app.on_startup
         async def _migrate() -> None:
+            configure_logging()
             await migrate(self.name, self.database.url)
 
         @app.after_startup

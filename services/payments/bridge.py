@@ -33,6 +33,7 @@ from services.payments.settings import PaymentsSettings
 from services.payments.webhooks import ProviderWebhook, WebhookRefused
 from shared.db import Database, migrate
 from shared.events import PaymentKind, PaymentStatus
+from shared.logs import configure_logging
 
 log = logging.getLogger("billing.payments.bridge")
 settings = PaymentsSettings()
@@ -40,6 +41,7 @@ settings = PaymentsSettings()
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    configure_logging()
     await migrate("payments", settings.database_url)
     app.state.database = Database(settings.database_url)
     try:

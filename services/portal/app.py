@@ -16,12 +16,14 @@ from services.portal.actions import Actions, RatingUnavailable, UnknownContract
 from services.portal.domain import ActionRefused
 from services.portal.reads import Sources
 from services.portal.settings import PortalSettings
+from shared.logs import configure_logging
 from shared.runtime import create_broker
 from shared.settings import KafkaSettings
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    configure_logging()
     settings = PortalSettings()
     sources = Sources.of(settings)
     async with create_broker(KafkaSettings(), client_id="portal") as broker, \

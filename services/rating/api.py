@@ -28,6 +28,7 @@ from services.rating.specs import CancellationSpec, ContractSpec, PurchaseSpec
 from shared.db import Database, migrate
 from shared.errors import Rejected
 from shared.events import Amount, Currency, Identifier, Quantity, RatedItem
+from shared.logs import configure_logging
 from shared.settings import seller_country
 
 
@@ -69,6 +70,7 @@ def create_app(database: Database | None = None) -> FastAPI:
             app.state.database = database
             yield
             return
+        configure_logging()  # a process of its own (tests hand in their database and keep pytest's logging)
         settings = RatingSettings()
         await migrate("rating", settings.database_url)
         app.state.database = Database(settings.database_url)

@@ -10,6 +10,9 @@ Amounts are hand-computed; every contract here must reconcile at the end of the 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -117,6 +120,14 @@ async def test_a_chargeback_before_its_payment_is_parked_without_holding_up_othe
     parked = payments_messaging.parked
     await wait_until(lambda: databases.has_exactly("payments", parked, 1, parked.c.key == contract),
                      timeout_s=DEADLINE_S, what="the early chargeback to be parked")
+
+    # Operators see it, with what it waits for.
+    shown = subprocess.run([sys.executable, "-m", "ops.cli", "parked", "--contract", contract],
+                           capture_output=True, text=True, env=os.environ, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    [line] = shown.stdout.splitlines()
+    assert line.startswith("payments: payments.received[") and f"key {contract} (payments.payments.received)" in line
+    assert line.endswith(f"chargeback {contract}-CB1 takes back payment {contract}-P1, which has not arrived")
 
     # An unrelated payment behind it is applied while the chargeback waits.
     sent = time.monotonic()
