@@ -265,9 +265,15 @@ class BillingRunRequested(Event):
 
 
 class SettlementItem(BaseModel):
+    """A line of a settlement run. Version 1: one billable item (`billable_item_id`). Version 2: the
+    run's items of one contract item, period, unit price and tax category summed (`line_id`, and
+    `item_count` of them), so a run's size follows its contract, not the number of usage events."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    billable_item_id: uuid.UUID
+    billable_item_id: uuid.UUID | None = None
+    line_id: uuid.UUID | None = None
+    item_count: int | None = Field(default=None, ge=1)
     item_code: Identifier
     description: Text
     quantity: Quantity
@@ -275,10 +281,16 @@ class SettlementItem(BaseModel):
     net: Amount
     period_start: date
     period_end: date
-    # What a discount already took off `net` (quantity x unit_price - discount = net before rounding).
-    discount: Annotated[Amount, Field(ge=0)] = Decimal(0)
-    # Version 2 on: the item's tax category as rated; None for items rated under items.rated v1.
+    # What discounts took off the list amount (per unit price: quantity x unit_price - discount = net
+    # before rounding); negative where a later item of the period gave some of it back.
+    discount: Amount = Decimal(0)
+    # Version 2 on: the items' tax category as rated; None for items rated under items.rated v1.
     tax_category: TaxCategory | None = None
+
+    @property
+    def source_id(self) -> uuid.UUID:
+        """What the line stands for: its billing line (v2) or billable item (v1)."""
+        return self.line_id or self.billable_item_id  # type: ignore[return-value]
 
 
 class CreditReason(StrEnum):
@@ -339,6 +351,12 @@ class ReceivablesPosted(Event):
         if self.schema_version < 2 and (self.customer is not None or any(
                 line.tax_category is not None for line in [*self.items, *self.credits])):
             raise ValueError("customer and tax categories are not part of schema_version 1")
+        version_1 = self.schema_version < 2
+        for item in self.items:
+            if (item.billable_item_id is not None) != version_1 or \
+                    (item.line_id is not None and item.item_count is not None) == version_1:
+                raise ValueError("items name a billable_item_id in schema_version 1 and a line_id with its "
+                                 "item_count from schema_version 2 on")
         if not self.items and not self.credits:
             raise ValueError("a settlement run has items, credits or both")
         if self.total != sum((item.net for item in self.items), Decimal(0)):

@@ -168,7 +168,7 @@ def _draft(event: ReceivablesPosted, terms: domain.ContractTerms, document_type:
 
 def _from_item(item: SettlementItem, currency: str) -> domain.SourceLine:
     return domain.SourceLine(
-        source_id=item.billable_item_id,
+        source_id=item.source_id,
         item_code=item.item_code,
         description=item.description,
         quantity=item.quantity,

@@ -408,6 +408,46 @@ class SettlementRun:
     total: Money
     credit_total: Money
 
+    def lines(self) -> tuple[BillingLine, ...]:
+        """The run's items summed per contract item, period, unit price and tax category: what
+        receivables.posted carries, so its size follows the contract, not the number of usage events."""
+        groups: dict[tuple, list[Item]] = {}
+        for item in self.items:
+            key = (item.period_start, item.period_end, item.item_code, item.description, item.unit_price,
+                   item.tax_category or "", item.charge_kind)
+            groups.setdefault(key, []).append(item)
+        currency = self.total.currency
+        return tuple(
+            BillingLine(
+                line_id=derive_id(self.settlement_run_id, "line:" + ":".join(str(part) for part in key)),
+                item_code=members[0].item_code, description=members[0].description,
+                period_start=members[0].period_start, period_end=members[0].period_end,
+                unit_price=members[0].unit_price, tax_category=members[0].tax_category,
+                quantity=sum((member.quantity for member in members), Decimal(0)),
+                discount=Money.sum((member.discount or Money.zero(currency) for member in members), currency),
+                net=Money.sum((member.net for member in members), currency),
+                item_count=len(members),
+            )
+            for key, members in sorted(groups.items(), key=lambda group: group[0][:5])
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class BillingLine:
+    """A run's items of one contract item, period, unit price and tax category, summed exactly."""
+
+    line_id: uuid.UUID
+    item_code: str
+    description: str
+    period_start: date
+    period_end: date
+    unit_price: Decimal
+    tax_category: TaxCategory | None
+    quantity: Decimal
+    discount: Money
+    net: Money
+    item_count: int
+
 
 def settle(
     settlement_run_id: uuid.UUID,

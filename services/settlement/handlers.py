@@ -321,18 +321,19 @@ def receivables_posted(run: SettlementRun, account: Account, customer: CustomerP
         cutoff=run.cutoff,
         items=[
             SettlementItem(
-                billable_item_id=item.billable_item_id,
-                item_code=item.item_code,
-                description=item.description,
-                quantity=item.quantity,
-                unit_price=item.unit_price,
-                net=item.net.amount,
-                period_start=item.period_start,
-                period_end=item.period_end,
-                discount=item.discount.amount if item.discount else Decimal(0),
-                tax_category=item.tax_category,
+                line_id=line.line_id,
+                item_count=line.item_count,
+                item_code=line.item_code,
+                description=line.description,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                net=line.net.amount,
+                period_start=line.period_start,
+                period_end=line.period_end,
+                discount=line.discount.amount,
+                tax_category=line.tax_category,
             )
-            for item in run.items
+            for line in run.lines()
         ],
         total=run.total.amount,
         credits=[

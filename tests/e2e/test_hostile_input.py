@@ -57,7 +57,7 @@ def rated_item(contract: str) -> RatedItem:
 
 def receivables(contract: str) -> ReceivablesPosted:
     item = SettlementItem(
-        billable_item_id=uuid.uuid4(), item_code="api-calls", description="API calls", quantity=Decimal("800"),
+        line_id=uuid.uuid4(), item_count=1, item_code="api-calls", description="API calls", quantity=Decimal("800"),
         unit_price=Decimal("0.0125"), net=Decimal("10.00"), period_start=date(2026, 11, 1),
         period_end=date(2026, 11, 30),
     )

@@ -69,7 +69,7 @@ def snapshot(contract: str, profile: CustomerProfile, items: dict[str, TaxCatego
 
 
 def item(code: str, quantity: str, unit_price: str, net: str) -> SettlementItem:
-    return SettlementItem(billable_item_id=uuid.uuid4(), item_code=code, description=code.title(),
+    return SettlementItem(line_id=uuid.uuid4(), item_count=1, item_code=code, description=code.title(),
                           quantity=Decimal(quantity), unit_price=Decimal(unit_price), net=Decimal(net),
                           period_start=NOVEMBER[0], period_end=NOVEMBER[1])
 

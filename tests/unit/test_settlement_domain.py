@@ -303,7 +303,8 @@ def test_a_run_settles_its_items_and_credits_the_recurring_fees_of_a_cancelled_c
     # Self-contained: the customer as of the run, and each line's (and credit's) tax category.
     assert (event.schema_version, event.customer) == (2, CUSTOMER)
     assert [line.tax_category for line in [*event.items, *event.credits]] == [TaxCategory.REDUCED] * 3
-    assert [item.billable_item_id for item in event.items] == [usage.billable_item_id, licence.billable_item_id]
+    assert [(line.unit_price, line.net, line.item_count) for line in event.items] == [
+        (Decimal("12.34"), Decimal("12.34"), 1), (Decimal("100.00"), Decimal("100.00"), 1)]
     [line] = event.credits
     assert (line.reason, line.net, line.period_start, line.credited_settlement_run_id) == (
         CreditReason.TERMINATION, Decimal("66.67"), date(2026, 11, 11), RUN)
@@ -325,3 +326,34 @@ def test_a_credit_only_run_posts_just_a_credit_memo():
     event = receivables_posted(run, acc, None, AT)
     assert (event.items, event.total, event.credit_total) == ([], Decimal("0.00"), Decimal("19.99"))
     assert event.customer is None  # settlement had no snapshot: invoicing falls back to its replica
+
+
+def test_a_runs_items_are_summed_into_one_line_per_item_period_price_and_tax_category():
+    def used(net: str, price: str = "0.0125", *, code: str = "api-calls", period_start: date = date(2026, 11, 1),
+             category: TaxCategory = TaxCategory.STANDARD, discount: str = "0") -> Item:
+        return Item(billable_item_id=uuid.uuid4(), contract_id="C-1", item_code=code, description=code,
+                    quantity=Decimal(net) / Decimal(price), unit_price=Decimal(price), net=eur(net),
+                    period_start=period_start, period_end=period_start.replace(day=30), tax_category=category,
+                    discount=eur(discount))
+
+    # 5,000 usage events of one period become one line; what differs in price, period or category stays apart.
+    many = [used("0.01", discount="0.01") for _ in range(5_000)]
+    others = [used("1.00", "0.01"), used("2.50", period_start=date(2026, 10, 1)),
+              used("3.00", category=TaxCategory.REDUCED), used("4.00", code="storage-gb")]
+    run = domain.settle(RUN, account(), AT, [*many, *others])
+    assert run is not None
+    lines = run.lines()
+    assert [(line.item_code, line.period_start, line.unit_price, line.tax_category, line.net, line.item_count)
+            for line in lines] == [
+        ("api-calls", date(2026, 10, 1), Decimal("0.0125"), TaxCategory.STANDARD, eur("2.50"), 1),
+        ("api-calls", date(2026, 11, 1), Decimal("0.01"), TaxCategory.STANDARD, eur("1.00"), 1),
+        ("api-calls", date(2026, 11, 1), Decimal("0.0125"), TaxCategory.STANDARD, eur("50.00"), 5_000),
+        ("api-calls", date(2026, 11, 1), Decimal("0.0125"), TaxCategory.REDUCED, eur("3.00"), 1),
+        ("storage-gb", date(2026, 11, 1), Decimal("0.0125"), TaxCategory.STANDARD, eur("4.00"), 1),
+    ]
+    summed = lines[2]
+    assert (summed.quantity, summed.discount) == (Decimal(4000), eur("50.00"))  # 5,000 x 0.8 units, x 0.01
+    assert Money.sum((line.net for line in lines), "EUR") == run.total == eur("60.50")
+    assert summed.line_id == domain.settle(RUN, account(), AT, [*many, *others]).lines()[2].line_id  # stable
+    event = receivables_posted(run, account(), CUSTOMER, AT)
+    assert len(event.items) == 5 and len(event.model_dump_json()) < 5_000
