@@ -79,7 +79,8 @@ class Figures:
     # settlement
     settled: Decimal = ZERO
     unsettled: Decimal = ZERO
-    run_totals: Decimal = ZERO
+    run_totals: Decimal = ZERO  # what the runs invoiced
+    adjusted: Decimal = ZERO  # what runs whose items came to less than nothing credited of it
     credited: Decimal = ZERO
     # Signed sums of the ledger entries per type, as they moved the balance.
     entry_sums: dict[EntryType, Decimal] = field(default_factory=dict)
@@ -139,12 +140,13 @@ class Figures:
         found = []
         if self.rated_difference:
             found.append(f"rated {show(self.rated)} != settled {show(self.settled)} + unsettled {show(self.unsettled)}")
-        if self.settled != self.run_totals:
-            found.append(f"settled items {show(self.settled)} != runs' totals {show(self.run_totals)}")
+        adjustments = f" and adjustments {show(self.adjusted)}" if self.adjusted else ""
+        if self.settled != self.run_totals - self.adjusted:
+            found.append(f"settled items {show(self.settled)} != runs' totals {show(self.run_totals)}{adjustments}")
         if ledger.receivables.amount != self.run_totals:
             found.append(f"receivables {ledger.receivables} != runs' totals {show(self.run_totals)}")
-        if ledger.credit_memos.amount != self.credited:
-            found.append(f"credit memos {ledger.credit_memos} != credits {show(self.credited)}")
+        if ledger.credit_memos.amount != self.credited + self.adjusted:
+            found.append(f"credit memos {ledger.credit_memos} != credits {show(self.credited)}{adjustments}")
         if self.ledger_difference:
             found.append(f"entries give a balance of {ledger.balance}, the account has {show(self.account_balance)}")
         if self.last_running_balance != self.account_balance:
@@ -183,7 +185,8 @@ def totals_per_currency(per_contract: dict[str, Figures]) -> dict[str, Figures]:
 
 @dataclass(frozen=True)
 class Run:
-    """A settlement run, and what it needs documented: an invoice for items, a credit note for credits."""
+    """A settlement run, and what it needs documented: an invoice for the items it invoiced, a credit
+    note for its credits and adjustments."""
 
     settlement_run_id: uuid.UUID
     contract_id: str
@@ -319,9 +322,11 @@ async def gather(databases: Databases, contract_ids: Sequence[str] | None = None
                       settled_items.c.settlement_run_id.is_(None)), settled_items.c.contract_id)):
         add(row[0], row[1], "unsettled" if row[2] else "settled", row[3])
     for row in await _rows(databases, "settlement", only(
-            select(settlement_runs.c.contract_id, settlement_runs.c.currency, func.sum(settlement_runs.c.total))
+            select(settlement_runs.c.contract_id, settlement_runs.c.currency, func.sum(settlement_runs.c.total),
+                   func.sum(settlement_runs.c.adjustment_total))
             .group_by(settlement_runs.c.contract_id, settlement_runs.c.currency), settlement_runs.c.contract_id)):
         add(row[0], row[1], "run_totals", row[2])
+        add(row[0], row[1], "adjusted", row[3])
     for row in await _rows(databases, "settlement", only(
             select(credits.c.contract_id, credits.c.currency, func.sum(credits.c.net))
             .group_by(credits.c.contract_id, credits.c.currency), credits.c.contract_id)):
@@ -382,11 +387,15 @@ async def gather_undocumented(databases: Databases, contract_ids: Sequence[str] 
         settled_items.c.contract_id))}
     credit_runs = {row[0] for row in await _rows(databases, "settlement", only(
         select(credits.c.settlement_run_id).distinct(), credits.c.contract_id))}
+    # A run whose items came to less than nothing invoices only its positive lines (maybe none) and
+    # credits the rest: it needs an invoice if it invoiced something, and a credit note.
     runs = [Run(row.settlement_run_id, row.contract_id, row.currency, row.total, row.credit_total,
-                row.settlement_run_id in item_runs, row.settlement_run_id in credit_runs)
+                row.settlement_run_id in item_runs and (not row.adjustment_total or row.total > 0),
+                row.settlement_run_id in credit_runs or row.adjustment_total > 0)
             for row in await _rows(databases, "settlement", only(
                 select(settlement_runs.c.settlement_run_id, settlement_runs.c.contract_id, settlement_runs.c.currency,
-                       settlement_runs.c.total, settlement_runs.c.credit_total), settlement_runs.c.contract_id))]
+                       settlement_runs.c.total, settlement_runs.c.credit_total, settlement_runs.c.adjustment_total),
+                settlement_runs.c.contract_id))]
     issued = [Document(row.document_id, row.number, DocumentType(row.document_type), row.settlement_run_id,
                        row.contract_id)
               for row in await _rows(databases, "invoicing", only(

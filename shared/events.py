@@ -256,6 +256,32 @@ class RatedItem(Event):
         return self
 
 
+class PeriodClosed(Event):
+    """periods.closed: rating closed one of the contract's billing periods. Everything it bills into
+    the period is rated (its grace days passed, its minimums were topped up), and nothing more will
+    be: usage for it arriving later is billed in the next open period. Settlement bills the period
+    as soon as it holds all `item_count` items rated into it, whose nets sum to `net_total`.
+    """
+
+    schema_version: Literal[1] = 1
+    customer_id: Identifier
+    currency: Currency
+    period_start: date
+    period_end: date
+    # The instant the period ended in the contract's business time zone: the cutoff of its run.
+    ends_at: AwareDatetime
+    time_zone: Annotated[str, Field(min_length=1, max_length=64)]
+    item_count: int = Field(ge=0)
+    net_total: Amount
+
+    @model_validator(mode="after")
+    def _period_is_a_period(self) -> PeriodClosed:
+        if self.period_end < self.period_start:
+            raise ValueError("period_end is before period_start")
+        _check_minor_units(self.currency, net_total=self.net_total)
+        return self
+
+
 class BillingRunRequested(Event):
     """billing-runs.requested: settle everything of a contract that was used before `cutoff`."""
 
@@ -297,6 +323,9 @@ class CreditReason(StrEnum):
     CREDIT = "credit"  # granted on a billable item
     ORDER_CANCELLED = "order_cancelled"  # an order cancelled after it was billed
     TERMINATION = "termination"  # prepaid recurring fees beyond a cancellation date
+    # A run's items came to less than nothing (a cheaper volume band reached after part of the
+    # period was billed): what they came to below zero is credited.
+    ADJUSTMENT = "adjustment"
 
 
 class CreditItem(BaseModel):
@@ -504,6 +533,7 @@ TOPIC_SCHEMAS: dict[str, type[BaseModel]] = {
     topics.CONTRACTS_CHANGED: ContractChanged,
     topics.USAGE_RECORDED: UsageRecorded,
     topics.ITEMS_RATED: RatedItem,
+    topics.PERIODS_CLOSED: PeriodClosed,
     topics.BILLING_RUNS_REQUESTED: BillingRunRequested,
     topics.RECEIVABLES_POSTED: ReceivablesPosted,
     topics.DOCUMENTS_CREATED: DocumentCreated,

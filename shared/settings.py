@@ -15,6 +15,7 @@ from typing import ClassVar
 from pydantic import field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.periods import time_zone
 from shared.vat import VAT_RATES
 
 DEFAULT_KAFKA_PORT = 19092
@@ -62,6 +63,14 @@ class SellerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="BILLING_SELLER_")
 
     country: str = "DE"
+    # The business time zone periods are cut and documents dated in, unless a contract names its own.
+    time_zone: str = "Europe/Berlin"
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone_is_known(cls, name: str) -> str:
+        time_zone(name)
+        return name
 
     @field_validator("country")
     @classmethod
@@ -73,6 +82,11 @@ class SellerSettings(BaseSettings):
 
 def seller_country() -> str:
     return SellerSettings().country
+
+
+def business_time_zone() -> str:
+    """The seller's time zone (BILLING_SELLER_TIME_ZONE): where a day begins and ends for billing."""
+    return SellerSettings().time_zone
 
 
 class ServiceSettings(BaseSettings):

@@ -3,6 +3,7 @@
 CONTRACTS_CHANGED = "contracts.changed"
 USAGE_RECORDED = "usage.recorded"
 ITEMS_RATED = "items.rated"
+PERIODS_CLOSED = "periods.closed"
 BILLING_RUNS_REQUESTED = "billing-runs.requested"
 RECEIVABLES_POSTED = "receivables.posted"
 DOCUMENTS_CREATED = "documents.created"
@@ -13,6 +14,7 @@ ALL = (
     CONTRACTS_CHANGED,
     USAGE_RECORDED,
     ITEMS_RATED,
+    PERIODS_CLOSED,
     BILLING_RUNS_REQUESTED,
     RECEIVABLES_POSTED,
     DOCUMENTS_CREATED,

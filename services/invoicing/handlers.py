@@ -6,7 +6,7 @@ import hashlib
 import logging
 import uuid
 from dataclasses import replace
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -29,10 +29,13 @@ from shared.events import (
 from shared.inbox import BatchOutcome
 from shared.outbox import Outgoing
 from shared.money import Money
+from shared.periods import business_day
+from shared.settings import business_time_zone
 
 log = logging.getLogger("billing.invoicing")
 settings = InvoicingSettings()
 seller = settings.seller()
+TIME_ZONE = business_time_zone()
 
 
 async def keep_contract_terms(session: AsyncSession, events: Sequence[ContractChanged]) -> BatchOutcome:
@@ -77,16 +80,18 @@ async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPo
     corrected = await store.invoice_numbers_of_runs(
         session, (credit.credited_settlement_run_id for event in events for credit in event.credits
                   if credit.credited_settlement_run_id))
+    # Dated the day they are issued, in the seller's time zone, whenever the run was asked for or replayed.
+    issued_on = business_day(datetime.now(UTC), TIME_ZONE)
     numbering = domain.Numbering(await store.lock_series(
-        session, (domain.series_of(document_type, _issue_date(event))
+        session, (domain.series_of(document_type, issued_on)
                   for event in events for document_type in _document_types(event))))
     issued: list[store.Issued] = []
     outgoing: list[Outgoing] = []
     rejected: dict[uuid.UUID, Rejected] = {}
     for event in events:
         try:
-            invoice = _invoice(event, terms[event.event_id]) if event.items else None
-            credit_note = _credit_note(event, terms[event.event_id], corrected) if event.credits else None
+            invoice = _invoice(event, terms[event.event_id], issued_on) if event.items else None
+            credit_note = _credit_note(event, terms[event.event_id], corrected, issued_on) if event.credits else None
         except Rejected as refusal:
             rejected[event.event_id] = refusal
             continue
@@ -137,22 +142,19 @@ def _document_types(event: ReceivablesPosted) -> list[DocumentType]:
                                                        (DocumentType.CREDIT_NOTE, event.credits)) if lines]
 
 
-def _issue_date(event: ReceivablesPosted) -> date:
-    return event.occurred_at.date()
-
-
-def _invoice(event: ReceivablesPosted, terms: domain.ContractTerms) -> domain.Document:
-    return _draft(event, terms, DocumentType.INVOICE, [_from_item(item, event.currency) for item in event.items])
+def _invoice(event: ReceivablesPosted, terms: domain.ContractTerms, issued_on: date) -> domain.Document:
+    return _draft(event, terms, DocumentType.INVOICE, [_from_item(item, event.currency) for item in event.items],
+                  issued_on)
 
 
 def _credit_note(event: ReceivablesPosted, terms: domain.ContractTerms,
-                 corrected: dict[uuid.UUID, str]) -> domain.Document:
+                 corrected: dict[uuid.UUID, str], issued_on: date) -> domain.Document:
     return _draft(event, terms, DocumentType.CREDIT_NOTE,
-                  [_from_credit(credit, event.currency, corrected) for credit in event.credits])
+                  [_from_credit(credit, event.currency, corrected) for credit in event.credits], issued_on)
 
 
 def _draft(event: ReceivablesPosted, terms: domain.ContractTerms, document_type: DocumentType,
-           sources: list[domain.SourceLine]) -> domain.Document:
+           sources: list[domain.SourceLine], issued_on: date) -> domain.Document:
     return domain.draft_document(
         document_id=derive_id(event.settlement_run_id, document_type.value),
         document_type=document_type,
@@ -161,7 +163,7 @@ def _draft(event: ReceivablesPosted, terms: domain.ContractTerms, document_type:
         seller=seller,
         currency=event.currency,
         sources=sources,
-        issue_date=_issue_date(event),
+        issue_date=issued_on,
         payment_terms_days=settings.payment_terms_days,
     )
 

@@ -25,7 +25,8 @@ from shared.money import exponent
 TITLES = {DocumentType.INVOICE: "Invoice", DocumentType.CREDIT_NOTE: "Credit note"}
 VAT_LABELS = {"S": "standard rate", "Z": "zero rated", "E": "exempt", "AE": "reverse charge",
               "G": "export outside the EU"}
-REASONS = {"credit": "credit", "order_cancelled": "order cancelled", "termination": "termination credit"}
+REASONS = {"credit": "credit", "order_cancelled": "order cancelled", "termination": "termination credit",
+           "adjustment": "adjustment: the period came to less than was invoiced"}
 
 _styles = getSampleStyleSheet()
 BODY = ParagraphStyle("body", parent=_styles["Normal"], fontName="Helvetica", fontSize=9, leading=11.5)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from contextlib import asynccontextmanager
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any, AsyncIterator, Coroutine, TypeVar
@@ -27,6 +27,7 @@ from shared.errors import Rejected
 from shared.events import RatedItem
 from shared.money import Money
 from shared.outbox import Outgoing
+from shared.periods import parse_instant
 from shared.settings import seller_country
 
 T = TypeVar("T")
@@ -80,23 +81,26 @@ def load_contracts_command(path: Path) -> None:
 
 @cli.command("close-periods")
 def close_periods_command(
-    as_of: Annotated[str, typer.Option(help="The day to close for (ISO date); default today (UTC).")] = "",
+    as_of: Annotated[str, typer.Option(help="The instant to close at (ISO date-time with offset, or a date: "
+                                            "its noon UTC); default now.")] = "",
     grace_days: Annotated[int | None, typer.Option(help="Close periods that ended this many days before AS_OF; "
                                                         "default RATING_CLOSE_GRACE_DAYS.")] = None,
     contract: Annotated[list[str] | None, typer.Option(help="Only these contracts (repeatable).")] = None,
 ) -> None:
-    """Do what the worker's period close does on AS_OF: charge the fees of the periods begun by then
-    and close the periods that have ended (minimum top-ups); late usage then bills in the next one."""
-    day = date.fromisoformat(as_of) if as_of else date.today()
+    """Do what the worker's period close does at AS_OF: charge the fees of the periods begun by then
+    and close the periods that have ended (minimum top-ups), each contract by its own business day,
+    announcing each closed period to settlement; late usage then bills in the next one."""
+    now = parse_instant(as_of, day_at=time(12)) if as_of else datetime.now(UTC)
     grace = RatingSettings().close_grace_days if grace_days is None else grace_days
 
     async def run() -> list[Outgoing]:
         async with rating_database() as database:
-            return await close_due(database, day, grace_days=grace, contract_ids=contract)
+            return await close_due(database, now, grace_days=grace, contract_ids=contract)
 
-    charged = _run(run())
+    emitted = _run(run())
+    charged = [outgoing for outgoing in emitted if isinstance(outgoing.event, RatedItem)]
     _echo_items(charged)
-    typer.echo(f"{len(charged)} item(s) charged")
+    typer.echo(f"{len(charged)} item(s) charged, {len(emitted) - len(charged)} period(s) closed")
 
 
 @cli.command("add-purchase")

@@ -9,8 +9,9 @@ publishes them.
 
 from __future__ import annotations
 
+import uuid
 from contextlib import asynccontextmanager
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, AsyncIterator
 
@@ -29,7 +30,7 @@ from shared.db import Database, migrate
 from shared.errors import Rejected
 from shared.events import Amount, Currency, Identifier, Quantity, RatedItem
 from shared.logs import configure_logging
-from shared.settings import seller_country
+from shared.settings import SellerSettings, seller_country
 
 
 class ContractChange(ContractSpec):
@@ -51,6 +52,30 @@ class Estimate(BaseModel):
     currency: Currency
     periods: list[EstimatedPeriod]
     total: Amount
+
+
+class LineItem(BaseModel):
+    """One billable item behind a billing line: the usage event (fee, top-up, purchase) it rated."""
+
+    billable_item_id: uuid.UUID
+    source_event_id: uuid.UUID
+    occurred_at: datetime
+    charge_kind: str
+    quantity: Quantity
+    billable_quantity: Quantity
+    unit_price: Decimal
+    discount: Decimal
+    net: Decimal
+    late_for_period_start: date | None
+
+
+class LineItems(BaseModel):
+    contract_id: Identifier
+    item_code: Identifier
+    period_start: date
+    items: list[LineItem]
+    # Pass as `after` for the next page; None on the last one.
+    next: str | None
 
 
 class Problem(BaseModel):
@@ -103,7 +128,7 @@ def create_app(database: Database | None = None) -> FastAPI:
             raise Rejected(f"the body names contract {change.contract_id!r}, the path {contract_id!r}")
         spec = ContractSpec.model_validate({**change.model_dump(), "contract_id": contract_id})
 
-        seller = seller_country()
+        seller = SellerSettings()
 
         async def save(session) -> list:
             _, outgoing = await handlers.save_contract(session, spec, seller)
@@ -161,7 +186,30 @@ def create_app(database: Database | None = None) -> FastAPI:
             total=sum((line.net.amount for line in lines), Decimal(0)),
         )
 
+    @api.get("/contracts/{contract_id}/lines/{item_code}/{period_start}/items", response_model=LineItems,
+             responses=ERRORS)
+    async def line_items(contract_id: Identifier, item_code: Identifier, period_start: date, request: Request,
+                         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                         after: Annotated[str | None, Query(max_length=100)] = None) -> LineItems:
+        """The usage events behind an invoice line: the billable items of the item billed in the period
+        beginning `period_start`, in the order they were used, a page of `limit` after the cursor `after`."""
+        await get_contract(contract_id, request)
+        rows = await read(db(request), store.items_of_line, contract_id, item_code, period_start,
+                          _cursor(after) if after else None, limit)
+        last = rows[-1] if len(rows) == limit else None
+        return LineItems(contract_id=contract_id, item_code=item_code, period_start=period_start,
+                         items=[LineItem.model_validate(row, from_attributes=True) for row in rows],
+                         next=f"{last.occurred_at.isoformat()}|{last.billable_item_id}" if last else None)
+
     return api
+
+
+def _cursor(after: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        occurred_at, item_id = after.split("|")
+        return datetime.fromisoformat(occurred_at), uuid.UUID(item_id)
+    except ValueError as unreadable:
+        raise Rejected(f"after={after!r} is not a cursor this API gave out") from unreadable
 
 
 async def _ping(session) -> None:

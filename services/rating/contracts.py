@@ -13,7 +13,7 @@ from services.rating.specs import CONTRACT_LIST, ContractSpec
 from services.rating.tables import messaging
 from shared.db import Database
 from shared.outbox import Outgoing, write_outbox
-from shared.settings import seller_country
+from shared.settings import SellerSettings
 
 __all__ = ["CONTRACT_LIST", "ContractSpec", "operate", "read", "save_contracts"]
 
@@ -37,7 +37,7 @@ async def save_contracts(database: Database, specs: list[ContractSpec]) -> list[
     """Create or replace contracts (and their customers); returns each contract's new revision.
 
     All or none: a contract refused (e.g. one invoicing could not tax) refuses the whole batch."""
-    seller = seller_country()
+    seller = SellerSettings()
 
     async def save_all(session: AsyncSession) -> list[Outgoing]:
         outgoing = []

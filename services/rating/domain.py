@@ -21,26 +21,20 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from functools import lru_cache
 from typing import Iterator, Mapping, Sequence
-
-from dateutil.relativedelta import relativedelta
 
 from services.rating.pricing import BandCharge, PricePlan, band_differences
 from shared.errors import Rejected
 from shared.events import BillingCycle, ChargeKind, ContractStatus, TaxCategory, derive_id
 from shared.money import Money
+from shared.periods import BillingSchedule, Period, business_day, start_of_day
 
 HUNDRED = Decimal(100)
 # Quantities travel with at most this many decimals (shared.events.Quantity).
 QUANTITY_QUANTUM = Decimal("1e-10")
-
-
-def _midnight(day: date) -> datetime:
-    return datetime.combine(day, time(), tzinfo=UTC)
 
 
 class RatingError(Rejected):
@@ -83,36 +77,6 @@ class ContractItem:
         return self.list_price * (HUNDRED - self.deviation_percent) / HUNDRED
 
 
-# Every usage event asks for its period, and the calendar arithmetic costs more than the rest of
-# placing it; the answer depends on these three dates and numbers alone.
-@lru_cache(maxsize=65_536)
-def _regular_period(anchor: date, months_per_period: int, day: date) -> tuple[date, date]:
-    months = (day.year - anchor.year) * 12 + day.month - anchor.month
-    index = months // months_per_period
-    # Counted from the anchor each time (not chained), so a 31st stays the 31st where it can.
-    while anchor + relativedelta(months=index * months_per_period) > day:
-        index -= 1
-    while anchor + relativedelta(months=(index + 1) * months_per_period) <= day:
-        index += 1
-    start = anchor + relativedelta(months=index * months_per_period)
-    return start, anchor + relativedelta(months=(index + 1) * months_per_period) - timedelta(days=1)
-
-
-@dataclass(frozen=True, slots=True)
-class Period:
-    start: date
-    end: date
-    # Days of the regular period this one is (part of): proration divides by it.
-    regular_days: int
-
-    @property
-    def days(self) -> int:
-        return (self.end - self.start).days + 1
-
-    def contains(self, day: date) -> bool:
-        return self.start <= day <= self.end
-
-
 @dataclass(frozen=True, slots=True)
 class Contract:
     contract_id: str
@@ -129,36 +93,31 @@ class Contract:
     alignment_date: date | None = None
     # Every period ending on or before this day is closed (see the module docstring).
     closed_through: date | None = None
+    # The business time zone its days (and so its periods) begin and end in.
+    time_zone: str = "UTC"
 
     def is_active_on(self, day: date) -> bool:
         return self.starts_on <= day and (self.ends_on is None or day <= self.ends_on)
 
-    def _anchor(self) -> date:
-        if self.billing_cycle is BillingCycle.CALENDAR:
-            return date(self.starts_on.year, 1, 1)
-        return self.alignment_date or self.starts_on
+    @property
+    def schedule(self) -> BillingSchedule:
+        return BillingSchedule(self.starts_on, self.ends_on, self.billing_cycle, self.period_months,
+                               self.alignment_date)
 
-    def _regular_period(self, day: date) -> tuple[date, date]:
-        return _regular_period(self._anchor(), self.period_months, day)
+    def day_of(self, instant: datetime) -> date:
+        """The contract's business day `instant` falls on."""
+        return business_day(instant, self.time_zone)
+
+    def start_of(self, day: date) -> datetime:
+        return start_of_day(day, self.time_zone)
 
     def period_of(self, day: date) -> Period:
         """The billing period `day` falls in, cut to the contract's life."""
-        if self.alignment_date is not None and self.billing_cycle is BillingCycle.ANNIVERSARY \
-                and day < self.alignment_date:
-            before_start, before_end = self._regular_period(self.alignment_date - timedelta(days=1))
-            return Period(self.starts_on, self.alignment_date - timedelta(days=1),
-                          (before_end - before_start).days + 1)
-        start, end = self._regular_period(day)
-        return Period(max(start, self.starts_on), end if self.ends_on is None else min(end, self.ends_on),
-                      (end - start).days + 1)
+        return self.schedule.period_of(day)
 
     def periods(self, until: date) -> Iterator[Period]:
         """The contract's periods from its start that begin on or before `until`."""
-        day = self.starts_on
-        while day <= until and (self.ends_on is None or day <= self.ends_on):
-            period = self.period_of(day)
-            yield period
-            day = period.end + timedelta(days=1)
+        return self.schedule.periods(until)
 
     def is_closed(self, period: Period) -> bool:
         return self.closed_through is not None and period.end <= self.closed_through
@@ -255,7 +214,7 @@ def place(usage: Usage, contract: Contract) -> Placement:
     if item.kind is not ItemKind.USAGE:
         raise RatingError(f"item {item.item_code!r} of contract {contract.contract_id} is a {item.kind}, "
                           "not a usage item")
-    day = usage.occurred_at.date()
+    day = contract.day_of(usage.occurred_at)
     if not contract.is_active_on(day):
         raise RatingError(
             f"usage on {day} is outside contract {contract.contract_id}'s term "
@@ -388,7 +347,10 @@ def rate_batch(usages: Sequence[Usage], contracts: Mapping[str, Contract], place
 def fee_item(contract: Contract, item: ContractItem, period: Period) -> BillableItem:
     """A recurring fee for one period, charged in advance, prorated by day for a partial period.
 
-    net = net price x days of the period / days of a regular period, rounded once.
+    net = net price x days of the period / days of a regular period, rounded once. As the
+    contract lists it: quantity = the part of a regular period, unit price = the list price,
+    discount = what the deviation (and the rounding) took off it, so quantity x list price -
+    discount = net holds on the invoice line.
     """
     source = derive_id(f"{contract.contract_id}:{item.item_code}:{period.start.isoformat()}", "recurring-fee")
     fraction = Decimal(period.days) / Decimal(period.regular_days)
@@ -405,11 +367,11 @@ def fee_item(contract: Contract, item: ContractItem, period: Period) -> Billable
         quantity=shown_fraction,
         free_quantity=Decimal(0),
         billable_quantity=shown_fraction,
-        unit_price=item.fee_net_price.quantize(QUANTITY_QUANTUM),
+        unit_price=item.list_price,
         net=net,
         period_start=period.start,
         period_end=period.end,
-        occurred_at=_midnight(period.start),
+        occurred_at=contract.start_of(period.start),
         tax_category=item.tax_category,
         charge_kind=ChargeKind.RECURRING_FEE,
         discount=list_amount - net,
@@ -438,7 +400,7 @@ def minimum_top_up(contract: Contract, item: ContractItem, period: Period,
         net=top_up,
         period_start=period.start,
         period_end=period.end,
-        occurred_at=_midnight(period.end),
+        occurred_at=contract.start_of(period.end),
         tax_category=item.tax_category,
     ), replace(state, net=closed_net.amount)
 
@@ -540,11 +502,14 @@ def purchase_item(contract: Contract, purchase_id: uuid.UUID, item_code: str, de
                   unit_price: Decimal, purchased_on: date, tax_category: TaxCategory) -> BillableItem:
     """A one-time purchase added to a contract: net = quantity x unit price, rounded once.
 
-    Its item code need not be one of the contract's items; its tax category travels with it."""
+    Its item code need not be one of the contract's items; its tax category travels with it. A
+    purchase dated in a closed period is billed in the first open one, like late usage."""
     if not contract.is_active_on(purchased_on):
         raise RatingError(f"purchase on {purchased_on} is outside contract {contract.contract_id}'s term "
                           f"({contract.starts_on} to {contract.ends_on or 'open end'})")
-    period = contract.period_of(purchased_on)
+    bought_in = contract.period_of(purchased_on)
+    closed = contract.is_closed(bought_in)
+    period = (contract.first_open_period() or bought_in) if closed else bought_in
     return BillableItem(
         billable_item_id=derive_id(purchase_id, "billable-item"),
         source_event_id=purchase_id,
@@ -559,9 +524,10 @@ def purchase_item(contract: Contract, purchase_id: uuid.UUID, item_code: str, de
         net=Money.round(quantity * unit_price, contract.currency),
         period_start=period.start,
         period_end=period.end,
-        occurred_at=_midnight(purchased_on),
+        occurred_at=contract.start_of(purchased_on),
         tax_category=tax_category,
         charge_kind=ChargeKind.ONE_TIME,
+        late_for=bought_in if closed else None,
     )
 
 

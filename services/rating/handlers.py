@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Sequence
 
@@ -20,13 +20,16 @@ from shared.events import (
     ContractChanged,
     ContractItemTerms,
     ContractStatus,
+    PeriodClosed,
     PriceBand,
     RatedItem,
     UsageRecorded,
     derive_id,
 )
 from shared.inbox import BatchOutcome
+from shared.settings import SellerSettings
 from shared.outbox import Outgoing
+from shared.periods import Period, end_of_day
 from shared.vat import TaxContext
 
 
@@ -105,24 +108,29 @@ def changed_event(spec: ContractSpec, revision: int) -> ContractChanged:
     )
 
 
-async def save_contract(session: AsyncSession, spec: ContractSpec, seller_country: str) -> tuple[int, list[Outgoing]]:
+async def save_contract(session: AsyncSession, spec: ContractSpec, seller: SellerSettings) -> tuple[int, list[Outgoing]]:
     """Create or replace a contract (and its customer); returns its new revision and the snapshot.
 
     Refused, with nothing written, when invoicing could not tax one of its items for its customer
-    with the seller in `seller_country` (ContractSpec.check_invoiceable). A fee whose price the
-    change changed is flagged as price-adjusted. The contract's closed periods stay closed: a
-    change applies to its open periods.
+    of `seller` (ContractSpec.check_invoiceable). A contract that names no time zone keeps the one
+    it has, and a new one gets the seller's. A fee whose price the change changed is flagged as
+    price-adjusted. The contract's closed periods stay closed: a change applies to its open periods.
     """
-    spec.check_invoiceable(seller_country)
-    return await _replace_contract(session, spec)
+    spec.check_invoiceable(seller.country)
+    return await _replace_contract(session, spec, seller.time_zone)
 
 
-async def _replace_contract(session: AsyncSession, spec: ContractSpec) -> tuple[int, list[Outgoing]]:
+async def _replace_contract(session: AsyncSession, spec: ContractSpec, default_time_zone: str) -> tuple[int, list[Outgoing]]:
     old = await store.find_contract(session, spec.contract_id, for_update=True)
-    if old is not None and old.currency != spec.currency and await store.has_billable_items(session, spec.contract_id):
-        # Settlement keeps the contract's account, and bills its items, in the currency they were rated in.
-        raise Rejected(f"contract {spec.contract_id} has billable items in {old.currency}; its currency cannot "
-                       f"change to {spec.currency} (start a new contract in {spec.currency} instead)")
+    if spec.time_zone is None:
+        spec = spec.model_copy(update={"time_zone": old.time_zone if old else default_time_zone})
+    if old is not None and (old.currency, old.time_zone) != (spec.currency, spec.time_zone) \
+            and await store.has_billable_items(session, spec.contract_id):
+        # Settlement keeps the contract's account, and bills its items, in the currency they were
+        # rated in; and its items were placed in periods of the days of its time zone.
+        raise Rejected(f"contract {spec.contract_id} has billable items in {old.currency}, placed in periods of "
+                       f"{old.time_zone} days; neither its currency nor its time zone can change now (to "
+                       f"{spec.currency}, {spec.time_zone}): start a new contract instead")
     adjusted = domain.adjusted_prices(old, spec.to_domain())
     spec = spec.model_copy(update={"items": [
         item.model_copy(update={"price_adjusted": adjusted.items[item.item_code].price_adjusted})
@@ -145,7 +153,7 @@ async def cancel_contract(session: AsyncSession, contract_id: str, cancellation:
         {**spec.model_dump(), "status": ContractStatus.CANCELLED, "ends_on": cancellation.ends_on})
     # Not checked for being invoiceable: a cancellation changes neither customer nor items, and
     # refusing it for a contract stored before that check would keep it rating what cannot be invoiced.
-    _, outgoing = await _replace_contract(session, cancelled)
+    _, outgoing = await _replace_contract(session, cancelled, spec.time_zone or "UTC")
     return outgoing
 
 
@@ -172,8 +180,10 @@ async def add_purchase(session: AsyncSession, contract_id: str, purchase: Purcha
     return [rated(added) for added in await store.add_new_billable_items(session, [item])]
 
 
-async def close_periods(session: AsyncSession, contract_id: str, as_of: date, grace_days: int = 0) -> list[Outgoing]:
-    """Charge the fees of the periods begun by `as_of` and close those ended `grace_days` before it.
+async def close_periods(session: AsyncSession, contract_id: str, now: datetime, grace_days: int = 0) -> list[Outgoing]:
+    """Charge the fees of the periods begun by `now` and close those ended `grace_days` before it,
+    by the contract's business day; each closed period is announced on periods.closed with what
+    was billed into it, so settlement bills it once it holds all of that.
 
     The contract row is locked exclusively, so no usage of it is rated meanwhile; fees and
     top-ups have derived ids, so closing again (another worker, the CLI) charges nothing twice.
@@ -181,6 +191,7 @@ async def close_periods(session: AsyncSession, contract_id: str, as_of: date, gr
     contract = await store.find_contract(session, contract_id, for_update=True)
     if contract is None:
         return []
+    as_of = contract.day_of(now)
     keys = [domain.state_key(contract_id, item.item_code, period)
             for period in domain.periods_to_close(contract, as_of - timedelta(days=grace_days)) for item in contract.items.values()
             if item.plan.minimum is not None]
@@ -192,7 +203,19 @@ async def close_periods(session: AsyncSession, contract_id: str, as_of: date, gr
     closed = replace(contract, closed_through=closing.closed_through)
     await store.mark_closed(session, contract_id, closing.closed_through,
                             domain.next_close_due(closed, as_of, grace_days))
-    return [rated(item) for item in added]
+    billed = await store.billed_into(session, contract_id, closing.closed)
+    return [rated(item) for item in added] + [
+        period_closed(contract, period, count, net, now) for period, (count, net) in billed.items()]
+
+
+def period_closed(contract: domain.Contract, period: Period, item_count: int, net: Decimal,
+                  now: datetime) -> Outgoing:
+    return Outgoing(topics.PERIODS_CLOSED, PeriodClosed(
+        event_id=derive_id(f"{contract.contract_id}:{period.start}:{period.end}", "periods.closed"),
+        occurred_at=now, contract_id=contract.contract_id, customer_id=contract.customer_id,
+        currency=contract.currency, period_start=period.start, period_end=period.end,
+        ends_at=end_of_day(period.end, contract.time_zone), time_zone=contract.time_zone,
+        item_count=item_count, net_total=net))
 
 
 async def estimate(session: AsyncSession, contract_id: str, item_code: str, quantity: Decimal,

@@ -1,16 +1,17 @@
-"""The period close, driven by a clock: `close_due(database, as_of)` is one tick.
+"""The period close, driven by a clock: `close_due(database, now)` is one tick.
 
-Each tick charges the recurring fees of the periods begun by `as_of` and closes the periods
-that ended `grace_days` before it (minimum top-ups), contract by contract, each in its own
-transaction. The worker ticks with the system clock every `period_close_interval_s`; the
-`close-periods` command and the tests tick with a date of their own. Every worker may tick at
-once: the contract row lock serializes them and derived ids charge nothing twice.
+Each tick charges the recurring fees of the periods begun by `now` and closes the periods that
+ended `grace_days` before it (minimum top-ups), each contract by its own business day and in its
+own transaction, and announces each closed period on periods.closed, which is what bills it. The
+worker ticks with the system clock every `period_close_interval_s`; the `close-periods` command
+and the tests tick with an instant of their own. Every worker may tick at once: the contract row
+lock serializes them and derived ids charge nothing twice.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Callable, Sequence
 
 from services.rating import handlers, store
@@ -21,15 +22,18 @@ from shared.outbox import Outgoing
 
 log = logging.getLogger("billing.rating.period-close")
 
+LATEST_UTC_OFFSET = timedelta(hours=14)
 
-async def close_due(database: Database, as_of: date, *, grace_days: int = 0,
+
+async def close_due(database: Database, now: datetime, *, grace_days: int = 0,
                     contract_ids: Sequence[str] | None = None) -> list[Outgoing]:
-    """Close every contract's due periods (of `contract_ids` only, if given); returns what it charged."""
-    due = await read(database, store.contract_ids_to_close, as_of)
+    """Close every contract's due periods (of `contract_ids` only, if given); returns what it emitted."""
+    # The latest business day anywhere at `now` (UTC+14): each contract then goes by its own.
+    due = await read(database, store.contract_ids_to_close, (now + LATEST_UTC_OFFSET).date())
     charged: list[Outgoing] = []
     for contract_id in due if contract_ids is None else [cid for cid in due if cid in contract_ids]:
         try:
-            charged.extend(await operate(database, handlers.close_periods, contract_id, as_of, grace_days))
+            charged.extend(await operate(database, handlers.close_periods, contract_id, now, grace_days))
         except Exception:
             # One contract's failure must not hold up the others; it is closed again next tick.
             log.exception("closing the periods of %s failed", contract_id)
@@ -41,9 +45,9 @@ def period_closer(database: Database, interval_s: float, grace_days: int,
     """The worker's loop that ticks `close_due` with its clock (the system clock unless a test's)."""
 
     async def tick() -> bool:
-        charged = await close_due(database, clock().date(), grace_days=grace_days)
-        if charged:
-            log.info("period close: charged %d item(s)", len(charged))
+        emitted = await close_due(database, clock(), grace_days=grace_days)
+        if emitted:
+            log.info("period close: %d item(s) charged and period(s) closed", len(emitted))
         return False
 
     return BackgroundLoop("rating-period-close", tick, interval_s, log)

@@ -7,7 +7,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from services.rating.domain import Contract, ContractItem, ItemKind, Measure
 from services.rating.pricing import PricePlan, PricingModel, Tier
@@ -23,6 +23,7 @@ from shared.events import (
     Text,
     UnitPrice,
 )
+from shared.periods import time_zone
 from shared.vat import TaxContext
 
 Price = Annotated[UnitPrice, Field(ge=0)]
@@ -135,7 +136,17 @@ class ContractSpec(BaseModel):
     period_months: Annotated[int, Field(ge=1, le=12)] = 1
     # Anniversary cycles only: where the first regular period starts (default: starts_on).
     alignment_date: date | None = None
+    # The IANA time zone its days begin and end in (an event at 23:30 UTC on the 31st is used on
+    # the 1st in Berlin); None: the seller's, BILLING_SELLER_TIME_ZONE, fixed when it is saved.
+    time_zone: Annotated[str, Field(max_length=64)] | None = None
     items: list[ContractItemSpec] = Field(min_length=1, max_length=1000)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _time_zone_is_known(cls, name: str | None) -> str | None:
+        if name is not None:
+            time_zone(name)
+        return name
 
     @model_validator(mode="after")
     def _dates_make_sense(self) -> ContractSpec:
@@ -173,6 +184,7 @@ class ContractSpec(BaseModel):
             period_months=self.period_months,
             alignment_date=self.alignment_date,
             closed_through=closed_through,
+            time_zone=self.time_zone or "UTC",
         )
 
 

@@ -5,12 +5,13 @@ Every function that serves the usage path takes a whole batch and costs one stat
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
-from typing import Collection, Iterable, Mapping
+from typing import Collection, Iterable, Mapping, Sequence
 
-from sqlalchemy import select, tuple_, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,6 +19,7 @@ from services.rating.domain import QUANTITY_QUANTUM, BillableItem, Contract, Met
 from services.rating.specs import ContractItemSpec, ContractSpec
 from services.rating.tables import billable_items, contract_items, contracts, customers, meters, period_usage
 from shared.events import BillingCycle, ContractStatus, CustomerProfile
+from shared.periods import Period
 
 
 def _contract(row, items: list[ContractItemSpec]) -> Contract:
@@ -33,6 +35,7 @@ def _contract(row, items: list[ContractItemSpec]) -> Contract:
         period_months=row.period_months,
         alignment_date=row.alignment_date,
         closed_through=row.closed_through,
+        time_zone=row.time_zone,
     )
 
 
@@ -99,6 +102,7 @@ async def contract_specs(session: AsyncSession, condition) -> list[ContractSpec]
             billing_cycle=BillingCycle(first.billing_cycle),
             period_months=first.period_months,
             alignment_date=first.alignment_date,
+            time_zone=first.time_zone,
             items=[ContractItemSpec.model_validate(row.terms) for row in group],
         )
         for first, group in ((group[0], group) for group in grouped.values())
@@ -139,6 +143,7 @@ async def save_contract(session: AsyncSession, spec: ContractSpec) -> int:
         "billing_cycle": spec.billing_cycle.value,
         "period_months": spec.period_months,
         "alignment_date": spec.alignment_date,
+        "time_zone": spec.time_zone,
         "close_due_on": None,  # its periods or fees may have changed: the next tick looks again
     }
     revision = (
@@ -278,6 +283,41 @@ def _row(item: BillableItem) -> dict:
 async def has_billable_items(session: AsyncSession, contract_id: str) -> bool:
     return bool(await session.scalar(select(select(billable_items.c.billable_item_id)
                                             .where(billable_items.c.contract_id == contract_id).exists())))
+
+
+async def billed_into(session: AsyncSession, contract_id: str, periods: Sequence[Period]) -> dict[Period, tuple[int, Decimal]]:
+    """How many billable items of the contract are billed in each of `periods`, and their net sum."""
+    if not periods:
+        return {}
+    rows = (await session.execute(
+        select(billable_items.c.period_start, billable_items.c.period_end, func.count(), func.sum(billable_items.c.net))
+        .where(billable_items.c.contract_id == contract_id,
+               tuple_(billable_items.c.period_start, billable_items.c.period_end).in_(
+                   [(period.start, period.end) for period in periods]))
+        .group_by(billable_items.c.period_start, billable_items.c.period_end)
+    )).all()
+    found = {(row[0], row[1]): (row[2], row[3]) for row in rows}
+    return {period: found.get((period.start, period.end), (0, Decimal(0))) for period in periods}
+
+
+async def items_of_line(session: AsyncSession, contract_id: str, item_code: str, period_start: date,
+                        after: tuple[datetime, uuid.UUID] | None, limit: int) -> list:
+    """A billing line's billable items (one per usage event, fee, top-up or purchase billed in the
+    period beginning `period_start`), in the order they were used, `limit` at a time after `after`
+    (the last row's occurred_at and billable_item_id): a page costs the same however deep it is."""
+    statement = (
+        select(billable_items.c.billable_item_id, billable_items.c.source_event_id, billable_items.c.occurred_at,
+               billable_items.c.quantity, billable_items.c.billable_quantity, billable_items.c.unit_price,
+               billable_items.c.discount, billable_items.c.net, billable_items.c.charge_kind,
+               billable_items.c.late_for_period_start)
+        .where(billable_items.c.contract_id == contract_id, billable_items.c.item_code == item_code,
+               billable_items.c.period_start == period_start)
+        .order_by(billable_items.c.occurred_at, billable_items.c.billable_item_id)
+        .limit(limit)
+    )
+    if after is not None:
+        statement = statement.where(tuple_(billable_items.c.occurred_at, billable_items.c.billable_item_id) > after)
+    return list((await session.execute(statement)).all())
 
 
 async def add_billable_items(session: AsyncSession, items: list[BillableItem]) -> None:

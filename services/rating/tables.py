@@ -4,6 +4,7 @@ from sqlalchemy import (
     DateTime,
     ForeignKey,
     ForeignKeyConstraint,
+    Index,
     Integer,
     MetaData,
     Numeric,
@@ -45,6 +46,8 @@ contracts = Table(
     Column("billing_cycle", String(16), nullable=False),
     Column("period_months", Integer, nullable=False),
     Column("alignment_date", Date),
+    # The business time zone (IANA name) its days and so its periods begin and end in.
+    Column("time_zone", String(64), nullable=False),
     # Periods ending on or before this day are closed (fees charged, minimums topped up); usage
     # for them is late. Written only by the period close, never by a contract change.
     Column("closed_through", Date),
@@ -95,6 +98,8 @@ billable_items = Table(
     Column("current_reading", Numeric(28, 10)),
     Column("late_for_period_start", Date),
     Column("late_for_period_end", Date),
+    # A billing line's items, page by page (the API's /lines/.../items).
+    Index("billable_items_line", "contract_id", "item_code", "period_start", "occurred_at", "billable_item_id"),
 )
 
 # The cumulative state of each (contract, item, billing period): what was used and what its items

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from contextlib import asynccontextmanager
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, AsyncIterator, Awaitable, Callable, Sequence
 
@@ -27,6 +27,7 @@ from shared import topics
 from shared.db import Database, migrate
 from shared.events import BillingRunRequested, ReceivablesPosted, derive_id
 from shared.outbox import Outgoing, write_outbox
+from shared.periods import parse_instant
 from shared.runtime import create_broker, publish_event
 from shared.money import Money
 from shared.settings import KafkaSettings
@@ -58,12 +59,6 @@ def granted_credit_id(item_id: uuid.UUID, amount: Decimal, reason: str) -> uuid.
     return derive_id(f"{item_id}:{amount.normalize()}:{reason}", "granted-credit")
 
 
-def _instant(value: str) -> datetime:
-    """An ISO date (its midnight, UTC) or date and time (UTC unless it says otherwise)."""
-    parsed = datetime.combine(date.fromisoformat(value), time()) if len(value) == 10 else datetime.fromisoformat(value)
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-
-
 def _echo_runs(outgoing: Sequence[Outgoing]) -> None:
     for message in outgoing:
         event = message.event
@@ -78,8 +73,9 @@ def run_due_command(
     as_of: Annotated[str, typer.Option(help="The instant to settle for (ISO date or date-time, UTC); default now.")] = "",
     contract: Annotated[list[str] | None, typer.Option(help="Only these contracts (repeatable).")] = None,
 ) -> None:
-    """Do what the worker's scheduler does at AS_OF: settle every billing period that has ended by then."""
-    instant = _instant(as_of) if as_of else datetime.now(UTC)
+    """Do what the worker's scheduler does at AS_OF: settle the requested runs whose cutoff has passed by then
+    (a period is billed when rating closes it: see rating's close-periods)."""
+    instant = parse_instant(as_of) if as_of else datetime.now(UTC)
 
     async def run() -> list[uuid.UUID]:
         async with settlement_database() as database:
@@ -99,7 +95,7 @@ def create_vouchers_command(
 ) -> None:
     """Request a billing run for each contract on billing-runs.requested."""
     now = datetime.now(UTC)
-    until = _instant(cutoff) if cutoff else now
+    until = parse_instant(cutoff) if cutoff else now
 
     async def run() -> None:
         async with create_broker(KafkaSettings(), client_id="settlement-admin") as broker:

@@ -5,7 +5,14 @@ from services.settlement.scheduler import scheduler
 from services.settlement.settings import SettlementSettings
 from services.settlement.tables import messaging
 from shared import topics
-from shared.events import BillingRunRequested, ContractChanged, DocumentCreated, PaymentReceived, RatedItem
+from shared.events import (
+    BillingRunRequested,
+    ContractChanged,
+    DocumentCreated,
+    PaymentReceived,
+    PeriodClosed,
+    RatedItem,
+)
 from shared.inbox import each_in_savepoint
 from shared.runtime import ServiceRuntime
 
@@ -13,6 +20,7 @@ settings = SettlementSettings()
 runtime = ServiceRuntime.create("settlement", settings, messaging, publishes=[topics.RECEIVABLES_POSTED])
 runtime.subscribe_batch(topics.CONTRACTS_CHANGED, ContractChanged, each_in_savepoint(handlers.record_contract))
 runtime.subscribe_batch(topics.ITEMS_RATED, RatedItem, handlers.record_rated_items)
+runtime.subscribe(topics.PERIODS_CLOSED, PeriodClosed, handlers.bill_closed_period)
 runtime.subscribe_batch(topics.BILLING_RUNS_REQUESTED, BillingRunRequested, handlers.run_billing)
 runtime.subscribe(topics.PAYMENTS_RECEIVED, PaymentReceived, handlers.post_payment)
 runtime.subscribe_batch(topics.DOCUMENTS_CREATED, DocumentCreated, handlers.post_document_tax)

@@ -19,10 +19,9 @@ posted once, in a run, so invoicing documents it with a credit note.
 
 from __future__ import annotations
 
-import calendar
 import uuid
 from dataclasses import dataclass, fields, replace
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Iterable, Mapping, Sequence
@@ -236,24 +235,7 @@ def reversal_id(entry_id: uuid.UUID) -> uuid.UUID:
     return derive_id(entry_id, "reversal")
 
 
-# --- billing periods and the schedule ---------------------------------------------------------
-
-
-def billing_period(day: date) -> tuple[date, date]:
-    """The calendar month containing `day`: every contract's billing period for now (as in rating)."""
-    last_day = calendar.monthrange(day.year, day.month)[1]
-    return day.replace(day=1), day.replace(day=last_day)
-
-
-def period_cutoff(period_end: date) -> datetime:
-    """The instant a period ends: midnight UTC after its last day; a run settles what was used before it."""
-    return datetime.combine(period_end + timedelta(days=1), time(), tzinfo=UTC)
-
-
-def latest_ended_period(as_of: datetime) -> tuple[date, date]:
-    """The last billing period that had ended by `as_of`: the one before the period `as_of` falls in."""
-    current_start, _ = billing_period(as_of.astimezone(UTC).date())
-    return billing_period(current_start - timedelta(days=1))
+# --- the runs of closed periods ---------------------------------------------------------
 
 
 def scheduled_run_id(contract_id: str, period_end: date) -> uuid.UUID:
@@ -398,41 +380,6 @@ def credit_run_id(credits: Sequence[Credit]) -> uuid.UUID:
 
 
 @dataclass(frozen=True, slots=True)
-class SettlementRun:
-    settlement_run_id: uuid.UUID
-    contract_id: str
-    customer_id: str
-    cutoff: datetime
-    items: tuple[Item, ...]
-    credits: tuple[Credit, ...]
-    total: Money
-    credit_total: Money
-
-    def lines(self) -> tuple[BillingLine, ...]:
-        """The run's items summed per contract item, period, unit price and tax category: what
-        receivables.posted carries, so its size follows the contract, not the number of usage events."""
-        groups: dict[tuple, list[Item]] = {}
-        for item in self.items:
-            key = (item.period_start, item.period_end, item.item_code, item.description, item.unit_price,
-                   item.tax_category or "", item.charge_kind)
-            groups.setdefault(key, []).append(item)
-        currency = self.total.currency
-        return tuple(
-            BillingLine(
-                line_id=derive_id(self.settlement_run_id, "line:" + ":".join(str(part) for part in key)),
-                item_code=members[0].item_code, description=members[0].description,
-                period_start=members[0].period_start, period_end=members[0].period_end,
-                unit_price=members[0].unit_price, tax_category=members[0].tax_category,
-                quantity=sum((member.quantity for member in members), Decimal(0)),
-                discount=Money.sum((member.discount or Money.zero(currency) for member in members), currency),
-                net=Money.sum((member.net for member in members), currency),
-                item_count=len(members),
-            )
-            for key, members in sorted(groups.items(), key=lambda group: group[0][:5])
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class BillingLine:
     """A run's items of one contract item, period, unit price and tax category, summed exactly."""
 
@@ -447,6 +394,71 @@ class BillingLine:
     discount: Money
     net: Money
     item_count: int
+
+
+def billing_lines(settlement_run_id: uuid.UUID, items: Sequence[Item], currency: str) -> tuple[BillingLine, ...]:
+    """`items` summed per contract item, period, unit price and tax category: what receivables.posted
+    carries, so a run's size follows its contract, not the number of usage events."""
+    groups: dict[tuple, list[Item]] = {}
+    for item in items:
+        key = (item.period_start, item.period_end, item.item_code, item.description, item.unit_price,
+               item.tax_category or "", item.charge_kind)
+        groups.setdefault(key, []).append(item)
+    return tuple(
+        BillingLine(
+            line_id=derive_id(settlement_run_id, "line:" + ":".join(str(part) for part in key)),
+            item_code=members[0].item_code, description=members[0].description,
+            period_start=members[0].period_start, period_end=members[0].period_end,
+            unit_price=members[0].unit_price, tax_category=members[0].tax_category,
+            quantity=sum((member.quantity for member in members), Decimal(0)),
+            discount=Money.sum((member.discount or Money.zero(currency) for member in members), currency),
+            net=Money.sum((member.net for member in members), currency),
+            item_count=len(members),
+        )
+        for key, members in sorted(groups.items(), key=lambda group: group[0][:5])
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRun:
+    """A run over items (`total` is their net, which may be negative) and credits.
+
+    A run whose items' total is negative (a period's price fell after part of it was billed: a
+    cheaper volume band reached by later usage) owes the customer money: its lines with a
+    negative net are credited as adjustments (a credit memo and a credit note), the others are
+    invoiced. Otherwise all its lines are invoiced, negative ones included.
+    """
+
+    settlement_run_id: uuid.UUID
+    contract_id: str
+    customer_id: str
+    cutoff: datetime
+    items: tuple[Item, ...]
+    credits: tuple[Credit, ...]
+    total: Money
+    credit_total: Money
+    lines: tuple[BillingLine, ...] = ()
+
+    def _is_credited(self, line: BillingLine) -> bool:
+        return self.total.amount < 0 and line.net.amount <= 0
+
+    @property
+    def invoiced_lines(self) -> tuple[BillingLine, ...]:
+        return tuple(line for line in self.lines if not self._is_credited(line))
+
+    @property
+    def adjusted_lines(self) -> tuple[BillingLine, ...]:
+        return tuple(line for line in self.lines if self._is_credited(line))
+
+    @property
+    def receivable(self) -> Money:
+        """What the run's invoice charges."""
+        return Money.sum((line.net for line in self.invoiced_lines), self.total.currency)
+
+    @property
+    def adjustment(self) -> Money:
+        """What the run credits because its items came to less than nothing (positive)."""
+        return -Money.sum((line.net for line in self.adjusted_lines), self.total.currency)
 
 
 def settle(
@@ -476,25 +488,27 @@ def settle(
         credits=all_credits,
         total=Money.sum((item.net for item in settled), currency),
         credit_total=Money.sum((credit.net for credit in all_credits), currency),
+        lines=billing_lines(settlement_run_id, settled, currency),
     )
 
 
 def post_run(account: Account, run: SettlementRun, booked_at: datetime) -> tuple[Account, list[LedgerEntry]]:
-    """The run's Receivable (its items) and CreditMemo (its credits) entries, in that order."""
+    """The run's Receivable (its invoiced lines) and CreditMemo entries (its adjustments, its credits)."""
     entries = []
-    if run.items:
-        account, entry = post(account, EntryType.RECEIVABLE, run.total,
-                              entry_id=derive_id(run.settlement_run_id, "receivable"),
-                              description=f"Settlement run {run.settlement_run_id}", booked_at=booked_at,
-                              settlement_run_id=run.settlement_run_id)
-        entries.append(entry)
-    if run.credits:
-        reasons = ", ".join(sorted({credit.reason.value for credit in run.credits}))
-        account, entry = post(account, EntryType.CREDIT_MEMO, run.credit_total,
-                              entry_id=derive_id(run.settlement_run_id, "credit-memo"),
-                              description=f"Credit memo ({reasons}), settlement run {run.settlement_run_id}",
-                              booked_at=booked_at, settlement_run_id=run.settlement_run_id)
-        entries.append(entry)
+    bookings = [
+        (run.invoiced_lines, EntryType.RECEIVABLE, run.receivable, "receivable", f"Settlement run {run.settlement_run_id}"),
+        (run.adjusted_lines, EntryType.CREDIT_MEMO, run.adjustment, "adjustment",
+         f"Credit memo (adjustment: the items came to {run.total}), settlement run {run.settlement_run_id}"),
+        (run.credits, EntryType.CREDIT_MEMO, run.credit_total, "credit-memo",
+         f"Credit memo ({', '.join(sorted({credit.reason.value for credit in run.credits}))}), "
+         f"settlement run {run.settlement_run_id}"),
+    ]
+    for lines, entry_type, amount, name, description in bookings:
+        if lines:
+            account, entry = post(account, entry_type, amount, entry_id=derive_id(run.settlement_run_id, name),
+                                  description=description, booked_at=booked_at,
+                                  settlement_run_id=run.settlement_run_id)
+            entries.append(entry)
     return account, entries
 
 

@@ -17,17 +17,19 @@ from services.settlement import domain, store
 from services.settlement.domain import Account, ContractTerms, EntryType, LedgerEntry, RunStatus, SettlementRun
 from services.settlement.store import RunRecord
 from shared import topics
-from shared.errors import Rejected
+from shared.errors import DependencyNotReady, Rejected
 from shared.events import (
     BillingRunRequested,
     ContractChanged,
     CreditItem,
+    CreditReason,
     CustomerProfile,
     DocumentCreated,
     DocumentType,
     PaymentKind,
     PaymentReceived,
     PaymentStatus,
+    PeriodClosed,
     RatedItem,
     ReceivablesPosted,
     SettlementItem,
@@ -122,11 +124,36 @@ async def run_billing(session: AsyncSession, events: Sequence[BillingRunRequeste
     return postings.outcome()
 
 
+async def bill_closed_period(session: AsyncSession, event: PeriodClosed) -> list[Outgoing]:
+    """The run of a period rating has closed: what was billed into it (and before it) and is still
+    unsettled, once settlement holds every item rating billed into it. Until then it is parked,
+    and re-driven as the contract's items arrive. Its id follows from contract and period, so a
+    redelivered announcement bills nothing twice."""
+    held = await store.items_billed_in(session, event.contract_id, event.period_start, event.period_end)
+    if held < event.item_count:
+        raise DependencyNotReady(f"period {event.period_start}..{event.period_end} of {event.contract_id} has "
+                                 f"{event.item_count} rated item(s); {held} have arrived in settlement")
+    if event.item_count == 0:
+        log.info("period %s..%s of %s: nothing was billed into it", event.period_start, event.period_end,
+                 event.contract_id)
+        return []
+    accounts = await store.lock_accounts_opening(session, [(event.contract_id, event.customer_id, event.currency)])
+    record = RunRecord(domain.scheduled_run_id(event.contract_id, event.period_end), event.contract_id,
+                       event.ends_at, RunStatus.OPEN, "schedule", event.period_start, event.period_end)
+    if await store.find_run(session, record.settlement_run_id) is not None:
+        log.info("period %s..%s of %s was billed before", event.period_start, event.period_end, event.contract_id)
+        return []
+    await store.record_runs(session, [(accounts[event.contract_id], record)])
+    return await settle_open_run(session, record, booked_at=datetime.now(UTC))
+
+
 async def settle_open_run(session: AsyncSession, record: RunRecord, booked_at: datetime) -> list[Outgoing]:
-    """Settle a run the scheduler recorded (and holds locked)."""
+    """Settle a recorded run (held locked): a period's run what was billed in periods ending by its
+    period's end, a run to a cutoff what was used before it."""
     account = await store.lock_account(session, record.contract_id)
     assert account is not None, f"run {record.settlement_run_id} was recorded for a contract without an account"
-    items = (await store.unsettled_items(session, [record.contract_id], record.cutoff))[record.contract_id]
+    items = (await store.unsettled_items(session, [record.contract_id], record.cutoff,
+                                         record.period_end))[record.contract_id]
     contract = (await store.find_contracts(session, [record.contract_id])).get(record.contract_id)
     postings = Postings({record.contract_id: account})
     postings.settle(record, items, contract, booked_at)
@@ -309,7 +336,11 @@ async def _post_credits(session: AsyncSession, account: Account, record: RunReco
 
 def receivables_posted(run: SettlementRun, account: Account, customer: CustomerProfile | None,
                        booked_at: datetime) -> ReceivablesPosted:
-    """The run as invoicing needs it: its lines with their tax categories and the customer as of the run."""
+    """The run as invoicing needs it: its lines with their tax categories and the customer as of the run.
+
+    Its invoiced lines are `items`; its adjustments (SettlementRun) are credits of their own, each
+    one line crediting what the line's items came to less than nothing."""
+    currency = run.total.currency
     return ReceivablesPosted(
         event_id=derive_id(run.settlement_run_id, "receivables.posted"),
         occurred_at=booked_at,
@@ -317,7 +348,7 @@ def receivables_posted(run: SettlementRun, account: Account, customer: CustomerP
         settlement_run_id=run.settlement_run_id,
         customer_id=run.customer_id,
         customer=customer,
-        currency=run.total.currency,
+        currency=currency,
         cutoff=run.cutoff,
         items=[
             SettlementItem(
@@ -333,12 +364,12 @@ def receivables_posted(run: SettlementRun, account: Account, customer: CustomerP
                 discount=line.discount.amount,
                 tax_category=line.tax_category,
             )
-            for line in run.lines()
+            for line in run.invoiced_lines
         ],
-        total=run.total.amount,
+        total=run.receivable.amount,
         credits=[
             # Quantity and unit price are those of the credited item; net is what is credited.
-            CreditItem(
+            *(CreditItem(
                 credit_id=credit.credit_id,
                 reason=credit.reason,
                 billable_item_id=credit.item.billable_item_id,
@@ -351,9 +382,20 @@ def receivables_posted(run: SettlementRun, account: Account, customer: CustomerP
                 period_start=credit.period_start,
                 period_end=credit.period_end,
                 tax_category=credit.item.tax_category,
-            )
-            for credit in run.credits
+            ) for credit in run.credits),
+            *(CreditItem(
+                credit_id=line.line_id,
+                reason=CreditReason.ADJUSTMENT,
+                item_code=line.item_code,
+                description=f"Adjustment: {line.description}"[:500],
+                quantity=Decimal(1),
+                unit_price=-line.net.amount,
+                net=-line.net.amount,
+                period_start=line.period_start,
+                period_end=line.period_end,
+                tax_category=line.tax_category,
+            ) for line in run.adjusted_lines),
         ],
-        credit_total=run.credit_total.amount,
+        credit_total=(run.credit_total + run.adjustment).amount,
         ledger_balance=account.balance.amount,
     )

@@ -1,10 +1,13 @@
-"""Scheduled billing runs: at the end of each contract's billing period, driven by a clock.
+"""Runs due by a clock: on-demand runs for a cutoff still ahead when they were asked for.
 
-`run_due(database, as_of)` is one tick: what is due at `as_of` is recorded, then settled run by
-run. The worker calls it with the system clock every `scheduler_interval_s`; the `run-due`
-command and the tests call it with an instant of their own. Every worker may tick at once: due
-runs have ids derived from contract and period, each run is settled by whoever locks it first,
-and the contract's account lock serializes it with on-demand runs, so no item is settled twice.
+A period's run needs no clock here: rating closes the period by the contract's business day and
+announces it on periods.closed, which bills it (handlers.bill_closed_period). `run_due(database,
+as_of)` is one tick: the pending runs whose cutoff has passed are opened, then every open run is
+settled, run by run (a run that failed stays open and is settled again from scratch). The worker
+calls it with the system clock every `scheduler_interval_s`; the `run-due` command and the tests
+call it with an instant of their own. Every worker may tick at once: each run is settled by
+whoever locks it first, and the contract's account lock serializes it with the other runs, so no
+item is settled twice.
 """
 
 from __future__ import annotations
@@ -14,9 +17,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Callable, Sequence
 
-from services.settlement import domain, handlers, store
-from services.settlement.domain import RunStatus
-from services.settlement.store import RunRecord
+from services.settlement import handlers, store
 from services.settlement.tables import messaging
 from shared.db import Database
 from shared.loop import BackgroundLoop
@@ -35,19 +36,9 @@ async def run_due(database: Database, as_of: datetime, *, contract_ids: Sequence
                   clock: Clock = system_clock) -> list[uuid.UUID]:
     """Settle what is due at `as_of` (for `contract_ids` only, if given); returns the runs it settled.
 
-    Due are: each contract's run for the latest billing period that ended by `as_of`, if items
-    used before the period's end are unsettled, and pending runs whose cutoff has passed. Entries
-    are booked at `clock()`: the ledger says when it was written, whatever instant was asked about.
+    Entries are booked at `clock()`: the ledger says when it was written, whatever instant was asked about.
     """
-    period_start, period_end = domain.latest_ended_period(as_of)
-    cutoff = domain.period_cutoff(period_end)
     async with database.transaction() as session:
-        accounts = await store.accounts_with_unsettled_before(session, cutoff, contract_ids)
-        await store.record_runs(session, [
-            (account, RunRecord(domain.scheduled_run_id(account.contract_id, period_end), account.contract_id,
-                                cutoff, RunStatus.OPEN, "schedule", period_start, period_end))
-            for account in accounts
-        ])
         await store.open_pending_runs(session, as_of, contract_ids)
 
     settled: list[uuid.UUID] = []

@@ -7,6 +7,7 @@ class SettlementSettings(ServiceSettings):
     service = "settlement"
     model_config = SettingsConfigDict(env_prefix="SETTLEMENT_")
 
-    # How often the worker's scheduler settles the billing periods that have ended; 0 turns it off
-    # (`python -m services.settlement.admin run-due` still does the same on demand).
+    # How often the worker's scheduler settles the on-demand runs whose cutoff has passed (periods
+    # are billed when rating announces them closed); 0 turns it off (`python -m
+    # services.settlement.admin run-due` does the same on demand).
     scheduler_interval_s: float = 60.0

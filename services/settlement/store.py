@@ -271,15 +271,19 @@ def _item(row) -> Item:
     )
 
 
-async def unsettled_items(session: AsyncSession, contract_ids: Iterable[str], cutoff: datetime) -> dict[str, list[Item]]:
-    """Per contract, its unsettled items used before `cutoff`, in the order a run lists them."""
+async def unsettled_items(session: AsyncSession, contract_ids: Iterable[str], cutoff: datetime,
+                          billed_through: date | None = None) -> dict[str, list[Item]]:
+    """Per contract, its unsettled items used before `cutoff`, or, for a period's run, billed in
+    periods ending by `billed_through`; in the order a run lists them."""
+    due = billable_items.c.occurred_at < cutoff if billed_through is None \
+        else billable_items.c.period_end <= billed_through
     rows = (
         await session.execute(
             _items_with_credits()
             .where(
                 billable_items.c.contract_id.in_(set(contract_ids)),
                 billable_items.c.settlement_run_id.is_(None),
-                billable_items.c.occurred_at < cutoff,
+                due,
             )
             .order_by(billable_items.c.period_start, billable_items.c.occurred_at, billable_items.c.billable_item_id)
         )
@@ -382,7 +386,8 @@ async def record_runs(session: AsyncSession, account_rows: Sequence[tuple[Accoun
 async def forget_runs(session: AsyncSession, settlement_run_ids: Sequence[uuid.UUID]) -> None:
     """Drop recorded runs that found nothing to settle: runs exist for what they settled."""
     if settlement_run_ids:
-        await session.execute(delete(settlement_runs).where(settlement_runs.c.settlement_run_id.in_(settlement_run_ids)))
+        await session.execute(delete(settlement_runs).where(settlement_runs.c.settlement_run_id.in_(settlement_run_ids),
+                                                            settlement_runs.c.status != RunStatus.COMPLETE.value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -398,8 +403,8 @@ _upsert_run = insert(settlement_runs)
 _upsert_run = _upsert_run.on_conflict_do_update(
     index_elements=[settlement_runs.c.settlement_run_id],
     set_={name: _upsert_run.excluded[name] for name in (
-        "customer_id", "currency", "cutoff", "status", "total", "credit_total", "requested_by", "period_start",
-        "period_end", "settled_at")},
+        "customer_id", "currency", "cutoff", "status", "total", "credit_total", "adjustment_total", "requested_by",
+        "period_start", "period_end", "settled_at")},
     where=settlement_runs.c.status != RunStatus.COMPLETE.value,
 )
 
@@ -418,7 +423,9 @@ async def save_runs(session: AsyncSession, settled: Sequence[Settled]) -> None:
     await session.execute(_upsert_run, [
         dict(settlement_run_id=one.run.settlement_run_id, contract_id=one.run.contract_id,
              customer_id=one.run.customer_id, currency=one.run.total.currency, cutoff=one.run.cutoff,
-             status=RunStatus.COMPLETE.value, total=one.run.total.amount, credit_total=one.run.credit_total.amount,
+             status=RunStatus.COMPLETE.value, total=one.run.receivable.amount,
+             credit_total=(one.run.credit_total + one.run.adjustment).amount,
+             adjustment_total=one.run.adjustment.amount,
              requested_by=one.record.requested_by, period_start=one.record.period_start,
              period_end=one.record.period_end, settled_at=one.settled_at)
         for one in settled
@@ -446,22 +453,11 @@ async def save_runs(session: AsyncSession, settled: Sequence[Settled]) -> None:
         )
 
 
-async def accounts_with_unsettled_before(
-    session: AsyncSession, cutoff: datetime, contract_ids: Sequence[str] | None
-) -> list[Account]:
-    """The accounts of contracts that hold unsettled items used before `cutoff`."""
-    unsettled = select(billable_items.c.contract_id).where(
-        billable_items.c.settlement_run_id.is_(None), billable_items.c.occurred_at < cutoff
-    )
-    if contract_ids is not None:
-        unsettled = unsettled.where(billable_items.c.contract_id.in_(contract_ids))
-    rows = (
-        await session.execute(
-            select(contract_accounts).where(contract_accounts.c.contract_id.in_(unsettled.distinct()))
-            .order_by(contract_accounts.c.contract_id)
-        )
-    ).all()
-    return [_account(row) for row in rows]
+async def items_billed_in(session: AsyncSession, contract_id: str, period_start: date, period_end: date) -> int:
+    """How many items of the contract rating billed in the period, settled or not."""
+    return await session.scalar(select(func.count()).select_from(billable_items).where(
+        billable_items.c.contract_id == contract_id, billable_items.c.period_start == period_start,
+        billable_items.c.period_end == period_end))
 
 
 async def open_pending_runs(session: AsyncSession, as_of: datetime, contract_ids: Sequence[str] | None) -> None:

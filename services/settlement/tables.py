@@ -51,7 +51,10 @@ settlement_runs = Table(
     Column("status", String(16), nullable=False),
     Column("total", Numeric(28, 4), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # What its invoice charges (`total`) and its credit note credits (`credit_total`); of that, what
+    # it credits because its items came to less than nothing (`adjustment_total`).
     Column("credit_total", Numeric(28, 4), nullable=False, server_default=text("0")),
+    Column("adjustment_total", Numeric(28, 4), nullable=False, server_default=text("0")),
     Column("requested_by", String(500), nullable=False, server_default="operator"),
     # The billing period a scheduled run closes; empty for runs requested on demand and credit runs.
     Column("period_start", Date),

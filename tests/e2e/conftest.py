@@ -8,7 +8,9 @@ using contract ids of their own, and wait on outcomes with deadlines, never fixe
 from __future__ import annotations
 
 import asyncio
+import io
 import os
+import subprocess
 import sys
 import uuid
 from dataclasses import dataclass
@@ -20,6 +22,7 @@ from typing import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 from faststream.kafka import KafkaBroker
+from pypdf import PdfReader
 from sqlalchemy import select
 
 from ops.cli import prepare
@@ -164,6 +167,15 @@ async def request_billing_run(broker: KafkaBroker, contract_id: str) -> None:
         occurred_at=now, contract_id=contract_id, cutoff=now, requested_by="tests",
     )
     await publish_event(broker, topics.BILLING_RUNS_REQUESTED, request, request.key)
+
+
+def pdf_text_via_admin(number: str, directory: Path) -> tuple[str, bytes]:
+    """The stored PDF, fetched by number with the operator command, and its extracted text."""
+    target = directory / f"{number}.pdf"
+    subprocess.run([sys.executable, "-m", "services.invoicing.admin", "pdf", number, "-o", str(target)],
+                   check=True, capture_output=True, env=os.environ.copy(), timeout=60)
+    content = target.read_bytes()
+    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages), content
 
 
 async def wait_for_invoice(databases: Databases, contract_id: str):

@@ -9,11 +9,7 @@ per rate with ROUND_HALF_UP.
 from __future__ import annotations
 
 import hashlib
-import io
-import os
 import re
-import subprocess
-import sys
 import uuid
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -23,7 +19,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from pypdf import PdfReader
 from sqlalchemy import func, select
 
 from ops.observe import read_events, wait_until
@@ -43,7 +38,7 @@ from shared.events import (
     derive_id,
 )
 from shared.runtime import publish_event
-from tests.e2e.conftest import DEADLINE_S, new_contract_id
+from tests.e2e.conftest import DEADLINE_S, new_contract_id, pdf_text_via_admin
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -131,15 +126,6 @@ async def tax_breakdown(databases, document_id: uuid.UUID) -> list[tuple[str, De
     return [(row.vat_category, row.vat_rate, row.base, row.tax) for row in await rows(
         databases, select(document_tax_lines).where(document_tax_lines.c.document_id == document_id)
         .order_by(document_tax_lines.c.vat_category, document_tax_lines.c.vat_rate.desc()))]
-
-
-def pdf_text_via_admin(number: str, directory: Path) -> tuple[str, bytes]:
-    """The stored PDF, fetched by number with the operator command, and its extracted text."""
-    target = directory / f"{number}.pdf"
-    subprocess.run([sys.executable, "-m", "services.invoicing.admin", "pdf", number, "-o", str(target)],
-                   check=True, capture_output=True, env=os.environ.copy(), timeout=60)
-    content = target.read_bytes()
-    return "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages), content
 
 
 async def test_domestic_reverse_charge_and_export_invoices_charge_the_right_vat(pipeline, broker, databases,

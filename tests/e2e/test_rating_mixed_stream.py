@@ -141,10 +141,14 @@ async def test_a_mixed_stream_is_rated_into_the_expected_items_and_dead_letters(
         await wait_for_dead_letter(pipeline, key, reason)
 
     # The period close, as the worker's scheduler runs it, without grace days.
-    charged = await close_due(databases["rating"], TODAY, contract_ids=[contract_id])
+    now = datetime.now(UTC)
+    emitted = await close_due(databases["rating"], now, contract_ids=[contract_id])
     assert ("support", STARTS, D("38.00")) in {  # 12.00 used, topped up to the minimum of 50.00
-        (message.event.item_code, message.event.period_start, message.event.net) for message in charged}
-    assert await close_due(databases["rating"], TODAY, contract_ids=[contract_id]) == []
+        (message.event.item_code, message.event.period_start, message.event.net) for message in emitted
+        if message.topic == topics.ITEMS_RATED}
+    [closed] = [message.event for message in emitted if message.topic == topics.PERIODS_CLOSED]
+    assert (closed.period_start, closed.period_end, closed.time_zone) == (STARTS, TODAY - timedelta(days=1), "Europe/Berlin")
+    assert await close_due(databases["rating"], now, contract_ids=[contract_id]) == []
 
     late = [usage(contract_id, "api", "300", 50), usage(contract_id, "support", "45", 51)]
     for event in late:

@@ -1,10 +1,10 @@
 """Settlement end to end: billing runs, the ledger, credits and the reconciliation, on the real pipeline.
 
-Usage goes through rating where the reconciliation needs rated amounts; recurring fees (which
-rating does not emit yet) are published on items.rated directly. Scheduled runs are driven by
-`run_due` with an instant of the test's choosing, exactly as the worker's scheduler calls it
-with the system clock; the items those tests settle are used now, in the current billing period,
-so the workers' own schedulers leave them alone until the period ends. Amounts are hand-computed.
+Usage goes through rating where the reconciliation needs rated amounts; some items are published
+on items.rated directly. A period's run is what rating's periods.closed announcement bills: these
+tests announce the current period closed themselves (rating's own close is driven in the
+pipeline's tests), or apply the announcement in-process as the worker's consumer does; pending
+runs are driven by `run_due` with an instant of the test's choosing. Amounts are hand-computed.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
+from dateutil.relativedelta import relativedelta
 from sqlalchemy import insert, select
 
 from ops.observe import Databases, read_events, wait_until
@@ -26,7 +27,7 @@ from services.payments.tables import payments
 from services.rating.contracts import ContractSpec, save_contracts
 from services.settlement import domain, handlers, store
 from services.settlement.admin import granted_credit_id, operate
-from services.settlement.scheduler import run_due, scheduler
+from services.settlement.scheduler import scheduler
 from services.settlement.tables import (
     billable_items,
     contract_accounts,
@@ -40,6 +41,7 @@ from shared import topics
 from shared.errors import Rejected
 from shared.events import (
     BillingRunRequested,
+    PeriodClosed,
     ChargeKind,
     CreditReason,
     PaymentKind,
@@ -50,6 +52,7 @@ from shared.events import (
     UsageRecorded,
     derive_id,
 )
+from shared.periods import business_day, end_of_day
 from shared.runtime import publish_event
 from tests.e2e import conftest
 from tests.e2e.conftest import DEADLINE_S, new_contract_id, wait_for_invoice
@@ -57,6 +60,7 @@ from tests.e2e.conftest import DEADLINE_S, new_contract_id, wait_for_invoice
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 NOVEMBER = (date(2026, 11, 1), date(2026, 11, 30))
+ZONE = "Europe/Berlin"
 
 
 async def given_contract(databases: Databases, contract_id: str, prices: dict[str, str], **terms):
@@ -65,8 +69,18 @@ async def given_contract(databases: Databases, contract_id: str, prices: dict[st
     return await conftest.given_contract(databases, contract_id, prices, country="US", **terms)
 
 
-def current_period_end() -> date:
-    return domain.billing_period(datetime.now(UTC).date())[1]
+def current_period() -> tuple[date, date]:
+    """The calendar month rating puts usage of now in, by the seller's business day (Berlin)."""
+    today = business_day(datetime.now(UTC), ZONE)
+    return today.replace(day=1), (today.replace(day=1) + relativedelta(months=1)) - timedelta(days=1)
+
+
+def period_closed(contract_id: str, item_count: int, net_total: str) -> PeriodClosed:
+    start, end = current_period()
+    return PeriodClosed(event_id=derive_id(f"{contract_id}:{start}:{end}", "periods.closed"),
+                        occurred_at=datetime.now(UTC), contract_id=contract_id, customer_id=f"CUST-{contract_id}",
+                        currency="EUR", period_start=start, period_end=end, ends_at=end_of_day(end, ZONE),
+                        time_zone=ZONE, item_count=item_count, net_total=Decimal(net_total))
 
 
 def used_now(contract_id: str, item_code: str, quantity: str) -> UsageRecorded:
@@ -152,19 +166,15 @@ async def test_overlapping_and_repeated_runs_settle_each_item_once(pipeline, bro
                   used_now(contract, "storage-gb", "0.5"))  # 0.05
     await wait_items(databases, contract, 3)
 
-    # The same request twice, another request, and two schedulers at the period's end, all at once.
-    period_end = current_period_end()
-    as_of = domain.period_cutoff(period_end)
+    # The same request twice, another request, and the period's close announced twice and applied
+    # in-process as well, all at once.
+    closed = period_closed(contract, 3, "154.21")
     repeated, another = run_request(contract), run_request(contract)
-    second_scheduler = Databases()
-    try:
-        await asyncio.gather(
-            publish(broker, topics.BILLING_RUNS_REQUESTED, repeated, repeated, another),
-            run_due(databases["settlement"], as_of, contract_ids=[contract]),
-            run_due(second_scheduler["settlement"], as_of, contract_ids=[contract]),
-        )
-    finally:
-        await second_scheduler.dispose()
+    await asyncio.gather(
+        publish(broker, topics.BILLING_RUNS_REQUESTED, repeated, repeated, another),
+        publish(broker, topics.PERIODS_CLOSED, closed, closed),
+        operate(databases["settlement"], handlers.bill_closed_period, closed),
+    )
     await wait_items(databases, contract, 3, settled=True)
     invoice = await wait_for_invoice(databases, contract)
 
@@ -173,7 +183,7 @@ async def test_overlapping_and_repeated_runs_settle_each_item_once(pipeline, bro
     assert (run.status, run.total) == ("complete", Decimal("154.21"))
     assert run.settlement_run_id in {derive_id(repeated.event_id, "settlement-run"),
                                      derive_id(another.event_id, "settlement-run"),
-                                     domain.scheduled_run_id(contract, period_end)}
+                                     domain.scheduled_run_id(contract, closed.period_end)}
     [receivable] = await entries(databases, contract)
     assert (receivable.entry_type, receivable.amount, receivable.settlement_run_id) == (
         "Receivable", Decimal("154.21"), run.settlement_run_id)
@@ -182,8 +192,8 @@ async def test_overlapping_and_repeated_runs_settle_each_item_once(pipeline, bro
         ("api-calls", 2, Decimal("154.16")), ("storage-gb", 1, Decimal("0.05"))] and event.total == Decimal("154.21")
     assert (invoice.net_total, invoice.settlement_run_id) == (Decimal("154.21"), run.settlement_run_id)
 
-    # Asked again later, at the same instant or by request: nothing is left to settle.
-    assert await run_due(databases["settlement"], as_of, contract_ids=[contract]) == []
+    # Announced or asked again later: nothing is left to settle.
+    assert await operate(databases["settlement"], handlers.bill_closed_period, closed) == []
     await publish(broker, topics.BILLING_RUNS_REQUESTED, repeated)
     late = run_request(contract)
     await publish(broker, topics.BILLING_RUNS_REQUESTED, late)
@@ -195,39 +205,57 @@ async def _applied(databases: Databases, event_id: uuid.UUID) -> bool:
     return await databases.has_exactly("settlement", messaging.inbox, 1, messaging.inbox.c.event_id == event_id)
 
 
-async def test_a_scheduled_run_that_crashes_stays_open_and_its_retry_has_the_same_result(
+async def test_a_closed_periods_run_that_crashes_leaves_nothing_and_its_retry_has_the_same_result(
         broker, databases, monkeypatch):
     contract = new_contract_id("crash")
     await given_contract(databases, contract, {"api-calls": "0.0125"})
     await publish(broker, topics.USAGE_RECORDED, used_now(contract, "api-calls", "800"),  # 10.00
                   used_now(contract, "api-calls", "1"))  # 0.0125 -> 0.01
     await wait_items(databases, contract, 2)
-    period_end = current_period_end()
-    as_of = domain.period_cutoff(period_end)
-    expected_run = domain.scheduled_run_id(contract, period_end)
-
-    real_save = store.save_postings
+    closed = period_closed(contract, 2, "10.01")
+    expected_run = domain.scheduled_run_id(contract, closed.period_end)
 
     async def crash(*args, **kwargs):
         raise RuntimeError("simulated crash while posting")
 
-    monkeypatch.setattr(store, "save_postings", crash)
-    assert await run_due(databases["settlement"], as_of, contract_ids=[contract]) == []
-    [run] = await runs(databases, contract)
-    assert (run.settlement_run_id, run.status, run.cutoff) == (expected_run, "open", as_of)
-    assert await entries(databases, contract) == []
+    with monkeypatch.context() as patched:
+        patched.setattr(store, "save_postings", crash)
+        with pytest.raises(RuntimeError, match="simulated crash"):
+            await operate(databases["settlement"], handlers.bill_closed_period, closed)
+    assert await runs(databases, contract) == [] and await entries(databases, contract) == []
     assert await databases.has_exactly("settlement", billable_items, 2, billable_items.c.contract_id == contract,
                                        billable_items.c.settlement_run_id.is_(None))
 
-    monkeypatch.setattr(store, "save_postings", real_save)
-    assert await run_due(databases["settlement"], as_of, contract_ids=[contract]) == [expected_run]
+    # The consumer applies the announcement again: the same run, from scratch.
+    assert len(await operate(databases["settlement"], handlers.bill_closed_period, closed)) == 1
     [run] = await runs(databases, contract)
-    assert (run.status, run.total, run.period_start, run.period_end, run.requested_by) == (
-        "complete", Decimal("10.01"), domain.billing_period(period_end)[0], period_end, "schedule")
+    assert (run.settlement_run_id, run.status, run.total, run.period_start, run.period_end, run.requested_by,
+            run.cutoff) == (expected_run, "complete", Decimal("10.01"), *current_period(), "schedule", closed.ends_at)
     [receivable] = await entries(databases, contract)
     assert (receivable.entry_id, receivable.amount, receivable.balance) == (
         derive_id(expected_run, "receivable"), Decimal("10.01"), Decimal("10.01"))
     await wait_items(databases, contract, 2, settled=True)
+
+
+async def test_a_closed_period_waits_parked_until_all_its_items_have_arrived(pipeline, broker, databases):
+    contract = new_contract_id("waits")
+    await given_contract(databases, contract, {"api-calls": "0.0125"})
+    # Rating billed three items into the period; the announcement overtakes the last one.
+    first, second, third = (rated(contract, "licence", net, current_period(), ChargeKind.ONE_TIME)
+                            for net in ("10.00", "20.00", "30.00"))
+    await publish(broker, topics.ITEMS_RATED, first, second)
+    await wait_items(databases, contract, 2)
+    await publish(broker, topics.PERIODS_CLOSED, period_closed(contract, 3, "60.00"))
+    await wait_until(lambda: databases.has_exactly("settlement", messaging.parked, 1,
+                                                   messaging.parked.c.key == contract),
+                     timeout_s=DEADLINE_S, what="the announcement to be parked")
+    assert await runs(databases, contract) == []
+
+    await publish(broker, topics.ITEMS_RATED, third)
+    await wait_items(databases, contract, 3, settled=True)
+    [run] = await runs(databases, contract)
+    assert (run.total, run.requested_by) == (Decimal("60.00"), "schedule")
+    assert await databases.has_exactly("settlement", messaging.parked, 0, messaging.parked.c.key == contract)
 
 
 async def test_a_request_for_a_later_cutoff_is_pending_until_the_scheduler_clock_passes_it(pipeline, broker,

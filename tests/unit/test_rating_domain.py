@@ -192,6 +192,9 @@ def test_fees_are_charged_in_advance_and_prorated_by_day():
     assert [(fee.period_start, fee.net) for fee in fees] == [
         (date(2026, 1, 20), Money.of("104.52", EUR)), (date(2026, 2, 1), Money.of("270.00", EUR))]
     assert fees[0].discount == Money.of("11.61", EUR)  # 116.13 list for 12 days - 104.52
+    # As the line shows it: 12/31 of a period x the list price 300.00 - 11.61 = 104.52.
+    assert (fees[0].quantity, fees[0].unit_price) == (D("0.3870967742"), D("300.00"))
+    assert Money.round(fees[0].quantity * fees[0].unit_price, EUR) - fees[0].discount == fees[0].net
     assert fees[0].charge_kind is ChargeKind.RECURRING_FEE
     march = domain.close_periods(terms, date(2026, 3, 1), {}).fees[-1]
     assert (march.period_end, march.net) == (date(2026, 3, 10), Money.of("87.10", EUR))  # 10 of 31 days
@@ -263,6 +266,22 @@ def test_purchase_is_a_one_time_item_in_its_period():
     with pytest.raises(RatingError, match="outside"):
         domain.purchase_item(contract(), uuid.uuid4(), "setup", "Setup", D(1), D(1), date(2025, 5, 20),
                              TaxCategory.STANDARD)
+
+
+def test_a_purchase_dated_in_a_closed_period_is_billed_in_the_first_open_one_naming_its_own():
+    item = domain.purchase_item(contract(closed_through=date(2026, 5, 31)), uuid.uuid4(), "setup", "Setup", D(1),
+                                D("49.90"), date(2026, 5, 20), TaxCategory.STANDARD)
+    assert (item.period_start, item.late_for.start, item.occurred_at) == (
+        date(2026, 6, 1), date(2026, 5, 1), datetime(2026, 5, 20, tzinfo=UTC))
+
+
+def test_usage_goes_to_the_period_of_its_day_in_the_contracts_time_zone_and_fees_begin_at_its_midnight():
+    berlin = contract(time_zone="Europe/Berlin")
+    # 22:30 UTC on 31 May is 00:30 on 1 June in Berlin (summer time, UTC+2).
+    late_evening = usage("api", "10", datetime(2026, 5, 31, 22, 30, tzinfo=UTC))
+    assert domain.place(late_evening, berlin).period.start == date(2026, 6, 1)
+    assert domain.place(late_evening, contract()).period.start == date(2026, 5, 1)  # in UTC: still May
+    assert berlin.start_of(date(2026, 6, 1)) == datetime(2026, 5, 31, 22, 0, tzinfo=UTC)
 
 
 def test_estimate_covers_the_unbilled_periods():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 import pytest
@@ -158,31 +158,10 @@ def test_a_chargeback_books_its_fee_as_a_second_entry_owed_by_the_customer():
     assert (payment.amount, acc.balance) == (eur("-65.00"), eur("0.00"))
 
 
-# --- billing periods ------------------------------------------------------------------------------
+# --- the runs of closed periods ---------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("day, period", [
-    (date(2026, 11, 23), (date(2026, 11, 1), date(2026, 11, 30))),
-    (date(2026, 12, 31), (date(2026, 12, 1), date(2026, 12, 31))),
-    (date(2028, 2, 10), (date(2028, 2, 1), date(2028, 2, 29))),
-])
-def test_the_billing_period_is_the_calendar_month(day, period):
-    assert domain.billing_period(day) == period
-
-
-@pytest.mark.parametrize("as_of, period", [
-    (datetime(2026, 12, 1, 0, 0, tzinfo=UTC), (date(2026, 11, 1), date(2026, 11, 30))),
-    (datetime(2026, 11, 30, 23, 59, 59, tzinfo=UTC), (date(2026, 10, 1), date(2026, 10, 31))),
-    # 00:30 in UTC+1 is still 30 November in UTC: November has not ended.
-    (datetime(2026, 12, 1, 0, 30, tzinfo=timezone(timedelta(hours=1))), (date(2026, 10, 1), date(2026, 10, 31))),
-    (datetime(2027, 1, 15, tzinfo=UTC), (date(2026, 12, 1), date(2026, 12, 31))),
-])
-def test_the_latest_ended_period_is_the_month_before_the_instant(as_of, period):
-    assert domain.latest_ended_period(as_of) == period
-
-
-def test_a_period_ends_at_midnight_utc_after_its_last_day_and_names_its_scheduled_run():
-    assert domain.period_cutoff(date(2026, 11, 30)) == datetime(2026, 12, 1, tzinfo=UTC)
+def test_a_periods_run_is_named_by_contract_and_period():
     run = domain.scheduled_run_id("C-1", date(2026, 11, 30))
     assert run == domain.scheduled_run_id("C-1", date(2026, 11, 30))
     assert run != domain.scheduled_run_id("C-1", date(2026, 12, 31))
@@ -342,7 +321,7 @@ def test_a_runs_items_are_summed_into_one_line_per_item_period_price_and_tax_cat
               used("3.00", category=TaxCategory.REDUCED), used("4.00", code="storage-gb")]
     run = domain.settle(RUN, account(), AT, [*many, *others])
     assert run is not None
-    lines = run.lines()
+    lines = run.lines
     assert [(line.item_code, line.period_start, line.unit_price, line.tax_category, line.net, line.item_count)
             for line in lines] == [
         ("api-calls", date(2026, 10, 1), Decimal("0.0125"), TaxCategory.STANDARD, eur("2.50"), 1),
@@ -354,6 +333,53 @@ def test_a_runs_items_are_summed_into_one_line_per_item_period_price_and_tax_cat
     summed = lines[2]
     assert (summed.quantity, summed.discount) == (Decimal(4000), eur("50.00"))  # 5,000 x 0.8 units, x 0.01
     assert Money.sum((line.net for line in lines), "EUR") == run.total == eur("60.50")
-    assert summed.line_id == domain.settle(RUN, account(), AT, [*many, *others]).lines()[2].line_id  # stable
+    assert summed.line_id == domain.settle(RUN, account(), AT, [*many, *others]).lines[2].line_id  # stable
     event = receivables_posted(run, account(), CUSTOMER, AT)
     assert len(event.items) == 5 and len(event.model_dump_json()) < 5_000
+
+
+def used(net: str, price: str, quantity: str, *, code: str = "api-calls") -> Item:
+    return Item(billable_item_id=uuid.uuid4(), contract_id="C-1", item_code=code, description=code,
+                quantity=Decimal(quantity), unit_price=Decimal(price), net=eur(net), period_start=date(2026, 11, 1),
+                period_end=date(2026, 11, 30), tax_category=TaxCategory.STANDARD)
+
+
+def test_a_run_whose_items_come_to_less_than_nothing_credits_its_negative_lines_and_invoices_the_rest():
+    # Volume pricing: 1,000 calls at 0.10 were billed (100.00); 1 more reached the 0.08 band for all
+    # 1,001 (80.08), so the period's later items come to -19.92, and a fee of 5.00 is due with them.
+    cheaper = used("-19.92", "0.08", "1")
+    fee_item = used("5.00", "5.00", "1", code="support")
+    run = domain.settle(RUN, account("119.00"), AT, [cheaper, fee_item])
+    assert run is not None and run.total == eur("-14.92")
+    assert [line.item_code for line in run.invoiced_lines] == ["support"]
+    assert [line.item_code for line in run.adjusted_lines] == ["api-calls"]
+    assert (run.receivable, run.adjustment) == (eur("5.00"), eur("19.92"))
+
+    moved, entries = domain.post_run(account("119.00"), run, AT)
+    assert [(entry.entry_type, entry.amount, entry.balance) for entry in entries] == [
+        (EntryType.RECEIVABLE, eur("5.00"), eur("124.00")), (EntryType.CREDIT_MEMO, eur("-19.92"), eur("104.08"))]
+    assert moved.balance == eur("104.08") == eur("119.00") + run.total
+
+    event = receivables_posted(run, moved, CUSTOMER, AT)
+    assert ([item.item_code for item in event.items], event.total) == (["support"], Decimal("5.00"))
+    [adjustment] = event.credits
+    assert (adjustment.reason, adjustment.quantity, adjustment.unit_price, adjustment.net, adjustment.description) == (
+        CreditReason.ADJUSTMENT, Decimal(1), Decimal("19.92"), Decimal("19.92"), "Adjustment: api-calls")
+    assert event.credit_total == Decimal("19.92")
+
+
+def test_a_run_that_comes_to_zero_or_more_invoices_its_negative_lines_too():
+    run = domain.settle(RUN, account(), AT, [used("-19.92", "0.08", "1"), used("25.00", "0.10", "250")])
+    assert run is not None and (run.receivable, run.adjustment, run.adjusted_lines) == (eur("5.08"), eur("0"), ())
+    _, entries = domain.post_run(account(), run, AT)
+    assert [(entry.entry_type, entry.amount) for entry in entries] == [(EntryType.RECEIVABLE, eur("5.08"))]
+
+
+def test_a_run_of_only_negative_lines_is_a_credit_memo_alone():
+    run = domain.settle(RUN, account("100.00"), AT, [used("-19.92", "0.08", "1")])
+    assert run is not None and run.invoiced_lines == ()
+    moved, entries = domain.post_run(account("100.00"), run, AT)
+    assert [(entry.entry_type, entry.amount) for entry in entries] == [(EntryType.CREDIT_MEMO, eur("-19.92"))]
+    event = receivables_posted(run, moved, CUSTOMER, AT)
+    assert (event.items, event.total, event.credit_total, event.ledger_balance) == (
+        [], Decimal(0), Decimal("19.92"), Decimal("80.08"))
