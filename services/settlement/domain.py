@@ -267,9 +267,13 @@ class ContractTerms:
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """A billable item as settlement holds it: unsettled until a run settles it, then maybe credited."""
+    """A billable item as settlement holds it: unsettled until a run settles it, then maybe credited.
 
-    billable_item_id: uuid.UUID
+    A run sees the unsettled usage and purchases of a period summed per item and price
+    (`item_count` of them, `billable_item_id` None), so what it holds follows the contract, not
+    the number of events; recurring fees, which termination credits refer to, stay one by one."""
+
+    billable_item_id: uuid.UUID | None
     contract_id: str
     item_code: str
     description: str
@@ -283,6 +287,7 @@ class Item:
     credited: Money | None = None  # what credits have given back on it so far
     tax_category: TaxCategory | None = None  # None for items rated under items.rated v1
     discount: Money | None = None  # what a discount took off the list amount to give `net`
+    item_count: int = 1
 
     @property
     def creditable(self) -> Money:
@@ -413,7 +418,7 @@ def billing_lines(settlement_run_id: uuid.UUID, items: Sequence[Item], currency:
             quantity=sum((member.quantity for member in members), Decimal(0)),
             discount=Money.sum((member.discount or Money.zero(currency) for member in members), currency),
             net=Money.sum((member.net for member in members), currency),
-            item_count=len(members),
+            item_count=sum(member.item_count for member in members),
         )
         for key, members in sorted(groups.items(), key=lambda group: group[0][:5])
     )

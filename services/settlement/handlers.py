@@ -86,8 +86,9 @@ async def run_billing(session: AsyncSession, events: Sequence[BillingRunRequeste
     """"Create vouchers": settle now, or, for a cutoff still ahead, record the run for the scheduler.
 
     "Ahead" is by this worker's clock, the one its scheduler goes by; a request that was made
-    before its cutoff but is applied after it settles at once. The batch's runs are settled in
-    order, each over the items the runs before it left, and written together.
+    before its cutoff but is applied after it settles at once. The batch's runs are written
+    together, one per contract: a second request for a contract in the batch is parked, and so
+    re-driven the moment this batch is applied, over what the first one left.
     """
     now = datetime.now(UTC)
     contract_ids = {event.contract_id for event in events}
@@ -103,6 +104,8 @@ async def run_billing(session: AsyncSession, events: Sequence[BillingRunRequeste
                  for cutoff in {event.cutoff for event in events if event.cutoff <= now}}
     postings = Postings(accounts)
     pending: list[tuple[Account, RunRecord]] = []
+    settling: set[str] = set()
+    parked: dict[uuid.UUID, DependencyNotReady] = {}
     for event in events:
         account = postings.accounts.get(event.contract_id)
         if account is None:
@@ -114,6 +117,11 @@ async def run_billing(session: AsyncSession, events: Sequence[BillingRunRequeste
         if waits:
             pending.append((account, record))
             continue
+        if event.contract_id in settling:
+            parked[event.event_id] = DependencyNotReady(f"an earlier run of {event.contract_id} is settled in "
+                                                        "the same batch; this one follows it")
+            continue
+        settling.add(event.contract_id)
         try:
             postings.settle(record, unsettled[event.cutoff][event.contract_id],
                             contracts.get(event.contract_id), booked_at=event.occurred_at)
@@ -121,7 +129,7 @@ async def run_billing(session: AsyncSession, events: Sequence[BillingRunRequeste
             postings.rejected[event.event_id] = refusal
     await store.record_runs(session, pending)
     await postings.save(session)
-    return postings.outcome()
+    return BatchOutcome(postings.outgoing, postings.rejected, parked)
 
 
 async def bill_closed_period(session: AsyncSession, event: PeriodClosed) -> list[Outgoing]:
@@ -281,7 +289,6 @@ class Postings:
     entries: list[LedgerEntry] = field(default_factory=list)
     settled: list[store.Settled] = field(default_factory=list)
     forgotten: list[uuid.UUID] = field(default_factory=list)
-    taken: set[uuid.UUID] = field(default_factory=set)  # the items of the settled runs
     outgoing: list[Outgoing] = field(default_factory=list)
     rejected: dict[uuid.UUID, Rejected] = field(default_factory=dict)
 
@@ -293,19 +300,18 @@ class Postings:
 
     def settle(self, record: RunRecord, unsettled: Sequence[domain.Item], contract: ContractTerms | None,
                booked_at: datetime) -> None:
-        """Settle every unsettled item used before the run's cutoff, with the credits due on them.
+        """Settle `unsettled` (the run's items, as unsettled_items sums them) with the credits due on them.
 
-        `unsettled` are the items that were unsettled when the use case began: those an earlier run
-        of these postings settled are passed over."""
-        items = [item for item in unsettled if item.billable_item_id not in self.taken]
-        run = domain.settle(record.settlement_run_id, self.accounts[record.contract_id], record.cutoff, items, contract)
+        At most one run per contract: its items are settled by what selects them (store.save_runs)."""
+        assert record.contract_id not in {one.run.contract_id for one in self.settled}, record.contract_id
+        run = domain.settle(record.settlement_run_id, self.accounts[record.contract_id], record.cutoff, unsettled,
+                            contract)
         if run is None:
             self.forgotten.append(record.settlement_run_id)
             log.info("run %s for %s: nothing to settle before %s", record.settlement_run_id, record.contract_id,
                      record.cutoff)
             return
         self.post(run, record, contract, booked_at)
-        self.taken.update(item.billable_item_id for item in run.items)
 
     def post(self, run: SettlementRun, record: RunRecord, contract: ContractTerms | None, booked_at: datetime) -> None:
         self.book(run.contract_id, partial(domain.post_run, run=run, booked_at=booked_at))

@@ -9,7 +9,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Iterable, Sequence
 
-from sqlalchemy import and_, bindparam, delete, func, select, text, update
+from sqlalchemy import ARRAY, Date, DateTime, String, Uuid, and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -273,25 +274,46 @@ def _item(row) -> Item:
 
 async def unsettled_items(session: AsyncSession, contract_ids: Iterable[str], cutoff: datetime,
                           billed_through: date | None = None) -> dict[str, list[Item]]:
-    """Per contract, its unsettled items used before `cutoff`, or, for a period's run, billed in
-    periods ending by `billed_through`; in the order a run lists them."""
-    due = billable_items.c.occurred_at < cutoff if billed_through is None \
-        else billable_items.c.period_end <= billed_through
+    """Per contract, what a run over its unsettled items used before `cutoff` (or, for a period's
+    run, billed in periods ending by `billed_through`) settles, summed in the database per period,
+    item, price and tax category (Item); in the order a run lists them."""
+    one_by_one = case((billable_items.c.charge_kind == ChargeKind.RECURRING_FEE.value,
+                       billable_items.c.billable_item_id))
+    key = (billable_items.c.contract_id, billable_items.c.currency, billable_items.c.period_start,
+           billable_items.c.period_end, billable_items.c.item_code, billable_items.c.description,
+           billable_items.c.unit_price, billable_items.c.tax_category, billable_items.c.charge_kind)
     rows = (
         await session.execute(
-            _items_with_credits()
-            .where(
-                billable_items.c.contract_id.in_(set(contract_ids)),
-                billable_items.c.settlement_run_id.is_(None),
-                due,
-            )
-            .order_by(billable_items.c.period_start, billable_items.c.occurred_at, billable_items.c.billable_item_id)
+            select(*key, one_by_one.label("billable_item_id"), func.count().label("item_count"),
+                   func.sum(billable_items.c.quantity).label("quantity"), func.sum(billable_items.c.net).label("net"),
+                   func.sum(billable_items.c.discount).label("discount"))
+            .where(billable_items.c.contract_id.in_(set(contract_ids)), billable_items.c.settlement_run_id.is_(None),
+                   _due(cutoff, billed_through))
+            .group_by(*key, one_by_one)
+            .order_by(billable_items.c.period_start, billable_items.c.item_code, billable_items.c.unit_price,
+                      one_by_one)
         )
     ).all()
     by_contract: dict[str, list[Item]] = defaultdict(list)
     for row in rows:
-        by_contract[row.contract_id].append(_item(row))
+        by_contract[row.contract_id].append(Item(
+            billable_item_id=row.billable_item_id, contract_id=row.contract_id, item_code=row.item_code,
+            description=row.description, quantity=row.quantity, unit_price=row.unit_price,
+            net=Money(row.net, row.currency), period_start=row.period_start, period_end=row.period_end,
+            charge_kind=ChargeKind(row.charge_kind), credited=Money.zero(row.currency),
+            tax_category=TaxCategory(row.tax_category) if row.tax_category else None,
+            discount=Money(row.discount, row.currency), item_count=row.item_count))
     return by_contract
+
+
+def _due(cutoff: datetime | ColumnElement, billed_through: date | None | ColumnElement):
+    """A run's items: used before its cutoff, or, for a period's run, billed in periods ending by its end."""
+    if isinstance(billed_through, ColumnElement):
+        return or_(and_(billed_through.is_(None), billable_items.c.occurred_at < cutoff),
+                   billable_items.c.period_end <= billed_through)
+    if billed_through is None:
+        return billable_items.c.occurred_at < cutoff
+    return billable_items.c.period_end <= billed_through
 
 
 async def items(session: AsyncSession, item_ids: Sequence[uuid.UUID]) -> list[Item]:
@@ -408,11 +430,19 @@ _upsert_run = _upsert_run.on_conflict_do_update(
     where=settlement_runs.c.status != RunStatus.COMPLETE.value,
 )
 
-# Each item to the run that settles it, if no run did yet: one statement for a whole batch of runs.
-_settle_items = text(
-    "UPDATE billable_items SET settlement_run_id = settled.run_id"
-    " FROM unnest(CAST(:item_ids AS uuid[]), CAST(:run_ids AS uuid[])) AS settled(item_id, run_id)"
-    " WHERE billable_items.billable_item_id = settled.item_id AND billable_items.settlement_run_id IS NULL"
+# Each run's items (at most one run per contract in a batch) to the run, if no run took them
+# yet: one statement for a whole batch of runs, however many items they hold.
+_settling = select(
+    func.unnest(bindparam("contract_ids", type_=ARRAY(String))).label("contract_id"),
+    func.unnest(bindparam("run_ids", type_=ARRAY(Uuid))).label("run_id"),
+    func.unnest(bindparam("cutoffs", type_=ARRAY(DateTime(timezone=True)))).label("cutoff"),
+    func.unnest(bindparam("billed_through", type_=ARRAY(Date))).label("billed_through"),
+).subquery()
+_settle_items = (
+    update(billable_items)
+    .values(settlement_run_id=_settling.c.run_id)
+    .where(billable_items.c.contract_id == _settling.c.contract_id, billable_items.c.settlement_run_id.is_(None),
+           _due(_settling.c.cutoff, _settling.c.billed_through))
 )
 
 
@@ -430,13 +460,19 @@ async def save_runs(session: AsyncSession, settled: Sequence[Settled]) -> None:
              period_end=one.record.period_end, settled_at=one.settled_at)
         for one in settled
     ])
-    items = [item.billable_item_id for one in settled for item in one.run.items]
-    if items:
-        runs_of_items = [one.run.settlement_run_id for one in settled for _ in one.run.items]
-        updated = await session.execute(_settle_items, {"item_ids": items, "run_ids": runs_of_items})
-        if updated.rowcount != len(items):
-            raise RuntimeError(f"runs {[one.run.settlement_run_id for one in settled]} found items already "
-                               "settled by another run")
+    with_items = [one for one in settled if one.run.items]
+    if len({one.run.contract_id for one in with_items}) != len(with_items):
+        raise RuntimeError("a batch settles one run per contract at most: their items could not be told apart")
+    if with_items:
+        updated = await session.execute(_settle_items, {
+            "contract_ids": [one.run.contract_id for one in with_items],
+            "run_ids": [one.run.settlement_run_id for one in with_items],
+            "cutoffs": [one.record.cutoff for one in with_items],
+            "billed_through": [one.record.period_end for one in with_items]})
+        expected = sum(item.item_count for one in with_items for item in one.run.items)
+        if updated.rowcount != expected:
+            raise RuntimeError(f"runs {[one.run.settlement_run_id for one in with_items]} settle {updated.rowcount} "
+                               f"items, not the {expected} they summed: another run got some first")
     run_credits = [(one.run, credit) for one in settled for credit in one.run.credits]
     if run_credits:
         await session.execute(
