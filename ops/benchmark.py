@@ -8,6 +8,7 @@ Runs on its own local stack and prints:
   PDFs; items settled per second), and the whole pipeline with every worker running (usage
   published until settlement holds the items);
 - usage.recorded -> items.rated latency (p50/p95/p99) at a fixed offered load;
+- one contract's million usage events in one period, to its one invoice (ops/benchmark_period.py);
 - the peak RSS of every worker process (VmHWM).
 It is not a test: it asserts nothing, it measures.
 """
@@ -29,6 +30,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select
 
+from ops.benchmark_period import one_big_period
 from ops.observe import Databases, wait_until
 from ops.stack import LocalStack, create_topics, free_port
 from ops.workers import Workers
@@ -54,6 +56,7 @@ class BenchmarkConfig:
     run_contracts: int = 10_000
     latency_rate: int = 1_000
     latency_seconds: float = 10.0
+    period_events: int = 1_000_000
     root: Path = Path(".stack/benchmark")
 
 
@@ -289,6 +292,11 @@ async def run(config: BenchmarkConfig) -> Results:
         results.add("whole pipeline: usage events to settlement", f"{config.events / (time.perf_counter() - started):,.0f} ev/s")
         record_rss(workers, results)
 
+        if config.period_events:
+            print(f"one contract, {config.period_events:,} usage events in one period, to its invoice")
+            await one_big_period(kafka, databases, config.period_events, produce, results.add)
+            record_rss(workers, results)
+
         # Last: after a `--workers 2` process stops, the local broker (Tansu) may never let its
         # consumer group be joined again, so nothing may come after this stage.
         for service in list(workers.processes):
@@ -414,6 +422,9 @@ def run_benchmark(config: BenchmarkConfig) -> Results:
     os.environ.setdefault("BILLING_KAFKA_SESSION_TIMEOUT_MS", "6000")
     os.environ.setdefault("BILLING_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
     os.environ.setdefault("SETTLEMENT_SCHEDULER_INTERVAL_S", "0")  # the benchmark requests its runs itself
+    # The one-period phase's month (October 2026) is long over: it closes the month itself, once
+    # every event is rated, as the worker's period close would after the grace days.
+    os.environ.setdefault("RATING_PERIOD_CLOSE_INTERVAL_S", "0")
     stack = LocalStack(root, free_port())
     stack.up()
     try:

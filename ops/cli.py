@@ -157,12 +157,15 @@ def benchmark(
     run_contracts: Annotated[int, typer.Option(help="Contracts in the billing-run measurement.")] = 10_000,
     latency_rate: Annotated[int, typer.Option(help="Offered load for the latency measurement, ev/s.")] = 1_000,
     latency_seconds: Annotated[float, typer.Option(help="How long the latency load lasts.")] = 10.0,
+    period_events: Annotated[int, typer.Option(help="Usage events of one contract in one period, to its "
+                                                    "invoice; 0 skips it.")] = 1_000_000,
 ) -> None:
     """Measure every stage and the whole pipeline next to a plain aiokafka/asyncpg baseline."""
     from ops.benchmark import BenchmarkConfig, run_benchmark
 
     run_benchmark(BenchmarkConfig(events=events, contracts=contracts, run_contracts=run_contracts,
-                                  latency_rate=latency_rate, latency_seconds=latency_seconds))
+                                  latency_rate=latency_rate, latency_seconds=latency_seconds,
+                                  period_events=period_events))
 
 
 @app.command("reconcile")
