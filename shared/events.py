@@ -291,9 +291,9 @@ class BillingRunRequested(Event):
 
 
 class SettlementItem(BaseModel):
-    """A line of a settlement run. Version 1: one billable item (`billable_item_id`). Version 2: the
-    run's items of one contract item, period, unit price and tax category summed (`line_id`, and
-    `item_count` of them), so a run's size follows its contract, not the number of usage events."""
+    """A line of a settlement run. Versions 1 and 2: one billable item (`billable_item_id`). Version
+    3: the run's items of one contract item, period, unit price and tax category summed (`line_id`,
+    and `item_count` of them), so a run's size follows its contract, not the number of usage events."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -357,10 +357,12 @@ class ReceivablesPosted(Event):
     tax profile as of the run and each line's tax category, so invoicing needs no replica of
     another topic for it. `customer` is None in version 1, and in version 2 only when settlement
     had no snapshot of the contract yet; a line's category is None only for an item rated under
-    items.rated v1. Invoicing falls back to its contract replica for what is None.
+    items.rated v1. Invoicing falls back to its contract replica for what is None. Version 3: the
+    items are billing lines (SettlementItem), and a run whose items came to less than nothing
+    credits them as `adjustment` credits.
     """
 
-    schema_version: Literal[1, 2] = 2
+    schema_version: Literal[1, 2, 3] = 3
     settlement_run_id: uuid.UUID
     customer_id: Identifier
     customer: CustomerProfile | None = None
@@ -380,12 +382,14 @@ class ReceivablesPosted(Event):
         if self.schema_version < 2 and (self.customer is not None or any(
                 line.tax_category is not None for line in [*self.items, *self.credits])):
             raise ValueError("customer and tax categories are not part of schema_version 1")
-        version_1 = self.schema_version < 2
+        per_item = self.schema_version < 3
         for item in self.items:
-            if (item.billable_item_id is not None) != version_1 or \
-                    (item.line_id is not None and item.item_count is not None) == version_1:
-                raise ValueError("items name a billable_item_id in schema_version 1 and a line_id with its "
-                                 "item_count from schema_version 2 on")
+            if (item.billable_item_id is not None) != per_item or \
+                    (item.line_id is not None and item.item_count is not None) == per_item:
+                raise ValueError("items name a billable_item_id in schema_versions 1 and 2, and a line_id with its "
+                                 "item_count from schema_version 3 on")
+        if per_item and any(credit.reason is CreditReason.ADJUSTMENT for credit in self.credits):
+            raise ValueError("adjustment credits are part of schema_version 3 on")
         if not self.items and not self.credits:
             raise ValueError("a settlement run has items, credits or both")
         if self.total != sum((item.net for item in self.items), Decimal(0)):

@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.invoicing import domain
-from shared.events import CreditReason, DocumentCreated, DocumentType, SettlementItem, TaxCategory
+from shared.events import CreditReason, DocumentCreated, DocumentType, ReceivablesPosted, SettlementItem, TaxCategory
 from shared.money import Money
 SELLER = domain.Seller(domain.Party("Seller GmbH", "DE", ("Friedrichstrasse 1", "10117 Berlin"), "DE999999999"),
                        iban="DE89 3704 0044 0532 0130 00", bic="COBADEFFXXX")
@@ -162,3 +162,20 @@ def test_the_new_fields_are_optional_for_producers_that_predate_them():
                           quantity=Decimal(1), unit_price=Decimal(1), net=Decimal("1.00"),
                           period_start=date(2026, 11, 1), period_end=date(2026, 11, 30))
     assert item.discount == 0
+
+
+def test_receivables_posted_of_earlier_versions_stay_readable_and_name_their_billable_items():
+    item_id = uuid.uuid4()
+    run = {"event_id": str(uuid.uuid4()), "occurred_at": "2026-11-30T23:00:00+00:00", "contract_id": "C-1",
+           "settlement_run_id": str(uuid.uuid4()), "customer_id": "CUST-1", "currency": "EUR",
+           "cutoff": "2026-12-01T00:00:00+00:00", "total": "1.00", "ledger_balance": "1.00",
+           "items": [{"billable_item_id": str(item_id), "item_code": "api-calls", "description": "API calls",
+                      "quantity": "80", "unit_price": "0.0125", "net": "1.00", "period_start": "2026-11-01",
+                      "period_end": "2026-11-30"}]}
+    for version in (1, 2):
+        [line] = ReceivablesPosted.model_validate({**run, "schema_version": version}).items
+        assert (line.source_id, line.item_count) == (item_id, None)
+    with pytest.raises(ValidationError, match="line_id with its item_count from schema_version 3 on"):
+        ReceivablesPosted.model_validate(run)  # version 3, the default, sums its items into lines
+    lines = {**run, "items": [{**run["items"][0], "billable_item_id": None, "line_id": str(item_id), "item_count": 80}]}
+    assert ReceivablesPosted.model_validate(lines).items[0].source_id == item_id
