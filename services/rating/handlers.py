@@ -120,7 +120,8 @@ async def save_contract(session: AsyncSession, spec: ContractSpec, seller: Selle
     return await _replace_contract(session, spec, seller.time_zone)
 
 
-async def _replace_contract(session: AsyncSession, spec: ContractSpec, default_time_zone: str) -> tuple[int, list[Outgoing]]:
+async def _replace_contract(session: AsyncSession, spec: ContractSpec,
+                            default_time_zone: str | None) -> tuple[int, list[Outgoing]]:
     old = await store.find_contract(session, spec.contract_id, for_update=True)
     if spec.time_zone is None:
         spec = spec.model_copy(update={"time_zone": old.time_zone if old else default_time_zone})
@@ -153,7 +154,7 @@ async def cancel_contract(session: AsyncSession, contract_id: str, cancellation:
         {**spec.model_dump(), "status": ContractStatus.CANCELLED, "ends_on": cancellation.ends_on})
     # Not checked for being invoiceable: a cancellation changes neither customer nor items, and
     # refusing it for a contract stored before that check would keep it rating what cannot be invoiced.
-    _, outgoing = await _replace_contract(session, cancelled, spec.time_zone or "UTC")
+    _, outgoing = await _replace_contract(session, cancelled, default_time_zone=spec.time_zone)
     return outgoing
 
 

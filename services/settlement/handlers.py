@@ -346,7 +346,6 @@ def receivables_posted(run: SettlementRun, account: Account, customer: CustomerP
 
     Its invoiced lines are `items`; its adjustments (SettlementRun) are credits of their own, each
     one line crediting what the line's items came to less than nothing."""
-    currency = run.total.currency
     return ReceivablesPosted(
         event_id=derive_id(run.settlement_run_id, "receivables.posted"),
         occurred_at=booked_at,
@@ -354,7 +353,7 @@ def receivables_posted(run: SettlementRun, account: Account, customer: CustomerP
         settlement_run_id=run.settlement_run_id,
         customer_id=run.customer_id,
         customer=customer,
-        currency=currency,
+        currency=run.total.currency,
         cutoff=run.cutoff,
         items=[
             SettlementItem(
