@@ -41,9 +41,9 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay, wait_exponential
 
-from shared import topics
+from shared import metrics, topics
 from shared.db import Database, MessagingTables
 from shared.errors import DependencyNotReady, Rejected
 from shared.events import DeadLetter, Event, InvalidMessage, derive_id, encode_event, parse_event
@@ -141,7 +141,8 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
-def retrying_transient(max_delay_s: float = 120.0) -> AsyncRetrying:
+def retrying_transient(max_delay_s: float = 120.0,
+                       before_sleep: Callable[[RetryCallState], None] | None = None) -> AsyncRetrying:
     """Retry transient failures with capped exponential backoff; anything else raises at once.
 
     After `max_delay_s` the error propagates and FastStream nacks, so the message is redelivered
@@ -151,6 +152,7 @@ def retrying_transient(max_delay_s: float = 120.0) -> AsyncRetrying:
         retry=retry_if_exception(is_transient),
         wait=wait_exponential(multiplier=0.1, max=5),
         stop=stop_after_delay(max_delay_s),
+        before_sleep=before_sleep,
         reraise=True,
     )
 
@@ -174,7 +176,7 @@ class Consumer:
 
     def __init__(self, name: str, schema: type[E], apply_batch: ApplyBatch[E], database: Database,
                  tables: MessagingTables, broker: KafkaBroker, settings: ServiceSettings,
-                 on_commit: Callable[[_Applied, bool], None]) -> None:
+                 on_commit: Callable[[_Applied, Sequence[Outgoing]], None]) -> None:
         self.name = name
         self.schema = schema
         self.apply_batch = apply_batch
@@ -207,7 +209,7 @@ class Consumer:
 
     async def _apply_parsed(self, parsed: Sequence[tuple[ConsumerRecord, Event]]) -> None:
         try:
-            async for attempt in retrying_transient(self.retry_window_s):
+            async for attempt in retrying_transient(self.retry_window_s, self._retrying):
                 with attempt:
                     applied = await self._apply_batch_once(parsed)
         except Exception as error:
@@ -230,6 +232,11 @@ class Consumer:
             return
         for record, reason in applied.refused:
             await self.dead_letter_record(record, reason)
+
+    def _retrying(self, state: RetryCallState) -> None:
+        metrics.RETRIES.labels(self.name).inc()
+        self.log.warning("retrying a batch in %.1fs (attempt %d): %s", state.upcoming_sleep, state.attempt_number,
+                         state.outcome.exception() if state.outcome else "")
 
     async def _apply_batch_once(self, parsed: Sequence[tuple[ConsumerRecord, Event]]) -> _Applied:
         """One transaction over the batch; returns what it refused and parked (and the keys it applied)."""
@@ -281,7 +288,7 @@ class Consumer:
                 else:
                     applied.keys.add(event.key)
             await write_outbox(session, self.tables, outcome.outgoing)
-        self.on_commit(applied, bool(outcome.outgoing))
+        self.on_commit(applied, outcome.outgoing)
         return applied
 
     async def _park(self, session: AsyncSession, record: ConsumerRecord, event: Event,
@@ -305,7 +312,7 @@ class Consumer:
     async def _park_alone(self, record: ConsumerRecord, event: Event, waiting: DependencyNotReady) -> None:
         async with self.database.transaction() as session:
             await self._park(session, record, event, waiting)
-        self.on_commit(_Applied(parked=[record]), False)
+        self.on_commit(_Applied(parked=[record]), ())
 
     async def redrive(self, keys: Iterable[str]) -> bool:
         """Apply again the parked messages that are due, or whose key (contract) just saw a message
@@ -345,6 +352,7 @@ class Consumer:
             with attempt:
                 await self.broker.publish(encode_event(letter), topics.DEAD_LETTERS,
                                           key=letter.key.encode() if letter.key else None)
+        metrics.DEAD_LETTERS.labels(self.name, letter.error_type).inc()
 
 
 def dead_letter(consumer: str, record: ConsumerRecord, error: BaseException) -> DeadLetter:
