@@ -47,6 +47,7 @@ from shared import metrics, topics
 from shared.db import Database, MessagingTables
 from shared.errors import DependencyNotReady, Rejected
 from shared.events import DeadLetter, Event, InvalidMessage, derive_id, encode_event, parse_event
+from shared.logs import about_message
 from shared.loop import BackgroundLoop
 from shared.outbox import Outgoing, write_outbox
 from shared.settings import ServiceSettings
@@ -88,8 +89,9 @@ def each_in_savepoint(apply: Apply[E]) -> ApplyBatch[E]:
         parked: dict[uuid.UUID, DependencyNotReady] = {}
         for event in events:
             try:
-                async with session.begin_nested():
-                    outgoing += await apply(session, event)
+                with about_message(event_id=event.event_id):
+                    async with session.begin_nested():
+                        outgoing += await apply(session, event)
             except Rejected as refusal:
                 rejected[event.event_id] = refusal
             except DependencyNotReady as waiting:
@@ -192,14 +194,19 @@ class Consumer:
 
     async def consume_batch(self, records: Sequence[ConsumerRecord]) -> None:
         """Apply a polled batch in ONE transaction: one commit (and fsync) for hundreds of messages."""
-        parsed: list[tuple[ConsumerRecord, Event]] = []
-        for record in records:
-            try:
-                parsed.append((record, self._parse(record.value or b"")))
-            except (InvalidMessage, Rejected) as error:
-                await self.dead_letter_record(record, error)
-        if parsed:
-            await self._apply_parsed(parsed)
+        if not records:
+            return
+        one = records[0] if len(records) == 1 else None
+        with about_message(consumer=self.name, topic=records[0].topic, partition=one and one.partition,
+                           offset=one and one.offset):
+            parsed: list[tuple[ConsumerRecord, Event]] = []
+            for record in records:
+                try:
+                    parsed.append((record, self._parse(record.value or b"")))
+                except (InvalidMessage, Rejected) as error:
+                    await self.dead_letter_record(record, error)
+            if parsed:
+                await self._apply_parsed(parsed)
 
     def _parse(self, payload: bytes) -> Event:
         event = parse_event(self.schema, payload)
@@ -221,14 +228,15 @@ class Consumer:
                     await self._apply_parsed([one])
                 return
             [(record, event)] = parsed
-            if isinstance(error, DependencyNotReady):
-                await self._park_alone(record, event, error)
-                return
-            if not isinstance(error, (InvalidMessage, Rejected)):
-                # A message that breaks the code must not block the partition behind it: dead-letter it
-                # with the error so it can be replayed once the defect is fixed.
-                self.log.error("unexpected error applying a message; dead-lettering it", exc_info=error)
-            await self.dead_letter_record(record, error)
+            with about_message(partition=record.partition, offset=record.offset, event_id=event.event_id):
+                if isinstance(error, DependencyNotReady):
+                    await self._park_alone(record, event, error)
+                    return
+                if not isinstance(error, (InvalidMessage, Rejected)):
+                    # A message that breaks the code must not block the partition behind it: dead-letter
+                    # it with the error so it can be replayed once the defect is fixed.
+                    self.log.error("unexpected error applying a message; dead-lettering it", exc_info=error)
+                await self.dead_letter_record(record, error)
             return
         for record, reason in applied.refused:
             await self.dead_letter_record(record, reason)
@@ -306,8 +314,10 @@ class Consumer:
                   "next_attempt_at": func.now() + func.make_interval(0, 0, 0, 0, 0, 0, func.least(
                       func.power(2, parked.c.attempts + 2), MAX_PARK_BACKOFF_S))},
         ))
-        self.log.info("parked %s %s[%s]@%s: %s", event.event_id, record.topic, record.partition, record.offset,
-                      waiting)
+        with about_message(consumer=self.name, topic=record.topic, partition=record.partition, offset=record.offset,
+                           event_id=event.event_id):
+            self.log.info("parked %s %s[%s]@%s: %s", event.event_id, record.topic, record.partition, record.offset,
+                          waiting)
 
     async def _park_alone(self, record: ConsumerRecord, event: Event, waiting: DependencyNotReady) -> None:
         async with self.database.transaction() as session:
@@ -345,7 +355,9 @@ class Consumer:
 
     async def dead_letter_record(self, record: ConsumerRecord, error: BaseException) -> None:
         letter = dead_letter(self.name, record, error)
-        self.log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset, letter.reason)
+        with about_message(consumer=self.name, topic=record.topic, partition=record.partition, offset=record.offset):
+            self.log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset,
+                             letter.reason)
         # Published directly rather than through the outbox: there is no database effect to keep
         # atomic with it, and if publishing fails the message is not acked and comes back.
         async for attempt in retrying_transient():
