@@ -4,6 +4,9 @@ and its readiness follows PostgreSQL going away and coming back."""
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import sys
 
 import httpx
 import pytest
@@ -122,3 +125,21 @@ async def _rated(databases, contract: str, expected: int) -> bool:
 async def _caught_up(scrape, processed: float) -> bool:
     now = await scrape()
     return now.processed >= processed and now.lag == 0
+
+
+async def test_billing_status_reports_every_stage(pipeline):
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "ops.cli", "status", "--json", env=os.environ,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    status = json.loads(out)
+    stages = {stage["stage"]: stage for stage in status["stages"]}
+    assert list(stages) == ["rating", "settlement", "invoicing", "payments"]
+    [rating_group] = stages["rating"]["groups"]
+    assert (rating_group["group"], rating_group["topic"]) == ("rating.usage.recorded", TOPIC)
+    assert rating_group["members"] >= 1
+    assert len(rating_group["lag_by_partition"]) == pipeline.kafka.partitions
+    # The hostile and dead-letter tests leave dead letters behind on purpose; the count is what the topic holds.
+    assert all(stage["dead_letters"] >= 0 and "outbox_pending" in stage["backlog"] for stage in stages.values())
+    assert status["bottleneck"] in (None, *stages)
