@@ -204,6 +204,27 @@ def parked(
     typer.echo(f"{len(found)} parked message(s)", err=True)
 
 
+@app.command("status")
+def status(
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object (per refresh), for scripts.")] = False,
+    watch: Annotated[bool, typer.Option("--watch", help="Refresh until Ctrl-C.")] = False,
+    interval: Annotated[float, typer.Option(help="Seconds between refreshes with --watch.")] = 2.0,
+) -> None:
+    """Per stage: consumer groups, members, lag per partition, outbox backlog, parked messages, dead letters;
+    and which stage is the bottleneck now."""
+    from ops.status import watch as show_status
+
+    def show(text: str) -> None:
+        if watch and not as_json:
+            typer.clear()
+        typer.echo(text)
+
+    try:
+        asyncio.run(show_status(interval if watch else 0, as_json, show))
+    except KeyboardInterrupt:
+        pass
+
+
 @app.command("demo")
 def demo(
     serve: Annotated[bool | None, typer.Option(

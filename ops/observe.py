@@ -17,7 +17,8 @@ from shared.events import DeadLetter
 
 E = TypeVar("E", bound=BaseModel)
 
-OUTBOX = messaging_tables(MetaData()).outbox  # every service database has one of this shape
+MESSAGING = messaging_tables(MetaData())  # every service database has these tables, of this shape
+OUTBOX = MESSAGING.outbox
 
 
 async def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 5.0) -> list[bytes]:

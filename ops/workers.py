@@ -42,13 +42,13 @@ class Workers:
         return f"http://127.0.0.1:{port}"
 
     def wait_healthy(self, name: str, url: str, timeout_s: float = 60.0) -> None:
-        """Until the HTTP app answers its /health with 200; fails early if its process exits."""
+        """Until the HTTP app answers its /health/ready with 200; fails early if its process exits."""
         deadline = time.monotonic() + timeout_s
         while True:
             if self.processes[name].poll() is not None:
                 raise RuntimeError(f"{name} exited; see {self.log_dir / f'{name}.log'}")
             try:
-                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                if httpx.get(f"{url}/health/ready", timeout=2).status_code == 200:
                     return
             except httpx.TransportError:
                 pass  # not listening yet

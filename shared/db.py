@@ -3,12 +3,14 @@ tables that each service database carries, and the migration runner."""
 
 from __future__ import annotations
 
+import functools
 import zlib
 from contextlib import asynccontextmanager
 from typing import AsyncIterator, NamedTuple
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -25,7 +27,7 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
 class Database:
@@ -146,7 +148,7 @@ def advisory_lock_key(name: str) -> int:
     return zlib.crc32(name.encode())
 
 
-def _alembic_config(service: str, connection: Connection) -> Config:
+def _alembic_config(service: str, connection: Connection | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", f"services.{service}:migrations")
     config.attributes["connection"] = connection
@@ -168,6 +170,19 @@ async def migrate(service: str, url: str) -> None:
             await connection.run_sync(lambda sync: command.upgrade(_alembic_config(service, sync), "head"))
     finally:
         await engine.dispose()
+
+
+async def migrations_at_head(service: str, engine: AsyncEngine) -> bool:
+    """Whether `service`'s database is at the newest migration of its history (readiness: a worker
+    whose code expects a newer schema than its database has must not take messages)."""
+    async with engine.connect() as connection:
+        current = set((await connection.execute(text("SELECT version_num FROM alembic_version"))).scalars())
+    return current == migration_heads(service)
+
+
+@functools.cache
+def migration_heads(service: str) -> frozenset[str]:
+    return frozenset(ScriptDirectory.from_config(_alembic_config(service)).get_heads())
 
 
 def run_migrations(target_metadata: MetaData) -> None:

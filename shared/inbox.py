@@ -41,12 +41,13 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay, wait_exponential
 
-from shared import topics
+from shared import metrics, topics
 from shared.db import Database, MessagingTables
 from shared.errors import DependencyNotReady, Rejected
 from shared.events import DeadLetter, Event, InvalidMessage, derive_id, encode_event, parse_event
+from shared.logs import about_message
 from shared.loop import BackgroundLoop
 from shared.outbox import Outgoing, write_outbox
 from shared.settings import ServiceSettings
@@ -88,8 +89,9 @@ def each_in_savepoint(apply: Apply[E]) -> ApplyBatch[E]:
         parked: dict[uuid.UUID, DependencyNotReady] = {}
         for event in events:
             try:
-                async with session.begin_nested():
-                    outgoing += await apply(session, event)
+                with about_message(event_id=event.event_id):
+                    async with session.begin_nested():
+                        outgoing += await apply(session, event)
             except Rejected as refusal:
                 rejected[event.event_id] = refusal
             except DependencyNotReady as waiting:
@@ -141,7 +143,8 @@ def is_transient(error: BaseException) -> bool:
     return False
 
 
-def retrying_transient(max_delay_s: float = 120.0) -> AsyncRetrying:
+def retrying_transient(max_delay_s: float = 120.0,
+                       before_sleep: Callable[[RetryCallState], None] | None = None) -> AsyncRetrying:
     """Retry transient failures with capped exponential backoff; anything else raises at once.
 
     After `max_delay_s` the error propagates and FastStream nacks, so the message is redelivered
@@ -151,6 +154,7 @@ def retrying_transient(max_delay_s: float = 120.0) -> AsyncRetrying:
         retry=retry_if_exception(is_transient),
         wait=wait_exponential(multiplier=0.1, max=5),
         stop=stop_after_delay(max_delay_s),
+        before_sleep=before_sleep,
         reraise=True,
     )
 
@@ -174,7 +178,7 @@ class Consumer:
 
     def __init__(self, name: str, schema: type[E], apply_batch: ApplyBatch[E], database: Database,
                  tables: MessagingTables, broker: KafkaBroker, settings: ServiceSettings,
-                 on_commit: Callable[[_Applied, bool], None]) -> None:
+                 on_commit: Callable[[_Applied, Sequence[Outgoing]], None]) -> None:
         self.name = name
         self.schema = schema
         self.apply_batch = apply_batch
@@ -190,14 +194,19 @@ class Consumer:
 
     async def consume_batch(self, records: Sequence[ConsumerRecord]) -> None:
         """Apply a polled batch in ONE transaction: one commit (and fsync) for hundreds of messages."""
-        parsed: list[tuple[ConsumerRecord, Event]] = []
-        for record in records:
-            try:
-                parsed.append((record, self._parse(record.value or b"")))
-            except (InvalidMessage, Rejected) as error:
-                await self.dead_letter_record(record, error)
-        if parsed:
-            await self._apply_parsed(parsed)
+        if not records:
+            return
+        one = records[0] if len(records) == 1 else None
+        with about_message(consumer=self.name, topic=records[0].topic, partition=one and one.partition,
+                           offset=one and one.offset):
+            parsed: list[tuple[ConsumerRecord, Event]] = []
+            for record in records:
+                try:
+                    parsed.append((record, self._parse(record.value or b"")))
+                except (InvalidMessage, Rejected) as error:
+                    await self.dead_letter_record(record, error)
+            if parsed:
+                await self._apply_parsed(parsed)
 
     def _parse(self, payload: bytes) -> Event:
         event = parse_event(self.schema, payload)
@@ -207,7 +216,7 @@ class Consumer:
 
     async def _apply_parsed(self, parsed: Sequence[tuple[ConsumerRecord, Event]]) -> None:
         try:
-            async for attempt in retrying_transient(self.retry_window_s):
+            async for attempt in retrying_transient(self.retry_window_s, self._retrying):
                 with attempt:
                     applied = await self._apply_batch_once(parsed)
         except Exception as error:
@@ -219,17 +228,23 @@ class Consumer:
                     await self._apply_parsed([one])
                 return
             [(record, event)] = parsed
-            if isinstance(error, DependencyNotReady):
-                await self._park_alone(record, event, error)
-                return
-            if not isinstance(error, (InvalidMessage, Rejected)):
-                # A message that breaks the code must not block the partition behind it: dead-letter it
-                # with the error so it can be replayed once the defect is fixed.
-                self.log.error("unexpected error applying a message; dead-lettering it", exc_info=error)
-            await self.dead_letter_record(record, error)
+            with about_message(partition=record.partition, offset=record.offset, event_id=event.event_id):
+                if isinstance(error, DependencyNotReady):
+                    await self._park_alone(record, event, error)
+                    return
+                if not isinstance(error, (InvalidMessage, Rejected)):
+                    # A message that breaks the code must not block the partition behind it: dead-letter
+                    # it with the error so it can be replayed once the defect is fixed.
+                    self.log.error("unexpected error applying a message; dead-lettering it", exc_info=error)
+                await self.dead_letter_record(record, error)
             return
         for record, reason in applied.refused:
             await self.dead_letter_record(record, reason)
+
+    def _retrying(self, state: RetryCallState) -> None:
+        metrics.RETRIES.labels(self.name).inc()
+        self.log.warning("retrying a batch in %.1fs (attempt %d): %s", state.upcoming_sleep, state.attempt_number,
+                         state.outcome.exception() if state.outcome else "")
 
     async def _apply_batch_once(self, parsed: Sequence[tuple[ConsumerRecord, Event]]) -> _Applied:
         """One transaction over the batch; returns what it refused and parked (and the keys it applied)."""
@@ -281,7 +296,7 @@ class Consumer:
                 else:
                     applied.keys.add(event.key)
             await write_outbox(session, self.tables, outcome.outgoing)
-        self.on_commit(applied, bool(outcome.outgoing))
+        self.on_commit(applied, outcome.outgoing)
         return applied
 
     async def _park(self, session: AsyncSession, record: ConsumerRecord, event: Event,
@@ -299,13 +314,15 @@ class Consumer:
                   "next_attempt_at": func.now() + func.make_interval(0, 0, 0, 0, 0, 0, func.least(
                       func.power(2, parked.c.attempts + 2), MAX_PARK_BACKOFF_S))},
         ))
-        self.log.info("parked %s %s[%s]@%s: %s", event.event_id, record.topic, record.partition, record.offset,
-                      waiting)
+        with about_message(consumer=self.name, topic=record.topic, partition=record.partition, offset=record.offset,
+                           event_id=event.event_id):
+            self.log.info("parked %s %s[%s]@%s: %s", event.event_id, record.topic, record.partition, record.offset,
+                          waiting)
 
     async def _park_alone(self, record: ConsumerRecord, event: Event, waiting: DependencyNotReady) -> None:
         async with self.database.transaction() as session:
             await self._park(session, record, event, waiting)
-        self.on_commit(_Applied(parked=[record]), False)
+        self.on_commit(_Applied(parked=[record]), ())
 
     async def redrive(self, keys: Iterable[str]) -> bool:
         """Apply again the parked messages that are due, or whose key (contract) just saw a message
@@ -338,13 +355,16 @@ class Consumer:
 
     async def dead_letter_record(self, record: ConsumerRecord, error: BaseException) -> None:
         letter = dead_letter(self.name, record, error)
-        self.log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset, letter.reason)
+        with about_message(consumer=self.name, topic=record.topic, partition=record.partition, offset=record.offset):
+            self.log.warning("dead-lettered %s[%s]@%s: %s", record.topic, record.partition, record.offset,
+                             letter.reason)
         # Published directly rather than through the outbox: there is no database effect to keep
         # atomic with it, and if publishing fails the message is not acked and comes back.
         async for attempt in retrying_transient():
             with attempt:
                 await self.broker.publish(encode_event(letter), topics.DEAD_LETTERS,
                                           key=letter.key.encode() if letter.key else None)
+        metrics.DEAD_LETTERS.labels(self.name, letter.error_type).inc()
 
 
 def dead_letter(consumer: str, record: ConsumerRecord, error: BaseException) -> DeadLetter:

@@ -16,8 +16,11 @@ from faststream.kafka.annotations import KafkaMessage
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared import metrics
 from shared.db import Database, MessagingTables, migrate
 from shared.events import Event, encode_event
+from shared.health import Readiness, broker_reachable, database_reachable, schema_at_head
+from shared.http import OperationsEndpoint
 from shared.inbox import Apply, ApplyBatch, BatchOutcome, Consumer, ParkedRedrive, each_in_savepoint
 from shared.logs import configure_logging
 from shared.outbox import OutboxRelay, Outgoing
@@ -97,9 +100,10 @@ class ServiceRuntime:
             self._check_declared(outcome.outgoing)
             return outcome
 
-        def committed(applied, emitted: bool) -> None:
-            if emitted:
+        def committed(applied, outgoing: Sequence[Outgoing]) -> None:
+            if outgoing:
                 self.relay.wake()
+                metrics.count_emitted(self.name, outgoing)
             self.parked.committed(applied)
 
         consumer = Consumer(f"{self.name}.{topic}", schema, apply_declared, self.database, self.tables, self.broker,
@@ -140,7 +144,37 @@ class ServiceRuntime:
             await self.relay.stop()
             await self.database.dispose()
 
+        self._operate(app)
         return app
+
+    def _operate(self, app: FastStream) -> None:
+        """Health and metrics over HTTP when `<SERVICE>_HTTP_PORT` is set (shared.http)."""
+        if not self.settings.http_port:
+            return
+        readiness = Readiness({
+            "database": database_reachable(self.database.engine),
+            "migrations": schema_at_head(self.name, self.database.engine),
+            "broker": broker_reachable(self.broker),
+        })
+        gauges = metrics.PipelineGauges(self.name, self.broker, self.database, self.tables,
+                                        [subscription.group_id for subscription in self.subscriptions],
+                                        self.settings.metrics_interval_s)
+        endpoint = OperationsEndpoint(f"{self.name} worker", readiness, self.settings.http_host)
+
+        @app.on_startup
+        async def _serve_operations(worker_id: int | None = None) -> None:
+            # Before the broker starts, so that its subscribers take the middleware.
+            metrics.instrument(self.broker, self.name)
+            await endpoint.start(self.settings.http_port + (worker_id or 0))
+
+        @app.after_startup
+        async def _refresh_gauges() -> None:
+            gauges.loop.start()
+
+        @app.on_shutdown
+        async def _stop_operations() -> None:
+            await gauges.loop.stop()
+            await endpoint.stop()
 
 
 async def _undecoded(message: KafkaMessage) -> Any:

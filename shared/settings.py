@@ -112,6 +112,12 @@ class ServiceSettings(BaseSettings):
     batch_timeout_ms: int = 20
     # Events stamped further in the future than this are refused: clocks drift, but not by days.
     max_future_skew_s: float = 86_400.0
+    # The worker's own HTTP endpoint (health and /metrics); 0 turns it off. With `--workers N`
+    # process i listens on http_port + i. Bind 0.0.0.0 where probes and scrapers come from outside.
+    http_host: str = "127.0.0.1"
+    http_port: int = 0
+    # How often the worker refreshes its lag and backlog gauges (only while the endpoint is on).
+    metrics_interval_s: float = 5.0
 
     @model_validator(mode="after")
     def _default_to_local_stack(self) -> ServiceSettings:

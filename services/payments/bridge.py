@@ -26,13 +26,14 @@ from typing import Annotated, AsyncIterator
 from fastapi import FastAPI, Header, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import text
 
 from services.payments import handlers, webhooks
 from services.payments.settings import PaymentsSettings
 from services.payments.webhooks import ProviderWebhook, WebhookRefused
+from shared import health, metrics
 from shared.db import Database, migrate
 from shared.events import PaymentKind, PaymentStatus
+from shared.health import Readiness, database_reachable, schema_at_head
 from shared.logs import configure_logging
 
 log = logging.getLogger("billing.payments.bridge")
@@ -43,7 +44,9 @@ settings = PaymentsSettings()
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     configure_logging()
     await migrate("payments", settings.database_url)
-    app.state.database = Database(settings.database_url)
+    app.state.database = database = Database(settings.database_url)
+    app.state.readiness = Readiness({"database": database_reachable(database.engine),
+                                     "migrations": schema_at_head("payments", database.engine)})
     try:
         yield
     finally:
@@ -55,6 +58,8 @@ app = FastAPI(
     summary="Signed payment-provider webhooks in, payments.received events out.",
     lifespan=lifespan,
 )
+app.include_router(health.router)
+app.include_router(metrics.router)
 
 
 class Accepted(BaseModel):
@@ -120,17 +125,6 @@ async def receive_webhook(
     log.info("accepted %s event %s (%s %s) as %s", provider, webhook.id, webhook.type, webhook.transaction_id,
              event.event_id)
     return Accepted(event_id=event.event_id, payment_id=event.payment_id, kind=event.kind, status=event.status)
-
-
-@app.get("/health")
-async def health(request: Request) -> JSONResponse:
-    """Ready when the payments database answers."""
-    try:
-        async with request.app.state.database.transaction() as session:
-            await session.execute(text("SELECT 1"))
-    except Exception as error:  # any failure means: not ready
-        return JSONResponse({"status": "unavailable", "detail": type(error).__name__}, status_code=503)
-    return JSONResponse({"status": "ok"})
 
 
 if __name__ == "__main__":

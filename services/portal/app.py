@@ -16,6 +16,8 @@ from services.portal.actions import Actions, RatingUnavailable, UnknownContract
 from services.portal.domain import ActionRefused
 from services.portal.reads import Sources
 from services.portal.settings import PortalSettings
+from shared import health, metrics
+from shared.health import Readiness, broker_reachable, database_reachable
 from shared.logs import configure_logging
 from shared.runtime import create_broker
 from shared.settings import KafkaSettings
@@ -28,8 +30,13 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     sources = Sources.of(settings)
     async with create_broker(KafkaSettings(), client_id="portal") as broker, \
             httpx.AsyncClient(base_url=settings.rating_api_url, timeout=15) as rating_api:
+        metrics.instrument(broker, "portal")  # what its quick actions publish
         await broker.start()
         app.state.sources = sources
+        app.state.readiness = Readiness({
+            **{f"{service} database": database_reachable(source.engine) for service, source in sources.items()},
+            "broker": broker_reachable(broker),
+        })
         app.state.actions = Actions(sources, broker, rating_api)
         try:
             yield
@@ -44,12 +51,9 @@ app = FastAPI(
 )
 app.include_router(api.router)
 app.include_router(web.router)
+app.include_router(health.router)
+app.include_router(metrics.router)
 app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-
-
-@app.get("/health", include_in_schema=False)
-async def health() -> dict[str, str]:
-    return {"status": "ok"}
 
 
 @app.exception_handler(UnknownContract)

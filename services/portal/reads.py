@@ -27,8 +27,12 @@ class Sources:
     def of(cls, settings: PortalSettings) -> Sources:
         return cls(**{service: Source(url) for service, url in settings.database_urls().items()})
 
+    def items(self) -> list[tuple[str, Source]]:
+        return [("rating", self.rating), ("settlement", self.settlement), ("invoicing", self.invoicing),
+                ("payments", self.payments)]
+
     async def dispose(self) -> None:
-        for source in (self.rating, self.settlement, self.invoicing, self.payments):
+        for _, source in self.items():
             await source.dispose()
 
 

@@ -19,16 +19,17 @@ import uvicorn
 from fastapi import FastAPI, Query, Request, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import text
 
 from services.rating import handlers, store
 from services.rating.contracts import operate, read
 from services.rating.handlers import NotFound
 from services.rating.settings import RatingSettings
 from services.rating.specs import CancellationSpec, ContractSpec, PurchaseSpec
+from shared import health, metrics
 from shared.db import Database, migrate
 from shared.errors import Rejected
 from shared.events import Amount, Currency, Identifier, Quantity, RatedItem
+from shared.health import Readiness, database_reachable, schema_at_head
 from shared.logs import configure_logging
 from shared.settings import SellerSettings, seller_country
 
@@ -89,16 +90,21 @@ ERRORS = {404: {"model": Problem, "description": "unknown contract"},
 def create_app(database: Database | None = None) -> FastAPI:
     """The API over `database`, or over RATING_DATABASE_URL (migrated at start) when none is given."""
 
+    def serve(app: FastAPI, over: Database) -> None:
+        app.state.database = over
+        app.state.readiness = Readiness({"database": database_reachable(over.engine),
+                                         "migrations": schema_at_head("rating", over.engine)})
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if database is not None:
-            app.state.database = database
+            serve(app, database)
             yield
             return
         configure_logging()  # a process of its own (tests hand in their database and keep pytest's logging)
         settings = RatingSettings()
         await migrate("rating", settings.database_url)
-        app.state.database = Database(settings.database_url)
+        serve(app, Database(settings.database_url))
         try:
             yield
         finally:
@@ -107,7 +113,9 @@ def create_app(database: Database | None = None) -> FastAPI:
     api = FastAPI(title="Rating", version="1", lifespan=lifespan,
                   description="Contracts, their items and purchases; estimates of unbilled periods.")
     if database is not None:
-        api.state.database = database
+        serve(api, database)
+    api.include_router(health.router)
+    api.include_router(metrics.router)
 
     @api.exception_handler(NotFound)
     async def _not_found(request: Request, error: NotFound) -> JSONResponse:
@@ -164,15 +172,6 @@ def create_app(database: Database | None = None) -> FastAPI:
         await operate(db(request), handlers.cancel_contract, contract_id, cancellation)
         return await get_contract(contract_id, request)
 
-    @api.get("/health")
-    async def health(request: Request) -> JSONResponse:
-        """Ready when rating's database answers."""
-        try:
-            await read(db(request), _ping)
-        except Exception as error:  # any failure means: not ready
-            return JSONResponse({"status": "unavailable", "detail": type(error).__name__}, status_code=503)
-        return JSONResponse({"status": "ok"})
-
     @api.get("/contracts/{contract_id}/estimate", response_model=Estimate, responses=ERRORS)
     async def estimate(contract_id: Identifier, item_code: Identifier, quantity: Quantity, request: Request,
                        periods: Annotated[int, Query(ge=1, le=120)] = 12) -> Estimate:
@@ -210,10 +209,6 @@ def _cursor(after: str) -> tuple[datetime, uuid.UUID]:
         return datetime.fromisoformat(occurred_at), uuid.UUID(item_id)
     except ValueError as unreadable:
         raise Rejected(f"after={after!r} is not a cursor this API gave out") from unreadable
-
-
-async def _ping(session) -> None:
-    await session.execute(text("SELECT 1"))
 
 
 app = create_app()
