@@ -16,7 +16,7 @@ from shared.db import migrate, new_revision
 from shared.settings import DEFAULT_KAFKA_PORT, KafkaSettings, stack_dir
 
 app = typer.Typer(help="Usage billing pipeline operations.", no_args_is_help=True)
-stack_app = typer.Typer(help="The embedded local servers (PostgreSQL and a Kafka-protocol broker).",
+stack_app = typer.Typer(help="The embedded local servers (PostgreSQL and Apache Kafka, or Tansu without Java).",
                         no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 letters_app = typer.Typer(help="Dead letters: what consumers could not apply, and why.", no_args_is_help=True)
@@ -44,7 +44,7 @@ def stack_up(fresh: Annotated[bool, typer.Option(help="Wipe all data first.")] =
 
 @stack_app.command("down")
 def stack_down() -> None:
-    """Stop both servers (PostgreSQL data stays; the broker keeps messages in memory only)."""
+    """Stop both servers (PostgreSQL's data and Apache Kafka's log stay; Tansu keeps nothing)."""
     local_stack().down()
     typer.echo("stack stopped")
 
