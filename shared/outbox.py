@@ -93,9 +93,10 @@ class OutboxRelay:
 
     async def _connected(self) -> AIOKafkaProducer:
         if self._producer is None:
-            # Idempotence off as everywhere: duplicates are dropped by the consumers' inboxes.
+            # Idempotent where the broker has it: a send retried after a lost acknowledgement is not
+            # written twice. A batch resent after a crash still is; the consumers' inboxes drop that.
             producer = AIOKafkaProducer(bootstrap_servers=self.kafka.bootstrap_servers, client_id=self.client_id,
-                                        acks="all", enable_idempotence=False, linger_ms=2)
+                                        acks="all", enable_idempotence=self.kafka.idempotent_producer, linger_ms=2)
             await producer.start()
             self._producer = producer
         return self._producer

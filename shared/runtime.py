@@ -27,13 +27,14 @@ E = TypeVar("E", bound=Event)
 
 
 def create_broker(settings: KafkaSettings, client_id: str) -> KafkaBroker:
-    # Idempotent producers and transactions are deliberately off: exactly-once effects come from
-    # the inbox and outbox in PostgreSQL, which works on every Kafka (and on the local broker).
+    # No transactions: exactly-once effects come from the inbox and outbox in PostgreSQL, which works
+    # on every Kafka. The idempotent producer (where the broker has it) keeps a retried send from
+    # writing a message twice or out of order.
     return KafkaBroker(
         settings.bootstrap_servers,
         client_id=client_id,
         acks="all",
-        enable_idempotence=False,
+        enable_idempotence=settings.idempotent_producer,
         graceful_timeout=15.0,
     )
 
