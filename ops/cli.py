@@ -138,14 +138,21 @@ def crash_harness(
     kill_every: Annotated[float, typer.Option(help="Mean seconds between SIGKILLs (0: none).")] = 3.0,
     duplicates: Annotated[float, typer.Option(help="Share of events published twice.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same stream).")] = 7,
+    restart_broker: Annotated[bool, typer.Option(
+        "--restart-broker", help="Also stop the broker mid-stream (SIGTERM, then SIGKILL) and restart it on "
+                                 "its log (Apache Kafka only).")] = False,
     root: Annotated[Path, typer.Option(help="Where its own local stack lives (wiped first).")] = Path(
         ".stack/harness"),
 ) -> None:
     """Run the pipeline under SIGKILLs, duplicates and a topic replay; exit 1 on any broken invariant."""
     from ops.crash_harness import HarnessConfig, run_harness
+    from ops.stack import chosen_broker
 
+    if restart_broker and chosen_broker() != "kafka":
+        raise typer.BadParameter("needs Apache Kafka: Tansu keeps nothing across a restart", param_hint="--restart-broker")
     figures = run_harness(HarnessConfig(events=events, contracts=contracts, kill_every_s=kill_every,
-                                        duplicate_share=duplicates, seed=seed, root=root))
+                                        duplicate_share=duplicates, seed=seed, restart_broker=restart_broker,
+                                        root=root))
     typer.echo(figures.report())
     raise typer.Exit(1 if figures.violations else 0)
 
