@@ -164,12 +164,19 @@ def benchmark(
     run_contracts: Annotated[int, typer.Option(help="Contracts in the billing-run measurement.")] = 10_000,
     latency_rate: Annotated[int, typer.Option(help="Offered load for the latency measurement, ev/s.")] = 1_000,
     latency_seconds: Annotated[float, typer.Option(help="How long the latency load lasts.")] = 10.0,
+    brokers: Annotated[str, typer.Option(
+        help="Comma-separated: kafka, tansu or both, each measured on a fresh stack; default: the local "
+             "stack's choice.")] = "",
 ) -> None:
     """Measure every stage and the whole pipeline next to a plain aiokafka/asyncpg baseline."""
     from ops.benchmark import BenchmarkConfig, run_benchmark
+    from ops.stack import BROKERS
 
+    chosen = tuple(name.strip() for name in brokers.split(",") if name.strip())
+    if set(chosen) - set(BROKERS):
+        raise typer.BadParameter(f"choose from {', '.join(BROKERS)}", param_hint="--brokers")
     run_benchmark(BenchmarkConfig(events=events, contracts=contracts, run_contracts=run_contracts,
-                                  latency_rate=latency_rate, latency_seconds=latency_seconds))
+                                  latency_rate=latency_rate, latency_seconds=latency_seconds, brokers=chosen))
 
 
 @app.command("reconcile")
