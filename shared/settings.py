@@ -55,8 +55,9 @@ class KafkaSettings(BaseSettings):
     heartbeat_interval_ms: int = 3_000
     # How long a fetch may wait for data (default: by broker, BROKER_DEFAULTS).
     fetch_max_wait_ms: int | None = None
-    # Producers that the broker deduplicates on retry and keeps in order per partition (default: by
-    # broker). Exactly-once effects do not depend on it: the inboxes drop what arrives twice.
+    # The outbox relays' producers: the broker drops a retried send it already has and keeps a
+    # partition's sends in order (default: by broker). Exactly-once effects do not depend on it:
+    # the inboxes drop what arrives twice.
     idempotent_producer: bool | None = None
 
     @model_validator(mode="after")
