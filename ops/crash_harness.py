@@ -32,7 +32,9 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
 from sqlalchemy import func, select
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from ops import reconcile
 from ops.observe import Databases, read_topic, wait_until
@@ -47,8 +49,8 @@ from services.settlement.tables import ledger_entries, settlement_runs
 from services.settlement.tables import messaging as settlement_messaging
 from shared import topics
 from shared.db import migrate
-from shared.inbox import retrying_transient
-from shared.events import BillingRunRequested, PaymentKind, PaymentReceived, UsageRecorded, derive_id
+from shared.events import BillingRunRequested, Event, PaymentKind, PaymentReceived, UsageRecorded, derive_id
+from shared.inbox import is_transient
 from shared.runtime import create_broker, publish_event
 from shared.money import Money
 from shared.settings import KafkaSettings
@@ -197,21 +199,27 @@ async def publish_usage(broker, events: list[UsageRecorded], rng: random.Random,
                         restarts: BrokerRestarts | None) -> int:
     duplicates = 0
     for event in events:
-        await publish_resilient(broker, event)
+        await publish_resilient(broker, topics.USAGE_RECORDED, event)
         if restarts:
             restarts.count_published()
         if rng.random() < share:
-            await publish_resilient(broker, event)
+            await publish_resilient(broker, topics.USAGE_RECORDED, event)
             duplicates += 1
     return duplicates
 
 
-async def publish_resilient(broker, event: UsageRecorded) -> None:
-    """Like an upstream product: a send that timed out while the broker was away is sent again
-    (the same event id, which rating's inbox takes once)."""
-    async for attempt in retrying_transient():
+def _broker_away(error: BaseException) -> bool:
+    """Connection lost, timed out, or a partition without a leader yet: a restarting broker."""
+    return is_transient(error) or (isinstance(error, KafkaError) and error.retriable)
+
+
+async def publish_resilient(broker, topic: str, event: Event) -> None:
+    """Like an upstream product: a send that failed while the broker was away or starting is sent
+    again (the same event id, which the consumers' inboxes take once)."""
+    async for attempt in AsyncRetrying(retry=retry_if_exception(_broker_away), wait=wait_exponential(0.1, max=2),
+                                       stop=stop_after_delay(120), reraise=True):
         with attempt:
-            await publish_event(broker, topics.USAGE_RECORDED, event, event.key)
+            await publish_event(broker, topic, event, event.key)
 
 
 async def request_runs(broker, specs: list[ContractSpec], label: str) -> int:
@@ -219,7 +227,7 @@ async def request_runs(broker, specs: list[ContractSpec], label: str) -> int:
     for spec in specs:
         request = BillingRunRequested(event_id=derive_id(f"harness-run:{label}", spec.contract_id), occurred_at=now,
                                       contract_id=spec.contract_id, cutoff=now, requested_by="crash-harness")
-        await publish_event(broker, topics.BILLING_RUNS_REQUESTED, request, request.key)
+        await publish_resilient(broker, topics.BILLING_RUNS_REQUESTED, request)
     return len(specs)
 
 
@@ -240,7 +248,7 @@ async def pay_some_invoices(broker, databases: Databases, rng: random.Random) ->
             provider="harness-bank", customer_id=invoice.customer_id, currency=invoice.currency,
             amount=amount.amount, invoice_number=invoice.number,
         )
-        await publish_event(broker, topics.PAYMENTS_RECEIVED, payment, payment.key)
+        await publish_resilient(broker, topics.PAYMENTS_RECEIVED, payment)
         paid += 1
     return paid
 
@@ -250,7 +258,7 @@ async def replay_usage_topic(broker, bootstrap_servers: str) -> int:
     messages = await read_topic(bootstrap_servers, topics.USAGE_RECORDED, timeout_s=120)
     for value in messages:
         event = UsageRecorded.model_validate_json(value)
-        await publish_event(broker, topics.USAGE_RECORDED, event, event.key)
+        await publish_resilient(broker, topics.USAGE_RECORDED, event)
     return len(messages)
 
 
