@@ -10,7 +10,8 @@ Runs on its own local stack and prints:
 - usage.recorded -> items.rated latency (p50/p95/p99) at a fixed offered load;
 - one contract's million usage events in one period, to its one invoice (ops/benchmark_period.py);
 - the peak RSS of every worker process (VmHWM).
-It is not a test: it asserts nothing, it measures.
+With several brokers (`--brokers kafka,tansu`) it measures the same on a fresh stack on each, one
+after the other, and ends with a table of both. It is not a test: it asserts nothing, it measures.
 """
 
 from __future__ import annotations
@@ -28,11 +29,12 @@ from pathlib import Path
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import func, select
 
 from ops.benchmark_period import one_big_period
 from ops.observe import Databases, wait_until
-from ops.stack import LocalStack, create_topics, free_port
+from ops.stack import LocalStack, chosen_broker, create_topics, describe_broker, free_port
 from ops.workers import Workers
 from services.invoicing.tables import documents
 from services.payments.tables import open_items
@@ -57,6 +59,8 @@ class BenchmarkConfig:
     latency_rate: int = 1_000
     latency_seconds: float = 10.0
     period_events: int = 1_000_000
+    # "kafka", "tansu" or both; empty: the one the local stack would choose.
+    brokers: tuple[str, ...] = ()
     root: Path = Path(".stack/benchmark")
 
 
@@ -110,9 +114,10 @@ def usage_events(count: int, specs: list[ContractSpec], label: str) -> list[Usag
     ]
 
 
-async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
-    """Publish (key, value) pairs with acks=all; returns seconds."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+async def produce(kafka: KafkaSettings, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
+    """Publish (key, value) pairs with acks=all, idempotent where the relays are; returns seconds."""
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all", linger_ms=5,
+                                enable_idempotence=kafka.idempotent_producer)
     await producer.start()
     try:
         started = time.perf_counter()
@@ -144,7 +149,13 @@ async def consume_all(bootstrap: str, topic: str, count: int) -> float:
 
 async def baseline(kafka: KafkaSettings, databases: Databases, events: list[UsageRecorded], results: Results) -> dict:
     messages = [(event.key.encode(), encode_event(event)) for event in events]
-    produce_s = await produce(kafka.bootstrap_servers, "bench.baseline", messages)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    await admin.start()
+    try:  # Apache Kafka creates no topic by itself here (auto.create.topics.enable=false)
+        await admin.create_topics([NewTopic("bench.baseline", kafka.partitions, kafka.replication_factor)])
+    finally:
+        await admin.close()
+    produce_s = await produce(kafka, "bench.baseline", messages)
     consume_s = await consume_all(kafka.bootstrap_servers, "bench.baseline", len(messages))
     results.add("baseline: aiokafka produce (acks=all)", f"{len(messages) / produce_s:,.0f} msg/s")
     results.add("baseline: aiokafka consume (getmany)", f"{len(messages) / consume_s:,.0f} msg/s")
@@ -218,7 +229,7 @@ async def _reached(databases: Databases, service: str, table, target: int) -> bo
 
 
 async def publish(kafka: KafkaSettings, topic: str, events: list) -> None:
-    await produce(kafka.bootstrap_servers, topic, [(event.key.encode(), encode_event(event)) for event in events])
+    await produce(kafka, topic, [(event.key.encode(), encode_event(event)) for event in events])
 
 
 async def stage_rating(kafka, databases, workers, specs, results, baseline_rates, processes: int, events: int,
@@ -235,12 +246,12 @@ async def stage_rating(kafka, databases, workers, specs, results, baseline_rates
     return rate
 
 
-async def run(config: BenchmarkConfig) -> Results:
+async def run(config: BenchmarkConfig, root: Path) -> Results:
     results = Results()
     kafka = KafkaSettings()
     await create_topics(kafka)
     databases = Databases()
-    workers = Workers(config.root / "logs")
+    workers = Workers(root / "logs")
     try:
         for service, url in databases.urls.items():
             await migrate(service, url)
@@ -381,7 +392,8 @@ async def measure_latency(kafka: KafkaSettings, specs: list[ContractSpec], confi
     while not consumer.assignment():
         await asyncio.sleep(0.1)
     await consumer.seek_to_end()
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all",
+                                enable_idempotence=kafka.idempotent_producer)
     await producer.start()
     sent_at: dict[uuid.UUID, float] = {}
     latencies: list[float] = []
@@ -414,20 +426,37 @@ async def measure_latency(kafka: KafkaSettings, specs: list[ContractSpec], confi
     return latencies
 
 
-def run_benchmark(config: BenchmarkConfig) -> Results:
+def run_benchmark(config: BenchmarkConfig) -> dict[str, Results]:
+    """Each broker's results, measured on a fresh stack of its own under config.root/<broker>."""
     root = config.root.resolve()
     shutil.rmtree(root, ignore_errors=True)
-    config.root = root
-    os.environ["BILLING_STACK_DIR"] = str(root)
     os.environ.setdefault("BILLING_KAFKA_SESSION_TIMEOUT_MS", "6000")
     os.environ.setdefault("BILLING_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
     os.environ.setdefault("SETTLEMENT_SCHEDULER_INTERVAL_S", "0")  # the benchmark requests its runs itself
     # The one-period phase's month (October 2026) is long over: it closes the month itself, once
     # every event is rated, as the worker's period close would after the grace days.
     os.environ.setdefault("RATING_PERIOD_CLOSE_INTERVAL_S", "0")
-    stack = LocalStack(root, free_port())
-    stack.up()
-    try:
-        return asyncio.run(run(config))
-    finally:
-        stack.down()
+    measured: dict[str, Results] = {}
+    for broker in config.brokers or (chosen_broker(),):
+        stack_root = root / broker
+        os.environ["BILLING_STACK_DIR"] = str(stack_root)  # this process and its workers use that stack
+        stack = LocalStack(stack_root, free_port(), broker=broker)
+        print(f"on {describe_broker(broker)}", flush=True)
+        stack.up()
+        try:
+            measured[broker] = asyncio.run(run(config, stack_root))
+        finally:
+            stack.down()
+    if len(measured) > 1:
+        print(side_by_side(measured))
+    return measured
+
+
+def side_by_side(measured: dict[str, Results]) -> str:
+    """A Markdown table: one row per figure, one column per broker."""
+    values = {broker: dict(results.lines) for broker, results in measured.items()}
+    labels = list(dict.fromkeys(label for results in measured.values() for label, _ in results.lines))
+    rows = [f"| figure | {' | '.join(describe_broker(broker) for broker in measured)} |",
+            f"|---|{'---|' * len(measured)}"]
+    rows += [f"| {label} | {' | '.join(values[broker].get(label, '') for broker in measured)} |" for label in labels]
+    return "\n".join(rows)

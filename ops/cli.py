@@ -16,7 +16,7 @@ from shared.db import migrate, new_revision
 from shared.settings import DEFAULT_KAFKA_PORT, KafkaSettings, stack_dir
 
 app = typer.Typer(help="Usage billing pipeline operations.", no_args_is_help=True)
-stack_app = typer.Typer(help="The embedded local servers (PostgreSQL and a Kafka-protocol broker).",
+stack_app = typer.Typer(help="The embedded local servers (PostgreSQL and Apache Kafka, or Tansu without Java).",
                         no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 letters_app = typer.Typer(help="Dead letters: what consumers could not apply, and why.", no_args_is_help=True)
@@ -44,7 +44,7 @@ def stack_up(fresh: Annotated[bool, typer.Option(help="Wipe all data first.")] =
 
 @stack_app.command("down")
 def stack_down() -> None:
-    """Stop both servers (PostgreSQL data stays; the broker keeps messages in memory only)."""
+    """Stop both servers (PostgreSQL's data and Apache Kafka's log stay; Tansu keeps nothing)."""
     local_stack().down()
     typer.echo("stack stopped")
 
@@ -138,14 +138,21 @@ def crash_harness(
     kill_every: Annotated[float, typer.Option(help="Mean seconds between SIGKILLs (0: none).")] = 3.0,
     duplicates: Annotated[float, typer.Option(help="Share of events published twice.")] = 0.05,
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same stream).")] = 7,
+    restart_broker: Annotated[bool, typer.Option(
+        "--restart-broker", help="Also stop the broker mid-stream (SIGTERM, then SIGKILL) and restart it on "
+                                 "its log (Apache Kafka only).")] = False,
     root: Annotated[Path, typer.Option(help="Where its own local stack lives (wiped first).")] = Path(
         ".stack/harness"),
 ) -> None:
     """Run the pipeline under SIGKILLs, duplicates and a topic replay; exit 1 on any broken invariant."""
     from ops.crash_harness import HarnessConfig, run_harness
+    from ops.stack import chosen_broker
 
+    if restart_broker and chosen_broker() != "kafka":
+        raise typer.BadParameter("needs Apache Kafka: Tansu keeps nothing across a restart", param_hint="--restart-broker")
     figures = run_harness(HarnessConfig(events=events, contracts=contracts, kill_every_s=kill_every,
-                                        duplicate_share=duplicates, seed=seed, root=root))
+                                        duplicate_share=duplicates, seed=seed, restart_broker=restart_broker,
+                                        root=root))
     typer.echo(figures.report())
     raise typer.Exit(1 if figures.violations else 0)
 
@@ -159,13 +166,20 @@ def benchmark(
     latency_seconds: Annotated[float, typer.Option(help="How long the latency load lasts.")] = 10.0,
     period_events: Annotated[int, typer.Option(help="Usage events of one contract in one period, to its "
                                                     "invoice; 0 skips it.")] = 1_000_000,
+    brokers: Annotated[str, typer.Option(
+        help="Comma-separated: kafka, tansu or both, each measured on a fresh stack; default: the local "
+             "stack's choice.")] = "",
 ) -> None:
     """Measure every stage and the whole pipeline next to a plain aiokafka/asyncpg baseline."""
     from ops.benchmark import BenchmarkConfig, run_benchmark
+    from ops.stack import BROKERS
 
+    chosen = tuple(name.strip() for name in brokers.split(",") if name.strip())
+    if set(chosen) - set(BROKERS):
+        raise typer.BadParameter(f"choose from {', '.join(BROKERS)}", param_hint="--brokers")
     run_benchmark(BenchmarkConfig(events=events, contracts=contracts, run_contracts=run_contracts,
                                   latency_rate=latency_rate, latency_seconds=latency_seconds,
-                                  period_events=period_events))
+                                  period_events=period_events, brokers=chosen))
 
 
 @app.command("reconcile")

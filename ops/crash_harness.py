@@ -3,8 +3,10 @@
 On its own local stack it loads contracts, starts the four workers, and while a chaos task
 SIGKILLs a random worker at random moments and restarts it, it publishes a long usage stream
 (a share of it published twice), requests billing runs, pays invoices in full and in part, and
-finally republishes the whole usage topic from the beginning. Then it lets the pipeline settle
-and checks, from every service's own database:
+finally republishes the whole usage topic from the beginning. With `restart_broker` (Apache Kafka
+only: Tansu forgets everything when it stops) it also stops the broker twice while usage is being
+published, with SIGTERM and then with SIGKILL, and starts it again on the same log directory.
+Then it lets the pipeline settle and checks, from every service's own database:
 
 - every usage event was rated exactly once (nothing lost, nothing twice);
 - everything `billing reconcile` checks (ops/reconcile.py): per contract, rated net == settled net ==
@@ -30,11 +32,13 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
+from aiokafka.errors import KafkaError
 from sqlalchemy import func, select
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from ops import reconcile
 from ops.observe import Databases, read_topic, wait_until
-from ops.stack import LocalStack, create_topics, free_port
+from ops.stack import LocalStack, chosen_broker, create_topics, describe_broker, free_port
 from ops.workers import SERVICE_APPS, Workers
 from services.invoicing.tables import document_lines, documents
 from services.payments.tables import open_items, payments
@@ -45,7 +49,8 @@ from services.settlement.tables import ledger_entries, settlement_runs
 from services.settlement.tables import messaging as settlement_messaging
 from shared import topics
 from shared.db import migrate
-from shared.events import BillingRunRequested, PaymentKind, PaymentReceived, UsageRecorded, derive_id
+from shared.events import BillingRunRequested, Event, PaymentKind, PaymentReceived, UsageRecorded, derive_id
+from shared.inbox import is_transient
 from shared.runtime import create_broker, publish_event
 from shared.money import Money
 from shared.settings import KafkaSettings
@@ -61,16 +66,19 @@ class HarnessConfig:
     kill_every_s: float = 3.0
     duplicate_share: float = 0.05
     seed: int = 7
+    restart_broker: bool = False
     deadline_s: float = 900.0
     root: Path = Path(".stack/harness")
 
 
 @dataclass
 class Figures:
+    broker: str = ""
     events: int = 0
     duplicates: int = 0
     replayed: int = 0
     kills: Counter[str] = field(default_factory=Counter)
+    broker_restarts: Counter[str] = field(default_factory=Counter)
     billing_requests: int = 0
     payments: int = 0
     rated: int = 0
@@ -84,10 +92,13 @@ class Figures:
 
     def report(self) -> str:
         kills = ", ".join(f"{service} {count}" for service, count in sorted(self.kills.items())) or "none"
+        restarts = ", ".join(f"{signal} {count}" for signal, count in sorted(self.broker_restarts.items())) or "none"
         return "\n".join([
+            f"broker                   {self.broker}",
             f"usage events published   {self.events} unique + {self.duplicates} duplicates"
             f" + {self.replayed} replayed from the beginning",
             f"workers SIGKILLed        {sum(self.kills.values())} ({kills})",
+            f"broker restarts          {sum(self.broker_restarts.values())} ({restarts})",
             f"billing run requests     {self.billing_requests}",
             f"payments                 {self.payments}",
             f"rated                    {self.rated}",
@@ -127,6 +138,35 @@ class Chaos:
             self.figures.kills[service] += 1
 
 
+class BrokerRestarts:
+    """Stops the broker while the second half of the usage stream is being published (every worker
+    is consuming by then: the first half has reached settlement), a quarter of the way in with
+    SIGTERM (a clean shutdown) and three quarters in with SIGKILL (a crash), and starts it again on
+    the same log directory each time; publishers and workers ride out the outage."""
+
+    def __init__(self, stack: LocalStack, events: int, figures: Figures) -> None:
+        self.stack, self.figures = stack, figures
+        self.due = [(events // 4, "SIGTERM"), (events * 3 // 4, "SIGKILL")]
+        self.published = 0
+        self._restarts: list[asyncio.Task[None]] = []
+        self._one_at_a_time = asyncio.Lock()
+
+    def count_published(self) -> None:
+        self.published += 1
+        while self.due and self.published >= self.due[0][0]:
+            self._restarts.append(asyncio.create_task(self._restart(self.due.pop(0)[1])))
+
+    async def _restart(self, signal_name: str) -> None:
+        async with self._one_at_a_time:
+            # In threads: the stream goes on being published while the broker stops and starts.
+            await asyncio.to_thread(self.stack.stop_broker, kill=signal_name == "SIGKILL")
+            await asyncio.to_thread(self.stack.start_broker)
+            self.figures.broker_restarts[signal_name] += 1
+
+    async def finished(self) -> None:
+        await asyncio.gather(*self._restarts)
+
+
 def contracts(config: HarnessConfig, rng: random.Random) -> list[ContractSpec]:
     return [
         ContractSpec.model_validate({
@@ -155,14 +195,31 @@ def usage_stream(config: HarnessConfig, specs: list[ContractSpec], rng: random.R
     ]
 
 
-async def publish_usage(broker, events: list[UsageRecorded], rng: random.Random, share: float) -> int:
+async def publish_usage(broker, events: list[UsageRecorded], rng: random.Random, share: float,
+                        restarts: BrokerRestarts | None) -> int:
     duplicates = 0
     for event in events:
-        await publish_event(broker, topics.USAGE_RECORDED, event, event.key)
+        await publish_resilient(broker, topics.USAGE_RECORDED, event)
+        if restarts:
+            restarts.count_published()
         if rng.random() < share:
-            await publish_event(broker, topics.USAGE_RECORDED, event, event.key)
+            await publish_resilient(broker, topics.USAGE_RECORDED, event)
             duplicates += 1
     return duplicates
+
+
+def _broker_away(error: BaseException) -> bool:
+    """Connection lost, timed out, or a partition without a leader yet: a restarting broker."""
+    return is_transient(error) or (isinstance(error, KafkaError) and error.retriable)
+
+
+async def publish_resilient(broker, topic: str, event: Event) -> None:
+    """Like an upstream product: a send that failed while the broker was away or starting is sent
+    again (the same event id, which the consumers' inboxes take once)."""
+    async for attempt in AsyncRetrying(retry=retry_if_exception(_broker_away), wait=wait_exponential(0.1, max=2),
+                                       stop=stop_after_delay(120), reraise=True):
+        with attempt:
+            await publish_event(broker, topic, event, event.key)
 
 
 async def request_runs(broker, specs: list[ContractSpec], label: str) -> int:
@@ -170,7 +227,7 @@ async def request_runs(broker, specs: list[ContractSpec], label: str) -> int:
     for spec in specs:
         request = BillingRunRequested(event_id=derive_id(f"harness-run:{label}", spec.contract_id), occurred_at=now,
                                       contract_id=spec.contract_id, cutoff=now, requested_by="crash-harness")
-        await publish_event(broker, topics.BILLING_RUNS_REQUESTED, request, request.key)
+        await publish_resilient(broker, topics.BILLING_RUNS_REQUESTED, request)
     return len(specs)
 
 
@@ -191,7 +248,7 @@ async def pay_some_invoices(broker, databases: Databases, rng: random.Random) ->
             provider="harness-bank", customer_id=invoice.customer_id, currency=invoice.currency,
             amount=amount.amount, invoice_number=invoice.number,
         )
-        await publish_event(broker, topics.PAYMENTS_RECEIVED, payment, payment.key)
+        await publish_resilient(broker, topics.PAYMENTS_RECEIVED, payment)
         paid += 1
     return paid
 
@@ -201,7 +258,7 @@ async def replay_usage_topic(broker, bootstrap_servers: str) -> int:
     messages = await read_topic(bootstrap_servers, topics.USAGE_RECORDED, timeout_s=120)
     for value in messages:
         event = UsageRecorded.model_validate_json(value)
-        await publish_event(broker, topics.USAGE_RECORDED, event, event.key)
+        await publish_resilient(broker, topics.USAGE_RECORDED, event)
     return len(messages)
 
 
@@ -271,7 +328,7 @@ async def check_invariants(databases: Databases, figures: Figures, published_ids
 
 async def run(config: HarnessConfig, stack: LocalStack, workers: Workers) -> Figures:
     rng = random.Random(config.seed)
-    figures = Figures()
+    figures = Figures(broker=describe_broker(stack.broker))
     started = time.monotonic()
     kafka = KafkaSettings()
     await create_topics(kafka)
@@ -285,17 +342,20 @@ async def run(config: HarnessConfig, stack: LocalStack, workers: Workers) -> Fig
         figures.events = len(events)
         workers.start_all()
         chaos = Chaos(workers, rng, config.kill_every_s, figures)
+        half = len(events) // 2
+        restarts = BrokerRestarts(stack, len(events) - half, figures) if config.restart_broker else None
         async with create_broker(kafka, client_id="crash-harness") as broker:
             await broker.start()
             chaos.start()
-            half = len(events) // 2
             published_ids = {event.event_id for event in events}
-            figures.duplicates += await publish_usage(broker, events[:half], rng, config.duplicate_share)
+            figures.duplicates += await publish_usage(broker, events[:half], rng, config.duplicate_share, None)
             # Runs settle what has reached settlement; request them once the first half is there.
             await wait_until(lambda: _all_in_settlement(databases, len({e.event_id for e in events[:half]})),
                              timeout_s=config.deadline_s, what="the first half to reach settlement", poll_s=0.5)
             figures.billing_requests += await request_runs(broker, specs, "first")
-            figures.duplicates += await publish_usage(broker, events[half:], rng, config.duplicate_share)
+            figures.duplicates += await publish_usage(broker, events[half:], rng, config.duplicate_share, restarts)
+            if restarts:
+                await restarts.finished()
             await wait_until(lambda: _invoiced_every_run(databases), timeout_s=config.deadline_s,
                              what="invoices for the first runs", poll_s=1.0)
             figures.payments += await pay_some_invoices(broker, databases, rng)
@@ -333,7 +393,7 @@ def run_harness(config: HarnessConfig) -> Figures:
 
     root = config.root.resolve()
     shutil.rmtree(root, ignore_errors=True)
-    stack = LocalStack(root, free_port())
+    stack = LocalStack(root, free_port(), broker=chosen_broker())
     os.environ["BILLING_STACK_DIR"] = str(root)  # workers and this process resolve the same servers
     os.environ.setdefault("BILLING_KAFKA_SESSION_TIMEOUT_MS", "6000")
     os.environ.setdefault("BILLING_KAFKA_HEARTBEAT_INTERVAL_MS", "500")

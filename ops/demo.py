@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 
 from ops.cli import local_stack
 from ops.observe import Databases, dead_letters, wait_until
-from ops.stack import create_topics, free_port
+from ops.stack import create_topics, describe_broker, free_port
 from ops.workers import Workers
 from services.invoicing.tables import documents
 from services.payments import handlers as payments_handlers
@@ -302,9 +302,10 @@ def run_demo(*, serve: bool = False, screenshot_to: Path | None = None) -> int:
     started = time.monotonic()
     root = stack_dir()
     stack = local_stack()
-    _step(f"starting PostgreSQL and the Kafka-protocol broker under {root}")
-    stack.up(fresh=True)
-    # The local broker's group joins are slow; shorter sessions make the workers ready sooner.
+    _step(f"starting PostgreSQL and the local Kafka broker under {root}")
+    state = stack.up(fresh=True)
+    _step(f"broker: {describe_broker(state['broker'])}")
+    # Shorter sessions make the workers ready sooner (Tansu's group joins are slow).
     os.environ.setdefault("BILLING_KAFKA_SESSION_TIMEOUT_MS", "6000")
     os.environ.setdefault("BILLING_KAFKA_HEARTBEAT_INTERVAL_MS", "500")
     os.environ["SETTLEMENT_SCHEDULER_INTERVAL_S"] = "0"  # the demo requests its runs itself

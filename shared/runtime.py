@@ -30,8 +30,11 @@ E = TypeVar("E", bound=Event)
 
 
 def create_broker(settings: KafkaSettings, client_id: str) -> KafkaBroker:
-    # Idempotent producers and transactions are deliberately off: exactly-once effects come from
-    # the inbox and outbox in PostgreSQL, which works on every Kafka (and on the local broker).
+    # No transactions: exactly-once effects come from the inbox and outbox in PostgreSQL, which works
+    # on every Kafka. Not idempotent either, unlike the outbox relays: FastStream keeps one producer
+    # for good, and aiokafka's idempotent producer fails every send after one that failed once it
+    # was numbered (a timeout while the broker restarts; aio-libs/aiokafka#1017). What this one
+    # sends (dead letters, operators' and tests' events) is deduplicated by the inboxes.
     return KafkaBroker(
         settings.bootstrap_servers,
         client_id=client_id,

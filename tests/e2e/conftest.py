@@ -27,7 +27,7 @@ from sqlalchemy import select
 
 from ops.cli import prepare
 from ops.observe import Databases, dead_letters, wait_until
-from ops.stack import LocalStack, free_port
+from ops.stack import LocalStack, chosen_broker, describe_broker, free_port
 from ops.workers import Workers
 from services.invoicing.tables import documents
 from services.rating.contracts import ContractSpec, save_contracts
@@ -41,6 +41,25 @@ from shared.settings import KafkaSettings
 DEADLINE_S = 90.0
 
 
+BROKER_RUN_ON = pytest.StashKey[str]()
+SESSION_SUMMARY = pytest.StashKey[list[str]]()
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    """Every run says which broker its end-to-end results come from, and shows the drills' figures."""
+    for text in config.stash.get(SESSION_SUMMARY, []):
+        terminalreporter.write_line(text)
+    if BROKER_RUN_ON in config.stash:
+        terminalreporter.write_line(f"end-to-end tests ran on {config.stash[BROKER_RUN_ON]} "
+                                    "(BILLING_LOCAL_BROKER=kafka|tansu chooses)")
+
+
+@pytest.fixture
+def session_summary(pytestconfig: pytest.Config) -> list[str]:
+    """Lines to print at the end of the test session, passed or not (e.g. a drill's counts)."""
+    return pytestconfig.stash.setdefault(SESSION_SUMMARY, [])
+
+
 @dataclass
 class Pipeline:
     root: Path
@@ -50,7 +69,7 @@ class Pipeline:
 
 
 @pytest.fixture(scope="session")
-def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
+def pipeline(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Pipeline]:
     root = tmp_path_factory.mktemp("stack")
     env = {
         "BILLING_STACK_DIR": str(root),
@@ -63,7 +82,8 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         "RATING_PERIOD_CLOSE_INTERVAL_S": "0",
     }
     os.environ.update(env)  # the tests resolve the same servers as the workers they start
-    stack = LocalStack(root, kafka_port=free_port())
+    stack = LocalStack(root, kafka_port=free_port(), broker=chosen_broker())
+    pytestconfig.stash[BROKER_RUN_ON] = describe_broker(stack.broker)
     workers = Workers(root / "logs", env=env)
     stack.up()
     try:

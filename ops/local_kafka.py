@@ -1,0 +1,176 @@
+"""Apache Kafka for the local stack: one KRaft node (broker and controller in one JVM) from the
+jars on Maven Central, no tarball, no Docker.
+
+`broker_jars()` resolves ops/kafka/pom.xml with Maven once per pinned version into a cache folder
+outside the work tree (~/.cache/billing, or $BILLING_KAFKA_CACHE_DIR), so every clone on the
+machine shares it and later starts need neither Maven nor the network. `start()` writes the
+node's server.properties under the stack directory, formats its log directory the first time
+(`kafka.tools.StorageTool format --standalone`), starts the JVM and returns once the broker says
+it has started. A restart on the same directory keeps every topic, message and committed offset.
+"""
+
+from __future__ import annotations
+
+import base64
+import fcntl
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import time
+import uuid
+import xml.etree.ElementTree as ElementTree
+from pathlib import Path
+
+from ops.ports import free_port
+
+PROJECT = Path(__file__).with_name("kafka")  # pom.xml and log4j2.properties
+POM = PROJECT / "pom.xml"
+# Sized for a 2-core, few-GiB developer machine; the stock scripts give the broker 1 GiB.
+HEAP = ("-Xms256m", "-Xmx512m")
+READY_LINE = "Kafka Server started"
+MIN_JAVA = 17
+
+
+def pinned_version() -> str:
+    properties = ElementTree.parse(POM).getroot().find("{http://maven.apache.org/POM/4.0.0}properties")
+    return properties.findtext("{http://maven.apache.org/POM/4.0.0}kafka.version")
+
+
+def cache_dir() -> Path:
+    """Named by version and by the pom's content, so a changed pom never reuses jars of the old one."""
+    root = Path(os.environ.get("BILLING_KAFKA_CACHE_DIR") or Path.home() / ".cache" / "billing")
+    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
+    return root / f"kafka-{pinned_version()}-{digest}"
+
+
+def java_version() -> int | None:
+    """The major version of the `java` on PATH (None without one)."""
+    if shutil.which("java") is None:
+        return None
+    banner = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
+    found = re.search(r'version "(\d+)(?:\.(\d+))?', banner)
+    if not found:
+        return None
+    major = int(found.group(1))
+    return int(found.group(2) or 0) if major == 1 else major  # "1.8.0" is Java 8
+
+
+def jars_cached() -> bool:
+    return (cache_dir() / ".complete").exists()
+
+
+def runnable() -> bool:
+    """Java 17+ here, and the jars cached or Maven to fetch them."""
+    return (java_version() or 0) >= MIN_JAVA and (jars_cached() or shutil.which("mvn") is not None)
+
+
+def broker_jars() -> Path:
+    """The folder of the broker's jars; resolved with Maven the first time only."""
+    cache = cache_dir()
+    libs = cache / "libs"
+    cache.mkdir(parents=True, exist_ok=True)
+    with open(cache / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two stacks starting at once resolve it once
+        if jars_cached():
+            return libs
+        print(f"local Kafka: resolving Apache Kafka {pinned_version()} from Maven Central into {cache} "
+              "(once per machine)", flush=True)
+        shutil.rmtree(libs, ignore_errors=True)
+        shutil.copy(POM, cache / "pom.xml")  # Maven's target/ then lands in the cache, not the work tree
+        with open(cache / "maven.log", "wb") as log:
+            built = subprocess.run(["mvn", "-B", "-q", "-f", str(cache / "pom.xml"), "package",
+                                    f"-Dlibs.dir={libs}"], stdout=log, stderr=subprocess.STDOUT)
+        if built.returncode != 0:
+            raise RuntimeError(f"Maven could not resolve Kafka's jars; see {cache / 'maven.log'}")
+        (cache / ".complete").touch()
+    return libs
+
+
+def server_properties(log_dir: Path, port: int, controller_port: int) -> str:
+    return "\n".join([
+        "process.roles=broker,controller",
+        "node.id=1",
+        f"controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}",
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        "controller.listener.names=CONTROLLER",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        f"log.dirs={log_dir}",
+        # One node: every internal topic has one replica.
+        "offsets.topic.replication.factor=1",
+        "transaction.state.log.replication.factor=1",
+        "transaction.state.log.min.isr=1",
+        "share.coordinator.state.topic.replication.factor=1",
+        "share.coordinator.state.topic.min.isr=1",
+        # Fewer log files for the one node to open and recover than the default 50.
+        "offsets.topic.num.partitions=8",
+        # Topics are created by `billing prepare` with explicit partitions and configs, never by accident.
+        "auto.create.topics.enable=false",
+        # Nobody else is going to join: a group's first member need not wait 3 s for more.
+        "group.initial.rebalance.delay.ms=0",
+        # After a SIGKILL the restarted node may register only once the controller has given up on
+        # its previous incarnation: 4 s rather than 9 s (the heartbeats never leave the process).
+        "broker.session.timeout.ms=4000",
+        "broker.heartbeat.interval.ms=1000",
+        "",
+    ])
+
+
+def _controller_port(properties_file: Path) -> int:
+    """The controller's port, kept across restarts: the formatted log names it as the one voter."""
+    if properties_file.exists():
+        found = re.search(r"^controller\.quorum\.bootstrap\.servers=.*:(\d+)$", properties_file.read_text(), re.M)
+        if found:
+            return int(found.group(1))
+    return free_port()
+
+
+def _java(jars: Path, *arguments: str) -> list[str]:
+    return ["java", *HEAP, f"-Dlog4j2.configurationFile={PROJECT / 'log4j2.properties'}",
+            "-cp", str(jars / "*"), *arguments]
+
+
+def cluster_id() -> str:
+    """What `StorageTool random-uuid` prints (a base64url UUID), without starting a JVM for it."""
+    while True:
+        encoded = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not encoded.startswith("-"):  # Kafka refuses ids that would read as a command-line flag
+            return encoded
+
+
+def start(root: Path, port: int, timeout_s: float = 180.0) -> int:
+    """Start the node under root/kafka (formatting it the first time); returns its pid once it serves."""
+    jars = broker_jars()
+    home = root / "kafka"
+    log_dir = home / "log"
+    home.mkdir(parents=True, exist_ok=True)
+    properties_file = home / "server.properties"
+    properties_file.write_text(server_properties(log_dir, port, _controller_port(properties_file)))
+    if not (log_dir / "meta.properties").exists():
+        subprocess.run(_java(jars, "kafka.tools.StorageTool", "format", "--standalone",
+                             "--cluster-id", cluster_id(), "--config", str(properties_file)),
+                       check=True, capture_output=True)
+    broker_log = root / "broker.log"
+    started_at = broker_log.stat().st_size if broker_log.exists() else 0
+    with open(broker_log, "ab") as log:
+        process = subprocess.Popen(_java(jars, "kafka.Kafka", str(properties_file)),
+                                   stdout=log, stderr=log, start_new_session=True)
+    _wait_until_serving(process, broker_log, started_at, timeout_s)
+    return process.pid
+
+
+def _wait_until_serving(process: subprocess.Popen, broker_log: Path, offset: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with open(broker_log, "rb") as log:
+            log.seek(offset)
+            if READY_LINE.encode() in log.read():
+                return
+        if process.poll() is not None:
+            raise RuntimeError(f"Kafka exited with {process.returncode} while starting; see {broker_log}")
+        if time.monotonic() > deadline:
+            process.kill()
+            raise TimeoutError(f"Kafka did not start within {timeout_s:.0f}s; see {broker_log}")
+        time.sleep(0.1)
