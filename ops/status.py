@@ -13,10 +13,10 @@ import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient
 
-from ops.observe import MESSAGING, Databases, dead_letters
+from ops.observe import MESSAGING, Databases, dead_letters, topic_partitions
 from shared.backlog import Backlog, committed_lag, read_backlog
 from shared.settings import KafkaSettings
 
@@ -104,7 +104,7 @@ async def _group_lag(bootstrap_servers: str, group: str, topic: str) -> dict[int
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+        partitions = await topic_partitions(bootstrap_servers, topic)
         return {tp.partition: lag for tp, lag in (await committed_lag(consumer, partitions)).items()}
     finally:
         await consumer.stop()
