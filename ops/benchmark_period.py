@@ -61,7 +61,7 @@ async def one_big_period(kafka: KafkaSettings, databases: Databases, count: int,
     await save_contracts(databases["rating"], [big_contract()])
     started = time.perf_counter()
     for chunk in events_of_the_month(count):
-        await produce(kafka.bootstrap_servers, topics.USAGE_RECORDED, chunk)
+        await produce(kafka, topics.USAGE_RECORDED, chunk)
     published_s = time.perf_counter() - started
     add(f"one period: {count:,} usage events published", f"{published_s:,.1f} s ({count / published_s:,.0f} ev/s)")
 
