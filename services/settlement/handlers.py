@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -102,7 +102,8 @@ async def run_billing(session: AsyncSession, events: Sequence[BillingRunRequeste
             session, ((contract.contract_id, contract.customer_id, contract.currency) for contract in opening))
     unsettled = {cutoff: await store.unsettled_items(session, contract_ids & accounts.keys(), cutoff)
                  for cutoff in {event.cutoff for event in events if event.cutoff <= now}}
-    postings = Postings(accounts)
+    postings = Postings(accounts, billed_before=await _billed_before(
+        session, (item for by_contract in unsettled.values() for items in by_contract.values() for item in items)))
     pending: list[tuple[Account, RunRecord]] = []
     settling: set[str] = set()
     parked: dict[uuid.UUID, DependencyNotReady] = {}
@@ -163,10 +164,16 @@ async def settle_open_run(session: AsyncSession, record: RunRecord, booked_at: d
     items = (await store.unsettled_items(session, [record.contract_id], record.cutoff,
                                          record.period_end))[record.contract_id]
     contract = (await store.find_contracts(session, [record.contract_id])).get(record.contract_id)
-    postings = Postings({record.contract_id: account})
+    postings = Postings({record.contract_id: account}, billed_before=await _billed_before(session, items))
     postings.settle(record, items, contract, booked_at)
     await postings.save(session)
     return postings.outgoing
+
+
+async def _billed_before(session: AsyncSession, unsettled: Iterable[domain.Item]) -> dict[tuple, uuid.UUID]:
+    """The runs whose invoices a run's adjustments would correct: only items that took something off
+    their period can become adjustments (SettlementRun)."""
+    return await store.runs_that_billed(session, [item for item in unsettled if item.net.amount <= 0])
 
 
 async def post_payment(session: AsyncSession, event: PaymentReceived) -> list[Outgoing]:
@@ -291,6 +298,8 @@ class Postings:
     forgotten: list[uuid.UUID] = field(default_factory=list)
     outgoing: list[Outgoing] = field(default_factory=list)
     rejected: dict[uuid.UUID, Rejected] = field(default_factory=dict)
+    # Per (contract, item code, period): the run that billed it before (runs_that_billed).
+    billed_before: Mapping[tuple, uuid.UUID] = field(default_factory=dict)
 
     def book(self, contract_id: str, booking: Callable[[Account], tuple[Account, list[LedgerEntry]]]) -> None:
         """Book on the contract's account; if the domain refuses, neither the account nor the entries change."""
@@ -318,7 +327,8 @@ class Postings:
         self.settled.append(store.Settled(run, record, booked_at))
         customer = contract.customer if contract else None
         self.outgoing.append(Outgoing(topics.RECEIVABLES_POSTED,
-                                      receivables_posted(run, self.accounts[run.contract_id], customer, booked_at)))
+                                      receivables_posted(run, self.accounts[run.contract_id], customer, booked_at,
+                                                         self.billed_before)))
 
     async def save(self, session: AsyncSession) -> None:
         await store.forget_runs(session, self.forgotten)
@@ -341,11 +351,13 @@ async def _post_credits(session: AsyncSession, account: Account, record: RunReco
 
 
 def receivables_posted(run: SettlementRun, account: Account, customer: CustomerProfile | None,
-                       booked_at: datetime) -> ReceivablesPosted:
+                       booked_at: datetime, billed_before: Mapping[tuple, uuid.UUID] | None = None) -> ReceivablesPosted:
     """The run as invoicing needs it: its lines with their tax categories and the customer as of the run.
 
     Its invoiced lines are `items`; its adjustments (SettlementRun) are credits of their own, each
-    one line crediting what the line's items came to less than nothing."""
+    one line crediting what the line's items came to less than nothing, and naming the run that
+    billed its period before (`billed_before`), whose invoice it corrects."""
+    billed_before = billed_before or {}
     return ReceivablesPosted(
         event_id=derive_id(run.settlement_run_id, "receivables.posted"),
         occurred_at=booked_at,
@@ -391,6 +403,8 @@ def receivables_posted(run: SettlementRun, account: Account, customer: CustomerP
             *(CreditItem(
                 credit_id=line.line_id,
                 reason=CreditReason.ADJUSTMENT,
+                credited_settlement_run_id=billed_before.get(
+                    (run.contract_id, line.item_code, line.period_start, line.period_end)),
                 item_code=line.item_code,
                 description=f"Adjustment: {line.description}"[:500],
                 quantity=Decimal(1),

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Iterable, Sequence
 
-from sqlalchemy import ARRAY, Date, DateTime, String, Uuid, and_, bindparam, case, delete, func, or_, select, update
+from sqlalchemy import ARRAY, Date, DateTime, String, Uuid, and_, bindparam, case, delete, func, or_, select, tuple_, update
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -314,6 +314,24 @@ def _due(cutoff: datetime | ColumnElement, billed_through: date | None | ColumnE
     if billed_through is None:
         return billable_items.c.occurred_at < cutoff
     return billable_items.c.period_end <= billed_through
+
+
+async def runs_that_billed(session: AsyncSession, items: Iterable[Item]) -> dict[tuple, uuid.UUID]:
+    """Per (contract, item code, period) of `items`, the latest run that settled items of it before:
+    the run whose invoice a later adjustment of that period corrects."""
+    keys = sorted({(item.contract_id, item.item_code, item.period_start, item.period_end) for item in items})
+    if not keys:
+        return {}
+    key = (billable_items.c.contract_id, billable_items.c.item_code, billable_items.c.period_start,
+           billable_items.c.period_end)
+    rows = (await session.execute(
+        select(*key, billable_items.c.settlement_run_id)
+        .join(settlement_runs, settlement_runs.c.settlement_run_id == billable_items.c.settlement_run_id)
+        .where(tuple_(*key).in_(keys))
+        .distinct(*key)
+        .order_by(*key, settlement_runs.c.settled_at.desc())
+    )).all()
+    return {tuple(row[:4]): row.settlement_run_id for row in rows}
 
 
 async def items(session: AsyncSession, item_ids: Sequence[uuid.UUID]) -> list[Item]:

@@ -216,8 +216,8 @@ async def test_a_volume_priced_period_whose_total_falls_after_it_was_billed_ends
     await close(databases, contract, "2026-11-04")
 
     invoice, credit_note = await wait_documents(databases, contract, 2)
-    assert (credit_note.document_type, credit_note.net_total, credit_note.tax_total, credit_note.gross_total) == (
-        "credit_note", D("19.92"), D("3.78"), D("23.70"))
+    assert (credit_note.document_type, credit_note.net_total, credit_note.tax_total, credit_note.gross_total,
+            credit_note.corrects_number) == ("credit_note", D("19.92"), D("3.78"), D("23.70"), invoice.number)
     [line] = await lines_of(databases, credit_note.document_id)
     assert (line.quantity, line.unit_price, line.net, line.period_start) == (
         D(1), D("19.92"), D("19.92"), date(2026, 10, 1))

@@ -360,11 +360,14 @@ def test_a_run_whose_items_come_to_less_than_nothing_credits_its_negative_lines_
         (EntryType.RECEIVABLE, eur("5.00"), eur("124.00")), (EntryType.CREDIT_MEMO, eur("-19.92"), eur("104.08"))]
     assert moved.balance == eur("104.08") == eur("119.00") + run.total
 
-    event = receivables_posted(run, moved, CUSTOMER, AT)
+    # The run that invoiced November's api-calls before: the adjustment corrects its invoice.
+    billed_before = {("C-1", "api-calls", date(2026, 11, 1), date(2026, 11, 30)): BILLED_BY}
+    event = receivables_posted(run, moved, CUSTOMER, AT, billed_before)
     assert ([item.item_code for item in event.items], event.total) == (["support"], Decimal("5.00"))
     [adjustment] = event.credits
-    assert (adjustment.reason, adjustment.quantity, adjustment.unit_price, adjustment.net, adjustment.description) == (
-        CreditReason.ADJUSTMENT, Decimal(1), Decimal("19.92"), Decimal("19.92"), "Adjustment: api-calls")
+    assert (adjustment.reason, adjustment.quantity, adjustment.unit_price, adjustment.net, adjustment.description,
+            adjustment.credited_settlement_run_id) == (
+        CreditReason.ADJUSTMENT, Decimal(1), Decimal("19.92"), Decimal("19.92"), "Adjustment: api-calls", BILLED_BY)
     assert event.credit_total == Decimal("19.92")
 
 
