@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Iterable, Sequence
 
-from sqlalchemy import ARRAY, Date, DateTime, String, Uuid, and_, bindparam, case, delete, func, or_, select, tuple_, update
+from sqlalchemy import ARRAY, Date, DateTime, String, Uuid, and_, bindparam, case, delete, func, literal, null, or_, select, tuple_, update
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -269,6 +269,7 @@ def _item(row) -> Item:
         credited=Money(row.credited, row.currency),
         tax_category=TaxCategory(row.tax_category) if row.tax_category else None,
         discount=Money(row.discount, row.currency),
+        item_count=row._mapping.get("item_count", 1),
     )
 
 
@@ -286,7 +287,9 @@ async def unsettled_items(session: AsyncSession, contract_ids: Iterable[str], cu
         await session.execute(
             select(*key, one_by_one.label("billable_item_id"), func.count().label("item_count"),
                    func.sum(billable_items.c.quantity).label("quantity"), func.sum(billable_items.c.net).label("net"),
-                   func.sum(billable_items.c.discount).label("discount"))
+                   func.sum(billable_items.c.discount).label("discount"),
+                   # What _item reads of an item: an unsettled one has no run and no credit yet.
+                   null().label("settlement_run_id"), literal(0).label("credited"))
             .where(billable_items.c.contract_id.in_(set(contract_ids)), billable_items.c.settlement_run_id.is_(None),
                    _due(cutoff, billed_through))
             .group_by(*key, one_by_one)
@@ -296,13 +299,7 @@ async def unsettled_items(session: AsyncSession, contract_ids: Iterable[str], cu
     ).all()
     by_contract: dict[str, list[Item]] = defaultdict(list)
     for row in rows:
-        by_contract[row.contract_id].append(Item(
-            billable_item_id=row.billable_item_id, contract_id=row.contract_id, item_code=row.item_code,
-            description=row.description, quantity=row.quantity, unit_price=row.unit_price,
-            net=Money(row.net, row.currency), period_start=row.period_start, period_end=row.period_end,
-            charge_kind=ChargeKind(row.charge_kind), credited=Money.zero(row.currency),
-            tax_category=TaxCategory(row.tax_category) if row.tax_category else None,
-            discount=Money(row.discount, row.currency), item_count=row.item_count))
+        by_contract[row.contract_id].append(_item(row))
     return by_contract
 
 
