@@ -37,7 +37,8 @@ import asyncpg
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 from faststream.kafka import KafkaBroker
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import String, Uuid, any_, bindparam, delete, func, literal, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -259,10 +260,13 @@ class Consumer:
             elif seen[2] != digest:
                 applied.refused.append((record, _reused_id(event)))
         async with self.database.transaction() as session:
+            # One statement with two array parameters, however big the batch: no per-row parameters.
             claimed = set((await session.execute(
-                pg_insert(inbox).on_conflict_do_nothing().returning(inbox.c.event_id),
-                [{"consumer": self.name, "event_id": event_id, "payload_digest": digest}
-                 for event_id, (_, _, digest) in first.items()],
+                pg_insert(inbox).from_select(["consumer", "event_id", "payload_digest"], select(
+                    literal(self.name, String), func.unnest(bindparam("ids", list(first), type_=ARRAY(Uuid))),
+                    func.unnest(bindparam("digests", [digest for _, _, digest in first.values()],
+                                          type_=ARRAY(String))),
+                )).on_conflict_do_nothing().returning(inbox.c.event_id),
             )).scalars())
             earlier = [event_id for event_id in first if event_id not in claimed]
             if earlier:
@@ -286,7 +290,8 @@ class Consumer:
             # Whatever is settled now (applied, refused or a duplicate) is no longer parked.
             await session.execute(delete(parked_table).where(
                 parked_table.c.consumer == self.name,
-                parked_table.c.event_id.in_([event_id for event_id in first if event_id not in waiting])))
+                parked_table.c.event_id == any_(bindparam(
+                    "settled", [event_id for event_id in first if event_id not in waiting], type_=ARRAY(Uuid)))))
             for record, event in new:
                 if event.event_id in outcome.rejected:
                     applied.refused.append((record, outcome.rejected[event.event_id]))
