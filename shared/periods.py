@@ -106,13 +106,7 @@ class BillingSchedule:
 
     def period_of(self, day: date) -> Period:
         """The billing period `day` falls in, cut to the contract's life."""
-        if self.alignment_date is not None and self.cycle is BillingCycle.ANNIVERSARY and day < self.alignment_date:
-            before_start, before_end = self._regular(self.alignment_date - timedelta(days=1))
-            return Period(self.starts_on, self.alignment_date - timedelta(days=1),
-                          (before_end - before_start).days + 1)
-        start, end = self._regular(day)
-        return Period(max(start, self.starts_on), end if self.ends_on is None else min(end, self.ends_on),
-                      (end - start).days + 1)
+        return _period_of(self, day)
 
     def periods(self, until: date) -> Iterator[Period]:
         """The periods from the contract's start that begin on or before `until`."""
@@ -121,3 +115,17 @@ class BillingSchedule:
             period = self.period_of(day)
             yield period
             day = period.end + timedelta(days=1)
+
+
+# Every usage event is placed in its period: a schedule's period of a day never changes, and a
+# batch's events mostly fall on a few days of a few schedules.
+@lru_cache(maxsize=65_536)
+def _period_of(schedule: BillingSchedule, day: date) -> Period:
+    if schedule.alignment_date is not None and schedule.cycle is BillingCycle.ANNIVERSARY \
+            and day < schedule.alignment_date:
+        before_start, before_end = schedule._regular(schedule.alignment_date - timedelta(days=1))
+        return Period(schedule.starts_on, schedule.alignment_date - timedelta(days=1),
+                      (before_end - before_start).days + 1)
+    start, end = schedule._regular(day)
+    return Period(max(start, schedule.starts_on), end if schedule.ends_on is None else min(end, schedule.ends_on),
+                  (end - start).days + 1)
