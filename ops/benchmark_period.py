@@ -20,6 +20,7 @@ from services.invoicing.tables import documents
 from services.rating.contracts import ContractSpec, save_contracts
 from services.rating.scheduler import close_due
 from services.rating.tables import billable_items as rated_items
+from services.rating.tables import rated_usage
 from services.settlement.tables import billable_items as settled_items
 from shared import topics
 from shared.events import DocumentCreated, ReceivablesPosted, UsageRecorded, derive_id, encode_event
@@ -65,11 +66,13 @@ async def one_big_period(kafka: KafkaSettings, databases: Databases, count: int,
     published_s = time.perf_counter() - started
     add(f"one period: {count:,} usage events published", f"{published_s:,.1f} s ({count / published_s:,.0f} ev/s)")
 
-    await wait_until(lambda: _held(databases, "rating", rated_items, count), timeout_s=7200,
+    await wait_until(lambda: _held(databases, "rating", rated_usage, count), timeout_s=7200,
                      what="rating the month's events", poll_s=1.0)
     rated_s = time.perf_counter() - started
     add("one period: rated (from the first event published)", f"{rated_s:,.1f} s ({count / rated_s:,.0f} ev/s)")
-    await wait_until(lambda: _held(databases, "settlement", settled_items, count), timeout_s=7200,
+    items = await databases.count("rating", select(func.count()).select_from(rated_items)
+                                  .where(rated_items.c.contract_id == CONTRACT))
+    await wait_until(lambda: _held(databases, "settlement", settled_items, items), timeout_s=7200,
                      what="settlement holding the month's items", poll_s=1.0)
     held_s = time.perf_counter() - started
     add("one period: held by settlement", f"{held_s:,.1f} s ({count / held_s:,.0f} ev/s)")

@@ -44,6 +44,7 @@ from services.invoicing.tables import document_lines, documents
 from services.payments.tables import open_items, payments
 from services.rating.contracts import ContractSpec, save_contracts
 from services.rating.tables import billable_items as rated_items
+from services.rating.tables import rated_usage
 from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import ledger_entries, settlement_runs
 from services.settlement.tables import messaging as settlement_messaging
@@ -269,7 +270,8 @@ async def rows(databases: Databases, service: str, statement) -> list:
 
 async def quiet(databases: Databases, unique_events: int, payments_sent: int) -> bool:
     """Everything that was sent has gone all the way through."""
-    rated = (await rows(databases, "rating", select(func.count()).select_from(rated_items)))[0][0]
+    rated = (await rows(databases, "rating", select(func.count()).select_from(rated_usage)))[0][0]
+    rated_item_count = (await rows(databases, "rating", select(func.count()).select_from(rated_items)))[0][0]
     unsettled = (await rows(databases, "settlement", select(func.count()).select_from(settled_items)
                             .where(settled_items.c.settlement_run_id.is_(None))))[0][0]
     settled = (await rows(databases, "settlement", select(func.count()).select_from(settled_items)))[0][0]
@@ -281,7 +283,7 @@ async def quiet(databases: Databases, unique_events: int, payments_sent: int) ->
                               .where(ledger_entries.c.entry_type == "Payment")))[0][0]
     taxed = (await rows(databases, "settlement", select(func.count()).select_from(SETTLEMENT_INBOX)
                         .where(SETTLEMENT_INBOX.c.consumer == "settlement.documents.created")))[0][0]
-    return (rated >= unique_events and settled >= rated and unsettled == 0 and docs >= runs and items >= docs
+    return (rated >= unique_events and settled >= rated_item_count and unsettled == 0 and docs >= runs and items >= docs
             and taxed >= docs and paid >= payments_sent and ledger_paid >= payments_sent
             and await databases.outboxes_drained())
 
@@ -289,10 +291,9 @@ async def quiet(databases: Databases, unique_events: int, payments_sent: int) ->
 async def check_invariants(databases: Databases, figures: Figures, published_ids: set[uuid.UUID],
                            bootstrap_servers: str) -> None:
     problems = figures.violations
-    rated = await rows(databases, "rating", select(rated_items.c.contract_id, rated_items.c.source_event_id,
-                                                   rated_items.c.net))
-    rated_ids = Counter(row.source_event_id for row in rated)
-    figures.rated = len(rated)
+    rated = await rows(databases, "rating", select(rated_items.c.contract_id, rated_items.c.net))
+    rated_ids = Counter(row.event_id for row in await rows(databases, "rating", select(rated_usage.c.event_id)))
+    figures.rated = rated_ids.total()
     figures.lost = len(published_ids - set(rated_ids))
     figures.double_billed = sum(count - 1 for count in rated_ids.values() if count > 1)
     if figures.lost:
@@ -303,7 +304,7 @@ async def check_invariants(databases: Databases, figures: Figures, published_ids
     figures.rated_net = sum((row.net for row in rated), Decimal(0))
     settled_count = (await rows(databases, "settlement", select(func.count()).select_from(settled_items)))[0][0]
     line_count = (await rows(databases, "invoicing", select(func.count()).select_from(document_lines)))[0][0]
-    figures.double_billed += max(0, settled_count - figures.rated) + max(0, line_count - settled_count)
+    figures.double_billed += max(0, settled_count - len(rated)) + max(0, line_count - settled_count)
 
     # Money across the services (rated == settled == invoiced, ledger == entries == open items minus
     # credit, every run documented and every document in payments), and no dead letters: all input was valid.
@@ -376,9 +377,12 @@ async def run(config: HarnessConfig, stack: LocalStack, workers: Workers) -> Fig
 
 
 async def _all_in_settlement(databases: Databases, unique_events: int) -> bool:
-    """The final run must come after the last item reached settlement, or it leaves items unsettled."""
-    count = select(func.count()).select_from(settled_items)
-    return (await rows(databases, "settlement", count))[0][0] >= unique_events
+    """Every event rated and every item it was rated into in settlement: the final run must come
+    after that, or it leaves items unsettled."""
+    rated = (await rows(databases, "rating", select(func.count()).select_from(rated_usage)))[0][0]
+    items = (await rows(databases, "rating", select(func.count()).select_from(rated_items)))[0][0]
+    held = (await rows(databases, "settlement", select(func.count()).select_from(settled_items)))[0][0]
+    return rated >= unique_events and held >= items and await databases.outbox_drained("rating")
 
 
 async def _invoiced_every_run(databases: Databases) -> bool:

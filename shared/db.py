@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 import zlib
 from contextlib import asynccontextmanager
-from typing import AsyncIterator, NamedTuple
+from typing import AsyncIterator, Iterable, NamedTuple, Sequence
 
 from alembic import command
 from alembic.config import Config
@@ -44,6 +44,13 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def copy_rows(session: AsyncSession, table: Table, columns: Sequence[str], rows: Iterable[tuple]) -> None:
+    """Write rows with PostgreSQL's COPY on the session's own connection (so in its transaction):
+    for the one row per event of a hot path, several times faster than a multi-row INSERT."""
+    connection = await (await session.connection()).get_raw_connection()
+    await connection.driver_connection.copy_records_to_table(table.name, columns=list(columns), records=rows)
 
 
 class MessagingTables(NamedTuple):

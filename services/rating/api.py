@@ -56,7 +56,8 @@ class Estimate(BaseModel):
 
 
 class LineItem(BaseModel):
-    """One billable item behind a billing line: the usage event (fee, top-up, purchase) it rated."""
+    """One billable item behind a billing line: a batch's usage of the period (`source_event_id`
+    its first event), a fee, a top-up or a purchase."""
 
     billable_item_id: uuid.UUID
     source_event_id: uuid.UUID
@@ -75,6 +76,26 @@ class LineItems(BaseModel):
     item_code: Identifier
     period_start: date
     items: list[LineItem]
+    # Pass as `after` for the next page; None on the last one.
+    next: str | None
+
+
+class LineUsageEvent(BaseModel):
+    """One usage event behind a billing line, and the billable item it is billed in."""
+
+    event_id: uuid.UUID
+    billable_item_id: uuid.UUID
+    occurred_at: datetime
+    # What it consumed: its quantity, or a meter reading's difference to the one before.
+    quantity: Quantity
+    meter_reading: Quantity | None
+
+
+class LineUsage(BaseModel):
+    contract_id: Identifier
+    item_code: Identifier
+    period_start: date
+    events: list[LineUsageEvent]
     # Pass as `after` for the next page; None on the last one.
     next: str | None
 
@@ -190,8 +211,9 @@ def create_app(database: Database | None = None) -> FastAPI:
     async def line_items(contract_id: Identifier, item_code: Identifier, period_start: date, request: Request,
                          limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                          after: Annotated[str | None, Query(max_length=100)] = None) -> LineItems:
-        """The usage events behind an invoice line: the billable items of the item billed in the period
-        beginning `period_start`, in the order they were used, a page of `limit` after the cursor `after`."""
+        """The billable items behind an invoice line: those of the item billed in the period beginning
+        `period_start` (usage batch by batch, fees, top-ups, purchases), a page of `limit` after the
+        cursor `after`."""
         await get_contract(contract_id, request)
         rows = await read(db(request), store.items_of_line, contract_id, item_code, period_start,
                           _cursor(after) if after else None, limit)
@@ -199,6 +221,21 @@ def create_app(database: Database | None = None) -> FastAPI:
         return LineItems(contract_id=contract_id, item_code=item_code, period_start=period_start,
                          items=[LineItem.model_validate(row, from_attributes=True) for row in rows],
                          next=f"{last.occurred_at.isoformat()}|{last.billable_item_id}" if last else None)
+
+    @api.get("/contracts/{contract_id}/lines/{item_code}/{period_start}/usage", response_model=LineUsage,
+             responses=ERRORS)
+    async def line_usage(contract_id: Identifier, item_code: Identifier, period_start: date, request: Request,
+                         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+                         after: Annotated[str | None, Query(max_length=100)] = None) -> LineUsage:
+        """The usage events behind an invoice line: those of the item billed in the period beginning
+        `period_start`, in the order they were used, a page of `limit` after the cursor `after`."""
+        await get_contract(contract_id, request)
+        rows = await read(db(request), store.usage_of_line, contract_id, item_code, period_start,
+                          _cursor(after) if after else None, limit)
+        last = rows[-1] if len(rows) == limit else None
+        return LineUsage(contract_id=contract_id, item_code=item_code, period_start=period_start,
+                         events=[LineUsageEvent.model_validate(row, from_attributes=True) for row in rows],
+                         next=f"{last.occurred_at.isoformat()}|{last.event_id}" if last else None)
 
     return api
 

@@ -1,9 +1,10 @@
 """Rating's rules: contracts, their billing periods, and how usage, fees and purchases become
 billable items. Pure functions and dataclasses, no I/O.
 
-Usage is rated against the cumulative state of its (contract, item, period): an event is
-charged what the period's settled net grew by (see pricing.py), so a period rated event by
-event costs exactly what it costs rated at once, and a late event can never bill twice.
+Usage is rated against the cumulative state of its (contract, item, period): a batch's events of
+one period become one billable item, charged what the period's settled net grew by (see
+pricing.py), so a period rated batch by batch costs exactly what it costs rated at once, and a
+late event can never bill twice.
 
 Late usage: a period is *closed* once `close_periods` passed its end (its minimum was topped
 up). Usage for a closed period is still rated against that period's state (its tiers and free
@@ -33,6 +34,9 @@ from shared.money import Money
 from shared.periods import BillingSchedule, Period, business_day, start_of_day
 
 HUNDRED = Decimal(100)
+# A billable item names the usage events it bills (items.rated's source_event_ids): at most this
+# many, so that the message stays far below the broker's and the consumers' size limits.
+MAX_EVENTS_PER_ITEM = 1000
 # Quantities travel with at most this many decimals (shared.events.Quantity).
 QUANTITY_QUANTUM = Decimal("1e-10")
 
@@ -185,6 +189,8 @@ class BillableItem:
     late_for: Period | None = None
     previous_reading: Decimal | None = None
     current_reading: Decimal | None = None
+    # The usage events it bills (a fee's, top-up's or purchase's: none).
+    source_event_ids: tuple[uuid.UUID, ...] = ()
 
     @property
     def discount_amount(self) -> Money:
@@ -247,26 +253,51 @@ def consumed_by_reading(usage: Usage, item: ContractItem, meter: MeterState | No
     return previous, usage.meter_reading - previous
 
 
-def rate(usage: Usage, contract: Contract, placement: Placement, state: PeriodUsage,
-         meter: MeterState | None = None) -> tuple[BillableItem, PeriodUsage]:
-    """Rate one usage event against its period's cumulative state; returns the item and the new state."""
+@dataclass(frozen=True, slots=True)
+class Consumption:
+    """A usage event accepted for rating: what it consumed (a metered one: its reading minus the
+    previous one) in the period it was placed in."""
+
+    usage: Usage
+    quantity: Decimal
+    previous_reading: Decimal | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RatedUsage:
+    """A usage event as rated: what it consumed and the billable item it is billed in."""
+
+    event_id: uuid.UUID
+    billable_item_id: uuid.UUID
+    contract_id: str
+    item_code: str
+    period_start: date
+    occurred_at: datetime
+    quantity: Decimal
+    meter_reading: Decimal | None = None
+
+
+def rate(consumed: Sequence[Consumption], contract: Contract, placement: Placement,
+         state: PeriodUsage) -> tuple[BillableItem, PeriodUsage]:
+    """Rate a period's events of one batch (in order) against the period's cumulative state, as ONE
+    billable item; returns it and the new state.
+
+    The item is charged what the period's settled net grows by, so whatever events a batch holds,
+    the items of a period add up to the period's price of its whole consumption.
+    """
     item, period = placement.item, placement.period
-    previous_reading = None
-    quantity = usage.quantity
-    if item.measure is Measure.METER_READING:
-        previous_reading, quantity = consumed_by_reading(usage, item, meter)
+    first, last = consumed[0], consumed[-1]
+    quantity = sum((event.quantity for event in consumed), Decimal(0))
     closed = contract.is_closed(period)
-    billed_in = period
-    if closed:
-        billed_in = contract.first_open_period() or period
+    billed_in = (contract.first_open_period() or period) if closed else period
     plan, currency = item.plan, contract.currency
     before, after = plan.price(state.quantity), plan.price(state.quantity + quantity)
     net = plan.settled_net(after.quantity, currency, closed=closed)
     discount = Money.round(after.gross, currency) - Money.round(after.net, currency)
     free = after.free_quantity - before.free_quantity
     rated = BillableItem(
-        billable_item_id=derive_id(usage.event_id, "billable-item"),
-        source_event_id=usage.event_id,
+        billable_item_id=derive_id(first.usage.event_id, "billable-item"),
+        source_event_id=first.usage.event_id,
         contract_id=contract.contract_id,
         customer_id=contract.customer_id,
         item_code=item.item_code,
@@ -278,14 +309,16 @@ def rate(usage: Usage, contract: Contract, placement: Placement, state: PeriodUs
         net=net - Money.of(state.net, currency),
         period_start=billed_in.start,
         period_end=billed_in.end,
-        occurred_at=usage.occurred_at,
+        # The latest use it bills: a run that bills up to a moment takes it once all of it is before.
+        occurred_at=max(event.usage.occurred_at for event in consumed),
         tax_category=item.tax_category,
         discount=discount - Money.of(state.discount, currency),
         bands=tuple(replace(band, amount=Money.round(band.amount, currency).amount)
                     for band in band_differences(before, after)),
         late_for=period if closed else None,
-        previous_reading=previous_reading,
-        current_reading=usage.meter_reading,
+        previous_reading=first.previous_reading,
+        current_reading=last.usage.meter_reading,
+        source_event_ids=tuple(event.usage.event_id for event in consumed),
     )
     return rated, PeriodUsage(after.quantity, net.amount, discount.amount)
 
@@ -293,6 +326,7 @@ def rate(usage: Usage, contract: Contract, placement: Placement, state: PeriodUs
 @dataclass
 class BatchRating:
     items: list[BillableItem] = field(default_factory=list)
+    usage: list[RatedUsage] = field(default_factory=list)
     states: dict[StateKey, PeriodUsage] = field(default_factory=dict)
     meters: dict[tuple[str, str], MeterState] = field(default_factory=dict)
     rejected: dict[uuid.UUID, Rejected] = field(default_factory=dict)
@@ -316,31 +350,46 @@ def place_batch(usages: Sequence[Usage], contracts: Mapping[str, Contract]
 
 def rate_batch(usages: Sequence[Usage], contracts: Mapping[str, Contract], placements: Mapping[uuid.UUID, Placement],
                states: Mapping[StateKey, PeriodUsage], meters: Mapping[tuple[str, str], MeterState]) -> BatchRating:
-    """Rate events in order; each sees the state the ones before it left. `placements` holds the
-    events `place` accepted; the others must be in `rejected` already or are refused here.
+    """Rate a batch: one billable item per (contract, item, period) it has events of. `placements`
+    holds the events `place` accepted; the others must be in `rejected` already.
 
-    Returns the items, and only the states and meters that changed.
+    Meter readings are taken in order, each against the one before it (a reading out of order is
+    refused on its own); then each period's events are priced at once, so the work per event is
+    placing and adding it up, whatever the price plan. Returns the items, the events each bills,
+    and only the states and meters that changed.
     """
     outcome = BatchRating()
-    current_states = dict(states)
     current_meters = dict(meters)
+    periods: dict[StateKey, list[list[Consumption]]] = {}
     for usage in usages:
         placement = placements.get(usage.event_id)
         if placement is None:
             continue
-        try:
-            meter = current_meters.get(placement.meter_key) if placement.meter_key else None
-            item, state = rate(usage, contracts[usage.contract_id], placement,
-                               current_states.get(placement.key, PeriodUsage()), meter)
-        except RatingError as error:
-            outcome.rejected[usage.event_id] = error
-            continue
-        outcome.items.append(item)
-        current_states[placement.key] = outcome.states[placement.key] = state
+        consumption = Consumption(usage, usage.quantity)
         if placement.meter_key is not None:
+            try:
+                previous, quantity = consumed_by_reading(usage, placement.item, current_meters.get(placement.meter_key))
+            except RatingError as error:
+                outcome.rejected[usage.event_id] = error
+                continue
+            consumption = Consumption(usage, quantity, previous)
             assert usage.meter_reading is not None
             current_meters[placement.meter_key] = outcome.meters[placement.meter_key] = MeterState(
                 usage.meter_reading, usage.occurred_at)
+        items = periods.setdefault(placement.key, [[]])
+        if len(items[-1]) == MAX_EVENTS_PER_ITEM:
+            items.append([])
+        items[-1].append(consumption)
+    for key, items in periods.items():
+        for consumed in items:
+            placement = placements[consumed[0].usage.event_id]
+            item, outcome.states[key] = rate(consumed, contracts[placement.key[0]], placement,
+                                             outcome.states.get(key) or states.get(key, PeriodUsage()))
+            outcome.items.append(item)
+            outcome.usage += [RatedUsage(event.usage.event_id, item.billable_item_id, item.contract_id,
+                                         item.item_code, item.period_start, event.usage.occurred_at, event.quantity,
+                                         event.usage.meter_reading)
+                              for event in consumed]
     return outcome
 
 

@@ -39,7 +39,8 @@ class NotFound(Rejected):
 
 async def rate_usage(session: AsyncSession, events: Sequence[UsageRecorded]) -> BatchOutcome:
     """Rate a batch of usage: one query for its contracts, one locking its period states (and
-    one its meters), the events in order in the domain, then bulk writes."""
+    one its meters), the events in order in the domain, then bulk writes: one billable item (and
+    one items.rated) per contract item and period the batch has events of, one row per event."""
     usages = [domain.Usage(event.event_id, event.contract_id, event.item_code, event.quantity, event.occurred_at,
                            event.meter_reading) for event in events]
     contracts = await store.load_contracts(session, {usage.contract_id for usage in usages})
@@ -52,6 +53,7 @@ async def rate_usage(session: AsyncSession, events: Sequence[UsageRecorded]) -> 
     await store.save_period_usage(session, {key: (state, period_ends[key]) for key, state in rating.states.items()})
     await store.save_meters(session, rating.meters)
     await store.add_billable_items(session, rating.items)
+    await store.add_rated_usage(session, rating.usage)
     return BatchOutcome([rated(item) for item in rating.items], {**rejected, **rating.rejected})
 
 
@@ -73,7 +75,7 @@ def rated(item: BillableItem) -> Outgoing:
         period_start=item.period_start,
         period_end=item.period_end,
         tax_category=item.tax_category,
-        source_event_ids=[item.source_event_id],
+        source_event_ids=list(item.source_event_ids) or [item.source_event_id],
         charge_kind=item.charge_kind,
         discount=item.discount_amount.amount,
         price_breakdown=[PriceBand(from_quantity=band.from_quantity, to_quantity=band.to_quantity,

@@ -14,6 +14,10 @@ class RatingSettings(ServiceSettings):
     # A period is closed this many days after it ended, so usage reported a little late still
     # lands in its own period instead of being billed late.
     close_grace_days: int = 3
+    # Usage arrives in bursts of small messages; a batch's events of one period become one item, so
+    # the bigger the batch, the fewer items and statements per event (a quiet topic still gives
+    # small batches after batch_timeout_ms).
+    batch_max_records: int = 5000
     # The HTTP API (`python -m services.rating.api`).
     api_host: str = "127.0.0.1"
     api_port: int = 8091

@@ -15,9 +15,26 @@ from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.rating.domain import QUANTITY_QUANTUM, BillableItem, Contract, MeterState, PeriodUsage, StateKey
+from services.rating.domain import (
+    QUANTITY_QUANTUM,
+    BillableItem,
+    Contract,
+    MeterState,
+    PeriodUsage,
+    RatedUsage,
+    StateKey,
+)
 from services.rating.specs import ContractItemSpec, ContractSpec
-from services.rating.tables import billable_items, contract_items, contracts, customers, meters, period_usage
+from services.rating.tables import (
+    billable_items,
+    contract_items,
+    contracts,
+    customers,
+    meters,
+    period_usage,
+    rated_usage,
+)
+from shared.db import copy_rows
 from shared.events import BillingCycle, ContractStatus, CustomerProfile
 from shared.periods import Period
 
@@ -302,9 +319,9 @@ async def billed_into(session: AsyncSession, contract_id: str, periods: Sequence
 
 async def items_of_line(session: AsyncSession, contract_id: str, item_code: str, period_start: date,
                         after: tuple[datetime, uuid.UUID] | None, limit: int) -> list:
-    """A billing line's billable items (one per usage event, fee, top-up or purchase billed in the
-    period beginning `period_start`), in the order they were used, `limit` at a time after `after`
-    (the last row's occurred_at and billable_item_id): a page costs the same however deep it is."""
+    """A billing line's billable items (its usage, batch by batch, fees, top-ups and purchases billed
+    in the period beginning `period_start`), in the order of their last use, `limit` at a time after
+    `after` (the last row's occurred_at and billable_item_id)."""
     statement = (
         select(billable_items.c.billable_item_id, billable_items.c.source_event_id, billable_items.c.occurred_at,
                billable_items.c.quantity, billable_items.c.billable_quantity, billable_items.c.unit_price,
@@ -318,6 +335,35 @@ async def items_of_line(session: AsyncSession, contract_id: str, item_code: str,
     if after is not None:
         statement = statement.where(tuple_(billable_items.c.occurred_at, billable_items.c.billable_item_id) > after)
     return list((await session.execute(statement)).all())
+
+
+async def usage_of_line(session: AsyncSession, contract_id: str, item_code: str, period_start: date,
+                        after: tuple[datetime, uuid.UUID] | None, limit: int) -> list:
+    """A billing line's usage events, in the order they were used, `limit` at a time after `after`
+    (the last row's occurred_at and event_id): a page costs the same however deep it is."""
+    statement = (
+        select(rated_usage.c.event_id, rated_usage.c.billable_item_id, rated_usage.c.occurred_at,
+               rated_usage.c.quantity, rated_usage.c.meter_reading)
+        .where(rated_usage.c.contract_id == contract_id, rated_usage.c.item_code == item_code,
+               rated_usage.c.period_start == period_start)
+        .order_by(rated_usage.c.occurred_at, rated_usage.c.event_id)
+        .limit(limit)
+    )
+    if after is not None:
+        statement = statement.where(tuple_(rated_usage.c.occurred_at, rated_usage.c.event_id) > after)
+    return list((await session.execute(statement)).all())
+
+
+_RATED_USAGE_COLUMNS = ("event_id", "billable_item_id", "contract_id", "item_code", "period_start", "occurred_at",
+                        "quantity", "meter_reading")
+
+
+async def add_rated_usage(session: AsyncSession, usage: Sequence[RatedUsage]) -> None:
+    """Record every rated event with its item, in one COPY; an event rated twice fails loudly."""
+    if usage:
+        await copy_rows(session, rated_usage, _RATED_USAGE_COLUMNS, [
+            (event.event_id, event.billable_item_id, event.contract_id, event.item_code, event.period_start,
+             event.occurred_at, event.quantity, event.meter_reading) for event in usage])
 
 
 async def add_billable_items(session: AsyncSession, items: list[BillableItem]) -> None:

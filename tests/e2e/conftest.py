@@ -23,7 +23,7 @@ import pytest
 import pytest_asyncio
 from faststream.kafka import KafkaBroker
 from pypdf import PdfReader
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ops.cli import prepare
 from ops.observe import Databases, dead_letters, wait_until
@@ -31,6 +31,9 @@ from ops.stack import LocalStack, chosen_broker, describe_broker, free_port
 from ops.workers import Workers
 from services.invoicing.tables import documents
 from services.rating.contracts import ContractSpec, save_contracts
+from services.rating.tables import billable_items as rated_items
+from services.rating.tables import rated_usage
+from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import messaging as settlement_messaging
 from shared import topics
 from shared.events import BillingRunRequested, DeadLetter, UsageRecorded, derive_id
@@ -178,6 +181,30 @@ def usage(contract_id: str, item_code: str, quantity: str, day: int = 10) -> Usa
 async def publish_usage(broker: KafkaBroker, *events: UsageRecorded) -> None:
     for event in events:
         await publish_event(broker, topics.USAGE_RECORDED, event, event.key)
+
+
+async def rated_event_count(databases: Databases, contract_id: str) -> int:
+    return await databases.count("rating", select(func.count()).select_from(rated_usage)
+                                 .where(rated_usage.c.contract_id == contract_id))
+
+
+async def wait_for_settlement_to_hold(databases: Databases, contract_id: str, events: int,
+                                      net: Decimal | None = None, timeout_s: float = DEADLINE_S) -> None:
+    """Until rating has rated `events` usage events of the contract and settlement holds every
+    billable item rating has of it (a poll's events of a period are one item), with `net` in all."""
+
+    async def held() -> bool:
+        if await rated_event_count(databases, contract_id) < events:
+            return False
+        rated = await databases.count("rating", select(func.count()).select_from(rated_items)
+                                      .where(rated_items.c.contract_id == contract_id))
+        async with databases["settlement"].transaction() as session:
+            count, amount = (await session.execute(
+                select(func.count(), func.coalesce(func.sum(settled_items.c.net), 0))
+                .where(settled_items.c.contract_id == contract_id))).one()
+        return count == rated and (net is None or amount == net)
+
+    await wait_until(held, timeout_s=timeout_s, what=f"{events} events of {contract_id} rated and held by settlement")
 
 
 async def request_billing_run(broker: KafkaBroker, contract_id: str) -> None:

@@ -30,7 +30,7 @@ from shared import topics
 from shared.events import BillingRunRequested, ReceivablesPosted, UsageRecorded
 from shared.periods import business_day
 from shared.runtime import publish_event
-from tests.e2e.conftest import DEADLINE_S, new_contract_id, pdf_text_via_admin
+from tests.e2e.conftest import DEADLINE_S, new_contract_id, pdf_text_via_admin, wait_for_settlement_to_hold
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -242,7 +242,8 @@ async def test_five_thousand_events_of_one_period_become_one_invoice_line_whose_
     start = at("2026-10-01T00:00:00+02:00")
     # 5,000 calls of 2 units every 8 minutes through October: 10,000 x 0.0125 = 125.00, less 10 %: 112.50.
     await send_usage(broker, contract, *(("2", start + timedelta(minutes=8 * n)) for n in range(5_000)))
-    await wait_rated(databases, contract, 5_000)
+    await wait_for_settlement_to_hold(databases, contract, 5_000, D("112.50"))
+    items = await rows(databases, "rating", select(rated_items).where(rated_items.c.contract_id == contract))
     await close(databases, contract, "2026-11-04")
 
     [invoice] = await wait_documents(databases, contract, 1)
@@ -252,22 +253,28 @@ async def test_five_thousand_events_of_one_period_become_one_invoice_line_whose_
     assert (invoice.net_total, invoice.tax_total, invoice.gross_total) == (D("112.50"), D("21.38"), D("133.88"))
     [posted] = [event for event in await read_events(pipeline.kafka.bootstrap_servers, topics.RECEIVABLES_POSTED,
                                                      ReceivablesPosted) if event.contract_id == contract]
-    assert [(item.item_count, item.net) for item in posted.items] == [(5_000, D("112.50"))]
+    # A poll's events are one item: as many as rating made of the month, however the stream was polled.
+    assert [(item.item_count, item.net) for item in posted.items] == [(len(items), D("112.50"))]
     assert len(posted.model_dump_json()) < 4_000
 
-    # The events behind the line, page by page from rating's API.
+    # The events behind the line, page by page from rating's API, each naming the item it is billed in.
     seen, after = [], None
     async with httpx.AsyncClient(timeout=30) as client:
         while True:
-            page = (await client.get(f"{rating_api_url}/contracts/{contract}/lines/api/2026-10-01/items",
+            page = (await client.get(f"{rating_api_url}/contracts/{contract}/lines/api/2026-10-01/usage",
                                      params={"limit": 1000, **({"after": after} if after else {})})).json()
-            seen += page["items"]
+            seen += page["events"]
             after = page["next"]
             if after is None:
                 break
-    assert len(seen) == len({item["source_event_id"] for item in seen}) == 5_000
-    assert sum(D(item["net"]) for item in seen) == D("112.50")
-    assert [item["occurred_at"] for item in seen] == sorted(item["occurred_at"] for item in seen)
+        listed = (await client.get(f"{rating_api_url}/contracts/{contract}/lines/api/2026-10-01/items",
+                                   params={"limit": 1000})).json()["items"]
+    assert len(seen) == len({event["event_id"] for event in seen}) == 5_000
+    assert sum(D(event["quantity"]) for event in seen) == D(10_000)
+    assert [event["occurred_at"] for event in seen] == sorted(event["occurred_at"] for event in seen)
+    assert {event["billable_item_id"] for event in seen} == {item["billable_item_id"] for item in listed} == {
+        str(item.billable_item_id) for item in items}
+    assert sum(D(item["net"]) for item in listed) == D("112.50")
 
     text, _ = pdf_text_via_admin(invoice.number, tmp_path)
     # quantity x list price - discount = net, as printed.

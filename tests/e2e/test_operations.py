@@ -14,8 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from ops.observe import wait_until
 from ops.stack import free_port
-from tests.e2e.conftest import DEADLINE_S, given_contract, new_contract_id, publish_usage, usage
-from tests.e2e.test_outages import rated_count
+from tests.e2e.conftest import DEADLINE_S, given_contract, new_contract_id, publish_usage, rated_event_count, usage
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -119,7 +118,7 @@ async def _equals(read, expected) -> bool:
 
 
 async def _rated(databases, contract: str, expected: int) -> bool:
-    return await rated_count(databases, contract) == expected
+    return await rated_event_count(databases, contract) == expected
 
 
 async def _caught_up(scrape, processed: float) -> bool:

@@ -7,19 +7,18 @@ import asyncio
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
 
 from ops.observe import dead_letters, wait_until
-from services.rating.tables import billable_items as rated_items
-from services.settlement.tables import billable_items as settled_items
 from tests.e2e.conftest import (
     DEADLINE_S,
     given_contract,
     new_contract_id,
     publish_usage,
+    rated_event_count,
     request_billing_run,
     usage,
     wait_for_invoice,
+    wait_for_settlement_to_hold,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -27,18 +26,11 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 EVENTS = 60  # 60 x 100 calls x 0.0125 = 75.00
 
 
-async def rated_count(databases, contract: str) -> int:
-    return await databases.count("rating", select(func.count()).select_from(rated_items)
-                                 .where(rated_items.c.contract_id == contract))
-
-
 async def assert_billed_exactly_once(pipeline, broker, databases, contract: str) -> None:
-    await wait_until(lambda: databases.has_exactly("settlement", settled_items, EVENTS,
-                                                   settled_items.c.contract_id == contract),
-                     timeout_s=DEADLINE_S * 2, what=f"all {EVENTS} items of {contract} in settlement")
+    await wait_for_settlement_to_hold(databases, contract, EVENTS, Decimal("75.00"), timeout_s=DEADLINE_S * 2)
     await request_billing_run(broker, contract)
     assert (await wait_for_invoice(databases, contract)).net_total == Decimal("75.00")
-    assert await rated_count(databases, contract) == EVENTS
+    assert await rated_event_count(databases, contract) == EVENTS
     assert not [letter for letter in await dead_letters(pipeline.kafka.bootstrap_servers) if letter.key == contract]
 
 
@@ -81,4 +73,4 @@ async def test_a_frozen_broker_loses_and_duplicates_nothing(pipeline, broker, da
 
 
 async def _rated_at_least(databases, contract: str, minimum: int) -> bool:
-    return await rated_count(databases, contract) >= minimum
+    return await rated_event_count(databases, contract) >= minimum

@@ -2,6 +2,10 @@
 broker (consumption, meter readings, invalid and out-of-order events), the period close with
 fees and a minimum, late usage after it, and a purchase; every item reaches settlement.
 
+A poll's events of one period are rated as one item, and how the broker splits the stream into
+polls is its own business: the amounts are asserted per item code and period, and the events
+behind them one by one (rated_usage).
+
 The contract's first period (from ten days ago, aligned to an anniversary today) ended
 yesterday, within the grace days in which the rating workers' own period close leaves it open;
 the test closes it as the worker's scheduler does, with a grace of its own (none). Amounts are
@@ -25,6 +29,7 @@ from services.rating.api import create_app
 from services.rating.scheduler import close_due
 from services.rating.settings import RatingSettings
 from services.rating.tables import billable_items as rated_items
+from services.rating.tables import rated_usage
 from services.settlement.tables import billable_items as settled_items
 from shared import topics
 from shared.events import UsageRecorded
@@ -77,15 +82,33 @@ async def rated_rows(databases, contract_id: str) -> list:
                                       .order_by(rated_items.c.occurred_at, rated_items.c.item_code))).all()
 
 
-async def wait_for_rated(databases, contract_id: str, count: int) -> list:
+async def rated_events(databases, contract_id: str) -> dict:
+    async with databases["rating"].transaction() as session:
+        return {row.event_id: row for row in (await session.execute(
+            select(rated_usage).where(rated_usage.c.contract_id == contract_id))).all()}
+
+
+async def wait_for_rated(databases, contract_id: str, events: int, items: int) -> tuple[list, dict]:
+    """Once `events` usage events are rated and the contract has `items` billable items or more:
+    (the items, the rated events by event id)."""
     rows: list = []
+    usage: dict = {}
 
     async def arrived() -> bool:
+        usage.update(await rated_events(databases, contract_id))
         rows[:] = await rated_rows(databases, contract_id)
-        return len(rows) >= count
+        return len(usage) >= events and len(rows) >= items
 
-    await wait_until(arrived, timeout_s=DEADLINE_S, what=f"{count} rated items of {contract_id}")
-    return rows
+    await wait_until(arrived, timeout_s=DEADLINE_S, what=f"{events} rated events of {contract_id}")
+    return rows, usage
+
+
+def per_item_and_period(rows: list, field: str) -> dict:
+    totals: dict = {}
+    for row in rows:
+        key = (row.item_code, row.period_start)
+        totals[key] = totals.get(key, D(0)) + getattr(row, field)
+    return totals
 
 
 async def test_a_mixed_stream_is_rated_into_the_expected_items_and_dead_letters(pipeline, broker, databases):
@@ -122,14 +145,20 @@ async def test_a_mixed_stream_is_rated_into_the_expected_items_and_dead_letters(
     for event in [*in_order, out_of_order, *invalid]:
         await publish_event(broker, topics.USAGE_RECORDED, event, event.key)
 
-    rows = await wait_for_rated(databases, contract_id, 5)  # 4 usage and the purchase (and maybe a fee)
-    by_source = {row.source_event_id: row for row in rows}
-    assert [by_source[event.event_id].net for event in in_order] == [D("10.00"), D("12.00"), D("75.00"), D("12.00")]
-    assert (by_source[in_order[0].event_id].free_quantity, by_source[in_order[0].event_id].billable_quantity) == \
-        (D(100), D(500))
-    assert [D(band["quantity"]) for band in by_source[in_order[1].event_id].price_breakdown] == [D(500), D(200)]
-    power = by_source[in_order[2].event_id]
+    rows, events = await wait_for_rated(databases, contract_id, 4, 4)  # 4 events; 3 items and the purchase
+    usage_rows = [row for row in rows if row.charge_kind == "usage"]
+    # api: 1300 used, 100 free, then 1000 x 0.02 + 200 x 0.01; power 250 x 0.30; support 12 x 1.00
+    assert per_item_and_period(usage_rows, "net") == {
+        ("api", STARTS): D("22.00"), ("power", STARTS): D("75.00"), ("support", STARTS): D("12.00")}
+    assert per_item_and_period(usage_rows, "free_quantity")[("api", STARTS)] == D(100)
+    assert per_item_and_period(usage_rows, "billable_quantity")[("api", STARTS)] == D(1200)
+    [power] = [row for row in usage_rows if row.item_code == "power"]
     assert (power.previous_reading, power.current_reading, power.quantity) == (D(1000), D(1250), D(250))
+    assert {event_id: (row.quantity, row.meter_reading) for event_id, row in events.items()} == {
+        in_order[0].event_id: (D(600), None), in_order[1].event_id: (D(700), None),
+        in_order[2].event_id: (D(250), D(1250)), in_order[3].event_id: (D(12), None)}
+    billed_in = {row.billable_item_id: row for row in usage_rows}
+    assert all(billed_in[event.billable_item_id].item_code == event.item_code for event in events.values())
 
     for key, reason in [
         (contract_id, "not newer than the reading 1250"),
@@ -153,9 +182,9 @@ async def test_a_mixed_stream_is_rated_into_the_expected_items_and_dead_letters(
     late = [usage(contract_id, "api", "300", 50), usage(contract_id, "support", "45", 51)]
     for event in late:
         await publish_event(broker, topics.USAGE_RECORDED, event, event.key)
-    rows = await wait_for_rated(databases, contract_id, 10)
-    by_source = {row.source_event_id: row for row in rows}
-    late_api, late_support = (by_source[event.event_id] for event in late)
+    rows, events = await wait_for_rated(databases, contract_id, 6, 9)
+    items = {row.billable_item_id: row for row in rows}
+    late_api, late_support = (items[events[event.event_id].billable_item_id] for event in late)
     # api continues its closed month: billable 1200 -> 1500, all at 0.01; billed next month
     assert (late_api.net, late_api.free_quantity, late_api.period_start, late_api.late_for_period_start) == \
         (D("3.00"), D(0), TODAY, STARTS)

@@ -25,6 +25,7 @@ from ops.observe import Databases, read_events, wait_until
 from ops.reconcile import reconcile
 from services.payments.tables import payments
 from services.rating.contracts import ContractSpec, save_contracts
+from services.rating.tables import billable_items as rated_items
 from services.settlement import domain, handlers, store
 from services.settlement.admin import granted_credit_id, operate
 from services.settlement.scheduler import scheduler
@@ -55,7 +56,7 @@ from shared.events import (
 from shared.periods import business_day, end_of_day
 from shared.runtime import publish_event
 from tests.e2e import conftest
-from tests.e2e.conftest import DEADLINE_S, new_contract_id, wait_for_invoice
+from tests.e2e.conftest import DEADLINE_S, new_contract_id, wait_for_invoice, wait_for_settlement_to_hold
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -120,6 +121,16 @@ async def wait_for(databases: Databases, table, expected: int, what: str, *where
                      timeout_s=DEADLINE_S, what=what)
 
 
+async def items_rated_from(databases: Databases, contract_id: str, events: int) -> dict[str, int]:
+    """Once `events` usage events of the contract are rated and settlement holds their items: how
+    many items each item code has (a poll's events of a period are one item, however many)."""
+    await wait_for_settlement_to_hold(databases, contract_id, events)
+    async with databases["rating"].transaction() as session:
+        codes = (await session.execute(select(rated_items.c.item_code)
+                                       .where(rated_items.c.contract_id == contract_id))).scalars().all()
+    return {code: codes.count(code) for code in sorted(set(codes))}
+
+
 async def wait_items(databases: Databases, contract_id: str, expected: int, *, settled: bool = False) -> None:
     where = [billable_items.c.contract_id == contract_id]
     if settled:
@@ -164,18 +175,18 @@ async def test_overlapping_and_repeated_runs_settle_each_item_once(pipeline, bro
                   used_now(contract, "api-calls", "12000"),  # 150.00
                   used_now(contract, "api-calls", "333"),  # 4.1625 -> 4.16
                   used_now(contract, "storage-gb", "0.5"))  # 0.05
-    await wait_items(databases, contract, 3)
+    items = await items_rated_from(databases, contract, 3)
 
     # The same request twice, another request, and the period's close announced twice and applied
     # in-process as well, all at once.
-    closed = period_closed(contract, 3, "154.21")
+    closed = period_closed(contract, sum(items.values()), "154.21")
     repeated, another = run_request(contract), run_request(contract)
     await asyncio.gather(
         publish(broker, topics.BILLING_RUNS_REQUESTED, repeated, repeated, another),
         publish(broker, topics.PERIODS_CLOSED, closed, closed),
         operate(databases["settlement"], handlers.bill_closed_period, closed),
     )
-    await wait_items(databases, contract, 3, settled=True)
+    await wait_items(databases, contract, sum(items.values()), settled=True)
     invoice = await wait_for_invoice(databases, contract)
 
     # Whichever came first settled all three; every other run found nothing and left no trace.
@@ -189,7 +200,8 @@ async def test_overlapping_and_repeated_runs_settle_each_item_once(pipeline, bro
         "Receivable", Decimal("154.21"), run.settlement_run_id)
     [event] = await wait_posted(pipeline, contract, 1)
     assert [(item.item_code, item.item_count, item.net) for item in event.items] == [
-        ("api-calls", 2, Decimal("154.16")), ("storage-gb", 1, Decimal("0.05"))] and event.total == Decimal("154.21")
+        ("api-calls", items["api-calls"], Decimal("154.16")), ("storage-gb", 1, Decimal("0.05"))] \
+        and event.total == Decimal("154.21")
     assert (invoice.net_total, invoice.settlement_run_id) == (Decimal("154.21"), run.settlement_run_id)
 
     # Announced or asked again later: nothing is left to settle.
@@ -211,8 +223,8 @@ async def test_a_closed_periods_run_that_crashes_leaves_nothing_and_its_retry_ha
     await given_contract(databases, contract, {"api-calls": "0.0125"})
     await publish(broker, topics.USAGE_RECORDED, used_now(contract, "api-calls", "800"),  # 10.00
                   used_now(contract, "api-calls", "1"))  # 0.0125 -> 0.01
-    await wait_items(databases, contract, 2)
-    closed = period_closed(contract, 2, "10.01")
+    [items] = (await items_rated_from(databases, contract, 2)).values()
+    closed = period_closed(contract, items, "10.01")
     expected_run = domain.scheduled_run_id(contract, closed.period_end)
 
     async def crash(*args, **kwargs):
@@ -223,7 +235,7 @@ async def test_a_closed_periods_run_that_crashes_leaves_nothing_and_its_retry_ha
         with pytest.raises(RuntimeError, match="simulated crash"):
             await operate(databases["settlement"], handlers.bill_closed_period, closed)
     assert await runs(databases, contract) == [] and await entries(databases, contract) == []
-    assert await databases.has_exactly("settlement", billable_items, 2, billable_items.c.contract_id == contract,
+    assert await databases.has_exactly("settlement", billable_items, items, billable_items.c.contract_id == contract,
                                        billable_items.c.settlement_run_id.is_(None))
 
     # The consumer applies the announcement again: the same run, from scratch.
@@ -234,7 +246,7 @@ async def test_a_closed_periods_run_that_crashes_leaves_nothing_and_its_retry_ha
     [receivable] = await entries(databases, contract)
     assert (receivable.entry_id, receivable.amount, receivable.balance) == (
         derive_id(expected_run, "receivable"), Decimal("10.01"), Decimal("10.01"))
-    await wait_items(databases, contract, 2, settled=True)
+    await wait_items(databases, contract, items, settled=True)
 
 
 async def test_a_closed_period_waits_parked_until_all_its_items_have_arrived(pipeline, broker, databases):
@@ -311,8 +323,8 @@ async def test_ledger_balances_follow_receivables_payments_a_chargeback_a_refund
                   used_now(contract, "api-calls", "333"),  # 4.16
                   used_now(contract, "storage-gb", "0.5"),  # 0.05
                   used_now(other, "sms", "7"))  # 0.525 -> 0.53 USD
-    await wait_items(databases, contract, 3)
-    await wait_items(databases, other, 1)
+    await wait_for_settlement_to_hold(databases, contract, 3)
+    await wait_for_settlement_to_hold(databases, other, 1)
     await publish(broker, topics.BILLING_RUNS_REQUESTED, run_request(contract), run_request(other))
     invoice = await wait_for_invoice(databases, contract)
 

@@ -59,6 +59,24 @@ def rate_all(terms: Contract, events: list[Usage]) -> domain.BatchRating:
     return outcome
 
 
+def rate_each(terms: Contract, events: list[Usage]) -> list[domain.BillableItem]:
+    """Each event in a batch of its own: the items show what each event added to its period."""
+    states: dict = {}
+    meters: dict = {}
+    items = []
+    for event in events:
+        placements, _ = domain.place_batch([event], {"C-1": terms})
+        outcome = domain.rate_batch([event], {"C-1": terms}, placements, states, meters)
+        states.update(outcome.states)
+        meters.update(outcome.meters)
+        items += outcome.items
+    return items
+
+
+def rate_one(event: Usage, terms: Contract, state: PeriodUsage) -> tuple[domain.BillableItem, PeriodUsage]:
+    return domain.rate([domain.Consumption(event, event.quantity)], terms, domain.place(event, terms), state)
+
+
 # --- periods ----------------------------------------------------------------------------------
 
 def test_calendar_periods_cut_to_the_contract():
@@ -96,8 +114,7 @@ def test_anniversary_without_alignment_starts_on_the_start_date_and_keeps_the_31
 
 def test_consumption_uses_the_periods_cumulative_free_quantity_and_tiers():
     events = [usage("api", "60", at(3, 2)), usage("api", "540", at(3, 9)), usage("api", "700", at(3, 20))]
-    outcome = rate_all(contract(), events)
-    first, second, third = outcome.items
+    first, second, third = rate_each(contract(), events)
     assert (first.free_quantity, first.billable_quantity, first.net) == (D(60), D(0), Money.of("0", EUR))
     # 40 still free, 500 at 0.02
     assert (second.free_quantity, second.billable_quantity, second.net) == (D(40), D(500), Money.of("10.00", EUR))
@@ -105,21 +122,41 @@ def test_consumption_uses_the_periods_cumulative_free_quantity_and_tiers():
     assert third.net == Money.of("12.00", EUR)
     assert [(band.quantity, band.unit_price) for band in third.bands] == [(D(500), D("0.02")), (D(200), D("0.01"))]
     assert (third.period_start, third.period_end) == (date(2026, 3, 1), date(2026, 3, 31))
-    state = outcome.states[("C-1", "api", date(2026, 3, 1))]
-    assert state == PeriodUsage(D(1300), D("22.00"), D("0.00"))
+
+
+def test_a_batchs_events_of_one_period_are_one_item_priced_at_once():
+    events = [usage("api", "60", at(3, 2)), usage("api", "540", at(3, 9)), usage("api", "700", at(3, 20))]
+    outcome = rate_all(contract(), events)
+    [item] = outcome.items
+    # 100 free; of the 1,200 billable 1,000 at 0.02 and 200 at 0.01: what the three items above add up to
+    assert (item.quantity, item.free_quantity, item.billable_quantity, item.net) == (
+        D(1300), D(100), D(1200), Money.of("22.00", EUR))
+    assert [(band.quantity, band.unit_price, band.amount) for band in item.bands] == [
+        (D(1000), D("0.02"), D("20.00")), (D(200), D("0.01"), D("2.00"))]
+    assert item.source_event_ids == tuple(event.event_id for event in events)
+    assert (item.source_event_id, item.occurred_at) == (events[0].event_id, at(3, 20))
+    assert [(rated.event_id, rated.billable_item_id, rated.quantity) for rated in outcome.usage] == [
+        (event.event_id, item.billable_item_id, event.quantity) for event in events]
+    assert outcome.states[("C-1", "api", date(2026, 3, 1))] == PeriodUsage(D(1300), D("22.00"), D("0.00"))
 
 
 def test_each_period_has_its_own_free_quantity():
     outcome = rate_all(contract(), [usage("api", "150", at(3, 31, 23)), usage("api", "150", at(4, 1, 0))])
+    assert [item.period_start for item in outcome.items] == [date(2026, 3, 1), date(2026, 4, 1)]
     assert [item.net for item in outcome.items] == [Money.of("1.00", EUR), Money.of("1.00", EUR)]
 
 
 def test_meter_readings_rate_the_difference_to_the_previous_reading():
-    outcome = rate_all(contract(), [usage("power", "0", at(3, 1), "1250.5"), usage("power", "0", at(3, 15), "1300")])
-    first, second = outcome.items
+    readings = [usage("power", "0", at(3, 1), "1250.5"), usage("power", "0", at(3, 15), "1300")]
+    first, second = rate_each(contract(), readings)
     assert (first.previous_reading, first.current_reading, first.quantity) == (D(1000), D("1250.5"), D("250.5"))
     assert first.net == Money.of("75.15", EUR)  # 250.5 x 0.30
     assert (second.previous_reading, second.quantity, second.net) == (D("1250.5"), D("49.5"), Money.of("14.85", EUR))
+    outcome = rate_all(contract(), readings)
+    [both] = outcome.items
+    assert (both.previous_reading, both.current_reading, both.quantity, both.net) == (
+        D(1000), D(1300), D(300), Money.of("90.00", EUR))
+    assert [rated.quantity for rated in outcome.usage] == [D("250.5"), D("49.5")]
     assert outcome.meters[("C-1", "power")] == MeterState(D(1300), at(3, 15))
 
 
@@ -161,7 +198,7 @@ def test_late_usage_continues_its_closed_period_and_is_billed_in_the_first_open_
     march = ("C-1", "api", date(2026, 3, 1))
     placement = domain.place(usage("api", "50", at(3, 30)), terms)
     # March had 80 used (all free) and was closed: the late 50 get only the 20 free left.
-    item, state = domain.rate(usage("api", "50", at(3, 30)), terms, placement, PeriodUsage(D(80)))
+    item, state = rate_one(usage("api", "50", at(3, 30)), terms, PeriodUsage(D(80)))
     assert placement.key == march
     assert (item.free_quantity, item.billable_quantity, item.net) == (D(20), D(30), Money.of("0.60", EUR))
     assert (item.period_start, item.period_end) == (date(2026, 4, 1), date(2026, 4, 30))
@@ -174,10 +211,10 @@ def test_late_usage_is_not_charged_again_what_the_minimum_already_charged():
     # 20 x 1.00 used, topped up to the minimum of 50 at close: 50.00 billed for March.
     closed_march = PeriodUsage(D(20), D("50.00"))
     late = usage("support", "25", at(3, 30))
-    item, state = domain.rate(late, terms, domain.place(late, terms), closed_march)
+    item, state = rate_one(late, terms, closed_march)
     assert item.net == Money.of("0", EUR)  # 45.00 used, still under the minimum
     late_again = usage("support", "10", at(3, 31))
-    item, state = domain.rate(late_again, terms, domain.place(late_again, terms), state)
+    item, state = rate_one(late_again, terms, state)
     assert item.net == Money.of("5.00", EUR)  # 55.00 used: 5.00 above what was billed
     assert state.net == D("55.00")
 
@@ -326,3 +363,13 @@ def test_a_period_rated_in_any_batches_costs_what_it_costs_at_once(events, batch
         assert all(item.billable_quantity >= 0 for item in outcome.items)
     total = sum((D(str(quantity)) for _, quantity in events), D(0))
     assert billed == API.plan.settled_net(total, EUR, closed=False)
+
+
+def test_a_period_with_more_events_than_an_item_names_is_billed_in_several_items_priced_in_turn():
+    events = [usage("api", "2", at(3, 1 + n % 28)) for n in range(domain.MAX_EVENTS_PER_ITEM + 1)]
+    outcome = rate_all(contract(), events)
+    first, second = outcome.items
+    assert (len(first.source_event_ids), second.source_event_ids) == (domain.MAX_EVENTS_PER_ITEM, (events[-1].event_id,))
+    # 2,002 used: 100 free, 1,000 at 0.02, 902 at 0.01; the second item adds its 2 at 0.01
+    assert (first.net, second.net) == (Money.of("29.00", EUR), Money.of("0.02", EUR))
+    assert outcome.states[("C-1", "api", date(2026, 3, 1))] == PeriodUsage(D(2002), D("29.02"), D("0.00"))
