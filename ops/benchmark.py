@@ -17,7 +17,9 @@ after the other, and ends with a table of both. It is not a test: it asserts not
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import platform
 import shutil
 import statistics
 import time
@@ -26,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Callable
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -42,6 +45,7 @@ from services.rating.contracts import ContractSpec, save_contracts
 from services.rating.settings import RatingSettings
 from services.rating.tables import contracts
 from services.rating.tables import billable_items as rated_items
+from services.rating.tables import rated_usage
 from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import messaging as settlement_messaging
 from shared import topics
@@ -51,27 +55,89 @@ from shared.settings import KafkaSettings
 
 
 
+# The billing-run target is for this many contracts (a smaller run's time has no target).
+BILLING_RUN_TARGET_CONTRACTS = 100_000
+
+
 @dataclass
 class BenchmarkConfig:
     events: int = 20_000
     contracts: int = 200
-    run_contracts: int = 10_000
+    run_contracts: int = BILLING_RUN_TARGET_CONTRACTS
     latency_rate: int = 1_000
     latency_seconds: float = 10.0
     period_events: int = 1_000_000
+    burst_events: int = 200_000
+    # Each run on a fresh stack; the summary gives min / median / max of every figure.
+    runs: int = 3
     # "kafka", "tansu" or both; empty: the one the local stack would choose.
     brokers: tuple[str, ...] = ()
     root: Path = Path(".stack/benchmark")
+
+    @classmethod
+    def quick(cls, **changes) -> BenchmarkConfig:
+        """A developer's check, under two minutes: every measurement, small, once."""
+        # 20,000 events still make several of rating's polls (5,000 each): a rate is timed from the first.
+        return cls(**{"events": 20_000, "contracts": 200, "run_contracts": 2_000, "latency_seconds": 3.0,
+                      "period_events": 0, "burst_events": 10_000, "runs": 1, **changes})
+
+
+@dataclass(frozen=True)
+class Target:
+    text: str
+    met: Callable[[float], bool]
+
+
+# The figures the product has targets for, by the key each is recorded under.
+TARGETS = {
+    "rating 1": Target(">= 10,000 ev/s", lambda value: value >= 10_000),
+    "rating 1 / raw": Target(">= 50 %", lambda value: value >= 50),
+    "rating 2 / 1": Target("> 1.0 (two workers faster)", lambda value: value > 1),
+    "whole pipeline": Target(">= 8,000 ev/s", lambda value: value >= 8_000),
+    "latency p99": Target("< 100 ms", lambda value: value < 100),
+    "latency after burst p99": Target("< 1,000 ms", lambda value: value < 1_000),
+    "billing run": Target("< 60 s", lambda value: value < 60),  # over BILLING_RUN_TARGET_CONTRACTS
+    "peak rss": Target("< 200 MB per worker", lambda value: value < 200),
+}
 
 
 @dataclass
 class Results:
     lines: list[tuple[str, str]] = field(default_factory=list)
     rss_mb: dict[str, float] = field(default_factory=dict)
+    # key -> (label, number, unit): what the summary over several runs aggregates.
+    figures: dict[str, tuple[str, float, str]] = field(default_factory=dict)
 
-    def add(self, label: str, value: str) -> None:
+    def add(self, label: str, value: str, *, key: str | None = None, number: float | None = None,
+            unit: str = "") -> None:
         self.lines.append((label, value))
+        if number is not None:
+            self.figures[key or label] = (label, number, unit)
         print(f"  {label:<58} {value}", flush=True)
+
+
+def summary(runs: list[Results]) -> str:
+    """A Markdown table over the runs: min / median / max of each figure, its target and whether
+    the median meets it (and in how many runs each did)."""
+    keys = list(dict.fromkeys(key for results in runs for key in results.figures))
+    rows = [f"| figure | min | median | max | target | met ({len(runs)} run{'s' * (len(runs) > 1)}) |",
+            "|---|---|---|---|---|---|"]
+    for key in keys:
+        measured = [results.figures[key] for results in runs if key in results.figures]
+        label, unit = measured[0][0], measured[0][2]
+        numbers = sorted(number for _, number, _ in measured)
+        target = TARGETS.get(key) or (TARGETS["peak rss"] if key.startswith("peak rss") else None)
+        met = ""
+        if target is not None:
+            times = sum(target.met(number) for number in numbers)
+            met = f"{'yes' if target.met(statistics.median(numbers)) else 'no'} ({times} of {len(numbers)})"
+        rows.append(f"| {label} | {_number(numbers[0], unit)} | {_number(statistics.median(numbers), unit)} | "
+                    f"{_number(numbers[-1], unit)} | {target.text if target else ''} | {met} |")
+    return "\n".join(rows)
+
+
+def _number(value: float, unit: str) -> str:
+    return f"{value:,.1f} {unit}" if abs(value) < 100 else f"{value:,.0f} {unit}"
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -152,13 +218,16 @@ async def baseline(kafka: KafkaSettings, databases: Databases, events: list[Usag
     admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
     await admin.start()
     try:  # Apache Kafka creates no topic by itself here (auto.create.topics.enable=false)
-        await admin.create_topics([NewTopic("bench.baseline", kafka.partitions, kafka.replication_factor)])
+        await admin.create_topics([NewTopic("bench.baseline", kafka.partitions, kafka.replication_factor),
+                                   NewTopic("bench.raw-out", 1, kafka.replication_factor)])
     finally:
         await admin.close()
     produce_s = await produce(kafka, "bench.baseline", messages)
     consume_s = await consume_all(kafka.bootstrap_servers, "bench.baseline", len(messages))
-    results.add("baseline: aiokafka produce (acks=all)", f"{len(messages) / produce_s:,.0f} msg/s")
-    results.add("baseline: aiokafka consume (getmany)", f"{len(messages) / consume_s:,.0f} msg/s")
+    results.add("baseline: aiokafka produce (acks=all)", f"{len(messages) / produce_s:,.0f} msg/s",
+                number=len(messages) / produce_s, unit="msg/s")
+    results.add("baseline: aiokafka consume (getmany)", f"{len(messages) / consume_s:,.0f} msg/s",
+                number=len(messages) / consume_s, unit="msg/s")
     connection = await asyncpg.connect(databases.urls["rating"].replace("postgresql+asyncpg", "postgresql"))
     try:
         # The columns of a rated item, in a table of the baseline's own (not rating's, whose
@@ -179,8 +248,51 @@ async def baseline(kafka: KafkaSettings, databases: Databases, events: list[Usag
         insert_s = time.perf_counter() - started
     finally:
         await connection.close()
-    results.add("baseline: asyncpg executemany inserts", f"{len(events) / insert_s:,.0f} rows/s")
-    return {"consume": len(messages) / consume_s, "insert": len(events) / insert_s}
+    results.add("baseline: asyncpg executemany inserts", f"{len(events) / insert_s:,.0f} rows/s",
+                number=len(events) / insert_s, unit="rows/s")
+    raw = await raw_pipeline(kafka, databases, "bench.baseline", len(messages))
+    results.add("baseline: raw pipeline (consume, dedupe, store, commit, produce)", f"{raw:,.0f} ev/s",
+                number=raw, unit="ev/s")
+    return {"consume": len(messages) / consume_s, "insert": len(events) / insert_s, "raw": raw}
+
+
+async def raw_pipeline(kafka: KafkaSettings, databases: Databases, topic: str, count: int) -> float:
+    """The physical limit of this design on this machine, in events per second: one process that
+    consumes the usage messages of `topic`, deduplicates them by event id and stores them in
+    PostgreSQL in one statement per poll (unnest, ON CONFLICT DO NOTHING), commits, produces one
+    message per poll and commits its offsets; no validation, no pricing."""
+    connection = await asyncpg.connect(databases.urls["rating"].replace("postgresql+asyncpg", "postgresql"))
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka.bootstrap_servers, group_id=f"bench-raw-{uuid.uuid4()}",
+                                auto_offset_reset="earliest", enable_auto_commit=False,
+                                session_timeout_ms=6000, heartbeat_interval_ms=500)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all",
+                                enable_idempotence=kafka.idempotent_producer)
+    await consumer.start()
+    await producer.start()
+    try:
+        await connection.execute("CREATE TEMP TABLE raw_usage (event_id uuid PRIMARY KEY, contract_id text,"
+                                 " payload text)")
+        seen, started = 0, None
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=500, max_records=RatingSettings().batch_max_records)
+            records = [record for partition in batches.values() for record in partition]
+            if not records:
+                continue
+            started = started or time.perf_counter()
+            decoded = [json.loads(record.value) for record in records]
+            async with connection.transaction():
+                await connection.execute(
+                    "INSERT INTO raw_usage SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[])"
+                    " ON CONFLICT DO NOTHING", [event["event_id"] for event in decoded],
+                    [event["contract_id"] for event in decoded], [record.value.decode() for record in records])
+            await producer.send_and_wait("bench.raw-out", json.dumps({"stored": len(records)}).encode())
+            await consumer.commit()
+            seen += len(records)
+        return count / (time.perf_counter() - (started or time.perf_counter()))
+    finally:
+        await producer.stop()
+        await consumer.stop()
+        await connection.close()
 
 
 async def count(databases: Databases, service: str, table) -> int:
@@ -224,6 +336,12 @@ async def _idle(databases: Databases) -> bool:
             and await databases.outboxes_drained())
 
 
+async def _all_rated_and_held(databases: Databases, events: int) -> bool:
+    """`events` usage events rated, and every billable item they became held by settlement."""
+    return (await _reached(databases, "rating", rated_usage, events) and await databases.outbox_drained("rating")
+            and await _reached(databases, "settlement", settled_items, await count(databases, "rating", rated_items)))
+
+
 async def _reached(databases: Databases, service: str, table, target: int) -> bool:
     return await count(databases, service, table) >= target
 
@@ -234,15 +352,15 @@ async def publish(kafka: KafkaSettings, topic: str, events: list) -> None:
 
 async def stage_rating(kafka, databases, workers, specs, results, baseline_rates, processes: int, events: int,
                        label: str) -> float:
-    before = await count(databases, "rating", rated_items)
+    before = await count(databases, "rating", rated_usage)
     await publish(kafka, topics.USAGE_RECORDED, usage_events(events, specs, label))
     workers.start("rating", workers=processes)
-    rate = await sustained_rate(databases, "rating", rated_items, before + events, "rating the backlog")
+    rate = await sustained_rate(databases, "rating", rated_usage, before + events, "rating the backlog")
     record_rss(workers, results)
     workers.stop("rating")
     results.add(f"rating, {processes} worker(s): usage events rated", f"{rate:,.0f} ev/s "
-                f"({rate / baseline_rates['consume']:.1%} of plain consume, "
-                f"{rate / baseline_rates['insert']:.1%} of plain inserts)")
+                f"({rate / baseline_rates['raw']:.0%} of the raw pipeline)", key=f"rating {processes}", number=rate,
+                unit="ev/s")
     return rate
 
 
@@ -261,47 +379,55 @@ async def run(config: BenchmarkConfig, root: Path) -> Results:
         rates = await baseline(kafka, databases, usage_events(config.events, specs, "baseline"), results)
 
         print("stages, each alone on a pre-filled topic")
-        await stage_rating(kafka, databases, workers, specs, results, rates, 1, config.events, "r1")
-        rated = await count(databases, "rating", rated_items)
+        one = await stage_rating(kafka, databases, workers, specs, results, rates, 1, config.events, "r1")
+        results.add("rating, 1 worker, of the raw pipeline", f"{one / rates['raw']:.0%}", key="rating 1 / raw",
+                    number=100 * one / rates["raw"], unit="%")
         workers.start("settlement")
-        settled = await sustained_rate(databases, "settlement", settled_items, rated, "settlement to store rated items")
+        await wait_until(lambda: _all_rated_and_held(databases, await count(databases, "rating", rated_usage)),
+                         timeout_s=600, what="settlement to hold the items rated")
         record_rss(workers, results)
-        results.add("settlement: billable items received", f"{settled:,.0f} items/s "
-                    f"({settled / rates['insert']:.1%} of plain inserts)")
 
         print(f"billing run over {config.run_contracts:,} contracts (documents without PDF)")
         workers.start("rating")
         run_s = await billing_run(kafka, databases, workers, config.run_contracts, "R", render_pdfs=False)
         record_rss(workers, results)
         results.add(f"billing run, {config.run_contracts:,} contracts, to the last document (no PDF)",
-                    f"{run_s:,.1f} s ({config.run_contracts / run_s:,.0f} documents/s)")
+                    f"{run_s:,.1f} s ({config.run_contracts / run_s:,.0f} documents/s)",
+                    key="billing run" if config.run_contracts == BILLING_RUN_TARGET_CONTRACTS else None,
+                    number=run_s, unit="s")
         with_pdf = max(config.run_contracts // 5, 1)
         print(f"billing run over {with_pdf:,} contracts (documents with PDF)")
         run_s = await billing_run(kafka, databases, workers, with_pdf, "P", render_pdfs=True)
         record_rss(workers, results)
         results.add(f"billing run, {with_pdf:,} contracts, to the last document (with PDF)",
-                    f"{run_s:,.1f} s ({with_pdf / run_s:,.0f} documents/s)")
+                    f"{run_s:,.1f} s ({with_pdf / run_s:,.0f} documents/s)", key="documents with PDF",
+                    number=with_pdf / run_s, unit="documents/s")
 
         print(f"billing runs over the stage's {len(specs):,} contracts")
         settled_rate = await settle_backlog(kafka, databases, specs)
-        results.add(f"settlement: billable items settled ({len(specs):,} runs)", f"{settled_rate:,.0f} items/s")
+        results.add(f"settlement: billable items settled ({len(specs):,} runs)", f"{settled_rate:,.0f} items/s",
+                    key="items settled", number=settled_rate, unit="items/s")
 
         print(f"latency usage.recorded -> items.rated at {config.latency_rate:,} ev/s offered")
         workers.start("payments")
         await wait_until(lambda: _idle(databases), timeout_s=1800, what="the billing runs' backlog to drain")
-        latencies = await measure_latency(kafka, specs, config)
+        add_latency(results, await measure_latency(kafka, specs, config, "latency"), "latency")
         record_rss(workers, results)
-        quantiles = statistics.quantiles(latencies, n=100)
-        results.add(f"latency p50 / p95 / p99 ({len(latencies):,} events)",
-                    f"{quantiles[49]:.0f} / {quantiles[94]:.0f} / {quantiles[98]:.0f} ms")
 
         print("whole pipeline, all workers running: usage published -> items in settlement")
-        before = await count(databases, "settlement", settled_items)
-        started = time.perf_counter()
-        await publish(kafka, topics.USAGE_RECORDED, usage_events(config.events, specs, "whole"))
-        await time_until(databases, "settlement", settled_items, before + config.events, "the whole pipeline")
-        results.add("whole pipeline: usage events to settlement", f"{config.events / (time.perf_counter() - started):,.0f} ev/s")
+        whole_s = await work_off(kafka, databases, specs, config.events, "whole")
+        results.add("whole pipeline: usage events to settlement", f"{config.events / whole_s:,.0f} ev/s",
+                    key="whole pipeline", number=config.events / whole_s, unit="ev/s")
         record_rss(workers, results)
+
+        if config.burst_events:
+            print(f"a burst of {config.burst_events:,} usage events, then {config.latency_rate:,} ev/s again")
+            burst_s = await work_off(kafka, databases, specs, config.burst_events, "burst")
+            results.add(f"burst of {config.burst_events:,} events worked off (to settlement)",
+                        f"{burst_s:,.1f} s ({config.burst_events / burst_s:,.0f} ev/s)", key="burst",
+                        number=config.burst_events / burst_s, unit="ev/s")
+            add_latency(results, await measure_latency(kafka, specs, config, "after-burst"), "latency after burst")
+            record_rss(workers, results)
 
         if config.period_events:
             print(f"one contract, {config.period_events:,} usage events in one period, to its invoice")
@@ -312,11 +438,13 @@ async def run(config: BenchmarkConfig, root: Path) -> Results:
         # consumer group be joined again, so nothing may come after this stage.
         for service in list(workers.processes):
             workers.stop(service)  # the stage alone, as the one-worker figure was measured
-        await stage_rating(kafka, databases, workers, specs, results, rates, 2, config.events, "r2")
+        two = await stage_rating(kafka, databases, workers, specs, results, rates, 2, config.events, "r2")
+        results.add("rating: 2 workers / 1 worker", f"{two / one:.2f}", key="rating 2 / 1", number=two / one)
 
         print("peak RSS per worker (VmHWM)")
         for service, rss in sorted(results.rss_mb.items()):
-            results.add(f"{service} worker peak RSS", f"{rss:,.0f} MB")
+            results.add(f"{service} worker peak RSS", f"{rss:,.0f} MB", key=f"peak rss {service}", number=rss,
+                        unit="MB")
     finally:
         workers.stop_all()
         await databases.dispose()
@@ -382,7 +510,28 @@ async def _async(value: bool) -> bool:
     return value
 
 
-async def measure_latency(kafka: KafkaSettings, specs: list[ContractSpec], config: BenchmarkConfig) -> list[float]:
+async def work_off(kafka: KafkaSettings, databases: Databases, specs: list[ContractSpec], events: int,
+                   label: str) -> float:
+    """Seconds from publishing `events` usage events (as fast as the producer can) until every one
+    is rated and settlement holds every item they became."""
+    before = await count(databases, "rating", rated_usage)
+    started = time.perf_counter()
+    await publish(kafka, topics.USAGE_RECORDED, usage_events(events, specs, label))
+    await wait_until(lambda: _all_rated_and_held(databases, before + events), timeout_s=3600,
+                     what=f"{events:,} events ({label}) rated and held by settlement", poll_s=0.1)
+    return time.perf_counter() - started
+
+
+def add_latency(results: Results, latencies: list[float], label: str) -> None:
+    quantiles = statistics.quantiles(latencies, n=100)
+    results.add(f"{label} p50 / p95 / p99 ({len(latencies):,} events)",
+                f"{quantiles[49]:.0f} / {quantiles[94]:.0f} / {quantiles[98]:.0f} ms")
+    results.figures[f"{label} p50"] = (f"{label} p50", quantiles[49], "ms")
+    results.figures[f"{label} p99"] = (f"{label} p99", quantiles[98], "ms")
+
+
+async def measure_latency(kafka: KafkaSettings, specs: list[ContractSpec], config: BenchmarkConfig,
+                          label: str) -> list[float]:
     """Publish at a steady rate and time each event until its rated item appears on items.rated."""
     consumer = AIOKafkaConsumer(topics.ITEMS_RATED, bootstrap_servers=kafka.bootstrap_servers,
                                 group_id=f"bench-latency-{uuid.uuid4()}", auto_offset_reset="latest",
@@ -398,7 +547,7 @@ async def measure_latency(kafka: KafkaSettings, specs: list[ContractSpec], confi
     sent_at: dict[uuid.UUID, float] = {}
     latencies: list[float] = []
     total = int(config.latency_rate * config.latency_seconds)
-    events = usage_events(total, specs, "latency")
+    events = usage_events(total, specs, label)
 
     async def receive() -> None:
         while len(latencies) < total:
@@ -407,9 +556,8 @@ async def measure_latency(kafka: KafkaSettings, specs: list[ContractSpec], confi
             for records in batches.values():
                 for record in records:
                     item = RatedItem.model_validate_json(record.value)
-                    started = sent_at.get(item.source_event_ids[0])
-                    if started is not None:
-                        latencies.append((arrived - started) * 1000)
+                    latencies.extend((arrived - sent_at[event_id]) * 1000 for event_id in item.source_event_ids
+                                     if event_id in sent_at)
 
     receiver = asyncio.create_task(receive())
     interval = 1 / config.latency_rate
@@ -426,8 +574,9 @@ async def measure_latency(kafka: KafkaSettings, specs: list[ContractSpec], confi
     return latencies
 
 
-def run_benchmark(config: BenchmarkConfig) -> dict[str, Results]:
-    """Each broker's results, measured on a fresh stack of its own under config.root/<broker>."""
+def run_benchmark(config: BenchmarkConfig) -> dict[str, list[Results]]:
+    """Each broker's results, each run measured on a fresh stack of its own under
+    config.root/<broker>/<run>; then a summary per broker over its runs."""
     root = config.root.resolve()
     shutil.rmtree(root, ignore_errors=True)
     os.environ.setdefault("BILLING_KAFKA_SESSION_TIMEOUT_MS", "6000")
@@ -436,19 +585,22 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Results]:
     # The one-period phase's month (October 2026) is long over: it closes the month itself, once
     # every event is rated, as the worker's period close would after the grace days.
     os.environ.setdefault("RATING_PERIOD_CLOSE_INTERVAL_S", "0")
-    measured: dict[str, Results] = {}
+    measured: dict[str, list[Results]] = {}
     for broker in config.brokers or (chosen_broker(),):
-        stack_root = root / broker
-        os.environ["BILLING_STACK_DIR"] = str(stack_root)  # this process and its workers use that stack
-        stack = LocalStack(stack_root, free_port(), broker=broker)
-        print(f"on {describe_broker(broker)}", flush=True)
-        stack.up()
-        try:
-            measured[broker] = asyncio.run(run(config, stack_root))
-        finally:
-            stack.down()
+        for number in range(1, config.runs + 1):
+            stack_root = root / broker / f"run-{number}"
+            os.environ["BILLING_STACK_DIR"] = str(stack_root)  # this process and its workers use that stack
+            stack = LocalStack(stack_root, free_port(), broker=broker)
+            print(f"on {describe_broker(broker)}, run {number} of {config.runs}", flush=True)
+            stack.up()
+            try:
+                measured.setdefault(broker, []).append(asyncio.run(run(config, stack_root)))
+            finally:
+                stack.down()
+        print(f"\nsummary on {describe_broker(broker)}, {config.runs} run(s) ({platform.node()}, "
+              f"{os.cpu_count()} cores, {datetime.now(UTC):%Y-%m-%d}):\n{summary(measured[broker])}\n", flush=True)
     if len(measured) > 1:
-        print(side_by_side(measured))
+        print(side_by_side({broker: runs[0] for broker, runs in measured.items()}))
     return measured
 
 

@@ -161,25 +161,34 @@ def crash_harness(
 def benchmark(
     events: Annotated[int, typer.Option(help="Usage events per throughput measurement.")] = 20_000,
     contracts: Annotated[int, typer.Option(help="Contracts those events are spread over.")] = 200,
-    run_contracts: Annotated[int, typer.Option(help="Contracts in the billing-run measurement.")] = 10_000,
+    run_contracts: Annotated[int, typer.Option(help="Contracts in the billing-run measurement.")] = 100_000,
     latency_rate: Annotated[int, typer.Option(help="Offered load for the latency measurement, ev/s.")] = 1_000,
     latency_seconds: Annotated[float, typer.Option(help="How long the latency load lasts.")] = 10.0,
     period_events: Annotated[int, typer.Option(help="Usage events of one contract in one period, to its "
                                                     "invoice; 0 skips it.")] = 1_000_000,
+    burst_events: Annotated[int, typer.Option(help="Usage events of the burst worked off before latency is "
+                                                   "measured again; 0 skips it.")] = 200_000,
+    runs: Annotated[int, typer.Option(min=1, help="Runs, each on a fresh stack; the summary gives min / "
+                                                  "median / max.")] = 3,
     brokers: Annotated[str, typer.Option(
         help="Comma-separated: kafka, tansu or both, each measured on a fresh stack; default: the local "
              "stack's choice.")] = "",
+    quick: Annotated[bool, typer.Option(help="Every measurement, small and once (under two minutes); the "
+                                             "other options are ignored.")] = False,
 ) -> None:
-    """Measure every stage and the whole pipeline next to a plain aiokafka/asyncpg baseline."""
+    """Measure every stage and the whole pipeline next to plain aiokafka/asyncpg baselines, and
+    print each figure with its target."""
     from ops.benchmark import BenchmarkConfig, run_benchmark
     from ops.stack import BROKERS
 
     chosen = tuple(name.strip() for name in brokers.split(",") if name.strip())
     if set(chosen) - set(BROKERS):
         raise typer.BadParameter(f"choose from {', '.join(BROKERS)}", param_hint="--brokers")
-    run_benchmark(BenchmarkConfig(events=events, contracts=contracts, run_contracts=run_contracts,
-                                  latency_rate=latency_rate, latency_seconds=latency_seconds,
-                                  period_events=period_events, brokers=chosen))
+    config = BenchmarkConfig.quick(brokers=chosen) if quick else BenchmarkConfig(
+        events=events, contracts=contracts, run_contracts=run_contracts, latency_rate=latency_rate,
+        latency_seconds=latency_seconds, period_events=period_events, burst_events=burst_events, runs=runs,
+        brokers=chosen)
+    run_benchmark(config)
 
 
 @app.command("reconcile")
