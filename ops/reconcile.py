@@ -8,9 +8,10 @@ Per contract, and in total per currency:
      running balance of its last entry;
   3. settlement and invoicing: Receivable == the net of the invoices, CreditMemo == the net of the credit
      notes, Tax and TaxCredit == their VAT (so what was settled is what was invoiced);
-  4. settlement and payments: Payment, Chargeback, ChargebackFee and Refund == payments' succeeded
-     transactions of that kind and the chargebacks' fees; so the ledger balance == the documents' gross
-     - payments + chargebacks + fees + refunds, and it == payments' open items - the unassigned credit;
+  4. settlement and payments: Payment, Chargeback, ChargebackFee, Refund and ChargebackReversal == payments'
+     succeeded transactions of that kind and the chargebacks' fees; so the ledger balance == the documents'
+     gross - payments + chargebacks + fees + refunds - chargeback reversals, and it == payments' open items
+     - the unassigned credit;
   5. every settlement run with items has its invoice and every run with credits its credit note in
      invoicing, every invoice has its open item in payments and every credit note is recorded there.
 
@@ -66,6 +67,7 @@ COUNTERPARTS = {
     EntryType.CHARGEBACK: "payments' chargebacks",
     EntryType.CHARGEBACK_FEE: "payments' chargeback fees",
     EntryType.REFUND: "payments' refunds",
+    EntryType.CHARGEBACK_REVERSAL: "payments' chargeback reversals",
 }
 
 
@@ -96,6 +98,7 @@ class Figures:
     charged_back: Decimal = ZERO
     chargeback_fees: Decimal = ZERO
     refunded: Decimal = ZERO
+    chargebacks_reversed: Decimal = ZERO
     open_amount: Decimal = ZERO
     unassigned_credit: Decimal = ZERO
 
@@ -112,7 +115,7 @@ class Figures:
             receivables=money(self.invoiced_net), credit_memos=money(self.credit_notes_net),
             tax=money(self.invoiced_tax), tax_credits=money(self.credit_notes_tax), payments=money(self.paid),
             chargebacks=money(self.charged_back), chargeback_fees=money(self.chargeback_fees),
-            refunds=money(self.refunded),
+            refunds=money(self.refunded), chargeback_reversals=money(self.chargebacks_reversed),
         )
 
     @property
@@ -158,7 +161,7 @@ class Figures:
                 found.append(f"{entry_type} entries {booked} != {COUNTERPARTS[entry_type]} {elsewhere}")
         if ledger.balance != counterparts.balance:
             found.append(f"ledger balance {ledger.balance} != documents' gross - payments + chargebacks + fees "
-                         f"+ refunds {counterparts.balance}")
+                         f"+ refunds - chargeback reversals {counterparts.balance}")
         if self.payments_difference:
             found.append(f"ledger balance {ledger.balance} != payments' open items {show(self.open_amount)} "
                          f"- unassigned credit {show(self.unassigned_credit)} = {show(self.open_minus_credit)}")
@@ -356,7 +359,7 @@ async def gather(databases: Databases, contract_ids: Sequence[str] | None = None
 
     # Only money that moved is on the ledger; a credit note's money is counted from invoicing's documents.
     figure_of_kind = {PaymentKind.PAYMENT: "paid", PaymentKind.CHARGEBACK: "charged_back",
-                      PaymentKind.REFUND: "refunded"}
+                      PaymentKind.REFUND: "refunded", PaymentKind.CHARGEBACK_REVERSAL: "chargebacks_reversed"}
     for row in await _rows(databases, "payments", only(
             select(payments.c.contract_id, payments.c.currency, payments.c.kind, func.sum(payments.c.amount),
                    func.sum(payments.c.fee))

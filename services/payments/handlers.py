@@ -83,6 +83,8 @@ async def record_payment(session: AsyncSession, event: PaymentReceived) -> list[
                        f"not {event.contract_id}")
     if event.kind is PaymentKind.PAYMENT:
         await _record_incoming(session, event, recorded)
+    elif event.kind is PaymentKind.CHARGEBACK_REVERSAL:
+        await _reinstate(session, event)
     else:
         await _take_back(session, event)
     return []
@@ -134,6 +136,25 @@ async def _take_back(session: AsyncSession, event: PaymentReceived) -> None:
              sum(credit.amount.amount for credit in withdrawal.taken_credit),
              sum(part.amount.amount for part in withdrawal.reopened), withdrawal.uncovered.amount)
     await _apply_credits(session, event.contract_id, event.currency, caused_by=event.event_id)
+
+
+async def _reinstate(session: AsyncSession, event: PaymentReceived) -> None:
+    """A chargeback reversal (a dispute the merchant won): the money the chargeback took is the customer's
+    payment again, and pays what is open like a payment does, the invoice the chargeback named first."""
+    assert event.reverses_payment_id is not None  # the schema requires it
+    chargeback = await store.find_payment(session, event.reverses_payment_id, PaymentKind.CHARGEBACK.value)
+    if chargeback is None:
+        raise DependencyNotReady(f"chargeback reversal {event.payment_id} undoes chargeback "
+                                 f"{event.reverses_payment_id}, which has not arrived")
+    if chargeback.contract_id != event.contract_id:
+        raise Rejected(f"chargeback reversal {event.payment_id} of {event.contract_id} undoes chargeback "
+                       f"{event.reverses_payment_id} of {chargeback.contract_id}")
+    if event.amount > chargeback.amount:
+        raise Rejected(f"chargeback reversal {event.payment_id} gives back {event.amount}, more than chargeback "
+                       f"{event.reverses_payment_id} took ({chargeback.amount})")
+    await store.add_payment(session, event, reverses=chargeback.payment_event_id)
+    await _spend(session, event.event_id, Money.of(event.amount, event.currency), event.contract_id,
+                 event.invoice_number or chargeback.invoice_number, caused_by=event.event_id)
 
 
 async def _payment_taken_back(session: AsyncSession, event: PaymentReceived) -> uuid.UUID | None:

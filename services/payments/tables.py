@@ -50,7 +50,7 @@ payments = Table(
     metadata,
     Column("payment_event_id", Uuid, primary_key=True),
     Column("payment_id", String(64), nullable=False),
-    Column("kind", String(16), nullable=False),
+    Column("kind", String(24), nullable=False),
     Column("status", String(16), nullable=False, server_default="succeeded"),
     Column("provider", String(64), nullable=False),
     Column("contract_id", String(64), nullable=False, index=True),

@@ -66,6 +66,7 @@ class EntryType(StrEnum):
     CHARGEBACK = "Chargeback"
     CHARGEBACK_FEE = "ChargebackFee"
     REFUND = "Refund"
+    CHARGEBACK_REVERSAL = "ChargebackReversal"
 
 
 class Page(BaseModel, Generic[T]):
