@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Sequence
 
 from sqlalchemy.engine import Row
@@ -11,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.payments import domain, store
 from services.payments.domain import ItemType, PaymentAccount, PaymentMethod, StatusChange
+from services.payments.providers import MandateChange, Notification, Transaction, received_event_id
 from services.payments.tables import messaging
 from shared import topics
 from shared.errors import DependencyNotReady, Rejected
@@ -218,13 +221,103 @@ async def set_default_payment_account(session: AsyncSession, customer_id: str, a
 # --- the webhook bridge --------------------------------------------------------------------------
 
 
-async def accept_webhook(session: AsyncSession, provider: str, provider_event_id: str, event: PaymentReceived,
-                         body_sha256: str) -> bool:
-    """Record a provider event once and put its payments.received in the outbox, in one transaction.
+class Outcome(StrEnum):
+    PUBLISHED = "published"  # its payments.received is in the outbox
+    HELD = "held"  # recorded; published once the transaction it refers to arrives (or an operator matches it)
+    MANDATE_UPDATED = "mandate_updated"
+    DUPLICATE = "duplicate"  # recorded before: nothing written
+    IGNORED = "ignored"  # an event billing does not use, or about nothing billing knows
 
-    False if the provider event was received before: then nothing is written, so nothing is published.
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    provider_event_id: str
+    outcome: Outcome
+    event_id: uuid.UUID | None = None
+    detail: str | None = None
+
+
+async def accept_notifications(session: AsyncSession, provider: str, notifications: Sequence[Notification],
+                               body_sha256: str) -> list[Receipt]:
+    """Record each provider event once and act on it, all in the caller's one transaction.
+
+    A transaction's payments.received goes to the outbox (the payments worker's relay publishes it)
+    once the bridge knows whose it is (`_whose`); until then it is held in its receipt, and the
+    transaction it refers to releases it when it arrives, whatever the order the provider sent
+    them in. A redelivered event records nothing, so nothing is published twice.
     """
-    if not await store.record_webhook(session, provider, provider_event_id, event.event_id, body_sha256):
-        return False
+    receipts = []
+    for notification in notifications:
+        change = notification.change
+        if change is None:
+            receipts.append(Receipt(notification.provider_event_id, Outcome.IGNORED,
+                                    detail=notification.ignored_because))
+            continue
+        event_id = received_event_id(provider, notification.provider_event_id)
+        if not await store.record_webhook(session, provider, notification.provider_event_id, event_id, body_sha256):
+            receipts.append(Receipt(notification.provider_event_id, Outcome.DUPLICATE, event_id))
+        elif isinstance(change, MandateChange):
+            receipts.append(await _change_mandate(session, provider, notification.provider_event_id, change))
+        elif (whose := await _whose(session, provider, change)) is None:
+            await store.hold_receipt(session, provider, notification.provider_event_id, change.model_dump(mode="json"),
+                                     waiting_for=change.reverses_payment_id)
+            detail = (f"waits for {change.reverses_payment_id}" if change.reverses_payment_id
+                      else "names no contract, invoice or customer billing knows; held for an operator")
+            log.warning("%s event %s (%s %s) is held: %s", provider, notification.provider_event_id, change.kind,
+                        change.payment_id, detail)
+            receipts.append(Receipt(notification.provider_event_id, Outcome.HELD, event_id, detail))
+        else:
+            await _publish(session, provider, notification.provider_event_id, change, *whose)
+            receipts.append(Receipt(notification.provider_event_id, Outcome.PUBLISHED, event_id))
+    return receipts
+
+
+async def _whose(session: AsyncSession, provider: str, transaction: Transaction) -> tuple[str, str] | None:
+    """The contract and customer of a transaction: as its provider's payload names them, else through the
+    invoice it names, the earlier transaction of the provider it refers to, or its direct-debit mandate's
+    account and that customer's one contract. None while nothing says."""
+    reference = transaction.reference
+    contract_id, customer_id = reference.contract_id, reference.customer_id
+    if contract_id is None and reference.invoice_number is not None:
+        invoice = await store.find_invoice_item(session, reference.invoice_number)
+        if invoice is not None:
+            contract_id, customer_id = invoice.contract_id, customer_id or invoice.customer_id
+    if contract_id is None:
+        for payment_id in filter(None, (transaction.reverses_payment_id, transaction.payment_id)):
+            if (earlier := await store.contract_of_payment(session, provider, payment_id)) is not None:
+                contract_id, customer_id = earlier.contract_id, earlier.customer_id
+                break
+    if customer_id is None and reference.mandate_id is not None:
+        account = await store.account_with_mandate(session, provider, reference.mandate_id)
+        customer_id = account.customer_id if account is not None else None
+    if contract_id is None and customer_id is not None:
+        contracts = await store.contracts_of_customer(session, customer_id)
+        contract_id = contracts.pop() if len(contracts) == 1 else None
+    if contract_id is not None and customer_id is None:
+        customer_id = await store.customer_of_contract(session, contract_id)
+    return (contract_id, customer_id) if contract_id is not None and customer_id is not None else None
+
+
+async def _publish(session: AsyncSession, provider: str, provider_event_id: str, transaction: Transaction,
+                   contract_id: str, customer_id: str) -> None:
+    """Into the outbox, and with it what was held waiting for this transaction: its contract's too."""
+    event = transaction.event(provider, provider_event_id, contract_id, customer_id)
+    await store.receipt_whose(session, provider, provider_event_id, transaction.payment_id, contract_id, customer_id)
     await write_outbox(session, messaging, [Outgoing(topics.PAYMENTS_RECEIVED, event)])
-    return True
+    for held in await store.held_for(session, provider, transaction.payment_id):
+        log.info("%s event %s is released by %s %s", provider, held.provider_event_id, transaction.kind,
+                 transaction.payment_id)
+        await _publish(session, provider, held.provider_event_id, Transaction.model_validate(held.held_transaction),
+                       contract_id, customer_id)
+
+
+async def _change_mandate(session: AsyncSession, provider: str, provider_event_id: str,
+                          change: MandateChange) -> Receipt:
+    account = await store.account_with_mandate(session, provider, change.mandate_id)
+    if account is None:
+        log.warning("%s event %s: no payment account has mandate %s", provider, provider_event_id, change.mandate_id)
+        return Receipt(provider_event_id, Outcome.IGNORED, detail=f"no payment account has mandate {change.mandate_id}")
+    status = domain.mandate_status_after(account.mandate_status, change.status)
+    await store.set_mandate_status(session, account.account_id, status)
+    log.info("%s mandate %s of %s is %s", provider, change.mandate_id, account.customer_id, status)
+    return Receipt(provider_event_id, Outcome.MANDATE_UPDATED, detail=f"mandate {change.mandate_id} is {status}")

@@ -9,6 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.payments.domain import (
+    MandateStatus,
+    mandate_status_after,
     Assignment,
     Credit,
     Held,
@@ -171,8 +173,26 @@ def test_a_sepa_account_keeps_the_compact_iban_and_its_mandate():
     account = sepa(bic="COBADEFFXXX")
     assert (account.iban, account.bic, account.mandate_reference) == ("DE89370400440532013000", "COBADEFFXXX",
                                                                       "MNDT-2026/001")
-    assert account.describe() == "SEPA direct debit DE89 …3000, mandate MNDT-2026/001"
+    assert account.describe() == "SEPA direct debit DE89 …3000, mandate MNDT-2026/001 (active)"
     assert not account.is_default
+    assert account.mandate_status is MandateStatus.ACTIVE
+
+
+def test_a_direct_debit_collected_by_a_provider_keeps_the_providers_mandate_id():
+    account = sepa(provider="gocardless", provider_token="MD0000AB12CD")
+    assert (account.provider, account.provider_token) == ("gocardless", "MD0000AB12CD")
+
+
+@pytest.mark.parametrize(("held", "reported", "after"), [
+    (None, MandateStatus.ACTIVE, MandateStatus.ACTIVE),
+    (MandateStatus.ACTIVE, MandateStatus.CANCELLED, MandateStatus.CANCELLED),
+    (MandateStatus.ACTIVE, MandateStatus.EXPIRED, MandateStatus.EXPIRED),
+    (MandateStatus.CANCELLED, MandateStatus.ACTIVE, MandateStatus.CANCELLED),  # a late "active" revives nothing
+    (MandateStatus.FAILED, MandateStatus.ACTIVE, MandateStatus.FAILED),
+    (MandateStatus.CANCELLED, MandateStatus.EXPIRED, MandateStatus.EXPIRED),
+])
+def test_an_ended_mandate_stays_ended(held, reported, after):
+    assert mandate_status_after(held, reported) is after
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
@@ -184,7 +204,8 @@ def test_a_sepa_account_keeps_the_compact_iban_and_its_mandate():
     ({"mandate_reference": "A//B"}, "not a SEPA mandate reference"),
     ({"mandate_reference": "WITH SPACE"}, "not a SEPA mandate reference"),
     ({"mandate_reference": "M" * 36}, "not a SEPA mandate reference"),
-    ({"provider_token": "tok_1234"}, "do not take provider_token"),
+    ({"provider_token": "MD0001"}, "names the provider and its mandate id"),
+    ({"provider": "gocardless"}, "names the provider and its mandate id"),
 ])
 def test_invalid_sepa_details_are_refused(overrides, message):
     with pytest.raises(InvalidPaymentAccount, match=message):
