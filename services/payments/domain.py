@@ -125,6 +125,18 @@ def assign(
     return assignments, after, remaining
 
 
+def reinstate(available: Money, items: Sequence[OpenItem], reopened: Sequence[uuid.UUID],
+              referenced_invoice: str | None = None) -> tuple[list[Assignment], Money]:
+    """Spend money a won dispute gave back: on the items its chargeback reopened first (in the order it
+    reopened them), then like any payment; returns the assignments and what is left as credit."""
+    by_id = {item.document_id: item for item in items}
+    first = [by_id[document_id] for document_id in dict.fromkeys(reopened) if document_id in by_id]
+    assignments, _, left = assign(available, first)
+    others = [item for item in items if item.document_id not in {item.document_id for item in first}]
+    rest, _, left = assign(left, others, referenced_invoice)
+    return assignments + rest, left
+
+
 def apply_credits(credits: Sequence[Credit], items: Sequence[OpenItem]) -> list[CreditUse]:
     """Credit pays the open items: the oldest credit first, each on the oldest due item first."""
     uses: list[CreditUse] = []

@@ -143,7 +143,7 @@ async def _take_back(session: AsyncSession, event: PaymentReceived) -> None:
 
 async def _reinstate(session: AsyncSession, event: PaymentReceived) -> None:
     """A chargeback reversal (a dispute the merchant won): the money the chargeback took is the customer's
-    payment again, and pays what is open like a payment does, the invoice the chargeback named first."""
+    payment again, and pays back first what the chargeback reopened, then what is open as a payment does."""
     assert event.reverses_payment_id is not None  # the schema requires it
     chargeback = await store.find_payment(session, event.reverses_payment_id, PaymentKind.CHARGEBACK.value)
     if chargeback is None:
@@ -156,8 +156,12 @@ async def _reinstate(session: AsyncSession, event: PaymentReceived) -> None:
         raise Rejected(f"chargeback reversal {event.payment_id} gives back {event.amount}, more than chargeback "
                        f"{event.reverses_payment_id} took ({chargeback.amount})")
     await store.add_payment(session, event, reverses=chargeback.payment_event_id)
-    await _spend(session, event.event_id, Money.of(event.amount, event.currency), event.contract_id,
-                 event.invoice_number or chargeback.invoice_number, caused_by=event.event_id)
+    items = await store.open_items_of(session, event.contract_id, event.currency)
+    reopened = await store.documents_reopened_by(session, chargeback.payment_event_id)
+    assignments, left = domain.reinstate(Money.of(event.amount, event.currency), items, reopened,
+                                         event.invoice_number or chargeback.invoice_number)
+    await store.assign(session, event.event_id, assignments, event.event_id)
+    await store.set_unassigned(session, event.event_id, left)
 
 
 async def _payment_taken_back(session: AsyncSession, event: PaymentReceived) -> uuid.UUID | None:

@@ -277,6 +277,14 @@ async def reopen(session: AsyncSession, reopened: Sequence[Held], caused_by: uui
         )
 
 
+async def documents_reopened_by(session: AsyncSession, caused_by: uuid.UUID) -> list[uuid.UUID]:
+    """The items an event (a chargeback, a refund) reopened, in the order it reopened them."""
+    return list(await session.scalars(
+        select(payment_assignments.c.document_id)
+        .where(payment_assignments.c.caused_by == caused_by, payment_assignments.c.amount < 0)
+        .order_by(payment_assignments.c.assignment_id)))
+
+
 async def set_unassigned(session: AsyncSession, payment_event_id: uuid.UUID, unassigned: Money) -> None:
     await session.execute(
         update(payments)

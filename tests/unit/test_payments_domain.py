@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.payments.domain import (
+    reinstate,
     MandateStatus,
     mandate_status_after,
     Assignment,
@@ -48,6 +49,18 @@ P1, P2, P3 = (uuid.uuid5(uuid.NAMESPACE_URL, f"payment-{n}") for n in range(3))
 
 
 # --- assignment ----------------------------------------------------------------------------------
+
+
+def test_a_won_dispute_pays_back_what_its_chargeback_reopened_first_then_the_oldest_due():
+    fee = item(None, "15.00", date(2026, 11, 1), item_type=ItemType.CHARGEBACK_FEE)
+    assignments, left = reinstate(eur("60.00"), [fee, B, A], reopened=[A.document_id])
+    assert [(a.document_id, a.amount) for a in assignments] == [(A.document_id, eur("60.00"))]
+    assert left == eur("0.00")
+    # More than it reopened: the rest pays like any payment (oldest due first), then is credit.
+    assignments, left = reinstate(eur("200.00"), [fee, B, A], reopened=[A.document_id, A.document_id])
+    assert [(a.document_id, a.amount) for a in assignments] == [
+        (A.document_id, eur("100.00")), (fee.document_id, eur("15.00")), (B.document_id, eur("50.00"))]
+    assert left == eur("35.00")
 
 
 def test_the_named_invoice_comes_first_then_the_oldest_due_then_the_number():
