@@ -51,8 +51,10 @@ def add_account(
     bic: Annotated[str | None, typer.Option(help="SEPA: the BIC (optional).")] = None,
     mandate_reference: Annotated[str | None, typer.Option(help="SEPA: the mandate reference.")] = None,
     mandate_signed_on: Annotated[str | None, typer.Option(help="SEPA: the mandate's date (YYYY-MM-DD).")] = None,
-    provider: Annotated[str | None, typer.Option(help="Card: the payment provider.")] = None,
-    token: Annotated[str | None, typer.Option(help="Card: the provider's token for the card.")] = None,
+    provider: Annotated[str | None, typer.Option(help="Card: the payment provider; SEPA: the provider that "
+                                                      "collects it (e.g. gocardless), if any.")] = None,
+    token: Annotated[str | None, typer.Option(help="Card: the provider's token for the card; SEPA: the provider's "
+                                                   "id of the mandate (GoCardless: MD...).")] = None,
     make_default: Annotated[bool, typer.Option("--default", help="Make it the customer's default.")] = False,
 ) -> None:
     """Add a payment account (the customer's first becomes the default) and print it as JSON."""
@@ -65,7 +67,8 @@ def add_account(
     except InvalidPaymentAccount as error:
         raise typer.BadParameter(str(error)) from None
     _echo_json({"account_id": account.account_id, "customer_id": account.customer_id, "method": account.method,
-                "default": account.is_default, "describe": account.describe()})
+                "default": account.is_default, "mandate_status": account.mandate_status,
+                "describe": account.describe()})
 
 
 @cli.command("accounts")

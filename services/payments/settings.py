@@ -1,6 +1,6 @@
 import os
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.settings import ServiceSettings
@@ -42,12 +42,24 @@ class PaymentsSettings(ServiceSettings):
     bridge_host: str = "127.0.0.1"
     bridge_port: int = 8090
 
+    @field_validator("stripe_webhook_secret", "gocardless_webhook_secret", "gocardless_access_token", "adyen_hmac_key",
+                     mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # An empty variable (compose's ${VAR:-}) must not configure a provider whose requests anyone could sign.
+        return None if isinstance(value, str) and not value.strip() else value
+
     @model_validator(mode="after")
     def _one_scheme_per_provider(self) -> "PaymentsSettings":
         named_twice = (set(self.webhook_secrets) & set(self.standard_webhook_secrets)) | (
             set(OWN_FORMATS) & (set(self.webhook_secrets) | set(self.standard_webhook_secrets)))
         if named_twice:
             raise ValueError(f"provider(s) {', '.join(sorted(named_twice))} configured with two webhook schemes")
+        empty = [name for name, secrets in (("PAYMENTS_WEBHOOK_SECRETS", self.webhook_secrets),
+                                            ("PAYMENTS_STANDARD_WEBHOOK_SECRETS", self.standard_webhook_secrets))
+                 for provider, secret in secrets.items() if not secret.get_secret_value().strip()]
+        if empty:
+            raise ValueError(f"{', '.join(sorted(set(empty)))} give a provider an empty secret")
         if (self.gocardless_webhook_secret is None) != (self.gocardless_access_token is None):
             raise ValueError("GoCardless needs both PAYMENTS_GOCARDLESS_WEBHOOK_SECRET and "
                              "PAYMENTS_GOCARDLESS_ACCESS_TOKEN")
