@@ -3,6 +3,7 @@ import os
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.payments.providers import adyen, standard
 from shared.settings import ServiceSettings
 
 # Providers with a webhook format of their own, each at /webhooks/<name>; the other names are
@@ -13,9 +14,11 @@ OWN_FORMATS = ("stripe", "gocardless", "adyen")
 class PaymentsSettings(ServiceSettings):
     service = "payments"
     # Secrets come from the environment or, where PAYMENTS_SECRETS_DIR names a directory (a mounted
-    # Kubernetes Secret), from files named after the setting (e.g. stripe_webhook_secret). They are
-    # SecretStr, so they are never printed or logged.
-    model_config = SettingsConfigDict(env_prefix="PAYMENTS_", secrets_dir=os.environ.get("PAYMENTS_SECRETS_DIR"))
+    # Kubernetes Secret), from files named like the variables (e.g. PAYMENTS_STRIPE_WEBHOOK_SECRET).
+    # They are SecretStr, so they are never printed or logged.
+    # hide_input_in_errors: a refused setting must not print the secrets beside it.
+    model_config = SettingsConfigDict(env_prefix="PAYMENTS_", secrets_dir=os.environ.get("PAYMENTS_SECRETS_DIR"),
+                                      hide_input_in_errors=True)
 
     # The generic format's providers and the secret each signs its webhooks with, as JSON:
     # PAYMENTS_WEBHOOK_SECRETS='{"acme-pay": "..."}'. The default is for the demo only.
@@ -60,6 +63,11 @@ class PaymentsSettings(ServiceSettings):
                  for provider, secret in secrets.items() if not secret.get_secret_value().strip()]
         if empty:
             raise ValueError(f"{', '.join(sorted(set(empty)))} give a provider an empty secret")
+        # A malformed key is refused at start, not on the provider's first webhook.
+        for secret in self.standard_webhook_secrets.values():
+            standard.signing_key(secret.get_secret_value())
+        if self.adyen_hmac_key is not None:
+            adyen.signing_key(self.adyen_hmac_key.get_secret_value())
         if (self.gocardless_webhook_secret is None) != (self.gocardless_access_token is None):
             raise ValueError("GoCardless needs both PAYMENTS_GOCARDLESS_WEBHOOK_SECRET and "
                              "PAYMENTS_GOCARDLESS_ACCESS_TOKEN")

@@ -364,13 +364,6 @@ async def held_for(session: AsyncSession, provider: str, payment_id: str) -> lis
     )
 
 
-async def held_receipts(session: AsyncSession) -> list[Row]:
-    """Every transaction the bridge holds, oldest first: what it waits for, or nothing (unmatched)."""
-    return list((await session.execute(
-        select(webhook_receipts).where(webhook_receipts.c.held_transaction.is_not(None))
-        .order_by(webhook_receipts.c.received_at))).all())
-
-
 async def contracts_of_customer(session: AsyncSession, customer_id: str) -> set[str]:
     """The contracts payments knows of a customer: from its open items and from transactions found to be theirs."""
     items = select(open_items.c.contract_id).where(open_items.c.customer_id == customer_id)

@@ -408,7 +408,7 @@ def admin(*args: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.parametrize("provider", ["stripe", "adyen", "gocardless", "standard-webhooks"])
 async def test_a_providers_webhooks_pay_refund_and_dispute_invoices_in_any_order_and_nothing_forged_counts(
-        provider, bridge_url, gocardless_api, client, broker, databases, reconciled_at_the_end):
+        provider, bridge_url, gocardless_api, portal_url, client, broker, databases, reconciled_at_the_end):
     contract = new_contract_id(f"provider-{provider}")
     customer = f"CUST-{contract}"
     reconciled_at_the_end.add(contract)
@@ -527,6 +527,9 @@ async def test_a_providers_webhooks_pay_refund_and_dispute_invoices_in_any_order
         assert account.mandate_status == "cancelled"
         listed = admin("accounts", customer)
         assert listed.returncode == 0 and "(cancelled)" in listed.stdout, listed.stdout + listed.stderr
+        shown = (await client.get(f"{portal_url}/api/customers/{customer}/payment-accounts")).json()
+        assert [(a["method"], a["provider"], a["mandate_status"]) for a in shown["items"]] == [
+            ("sepa_direct_debit", "gocardless", "cancelled")]
         # A late "active" for it revives nothing.
         await send(speaker.batch(speaker.event("mandates", "active", mandate=mandate)))
         [account] = await rows(databases, "payments", select(payment_accounts.c.mandate_status)

@@ -508,3 +508,50 @@ def test_gocardless_events_that_are_not_what_gocardless_documents_are_refused():
                                 {"Webhook-Signature": gocardless.signature(GOCARDLESS_SECRET, body)}, body)) == (
         422, "invalid")
 
+
+
+# --- settings ------------------------------------------------------------------------------------------
+
+
+def test_provider_settings_refuse_malformed_or_empty_secrets_without_printing_them(monkeypatch):
+    from pydantic import ValidationError
+
+    from services.payments.bridge import configured_schemes
+    from services.payments.settings import PaymentsSettings
+
+    for name in ("STRIPE_WEBHOOK_SECRET", "ADYEN_HMAC_KEY", "GOCARDLESS_WEBHOOK_SECRET", "GOCARDLESS_ACCESS_TOKEN"):
+        monkeypatch.setenv(f"PAYMENTS_{name}", "")
+    assert set(configured_schemes(PaymentsSettings(), None)) == {"demo-psp"}  # empty: not configured, so 404
+    monkeypatch.setenv("PAYMENTS_STRIPE_WEBHOOK_SECRET", "whsec_kept_secret")
+    monkeypatch.setenv("PAYMENTS_ADYEN_HMAC_KEY", "not-hex")
+    with pytest.raises(ValidationError) as refused:
+        PaymentsSettings()
+    assert "Adyen HMAC key is hex" in str(refused.value) and "kept_secret" not in str(refused.value)
+    monkeypatch.setenv("PAYMENTS_ADYEN_HMAC_KEY", ADYEN_KEY)
+    monkeypatch.setenv("PAYMENTS_STANDARD_WEBHOOK_SECRETS", json.dumps({"stripe": STANDARD_SECRET}))
+    with pytest.raises(ValidationError, match="configured with two webhook schemes"):
+        PaymentsSettings()
+    monkeypatch.setenv("PAYMENTS_STANDARD_WEBHOOK_SECRETS", json.dumps({"tool": "whsec_!!"}))
+    with pytest.raises(ValidationError, match="whsec_ followed by base64"):
+        PaymentsSettings()
+    monkeypatch.setenv("PAYMENTS_STANDARD_WEBHOOK_SECRETS", json.dumps({"tool": STANDARD_SECRET}))
+    monkeypatch.setenv("PAYMENTS_GOCARDLESS_WEBHOOK_SECRET", "gc-secret")
+    with pytest.raises(ValidationError, match="GoCardless needs both"):
+        PaymentsSettings()
+    monkeypatch.delenv("PAYMENTS_GOCARDLESS_WEBHOOK_SECRET")
+    settings = PaymentsSettings()
+    assert set(configured_schemes(settings, None)) == {"demo-psp", "tool", "stripe", "adyen"}
+    assert "kept_secret" not in repr(settings)
+
+
+def test_secrets_can_be_read_from_files_named_after_the_variables(tmp_path):
+    from services.payments.settings import PaymentsSettings
+
+    (tmp_path / "PAYMENTS_STRIPE_WEBHOOK_SECRET").write_text("whsec_from_a_file")
+    settings = PaymentsSettings(_secrets_dir=tmp_path)
+    assert settings.stripe_webhook_secret.get_secret_value() == "whsec_from_a_file"
+
+
+def test_standard_webhooks_secrets_may_leave_out_the_base64_padding():
+    padded = "whsec_" + base64.b64encode(b"sixteen byte key").decode()
+    assert standard.signing_key(padded.rstrip("=")) == standard.signing_key(padded) == b"sixteen byte key"

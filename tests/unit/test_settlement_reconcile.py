@@ -4,7 +4,17 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from ops.reconcile import Document, Figures, Parked, Reconciliation, Run, report, totals_per_currency, undocumented
+from ops.reconcile import (
+    Document,
+    Figures,
+    Held,
+    Parked,
+    Reconciliation,
+    Run,
+    report,
+    totals_per_currency,
+    undocumented,
+)
 from services.settlement.domain import EntryType
 from shared.events import DeadLetter, DocumentType
 
@@ -149,3 +159,15 @@ def test_parked_messages_and_dead_letters_are_listed_and_counted_unless_dead_let
         "  DEAD LETTER (allowed) usage.recorded[0]@3 key C-9 (rating.usage.recorded): contract C-9 has no item")
     assert report(Reconciliation({"C-1": balanced()}, dead_letters=[dead_letter("C-9")]),
                   allow_dead_letters=True)[1] == 0
+
+
+def test_provider_transactions_the_bridge_holds_are_listed_and_counted():
+    held = [Held("stripe", "evt_1", {"kind": "payment", "payment_id": "pi_1", "amount": "10.00", "currency": "EUR"},
+                 None, NOW),
+            Held("gocardless", "EV2", {"kind": "refund", "payment_id": "RF1", "amount": "5.00", "currency": "EUR"},
+                 "PM1", NOW)]
+    table, problems = report(Reconciliation({"C-1": balanced()}, held=held))
+    assert problems == 2
+    assert ("HELD stripe event evt_1, received 2026-11-30 12:00:00: payment pi_1 10.00 EUR names no contract, "
+            "invoice or customer billing knows") in table
+    assert "HELD gocardless event EV2, received 2026-11-30 12:00:00: refund RF1 5.00 EUR waits for PM1" in table

@@ -12,6 +12,7 @@ the bridge finds the contract from it (services.payments.handlers.accept_notific
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Mapping, Protocol
@@ -117,7 +118,7 @@ class Transaction(BaseModel):
             raise invalid(error) from None
 
 
-def received_event_id(provider: str, provider_event_id: str):
+def received_event_id(provider: str, provider_event_id: str) -> uuid.UUID:
     return derive_id(f"{provider}:{provider_event_id}", "payments.received")
 
 

@@ -100,12 +100,19 @@ def signing_string(item: Mapping[str, Any]) -> str:
     return ":".join(str(values.get(name) if values.get(name) is not None else "") for name in SIGNED_FIELDS)
 
 
-def signature(hmac_key_hex: str, item: Mapping[str, Any]) -> str:
+def signing_key(hmac_key_hex: str) -> bytes:
     try:
         key = binascii.unhexlify(hmac_key_hex)
     except binascii.Error:
-        raise ValueError("an Adyen HMAC key is hex") from None
-    return base64.b64encode(hmac.new(key, signing_string(item).encode(), hashlib.sha256).digest()).decode()
+        key = b""
+    if not key:
+        raise ValueError("an Adyen HMAC key is hex, as the Customer Area shows it")
+    return key
+
+
+def signature(hmac_key_hex: str, item: Mapping[str, Any]) -> str:
+    digest = hmac.new(signing_key(hmac_key_hex), signing_string(item).encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
 
 
 def verify(hmac_key_hex: str, item: Mapping[str, Any]) -> None:

@@ -34,7 +34,11 @@ class GoCardlessApi:
         if response.status_code != 200:
             raise WebhookRefused(503, "provider_unreachable", f"GoCardless' API answered {response.status_code} "
                                                               f"for {resource_type} {resource_id}")
-        return response.json()[resource_type]
+        try:
+            return response.json()[resource_type]
+        except (ValueError, KeyError, TypeError):
+            raise WebhookRefused(503, "provider_unreachable", f"GoCardless' API answered no {resource_type} "
+                                                              f"for {resource_id}") from None
 
     async def aclose(self) -> None:
         await self._client.aclose()
