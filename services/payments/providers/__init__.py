@@ -15,7 +15,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Mapping, Protocol
+from typing import Annotated, Any, Mapping, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
@@ -87,6 +87,19 @@ class Reference(BaseModel):
     invoice_number: Identifier | None = None
     # A direct-debit mandate: the customer whose payment account it is.
     mandate_id: Identifier | None = None
+
+    @classmethod
+    def of(cls, **given: Any) -> Reference:
+        """From what a provider carries (metadata anyone may have typed): a value that is no identifier
+        billing could know is left out, so the money is matched otherwise, or held, never refused."""
+        kept = {}
+        for name, value in given.items():
+            try:
+                cls.model_validate({name: value})
+            except ValidationError:
+                continue
+            kept[name] = value
+        return cls(**kept)
 
 
 class Transaction(BaseModel):

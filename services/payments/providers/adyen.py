@@ -18,6 +18,7 @@ Event codes (amounts in `amount.value`, minor units; `success` is "true" or "fal
     REFUND               success true: a refund (pspReference) of the payment in originalReference
     CHARGEBACK           a chargeback: pspReference is the dispute's, originalReference the payment's
     CHARGEBACK_REVERSED  the dispute (pspReference) was won: its chargeback is reversed
+    SECOND_CHARGEBACK    the issuer disputes again after a reversal: a chargeback once more
     anything else        acknowledged, not used (REFUND_FAILED, REPORT_AVAILABLE, ...)
 
 An item's key is `<eventCode>:<pspReference>:<success>`: Adyen sends no event id, and those three
@@ -125,9 +126,9 @@ def verify(hmac_key_hex: str, item: Mapping[str, Any]) -> None:
 
 def _reference(item: NotificationRequestItem) -> Reference:
     data = item.additionalData
-    return Reference(contract_id=data.get("metadata.contract_id") or None,
-                     customer_id=data.get("metadata.customer_id") or data.get("shopperReference") or None,
-                     invoice_number=data.get("metadata.invoice_number") or item.merchantReference or None)
+    return Reference.of(contract_id=data.get("metadata.contract_id") or None,
+                        customer_id=data.get("metadata.customer_id") or data.get("shopperReference") or None,
+                        invoice_number=data.get("metadata.invoice_number") or item.merchantReference or None)
 
 
 def notification(item: NotificationRequestItem) -> Notification:
@@ -140,10 +141,13 @@ def notification(item: NotificationRequestItem) -> Notification:
                              status=PaymentStatus.SUCCEEDED if succeeded else PaymentStatus.FAILED, **common)
     elif code == "REFUND" and not succeeded:
         return Notification(provider_event_id=item.key, ignored_because="a refund that did not succeed moved no money")
-    elif code in ("REFUND", "CHARGEBACK"):
+    elif code in ("REFUND", "CHARGEBACK", "SECOND_CHARGEBACK"):
         if not item.originalReference:
             raise unusable(f"{code} {item.pspReference} names no originalReference")
-        change = Transaction(payment_id=item.pspReference,
+        # A second chargeback (after the first was reversed) is a chargeback of its own under the dispute's
+        # reference, so that it is not taken for a repeat of the first.
+        payment_id = f"{item.pspReference}:2" if code == "SECOND_CHARGEBACK" else item.pspReference
+        change = Transaction(payment_id=payment_id,
                              kind=PaymentKind.REFUND if code == "REFUND" else PaymentKind.CHARGEBACK,
                              status=PaymentStatus.SUCCEEDED, reverses_payment_id=item.originalReference, **common)
     elif code == "CHARGEBACK_REVERSED":

@@ -12,6 +12,7 @@ metadata, links) by the bridge before it maps the event (services.payments.provi
     payments  confirmed             the payment (PM...) is collected            payment, succeeded
               failed                it was not                                  payment, failed
               charged_back          the payer's bank took it back               chargeback of the payment
+              late_failure          the bank returned it after confirmation     chargeback of the payment
               chargeback_cancelled  the bank cancelled that chargeback          chargeback reversal
     refunds   paid                  a refund (RF...) of links.payment went out  refund
     mandates  active / cancelled / failed / expired: the status of the customer's payment account
@@ -49,6 +50,8 @@ PAYMENT_ACTIONS: dict[str, tuple[PaymentKind, PaymentStatus]] = {
     "confirmed": (PaymentKind.PAYMENT, PaymentStatus.SUCCEEDED),
     "failed": (PaymentKind.PAYMENT, PaymentStatus.FAILED),
     "charged_back": (PaymentKind.CHARGEBACK, PaymentStatus.SUCCEEDED),
+    # The bank returned a payment after it was confirmed: the money goes back like a chargeback.
+    "late_failure": (PaymentKind.CHARGEBACK, PaymentStatus.SUCCEEDED),
     "chargeback_cancelled": (PaymentKind.CHARGEBACK_REVERSAL, PaymentStatus.SUCCEEDED),
 }
 MANDATE_ACTIONS = {status.value: status for status in MandateStatus}
@@ -106,8 +109,9 @@ def _link(event: Event, name: str) -> str:
 def _reference(resource: Mapping[str, Any], payment: Mapping[str, Any] | None = None) -> Reference:
     metadata = resource.get("metadata") or {}
     links = (payment or resource).get("links") or {}
-    return Reference(contract_id=metadata.get("contract_id") or None, customer_id=metadata.get("customer_id") or None,
-                     invoice_number=metadata.get("invoice_number") or None, mandate_id=links.get("mandate") or None)
+    return Reference.of(contract_id=metadata.get("contract_id") or None,
+                        customer_id=metadata.get("customer_id") or None,
+                        invoice_number=metadata.get("invoice_number") or None, mandate_id=links.get("mandate") or None)
 
 
 def notification(event: Event, resource: Mapping[str, Any] | None) -> Notification:

@@ -90,7 +90,7 @@ class StripeEvent(BaseModel):
 
 def _reference(metadata: Mapping[str, Any] | None) -> Reference:
     metadata = metadata or {}
-    return Reference(**{name: metadata.get(name) or None for name in ("contract_id", "customer_id", "invoice_number")})
+    return Reference.of(**{name: metadata.get(name) or None for name in ("contract_id", "customer_id", "invoice_number")})
 
 
 def _at(unix_seconds: int) -> datetime:
