@@ -35,7 +35,7 @@ from pydantic import BaseModel, SecretStr
 
 from services.payments import handlers
 from services.payments.handlers import Outcome, Receipt
-from services.payments.providers import Scheme, WebhookRefused
+from services.payments.providers import Notification, Scheme, WebhookRefused
 from services.payments.providers.adyen import ACCEPTED, AdyenScheme
 from services.payments.providers.gocardless_api import GoCardlessApi, GoCardlessScheme
 from services.payments.providers.standard import StandardScheme
@@ -169,7 +169,9 @@ async def receive_webhook(provider: str, request: Request) -> Response:
     return _answer(scheme, receipts, notifications)
 
 
-def _answer(scheme: Scheme, receipts: list[Receipt], notifications) -> Response:
+def _answer(scheme: Scheme, receipts: list[Receipt], notifications: list[Notification]) -> Response:
+    """What each format answers: the generic format its documented 202 (409 for a repeat), Adyen the
+    `[accepted]` it waits for, the others each event's outcome."""
     if isinstance(scheme, GenericScheme):
         [receipt], [notification] = receipts, notifications
         if receipt.outcome is Outcome.DUPLICATE:

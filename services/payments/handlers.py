@@ -250,6 +250,11 @@ async def accept_notifications(session: AsyncSession, provider: str, notificatio
     transaction it refers to releases it when it arrives, whatever the order the provider sent
     them in. A redelivered event records nothing, so nothing is published twice.
     """
+    transactions = [notification.change for notification in notifications
+                    if isinstance(notification.change, Transaction)]
+    await store.lock_provider_payments(session, provider, [
+        payment_id for transaction in transactions
+        for payment_id in (transaction.payment_id, transaction.reverses_payment_id) if payment_id is not None])
     receipts = []
     for notification in notifications:
         change = notification.change

@@ -317,6 +317,18 @@ async def record_webhook(session: AsyncSession, provider: str, provider_event_id
     return recorded.first() is not None
 
 
+async def lock_provider_payments(session: AsyncSession, provider: str, payment_ids: Iterable[str]) -> None:
+    """Until commit, no other request records or holds a transaction of these provider payment ids.
+
+    Without it a refund and its payment arriving at once could miss each other: the refund finding no
+    payment yet and being held, the payment finding nothing held yet, each before the other commits.
+    """
+    keys = sorted({advisory_lock_key(f"payments:provider-payment:{provider}:{payment_id}")
+                   for payment_id in payment_ids})
+    if keys:
+        await session.execute(_lock_in_order, {"keys": keys})
+
+
 async def receipt_whose(session: AsyncSession, provider: str, provider_event_id: str, payment_id: str,
                         contract_id: str, customer_id: str) -> None:
     """The receipt's transaction was found to be the contract's (and is no longer held, if it was)."""

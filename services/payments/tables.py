@@ -17,7 +17,6 @@ from sqlalchemy import (
     func,
     text,
 )
-
 from sqlalchemy.dialects.postgresql import JSONB
 
 from shared.db import messaging_tables
@@ -102,7 +101,7 @@ webhook_receipts = Table(
     Column("customer_id", String(64)),
     # A transaction whose contract is not known yet (a refund or dispute before its payment, or a
     # payment that names nothing billing knows): published once what it waits for is received.
-    Column("held_transaction", JSONB),
+    Column("held_transaction", JSONB(none_as_null=True)),  # None is SQL NULL, not JSON null
     # The provider payment id a held transaction waits for; none: unmatched, for an operator.
     Column("waiting_for", String(64)),
     Index("webhook_receipts_payment", "provider", "payment_id", postgresql_where=text("contract_id IS NOT NULL")),
