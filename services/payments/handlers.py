@@ -320,6 +320,19 @@ async def _publish(session: AsyncSession, provider: str, provider_event_id: str,
                        contract_id, customer_id)
 
 
+async def place_held(session: AsyncSession, provider: str, provider_event_id: str, contract_id: str,
+                     customer_id: str) -> PaymentReceived:
+    """An operator's answer for a held transaction: whose it is. It is published as if its provider had
+    said so (and releases what waited for it); a receipt that holds nothing is refused."""
+    held = await store.held_receipt(session, provider, provider_event_id)
+    if held is None:
+        raise Rejected(f"{provider} event {provider_event_id} is not held")
+    transaction = Transaction.model_validate(held.held_transaction)
+    await store.lock_provider_payments(session, provider, [transaction.payment_id])
+    await _publish(session, provider, provider_event_id, transaction, contract_id, customer_id)
+    return transaction.event(provider, provider_event_id, contract_id, customer_id)
+
+
 async def _change_mandate(session: AsyncSession, provider: str, provider_event_id: str,
                           change: MandateChange) -> Receipt:
     account = await store.account_with_mandate(session, provider, change.mandate_id)

@@ -349,6 +349,14 @@ async def hold_receipt(session: AsyncSession, provider: str, provider_event_id: 
     )
 
 
+async def held_receipt(session: AsyncSession, provider: str, provider_event_id: str) -> Row | None:
+    return (await session.execute(
+        select(webhook_receipts)
+        .where(webhook_receipts.c.provider == provider, webhook_receipts.c.provider_event_id == provider_event_id,
+               webhook_receipts.c.held_transaction.is_not(None))
+        .with_for_update())).first()
+
+
 async def contract_of_payment(session: AsyncSession, provider: str, payment_id: str) -> Row | None:
     """The contract and customer an earlier transaction of the provider with that id was found to be for."""
     return (

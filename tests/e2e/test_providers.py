@@ -581,7 +581,8 @@ async def test_a_refund_and_its_payment_arriving_at_the_same_time_never_miss_eac
     assert await ledger_balance(databases, contract) == Decimal("-90.00")
 
 
-async def test_a_payment_that_names_nobody_billing_knows_is_held_not_refused(bridge_url, client, databases):
+async def test_a_payment_that_names_nobody_billing_knows_is_held_not_refused_until_an_operator_places_it(
+        bridge_url, client, databases, reconciled_at_the_end):
     speaker = Stripe("unused", "unused")
     payment_id = f"pi_{uuid.uuid4().hex[:12]}"
     request = speaker._event("payment_intent.succeeded", {
@@ -600,6 +601,18 @@ async def test_a_payment_that_names_nobody_billing_knows_is_held_not_refused(bri
     [line] = [line for line in reconciled.stdout.splitlines() if payment_id in line]
     assert line.strip().startswith("HELD stripe event") and "payment" in line and "10.00 EUR names no contract" in line
     assert reconciled.returncode == 1
+
+    contract = new_contract_id("provider-placed")
+    reconciled_at_the_end.add(contract)
+    placed = admin("place-held", "stripe", event["provider_event_id"], "--contract-id", contract,
+                   "--customer-id", f"CUST-{contract}")
+    assert placed.returncode == 0, placed.stderr
+    await applied(databases, [uuid.UUID(event["event_id"])])
+    assert (await credit(databases, contract), await ledger_balance(databases, contract)) == (
+        Decimal("10.00"), Decimal("-10.00"))
+    again = admin("place-held", "stripe", event["provider_event_id"], "--contract-id", contract,
+                  "--customer-id", f"CUST-{contract}")
+    assert again.returncode == 2 and "is not held" in again.stderr
 
 
 async def test_an_unknown_provider_and_an_event_type_billing_does_not_use(bridge_url, client):
