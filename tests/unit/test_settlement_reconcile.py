@@ -61,11 +61,13 @@ def test_each_kind_of_disagreement_within_rating_and_settlement_is_reported():
 def test_the_ledger_is_compared_with_invoicings_documents_type_by_type_and_in_its_balance():
     assert balanced(invoiced_net=Decimal("149.00")).differences() == [
         "Receivable entries 150.00 EUR != invoices' net 149.00 EUR",
-        "ledger balance 165.79 EUR != documents' gross - payments + chargebacks + fees + refunds - chargeback reversals 164.79 EUR"]
+        ("ledger balance 165.79 EUR != documents' gross - payments + chargebacks + fees + refunds - chargeback "
+         "reversals 164.79 EUR")]
     # VAT an invoice charged that settlement never booked: the ledger is short of what payments holds open.
     assert balanced(invoiced_tax=Decimal("28.50"), open_amount=Decimal("194.29")).differences() == [
         "Tax entries 0.00 EUR != invoices' VAT 28.50 EUR",
-        "ledger balance 165.79 EUR != documents' gross - payments + chargebacks + fees + refunds - chargeback reversals 194.29 EUR",
+        ("ledger balance 165.79 EUR != documents' gross - payments + chargebacks + fees + refunds - chargeback "
+         "reversals 194.29 EUR"),
         "ledger balance 165.79 EUR != payments' open items 194.29 - unassigned credit 0.00 = 194.29"]
 
 
@@ -73,7 +75,8 @@ def test_the_ledger_is_compared_with_payments_transactions_and_its_open_items_mi
     # A chargeback's fee payments opened as an item, which the ledger never booked.
     assert balanced(chargeback_fees=Decimal("15.00"), open_amount=Decimal("180.79")).differences() == [
         "ChargebackFee entries 0.00 EUR != payments' chargeback fees 15.00 EUR",
-        "ledger balance 165.79 EUR != documents' gross - payments + chargebacks + fees + refunds - chargeback reversals 180.79 EUR",
+        ("ledger balance 165.79 EUR != documents' gross - payments + chargebacks + fees + refunds - chargeback "
+         "reversals 180.79 EUR"),
         "ledger balance 165.79 EUR != payments' open items 180.79 - unassigned credit 0.00 = 180.79"]
     # Money payments holds as the customer's credit lowers what is owed there.
     assert balanced(open_amount=Decimal("175.79"), unassigned_credit=Decimal("10.00")).differences() == []
