@@ -8,15 +8,18 @@ Per contract, and in total per currency:
      running balance of its last entry;
   3. settlement and invoicing: Receivable == the net of the invoices, CreditMemo == the net of the credit
      notes, Tax and TaxCredit == their VAT (so what was settled is what was invoiced);
-  4. settlement and payments: Payment, Chargeback, ChargebackFee and Refund == payments' succeeded
-     transactions of that kind and the chargebacks' fees; so the ledger balance == the documents' gross
-     - payments + chargebacks + fees + refunds, and it == payments' open items - the unassigned credit;
+  4. settlement and payments: Payment, Chargeback, ChargebackFee, Refund and ChargebackReversal == payments'
+     succeeded transactions of that kind and the chargebacks' fees; so the ledger balance == the documents'
+     gross - payments + chargebacks + fees + refunds - chargeback reversals, and it == payments' open items
+     - the unassigned credit;
   5. every settlement run with items has its invoice and every run with credits its credit note in
      invoicing, every invoice has its open item in payments and every credit note is recorded there.
 
-Then what did not go through: the rows of each service's `parked` table (where it has one) and the
-dead letters on `dead-letters`; both are listed, and count as differences (dead letters not with
-`allow_dead_letters`). With `contract_ids`, only the messages keyed by those contracts.
+Then what did not go through: the rows of each service's `parked` table (where it has one), the
+dead letters on `dead-letters`, and the provider transactions the webhook bridge holds (received,
+not yet placed on a contract); all are listed, and count as differences (dead letters not with
+`allow_dead_letters`). With `contract_ids`, only the messages keyed by those contracts (held
+transactions have no contract yet, so they are listed only without).
 
 It reads each service's own database, read-only. The services are read one after the other, so
 run it when the pipeline is quiet: an item rating has rated but settlement has not received yet
@@ -39,7 +42,7 @@ from sqlalchemy import MetaData, func, select, text
 from ops.observe import Databases, dead_letters
 from services.invoicing.tables import documents
 from services.payments.domain import CREDIT_NOTE
-from services.payments.tables import open_items, payments
+from services.payments.tables import open_items, payments, webhook_receipts
 from services.rating.tables import billable_items as rated_items
 from services.settlement.domain import EntryType, LedgerTotals
 from services.settlement.tables import billable_items as settled_items
@@ -66,6 +69,7 @@ COUNTERPARTS = {
     EntryType.CHARGEBACK: "payments' chargebacks",
     EntryType.CHARGEBACK_FEE: "payments' chargeback fees",
     EntryType.REFUND: "payments' refunds",
+    EntryType.CHARGEBACK_REVERSAL: "payments' chargeback reversals",
 }
 
 
@@ -96,6 +100,7 @@ class Figures:
     charged_back: Decimal = ZERO
     chargeback_fees: Decimal = ZERO
     refunded: Decimal = ZERO
+    chargebacks_reversed: Decimal = ZERO
     open_amount: Decimal = ZERO
     unassigned_credit: Decimal = ZERO
 
@@ -112,7 +117,7 @@ class Figures:
             receivables=money(self.invoiced_net), credit_memos=money(self.credit_notes_net),
             tax=money(self.invoiced_tax), tax_credits=money(self.credit_notes_tax), payments=money(self.paid),
             chargebacks=money(self.charged_back), chargeback_fees=money(self.chargeback_fees),
-            refunds=money(self.refunded),
+            refunds=money(self.refunded), chargeback_reversals=money(self.chargebacks_reversed),
         )
 
     @property
@@ -158,7 +163,7 @@ class Figures:
                 found.append(f"{entry_type} entries {booked} != {COUNTERPARTS[entry_type]} {elsewhere}")
         if ledger.balance != counterparts.balance:
             found.append(f"ledger balance {ledger.balance} != documents' gross - payments + chargebacks + fees "
-                         f"+ refunds {counterparts.balance}")
+                         f"+ refunds - chargeback reversals {counterparts.balance}")
         if self.payments_difference:
             found.append(f"ledger balance {ledger.balance} != payments' open items {show(self.open_amount)} "
                          f"- unassigned credit {show(self.unassigned_credit)} = {show(self.open_minus_credit)}")
@@ -255,6 +260,24 @@ class Parked:
                 f"parked {self.parked_at:%Y-%m-%d %H:%M:%S}: {self.reason}")
 
 
+@dataclass(frozen=True)
+class Held:
+    """A provider transaction the webhook bridge recorded but could not place on a contract yet."""
+
+    provider: str
+    provider_event_id: str
+    transaction: dict
+    waiting_for: str | None
+    received_at: datetime
+
+    def describe(self) -> str:
+        what = (f"waits for {self.waiting_for}" if self.waiting_for
+                else "names no contract, invoice or customer billing knows")
+        money = self.transaction
+        return (f"{self.provider} event {self.provider_event_id}, received {self.received_at:%Y-%m-%d %H:%M:%S}: "
+                f"{money.get('kind')} {money.get('payment_id')} {money.get('amount')} {money.get('currency')} {what}")
+
+
 def describe_dead_letter(letter: DeadLetter) -> str:
     return (f"{letter.source_topic}[{letter.partition}]@{letter.offset} key {letter.key} ({letter.consumer}): "
             f"{letter.reason}")
@@ -266,6 +289,7 @@ class Reconciliation:
     undocumented: dict[str, list[str]] = field(default_factory=dict)
     parked: list[Parked] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    held: list[Held] = field(default_factory=list)
 
     def contract_differences(self) -> list[str]:
         # A contract with a run or a document has figures, so every undocumented one is among them.
@@ -276,6 +300,7 @@ class Reconciliation:
         """Everything that differs or did not go through, each as one line (dead letters unless allowed)."""
         return [*(f"DIFFERENCE {difference}" for difference in self.contract_differences()),
                 *(f"PARKED {message.describe()}" for message in self.parked),
+                *(f"HELD {receipt.describe()}" for receipt in self.held),
                 *([] if allow_dead_letters else self._dead_letter_lines("DEAD LETTER"))]
 
     def allowed(self, allow_dead_letters: bool) -> list[str]:
@@ -356,7 +381,7 @@ async def gather(databases: Databases, contract_ids: Sequence[str] | None = None
 
     # Only money that moved is on the ledger; a credit note's money is counted from invoicing's documents.
     figure_of_kind = {PaymentKind.PAYMENT: "paid", PaymentKind.CHARGEBACK: "charged_back",
-                      PaymentKind.REFUND: "refunded"}
+                      PaymentKind.REFUND: "refunded", PaymentKind.CHARGEBACK_REVERSAL: "chargebacks_reversed"}
     for row in await _rows(databases, "payments", only(
             select(payments.c.contract_id, payments.c.currency, payments.c.kind, func.sum(payments.c.amount),
                    func.sum(payments.c.fee))
@@ -429,14 +454,25 @@ async def examine(databases: Databases, bootstrap_servers: str,
         undocumented=await gather_undocumented(databases, contract_ids),
         parked=await gather_parked(databases, contract_ids),
         dead_letters=[letter for letter in letters if not contract_ids or letter.key in contract_ids],
+        held=await gather_held(databases, contract_ids),
     )
+
+
+async def gather_held(databases: Databases, contract_ids: Sequence[str] | None = None) -> list[Held]:
+    """Money the bridge received and holds: not on any contract yet, so listed only when all contracts are."""
+    if contract_ids:
+        return []
+    return [Held(row.provider, row.provider_event_id, row.held_transaction, row.waiting_for, row.received_at)
+            for row in await _rows(databases, "payments", select(webhook_receipts)
+                                   .where(webhook_receipts.c.held_transaction.is_not(None))
+                                   .order_by(webhook_receipts.c.received_at))]
 
 
 # --- the report --------------------------------------------------------------------------------
 
 
 COLUMNS = ("contract", "cur", "rated", "settled", "unsettled", "difference", "receivables", "credit memos",
-           "net VAT", "payments", "chargebacks", "fees", "refunds", "= balance", "account", "difference",
+           "net VAT", "payments", "chargebacks", "fees", "refunds", "cb reversed", "= balance", "account", "difference",
            "invoiced", "credit notes", "open - credit", "difference")
 
 
@@ -445,7 +481,7 @@ def _line(label: str, figures: Figures) -> str:
     cells = (figures.rated, figures.settled, figures.unsettled, figures.rated_difference,
              ledger.receivables.amount, ledger.credit_memos.amount, (ledger.tax - ledger.tax_credits).amount,
              ledger.payments.amount, ledger.chargebacks.amount, ledger.chargeback_fees.amount, ledger.refunds.amount,
-             ledger.balance.amount, figures.account_balance, figures.ledger_difference,
+             ledger.chargeback_reversals.amount, ledger.balance.amount, figures.account_balance, figures.ledger_difference,
              figures.invoiced_net, figures.credit_notes_net, figures.open_minus_credit, figures.payments_difference)
     return f"{label:<28} {figures.currency:<3}" + "".join(f" {figures.show(cell):>13}" for cell in cells)
 

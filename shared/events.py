@@ -461,6 +461,8 @@ class PaymentKind(StrEnum):
     PAYMENT = "payment"
     CHARGEBACK = "chargeback"
     REFUND = "refund"
+    # A dispute the merchant won: the provider gives back what a chargeback took (schema_version 2 on).
+    CHARGEBACK_REVERSAL = "chargeback_reversal"
 
 
 class PaymentStatus(StrEnum):
@@ -476,9 +478,12 @@ class PaymentReceived(Event):
 
     Money moved only when `status` is succeeded; pending and failed payments are reported so
     that their transaction is known, and must not be booked or assigned.
+
+    Version 2 adds the kind chargeback_reversal (a dispute won: `reverses_payment_id` names the
+    chargeback it undoes); version 1 messages stay readable.
     """
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = 2
     payment_id: Identifier
     kind: PaymentKind
     provider: Identifier
@@ -487,7 +492,8 @@ class PaymentReceived(Event):
     amount: Annotated[Amount, Field(gt=0)]
     invoice_number: Identifier | None = None
     status: PaymentStatus = PaymentStatus.SUCCEEDED
-    # The payment a chargeback or refund takes back; a chargeback without it takes back `payment_id`.
+    # The payment a chargeback or refund takes back (a chargeback without it takes back `payment_id`);
+    # the chargeback a chargeback reversal undoes.
     reverses_payment_id: Identifier | None = None
     # What the provider charged for a chargeback, passed on to the customer.
     fee: Annotated[Amount, Field(gt=0)] | None = None
@@ -495,6 +501,12 @@ class PaymentReceived(Event):
     @model_validator(mode="after")
     def _amount_fits_currency(self) -> PaymentReceived:
         _check_minor_units(self.currency, amount=self.amount, fee=self.fee or Decimal(0))
+        if self.kind is PaymentKind.CHARGEBACK_REVERSAL:
+            if self.schema_version < 2:
+                raise ValueError("a chargeback_reversal is part of schema_version 2 on")
+            if self.reverses_payment_id is None or self.fee is not None:
+                raise ValueError("a chargeback_reversal names the chargeback it undoes in reverses_payment_id "
+                                 "and carries no fee")
         return self
 
 

@@ -15,8 +15,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.payments import handlers, store, webhooks
 from services.payments.domain import InvalidPaymentAccount, PaymentMethod
+from services.payments.providers import WebhookRefused
 from services.payments.settings import PaymentsSettings
 from shared.db import Database, migrate
+from shared.errors import Rejected
 
 cli = typer.Typer(help="Payments administration: payment accounts, open items (OPOS), webhooks.",
                   no_args_is_help=True)
@@ -51,8 +53,10 @@ def add_account(
     bic: Annotated[str | None, typer.Option(help="SEPA: the BIC (optional).")] = None,
     mandate_reference: Annotated[str | None, typer.Option(help="SEPA: the mandate reference.")] = None,
     mandate_signed_on: Annotated[str | None, typer.Option(help="SEPA: the mandate's date (YYYY-MM-DD).")] = None,
-    provider: Annotated[str | None, typer.Option(help="Card: the payment provider.")] = None,
-    token: Annotated[str | None, typer.Option(help="Card: the provider's token for the card.")] = None,
+    provider: Annotated[str | None, typer.Option(help="Card: the payment provider; SEPA: the provider that "
+                                                      "collects it (e.g. gocardless), if any.")] = None,
+    token: Annotated[str | None, typer.Option(help="Card: the provider's token for the card; SEPA: the provider's "
+                                                   "id of the mandate (GoCardless: MD...).")] = None,
     make_default: Annotated[bool, typer.Option("--default", help="Make it the customer's default.")] = False,
 ) -> None:
     """Add a payment account (the customer's first becomes the default) and print it as JSON."""
@@ -65,7 +69,8 @@ def add_account(
     except InvalidPaymentAccount as error:
         raise typer.BadParameter(str(error)) from None
     _echo_json({"account_id": account.account_id, "customer_id": account.customer_id, "method": account.method,
-                "default": account.is_default, "describe": account.describe()})
+                "default": account.is_default, "mandate_status": account.mandate_status,
+                "describe": account.describe()})
 
 
 @cli.command("accounts")
@@ -128,6 +133,25 @@ def assignments(reference: str) -> None:
         typer.echo(f"{row.assigned_at:%Y-%m-%d %H:%M:%S}  {row.kind:<11}  {row.payment_id:<24}  "
                    f"{row.amount:>12.2f} {row.currency}  (caused by {row.caused_by})")
     typer.echo(f"{_reference(item)}: {item.amount:.2f} {item.currency}, open {item.open_amount:.2f}", err=True)
+
+
+@cli.command("place-held")
+def place_held(
+    provider: str,
+    provider_event_id: str,
+    contract_id: Annotated[str, typer.Option(help="The contract the money is for.")],
+    customer_id: Annotated[str, typer.Option(help="Its customer.")],
+) -> None:
+    """Say whose a held provider transaction is (`billing reconcile` lists them as HELD); it is then published."""
+    try:
+        event = _in_transaction(lambda session: handlers.place_held(session, provider, provider_event_id,
+                                                                    contract_id, customer_id))
+    except Rejected as error:
+        raise typer.BadParameter(str(error)) from None
+    except WebhookRefused as refused:
+        raise typer.BadParameter(refused.message) from None
+    typer.echo(f"{event.kind} {event.payment_id} {event.amount} {event.currency} is {contract_id}'s "
+               f"(event {event.event_id})")
 
 
 @cli.command("sign-webhook")

@@ -125,6 +125,18 @@ def assign(
     return assignments, after, remaining
 
 
+def reinstate(available: Money, items: Sequence[OpenItem], reopened: Sequence[uuid.UUID],
+              referenced_invoice: str | None = None) -> tuple[list[Assignment], Money]:
+    """Spend money a won dispute gave back: on the items its chargeback reopened first (in the order it
+    reopened them), then like any payment; returns the assignments and what is left as credit."""
+    by_id = {item.document_id: item for item in items}
+    first = [by_id[document_id] for document_id in dict.fromkeys(reopened) if document_id in by_id]
+    assignments, _, left = assign(available, first)
+    others = [item for item in items if item.document_id not in {item.document_id for item in first}]
+    rest, _, left = assign(left, others, referenced_invoice)
+    return assignments + rest, left
+
+
 def apply_credits(credits: Sequence[Credit], items: Sequence[OpenItem]) -> list[CreditUse]:
     """Credit pays the open items: the oldest credit first, each on the oldest due item first."""
     uses: list[CreditUse] = []
@@ -183,6 +195,24 @@ class PaymentMethod(StrEnum):
     BANK_TRANSFER = "bank_transfer"
 
 
+class MandateStatus(StrEnum):
+    """Where a direct-debit mandate stands, as its provider reports it: only an active one can be collected from."""
+
+    ACTIVE = "active"
+    CANCELLED = "cancelled"
+    FAILED = "failed"
+    EXPIRED = "expired"
+
+
+def mandate_status_after(held: MandateStatus | None, reported: MandateStatus) -> MandateStatus:
+    """A mandate that ended (cancelled, failed, expired) stays ended: a late or redelivered report of it
+    being active, which providers may send out of order, does not revive it (a provider that
+    reinstates a mandate says so with an event of its own)."""
+    if held is not None and held is not MandateStatus.ACTIVE and reported is MandateStatus.ACTIVE:
+        return held
+    return reported
+
+
 class InvalidPaymentAccount(ValueError):
     """Account details that cannot make a payment account."""
 
@@ -203,14 +233,17 @@ class PaymentAccount:
     bic: str | None = None
     mandate_reference: str | None = None
     mandate_signed_on: date | None = None
+    # A card's token at its provider; a direct debit's mandate id at the provider that collects it.
     provider: str | None = None
     provider_token: str | None = None
+    mandate_status: MandateStatus | None = None
 
     def describe(self) -> str:
         """How the account is shown: enough to recognise it, never the whole IBAN or token."""
         if self.method is PaymentMethod.SEPA_DIRECT_DEBIT:
             assert self.iban is not None
-            return f"SEPA direct debit {self.iban[:4]} …{self.iban[-4:]}, mandate {self.mandate_reference}"
+            return (f"SEPA direct debit {self.iban[:4]} …{self.iban[-4:]}, mandate {self.mandate_reference} "
+                    f"({self.mandate_status or MandateStatus.ACTIVE})")
         if self.method is PaymentMethod.CARD:
             assert self.provider_token is not None
             return f"card via {self.provider}, token …{self.provider_token[-4:]}"
@@ -237,7 +270,8 @@ def new_payment_account(
                                       ("mandate_signed_on", mandate_signed_on), ("provider", provider),
                                       ("provider_token", provider_token)) if value is not None}
     allowed = {
-        PaymentMethod.SEPA_DIRECT_DEBIT: {"iban", "bic", "mandate_reference", "mandate_signed_on"},
+        PaymentMethod.SEPA_DIRECT_DEBIT: {"iban", "bic", "mandate_reference", "mandate_signed_on", "provider",
+                                          "provider_token"},
         PaymentMethod.CARD: {"provider", "provider_token"},
         PaymentMethod.BANK_TRANSFER: set(),
     }[method]
@@ -245,10 +279,15 @@ def new_payment_account(
         raise InvalidPaymentAccount(f"{method} accounts do not take {', '.join(sorted(given - allowed))}")
     if method is PaymentMethod.SEPA_DIRECT_DEBIT:
         iban, bic = _sepa_details(iban, bic, mandate_reference, mandate_signed_on)
+        if (provider is None) != (provider_token is None):
+            raise InvalidPaymentAccount("a direct debit collected by a provider names the provider and its mandate id")
+        if provider is not None and not _PROVIDER.match(provider):
+            raise InvalidPaymentAccount(f"provider {provider!r} is not an identifier")
     elif method is PaymentMethod.CARD:
         _card_details(provider, provider_token)
     return PaymentAccount(account_id, customer_id, method, make_default or first_of_customer, holder_name,
-                          iban, bic, mandate_reference, mandate_signed_on, provider, provider_token)
+                          iban, bic, mandate_reference, mandate_signed_on, provider, provider_token,
+                          MandateStatus.ACTIVE if method is PaymentMethod.SEPA_DIRECT_DEBIT else None)
 
 
 def _sepa_details(iban: str | None, bic: str | None, mandate_reference: str | None,

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import uuid
+from dataclasses import dataclass
+from enum import StrEnum
 from typing import Sequence
 
 from sqlalchemy.engine import Row
@@ -11,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.payments import domain, store
 from services.payments.domain import ItemType, PaymentAccount, PaymentMethod, StatusChange
+from services.payments.providers import MandateChange, Notification, Transaction, received_event_id
 from services.payments.tables import messaging
 from shared import topics
 from shared.errors import DependencyNotReady, Rejected
@@ -83,6 +86,8 @@ async def record_payment(session: AsyncSession, event: PaymentReceived) -> list[
                        f"not {event.contract_id}")
     if event.kind is PaymentKind.PAYMENT:
         await _record_incoming(session, event, recorded)
+    elif event.kind is PaymentKind.CHARGEBACK_REVERSAL:
+        await _reinstate(session, event)
     else:
         await _take_back(session, event)
     return []
@@ -134,6 +139,29 @@ async def _take_back(session: AsyncSession, event: PaymentReceived) -> None:
              sum(credit.amount.amount for credit in withdrawal.taken_credit),
              sum(part.amount.amount for part in withdrawal.reopened), withdrawal.uncovered.amount)
     await _apply_credits(session, event.contract_id, event.currency, caused_by=event.event_id)
+
+
+async def _reinstate(session: AsyncSession, event: PaymentReceived) -> None:
+    """A chargeback reversal (a dispute the merchant won): the money the chargeback took is the customer's
+    payment again, and pays back first what the chargeback reopened, then what is open as a payment does."""
+    assert event.reverses_payment_id is not None  # the schema requires it
+    chargeback = await store.find_payment(session, event.reverses_payment_id, PaymentKind.CHARGEBACK.value)
+    if chargeback is None:
+        raise DependencyNotReady(f"chargeback reversal {event.payment_id} undoes chargeback "
+                                 f"{event.reverses_payment_id}, which has not arrived")
+    if chargeback.contract_id != event.contract_id:
+        raise Rejected(f"chargeback reversal {event.payment_id} of {event.contract_id} undoes chargeback "
+                       f"{event.reverses_payment_id} of {chargeback.contract_id}")
+    if event.amount > chargeback.amount:
+        raise Rejected(f"chargeback reversal {event.payment_id} gives back {event.amount}, more than chargeback "
+                       f"{event.reverses_payment_id} took ({chargeback.amount})")
+    await store.add_payment(session, event, reverses=chargeback.payment_event_id)
+    items = await store.open_items_of(session, event.contract_id, event.currency)
+    reopened = await store.documents_reopened_by(session, chargeback.payment_event_id)
+    assignments, left = domain.reinstate(Money.of(event.amount, event.currency), items, reopened,
+                                         event.invoice_number or chargeback.invoice_number)
+    await store.assign(session, event.event_id, assignments, event.event_id)
+    await store.set_unassigned(session, event.event_id, left)
 
 
 async def _payment_taken_back(session: AsyncSession, event: PaymentReceived) -> uuid.UUID | None:
@@ -197,13 +225,121 @@ async def set_default_payment_account(session: AsyncSession, customer_id: str, a
 # --- the webhook bridge --------------------------------------------------------------------------
 
 
-async def accept_webhook(session: AsyncSession, provider: str, provider_event_id: str, event: PaymentReceived,
-                         body_sha256: str) -> bool:
-    """Record a provider event once and put its payments.received in the outbox, in one transaction.
+class Outcome(StrEnum):
+    PUBLISHED = "published"  # its payments.received is in the outbox
+    HELD = "held"  # recorded; published once the transaction it refers to arrives (or an operator matches it)
+    MANDATE_UPDATED = "mandate_updated"
+    DUPLICATE = "duplicate"  # recorded before: nothing written
+    IGNORED = "ignored"  # an event billing does not use, or about nothing billing knows
 
-    False if the provider event was received before: then nothing is written, so nothing is published.
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    provider_event_id: str
+    outcome: Outcome
+    event_id: uuid.UUID | None = None
+    detail: str | None = None
+
+
+async def accept_notifications(session: AsyncSession, provider: str, notifications: Sequence[Notification],
+                               body_sha256: str) -> list[Receipt]:
+    """Record each provider event once and act on it, all in the caller's one transaction.
+
+    A transaction's payments.received goes to the outbox (the payments worker's relay publishes it)
+    once the bridge knows whose it is (`_whose`); until then it is held in its receipt, and the
+    transaction it refers to releases it when it arrives, whatever the order the provider sent
+    them in. A redelivered event records nothing, so nothing is published twice.
     """
-    if not await store.record_webhook(session, provider, provider_event_id, event.event_id, body_sha256):
-        return False
+    transactions = [notification.change for notification in notifications
+                    if isinstance(notification.change, Transaction)]
+    await store.lock_provider_payments(session, provider, [
+        payment_id for transaction in transactions
+        for payment_id in (transaction.payment_id, transaction.reverses_payment_id) if payment_id is not None])
+    receipts = []
+    for notification in notifications:
+        change = notification.change
+        if change is None:
+            receipts.append(Receipt(notification.provider_event_id, Outcome.IGNORED,
+                                    detail=notification.ignored_because))
+            continue
+        event_id = received_event_id(provider, notification.provider_event_id)
+        if not await store.record_webhook(session, provider, notification.provider_event_id, event_id, body_sha256):
+            receipts.append(Receipt(notification.provider_event_id, Outcome.DUPLICATE, event_id))
+        elif isinstance(change, MandateChange):
+            receipts.append(await _change_mandate(session, provider, notification.provider_event_id, change))
+        elif (whose := await _whose(session, provider, change)) is None:
+            await store.hold_receipt(session, provider, notification.provider_event_id, change.model_dump(mode="json"),
+                                     waiting_for=change.reverses_payment_id)
+            detail = (f"waits for {change.reverses_payment_id}" if change.reverses_payment_id
+                      else "names no contract, invoice or customer billing knows; held for an operator")
+            log.warning("%s event %s (%s %s) is held: %s", provider, notification.provider_event_id, change.kind,
+                        change.payment_id, detail)
+            receipts.append(Receipt(notification.provider_event_id, Outcome.HELD, event_id, detail))
+        else:
+            await _publish(session, provider, notification.provider_event_id, change, *whose)
+            receipts.append(Receipt(notification.provider_event_id, Outcome.PUBLISHED, event_id))
+    return receipts
+
+
+async def _whose(session: AsyncSession, provider: str, transaction: Transaction) -> tuple[str, str] | None:
+    """The contract and customer of a transaction: as its provider's payload names them, else through the
+    invoice it names, the earlier transaction of the provider it refers to, or its direct-debit mandate's
+    account and that customer's one contract. None while nothing says."""
+    reference = transaction.reference
+    contract_id, customer_id = reference.contract_id, reference.customer_id
+    if contract_id is None and reference.invoice_number is not None:
+        invoice = await store.find_invoice_item(session, reference.invoice_number)
+        if invoice is not None:
+            contract_id, customer_id = invoice.contract_id, customer_id or invoice.customer_id
+    if contract_id is None:
+        for payment_id in filter(None, (transaction.reverses_payment_id, transaction.payment_id)):
+            if (earlier := await store.contract_of_payment(session, provider, payment_id)) is not None:
+                contract_id, customer_id = earlier.contract_id, earlier.customer_id
+                break
+    if customer_id is None and reference.mandate_id is not None:
+        account = await store.account_with_mandate(session, provider, reference.mandate_id)
+        customer_id = account.customer_id if account is not None else None
+    if contract_id is None and customer_id is not None:
+        contracts = await store.contracts_of_customer(session, customer_id)
+        contract_id = contracts.pop() if len(contracts) == 1 else None
+    if contract_id is not None and customer_id is None:
+        customer_id = await store.customer_of_contract(session, contract_id)
+    return (contract_id, customer_id) if contract_id is not None and customer_id is not None else None
+
+
+async def _publish(session: AsyncSession, provider: str, provider_event_id: str, transaction: Transaction,
+                   contract_id: str, customer_id: str) -> None:
+    """Into the outbox, and with it what was held waiting for this transaction: its contract's too."""
+    event = transaction.event(provider, provider_event_id, contract_id, customer_id)
+    await store.receipt_whose(session, provider, provider_event_id, transaction.payment_id, contract_id, customer_id)
     await write_outbox(session, messaging, [Outgoing(topics.PAYMENTS_RECEIVED, event)])
-    return True
+    for held in await store.held_for(session, provider, transaction.payment_id):
+        log.info("%s event %s is released by %s %s", provider, held.provider_event_id, transaction.kind,
+                 transaction.payment_id)
+        await _publish(session, provider, held.provider_event_id, Transaction.model_validate(held.held_transaction),
+                       contract_id, customer_id)
+
+
+async def place_held(session: AsyncSession, provider: str, provider_event_id: str, contract_id: str,
+                     customer_id: str) -> PaymentReceived:
+    """An operator's answer for a held transaction: whose it is. It is published as if its provider had
+    said so (and releases what waited for it); a receipt that holds nothing is refused."""
+    held = await store.held_receipt(session, provider, provider_event_id)
+    if held is None:
+        raise Rejected(f"{provider} event {provider_event_id} is not held")
+    transaction = Transaction.model_validate(held.held_transaction)
+    await store.lock_provider_payments(session, provider, [transaction.payment_id])
+    await _publish(session, provider, provider_event_id, transaction, contract_id, customer_id)
+    return transaction.event(provider, provider_event_id, contract_id, customer_id)
+
+
+async def _change_mandate(session: AsyncSession, provider: str, provider_event_id: str,
+                          change: MandateChange) -> Receipt:
+    account = await store.account_with_mandate(session, provider, change.mandate_id)
+    if account is None:
+        log.warning("%s event %s: no payment account has mandate %s", provider, provider_event_id, change.mandate_id)
+        return Receipt(provider_event_id, Outcome.IGNORED, detail=f"no payment account has mandate {change.mandate_id}")
+    status = domain.mandate_status_after(account.mandate_status, change.status)
+    await store.set_mandate_status(session, account.account_id, status)
+    log.info("%s mandate %s of %s is %s", provider, change.mandate_id, account.customer_id, status)
+    return Receipt(provider_event_id, Outcome.MANDATE_UPDATED, detail=f"mandate {change.mandate_id} is {status}")

@@ -17,6 +17,7 @@ from services.payments.domain import (
     Credit,
     Held,
     ItemType,
+    MandateStatus,
     OpenItem,
     PaymentAccount,
     PaymentMethod,
@@ -276,6 +277,14 @@ async def reopen(session: AsyncSession, reopened: Sequence[Held], caused_by: uui
         )
 
 
+async def documents_reopened_by(session: AsyncSession, caused_by: uuid.UUID) -> list[uuid.UUID]:
+    """The items an event (a chargeback, a refund) reopened, in the order it reopened them."""
+    return list(await session.scalars(
+        select(payment_assignments.c.document_id)
+        .where(payment_assignments.c.caused_by == caused_by, payment_assignments.c.amount < 0)
+        .order_by(payment_assignments.c.assignment_id)))
+
+
 async def set_unassigned(session: AsyncSession, payment_event_id: uuid.UUID, unassigned: Money) -> None:
     await session.execute(
         update(payments)
@@ -308,6 +317,87 @@ async def record_webhook(session: AsyncSession, provider: str, provider_event_id
     return recorded.first() is not None
 
 
+async def lock_provider_payments(session: AsyncSession, provider: str, payment_ids: Iterable[str]) -> None:
+    """Until commit, no other request records or holds a transaction of these provider payment ids.
+
+    Without it a refund and its payment arriving at once could miss each other: the refund finding no
+    payment yet and being held, the payment finding nothing held yet, each before the other commits.
+    """
+    keys = sorted({advisory_lock_key(f"payments:provider-payment:{provider}:{payment_id}")
+                   for payment_id in payment_ids})
+    if keys:
+        await session.execute(_lock_in_order, {"keys": keys})
+
+
+async def receipt_whose(session: AsyncSession, provider: str, provider_event_id: str, payment_id: str,
+                        contract_id: str, customer_id: str) -> None:
+    """The receipt's transaction was found to be the contract's (and is no longer held, if it was)."""
+    await session.execute(
+        update(webhook_receipts)
+        .where(webhook_receipts.c.provider == provider, webhook_receipts.c.provider_event_id == provider_event_id)
+        .values(payment_id=payment_id, contract_id=contract_id, customer_id=customer_id, held_transaction=None,
+                waiting_for=None)
+    )
+
+
+async def hold_receipt(session: AsyncSession, provider: str, provider_event_id: str, held: dict,
+                       waiting_for: str | None) -> None:
+    await session.execute(
+        update(webhook_receipts)
+        .where(webhook_receipts.c.provider == provider, webhook_receipts.c.provider_event_id == provider_event_id)
+        .values(held_transaction=held, waiting_for=waiting_for)
+    )
+
+
+async def held_receipt(session: AsyncSession, provider: str, provider_event_id: str) -> Row | None:
+    return (await session.execute(
+        select(webhook_receipts)
+        .where(webhook_receipts.c.provider == provider, webhook_receipts.c.provider_event_id == provider_event_id,
+               webhook_receipts.c.held_transaction.is_not(None))
+        .with_for_update())).first()
+
+
+async def contract_of_payment(session: AsyncSession, provider: str, payment_id: str) -> Row | None:
+    """The contract and customer an earlier transaction of the provider with that id was found to be for."""
+    return (
+        await session.execute(
+            select(webhook_receipts.c.contract_id, webhook_receipts.c.customer_id)
+            .where(webhook_receipts.c.provider == provider, webhook_receipts.c.payment_id == payment_id,
+                   webhook_receipts.c.contract_id.is_not(None))
+            .limit(1)
+        )
+    ).first()
+
+
+async def held_for(session: AsyncSession, provider: str, payment_id: str) -> list[Row]:
+    """The receipts held until the provider's transaction `payment_id` arrived, in the order they came, locked."""
+    return list(
+        (
+            await session.execute(
+                select(webhook_receipts.c.provider_event_id, webhook_receipts.c.held_transaction)
+                .where(webhook_receipts.c.provider == provider, webhook_receipts.c.waiting_for == payment_id,
+                       webhook_receipts.c.held_transaction.is_not(None))
+                .order_by(webhook_receipts.c.received_at, webhook_receipts.c.provider_event_id)
+                .with_for_update()
+            )
+        ).all()
+    )
+
+
+async def contracts_of_customer(session: AsyncSession, customer_id: str) -> set[str]:
+    """The contracts payments knows of a customer: from its open items and from transactions found to be theirs."""
+    items = select(open_items.c.contract_id).where(open_items.c.customer_id == customer_id)
+    receipts = select(webhook_receipts.c.contract_id).where(webhook_receipts.c.customer_id == customer_id)
+    return set(await session.scalars(items.union(receipts)))
+
+
+async def customer_of_contract(session: AsyncSession, contract_id: str) -> str | None:
+    items = select(open_items.c.customer_id).where(open_items.c.contract_id == contract_id).limit(1)
+    receipts = (select(webhook_receipts.c.customer_id).where(webhook_receipts.c.contract_id == contract_id)
+                .limit(1))
+    return (await session.scalars(items)).first() or (await session.scalars(receipts)).first()
+
+
 # --- payment accounts ----------------------------------------------------------------------------
 
 
@@ -319,7 +409,23 @@ async def lock_accounts_of(session: AsyncSession, customer_id: str) -> None:
 def _account(row: Row) -> PaymentAccount:
     return PaymentAccount(row.account_id, row.customer_id, PaymentMethod(row.method), row.is_default,
                           row.holder_name, row.iban, row.bic, row.mandate_reference, row.mandate_signed_on,
-                          row.provider, row.provider_token)
+                          row.provider, row.provider_token,
+                          MandateStatus(row.mandate_status) if row.mandate_status else None)
+
+
+async def account_with_mandate(session: AsyncSession, provider: str, mandate_id: str) -> PaymentAccount | None:
+    """The direct-debit account whose mandate the provider knows by `mandate_id`, locked."""
+    row = (await session.execute(
+        select(payment_accounts)
+        .where(payment_accounts.c.method == PaymentMethod.SEPA_DIRECT_DEBIT.value,
+               payment_accounts.c.provider == provider, payment_accounts.c.provider_token == mandate_id)
+        .with_for_update())).first()
+    return _account(row) if row else None
+
+
+async def set_mandate_status(session: AsyncSession, account_id: uuid.UUID, status: MandateStatus) -> None:
+    await session.execute(update(payment_accounts).where(payment_accounts.c.account_id == account_id)
+                          .values(mandate_status=status.value))
 
 
 async def accounts_of(session: AsyncSession, customer_id: str) -> list[PaymentAccount]:
@@ -350,6 +456,7 @@ async def add_account(session: AsyncSession, account: PaymentAccount) -> None:
             mandate_signed_on=account.mandate_signed_on,
             provider=account.provider,
             provider_token=account.provider_token,
+            mandate_status=account.mandate_status.value if account.mandate_status else None,
             is_default=account.is_default,
         )
     )

@@ -17,6 +17,7 @@ from sqlalchemy import (
     func,
     text,
 )
+from sqlalchemy.dialects.postgresql import JSONB
 
 from shared.db import messaging_tables
 
@@ -50,7 +51,7 @@ payments = Table(
     metadata,
     Column("payment_event_id", Uuid, primary_key=True),
     Column("payment_id", String(64), nullable=False),
-    Column("kind", String(16), nullable=False),
+    Column("kind", String(24), nullable=False),
     Column("status", String(16), nullable=False, server_default="succeeded"),
     Column("provider", String(64), nullable=False),
     Column("contract_id", String(64), nullable=False, index=True),
@@ -83,8 +84,8 @@ payment_assignments = Table(
     Column("assigned_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
-# One row per provider webhook accepted by the bridge: a second delivery of the same provider
-# event is refused, and its PaymentReceived is in the outbox of the same transaction.
+# One row per provider event the bridge recorded: a second delivery of the same provider event
+# records nothing, and its PaymentReceived is in the outbox of the same transaction.
 webhook_receipts = Table(
     "webhook_receipts",
     metadata,
@@ -93,6 +94,18 @@ webhook_receipts = Table(
     Column("event_id", Uuid, nullable=False, unique=True),
     Column("body_sha256", String(64), nullable=False),
     Column("received_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The provider transaction and whose it was found to be: a later refund or dispute of it that
+    # names no contract (the provider's payloads often do not) is that contract's too.
+    Column("payment_id", String(64)),
+    Column("contract_id", String(64)),
+    Column("customer_id", String(64)),
+    # A transaction whose contract is not known yet (a refund or dispute before its payment, or a
+    # payment that names nothing billing knows): published once what it waits for is received.
+    Column("held_transaction", JSONB(none_as_null=True)),  # None is SQL NULL, not JSON null
+    # The provider payment id a held transaction waits for; none: unmatched, for an operator.
+    Column("waiting_for", String(64)),
+    Index("webhook_receipts_payment", "provider", "payment_id", postgresql_where=text("contract_id IS NOT NULL")),
+    Index("webhook_receipts_held", "provider", "waiting_for", postgresql_where=text("held_transaction IS NOT NULL")),
 )
 
 payment_accounts = Table(
@@ -109,6 +122,8 @@ payment_accounts = Table(
     Column("provider", String(64)),
     Column("provider_token", String(255)),
     Column("is_default", Boolean, nullable=False, server_default="false"),
+    # A direct debit's mandate: active, cancelled, failed or expired, as its provider reports it.
+    Column("mandate_status", String(16)),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     CheckConstraint(
         "(method = 'sepa_direct_debit' AND iban IS NOT NULL AND mandate_reference IS NOT NULL"

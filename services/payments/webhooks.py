@@ -1,4 +1,5 @@
-"""Provider webhooks: the one shape the bridge accepts, how it is signed, what it becomes. Pure, no I/O.
+"""The generic webhook format, for providers without a format of their own (and, signed the Standard
+Webhooks way, services.payments.providers.standard). Pure, no I/O.
 
 A provider POSTs each event to `/webhooks/<provider>` with two headers:
 
@@ -11,7 +12,7 @@ and a JSON body (amounts are decimal strings; fields not listed are refused):
     {
       "id": "evt_0001",                     the provider's event id: accepted once, ever
       "type": "payment.succeeded",          payment.pending | payment.succeeded | payment.failed
-                                            | charge.refunded | charge.disputed
+                                            | charge.refunded | charge.disputed | charge.dispute_won
       "created_at": "2026-11-20T10:00:00Z", when it happened at the provider (with a zone)
       "transaction_id": "tx_42",            the payment's, refund's or dispute's own id
       "amount": "100.00",                   > 0, at most the currency's minor unit
@@ -20,7 +21,7 @@ and a JSON body (amounts are decimal strings; fields not listed are refused):
       "customer_id": "CUST-1",              payment request
       "invoice_number": "R2026-0001",       optional: the invoice the payer named
       "reverses_transaction_id": "tx_41",   refunds (optional) and disputes (required): the payment
-                                            taken back
+                                            taken back; a dispute won (required): the dispute
       "fee": "15.00"                        optional, disputes only: the chargeback fee
     }
 
@@ -33,24 +34,26 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Mapping
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, WithJsonSchema, model_validator
 
-from shared.events import (
-    Amount,
-    Currency,
-    Identifier,
-    PaymentKind,
-    PaymentReceived,
-    PaymentStatus,
-    derive_id,
+from services.payments.providers import (
+    Notification,
+    Reference,
+    Transaction,
+    WebhookRefused,
+    check_fresh,
+    forged,
+    invalid,
 )
+from shared.events import Amount, Currency, Identifier, PaymentKind, PaymentReceived, PaymentStatus
 
 SIGNATURE_PREFIX = "sha256="
 _UNIX_SECONDS = re.compile(r"^[0-9]{1,12}$")
 
-WebhookType = Literal["payment.pending", "payment.succeeded", "payment.failed", "charge.refunded", "charge.disputed"]
+WebhookType = Literal["payment.pending", "payment.succeeded", "payment.failed", "charge.refunded", "charge.disputed",
+                      "charge.dispute_won"]
 
 # Exact decimals travel as strings: JSON numbers are floats to most parsers, and floats are refused.
 PositiveAmount = Annotated[
@@ -63,17 +66,10 @@ KIND_AND_STATUS: dict[str, tuple[PaymentKind, PaymentStatus]] = {
     "payment.failed": (PaymentKind.PAYMENT, PaymentStatus.FAILED),
     "charge.refunded": (PaymentKind.REFUND, PaymentStatus.SUCCEEDED),
     "charge.disputed": (PaymentKind.CHARGEBACK, PaymentStatus.SUCCEEDED),
+    "charge.dispute_won": (PaymentKind.CHARGEBACK_REVERSAL, PaymentStatus.SUCCEEDED),
 }
-
-
-class WebhookRefused(Exception):
-    """A request the bridge turns away, with the HTTP status and a reason the provider can act on."""
-
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
+# The types that name the transaction they take back (or, for a dispute won, the dispute), required or not.
+_REVERSING = {"charge.refunded": False, "charge.disputed": True, "charge.dispute_won": True}
 
 
 class ProviderWebhook(BaseModel):
@@ -93,10 +89,10 @@ class ProviderWebhook(BaseModel):
 
     @model_validator(mode="after")
     def _fields_fit_the_type(self) -> ProviderWebhook:
-        reverses = self.type in ("charge.refunded", "charge.disputed")
-        if self.type == "charge.disputed" and self.reverses_transaction_id is None:
-            raise ValueError("a charge.disputed names the disputed payment in reverses_transaction_id")
-        if self.reverses_transaction_id is not None and not reverses:
+        if _REVERSING.get(self.type) and self.reverses_transaction_id is None:
+            what = "disputed payment" if self.type == "charge.disputed" else "dispute it reverses"
+            raise ValueError(f"a {self.type} names the {what} in reverses_transaction_id")
+        if self.reverses_transaction_id is not None and self.type not in _REVERSING:
             raise ValueError(f"a {self.type} does not reverse a transaction")
         if self.fee is not None and self.type != "charge.disputed":
             raise ValueError("only a charge.disputed carries a fee")
@@ -117,48 +113,46 @@ def verify(secret: str, timestamp: str | None, signature: str | None, body: byte
     if not _UNIX_SECONDS.match(timestamp):
         raise WebhookRefused(400, "bad_timestamp", "Webhook-Timestamp must be unix seconds")
     if not hmac.compare_digest(sign(secret, timestamp, body).encode(), signature.strip().encode()):
-        raise WebhookRefused(401, "bad_signature", "the signature does not match this body and timestamp")
-    skew = now - int(timestamp)
-    if abs(skew) > tolerance_s:
-        when = f"{skew:.0f}s old" if skew > 0 else f"{-skew:.0f}s in the future"
-        raise WebhookRefused(401, "expired", f"the request's timestamp is {when}; at most {tolerance_s:.0f}s "
-                                             "either way are accepted")
+        raise forged()
+    check_fresh(int(timestamp), now=now, tolerance_s=tolerance_s)
 
 
 def parse(body: bytes) -> ProviderWebhook:
     try:
         return ProviderWebhook.model_validate_json(body)
     except ValidationError as error:
-        problems = error.errors(include_url=False)
-        if any(problem["type"] == "json_invalid" for problem in problems):
-            raise WebhookRefused(400, "not_json", "the body is not a JSON object") from None
-        raise WebhookRefused(422, "invalid", _describe(problems)) from None
+        raise invalid(error) from None
+
+
+def notification(webhook: ProviderWebhook) -> Notification:
+    """The webhook as a notification: the payer named the contract, so there is nothing to look up."""
+    kind, status = KIND_AND_STATUS[webhook.type]
+    try:
+        transaction = Transaction(
+            payment_id=webhook.transaction_id, kind=kind, status=status, occurred_at=webhook.created_at,
+            amount=webhook.amount, currency=webhook.currency,
+            reference=Reference(contract_id=webhook.contract_id, customer_id=webhook.customer_id,
+                                invoice_number=webhook.invoice_number),
+            reverses_payment_id=webhook.reverses_transaction_id, fee=webhook.fee)
+    except ValidationError as error:
+        raise invalid(error) from None
+    return Notification(provider_event_id=webhook.id, change=transaction)
 
 
 def normalize(provider: str, webhook: ProviderWebhook) -> PaymentReceived:
     """The payments.received event of a webhook; the same provider event always gives the same event id."""
-    kind, status = KIND_AND_STATUS[webhook.type]
-    try:
-        return PaymentReceived(
-            event_id=derive_id(f"{provider}:{webhook.id}", "payments.received"),
-            occurred_at=webhook.created_at,
-            contract_id=webhook.contract_id,
-            payment_id=webhook.transaction_id,
-            kind=kind,
-            status=status,
-            provider=provider,
-            customer_id=webhook.customer_id,
-            currency=webhook.currency,
-            amount=webhook.amount,
-            invoice_number=webhook.invoice_number,
-            reverses_payment_id=webhook.reverses_transaction_id,
-            fee=webhook.fee,
-        )
-    except ValidationError as error:
-        raise WebhookRefused(422, "invalid", _describe(error.errors(include_url=False))) from None
+    transaction = notification(webhook).change
+    assert isinstance(transaction, Transaction)
+    return transaction.event(provider, webhook.id, webhook.contract_id, webhook.customer_id)
 
 
-def _describe(problems: list) -> str:
-    return "; ".join(
-        f"{'.'.join(str(part) for part in problem['loc']) or 'body'}: {problem['msg']}" for problem in problems[:10]
-    )
+class GenericScheme:
+    """Webhook-Timestamp and Webhook-Signature headers over the generic body."""
+
+    duplicate_status = 409
+
+    async def read(self, secret: str, headers: Mapping[str, str], body: bytes, *, now: float,
+                   tolerance_s: float) -> list[Notification]:
+        verify(secret, headers.get("webhook-timestamp"), headers.get("webhook-signature"), body, now=now,
+               tolerance_s=tolerance_s)
+        return [notification(parse(body))]

@@ -66,6 +66,7 @@ class EntryType(StrEnum):
     CHARGEBACK = "Chargeback"
     CHARGEBACK_FEE = "ChargebackFee"
     REFUND = "Refund"
+    CHARGEBACK_REVERSAL = "ChargebackReversal"
 
 
 class Page(BaseModel, Generic[T]):
@@ -191,6 +192,8 @@ class PaymentAccount(BaseModel):
     bic: str | None
     mandate_reference: str | None
     mandate_signed_on: date | None
+    mandate_status: str | None = Field(description="A direct debit's mandate as its provider last reported it: "
+                                                   "active, cancelled, failed or expired.")
     provider: str | None
     is_default: bool
     created_at: datetime

@@ -156,7 +156,7 @@ async def payment_accounts(sources: Sources, customer_id: str,
     return _page(found, query, lambda row: models.PaymentAccount(
         account_id=row.account_id, method=row.method, holder_name=row.holder_name, iban=domain.mask_iban(row.iban),
         bic=row.bic, mandate_reference=row.mandate_reference, mandate_signed_on=row.mandate_signed_on,
-        provider=row.provider, is_default=row.is_default, created_at=row.created_at))
+        mandate_status=row.mandate_status, provider=row.provider, is_default=row.is_default, created_at=row.created_at))
 
 
 async def ledger(sources: Sources, customer_id: str, query: q.LedgerQuery) -> models.Page[models.LedgerEntry]:

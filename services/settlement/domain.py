@@ -44,6 +44,8 @@ class EntryType(StrEnum):
     # What the provider charged for a chargeback, passed on to the customer.
     CHARGEBACK_FEE = "ChargebackFee"
     REFUND = "Refund"
+    # A chargeback the merchant disputed and won: the money is the customer's payment again.
+    CHARGEBACK_REVERSAL = "ChargebackReversal"
 
 
 BALANCE_DIRECTION: dict[EntryType, int] = {
@@ -55,10 +57,11 @@ BALANCE_DIRECTION: dict[EntryType, int] = {
     EntryType.CHARGEBACK: 1,
     EntryType.CHARGEBACK_FEE: 1,
     EntryType.REFUND: 1,
+    EntryType.CHARGEBACK_REVERSAL: -1,
 }
 
 
-REVERSIBLE = frozenset({EntryType.PAYMENT, EntryType.CHARGEBACK, EntryType.REFUND})
+REVERSIBLE = frozenset({EntryType.PAYMENT, EntryType.CHARGEBACK, EntryType.REFUND, EntryType.CHARGEBACK_REVERSAL})
 
 
 class RunStatus(StrEnum):
@@ -183,6 +186,7 @@ class LedgerTotals:
     chargebacks: Money
     chargeback_fees: Money
     refunds: Money
+    chargeback_reversals: Money
 
     @classmethod
     def of(cls, currency: str, signed_sums: Mapping[EntryType, Decimal]) -> LedgerTotals:
@@ -208,7 +212,7 @@ class LedgerTotals:
 
 # The entry type behind each LedgerTotals field, in field order.
 _TOTALS_ORDER = (EntryType.RECEIVABLE, EntryType.CREDIT_MEMO, EntryType.TAX, EntryType.TAX_CREDIT, EntryType.PAYMENT,
-                 EntryType.CHARGEBACK, EntryType.CHARGEBACK_FEE, EntryType.REFUND)
+                 EntryType.CHARGEBACK, EntryType.CHARGEBACK_FEE, EntryType.REFUND, EntryType.CHARGEBACK_REVERSAL)
 
 
 @dataclass(frozen=True, slots=True)

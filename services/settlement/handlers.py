@@ -45,6 +45,7 @@ ENTRY_TYPE_OF_PAYMENT = {
     PaymentKind.PAYMENT: EntryType.PAYMENT,
     PaymentKind.CHARGEBACK: EntryType.CHARGEBACK,
     PaymentKind.REFUND: EntryType.REFUND,
+    PaymentKind.CHARGEBACK_REVERSAL: EntryType.CHARGEBACK_REVERSAL,
 }
 
 

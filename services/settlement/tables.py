@@ -130,7 +130,7 @@ ledger_entries = Table(
     Column("contract_id", String(64), ForeignKey("contract_accounts.contract_id"), nullable=False),
     Column("customer_id", String(64), nullable=False, index=True),
     Column("sequence", Integer, nullable=False),
-    Column("entry_type", String(16), nullable=False),
+    Column("entry_type", String(24), nullable=False),
     Column("amount", Numeric(28, 4), nullable=False),
     Column("currency", String(3), nullable=False),
     Column("balance", Numeric(28, 4), nullable=False),

@@ -400,9 +400,9 @@ async def test_ledger_balances_follow_receivables_payments_a_chargeback_a_refund
     assert "2 contract(s), 0 difference(s)" in reconciled.stdout
     [eur_total] = [line for line in reconciled.stdout.splitlines() if line.startswith("TOTAL EUR")]
     # rated, settled, unsettled, difference, receivables, credit memos, net VAT, payments, chargebacks, fees,
-    # refunds, =, account, diff, invoiced, credit notes, open - credit, diff
+    # refunds, chargebacks reversed, =, account, diff, invoiced, credit notes, open - credit, diff
     assert eur_total.split()[3:] == ["154.21", "154.21", "0.00", "0.00", "154.21", "4.21", "0.00", "100.00",
-                                     "100.00", "0.00", "20.00", "170.00", "170.00", "0.00", "154.21", "4.21",
+                                     "100.00", "0.00", "20.00", "0.00", "170.00", "170.00", "0.00", "154.21", "4.21",
                                      "170.00", "0.00"]
 
 
@@ -446,7 +446,7 @@ async def test_the_reconciliation_reports_a_receivable_that_never_became_an_invo
         f"  DIFFERENCE {contract}: rated 0.00 != settled 30.00 + unsettled 0.00",
         f"  DIFFERENCE {contract}: Receivable entries 30.00 EUR != invoices' net 0.00 EUR",
         f"  DIFFERENCE {contract}: ledger balance 30.00 EUR != documents' gross - payments + chargebacks + fees "
-        "+ refunds 0.00 EUR",
+        "+ refunds - chargeback reversals 0.00 EUR",
         f"  DIFFERENCE {contract}: ledger balance 30.00 EUR != payments' open items 0.00 - unassigned credit 0.00 "
         "= 0.00",
         f"  DIFFERENCE {contract}: settlement run {run_id} settled 30.00 EUR, but invoicing has no invoice for it",
@@ -566,7 +566,7 @@ async def test_a_payment_booked_in_error_is_reversed_by_a_new_entry_once(broker,
     assert table.splitlines()[-3:] == [
         f"  DIFFERENCE {contract}: Payment entries 0.00 EUR != payments' payments 30.00 EUR",
         f"  DIFFERENCE {contract}: ledger balance 0.00 EUR != documents' gross - payments + chargebacks + fees "
-        "+ refunds -30.00 EUR",
+        "+ refunds - chargeback reversals -30.00 EUR",
         f"  DIFFERENCE {contract}: ledger balance 0.00 EUR != payments' open items 0.00 - unassigned credit 30.00 "
         "= -30.00"]
     assert problems == 3

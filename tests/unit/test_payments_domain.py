@@ -9,6 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from services.payments.domain import (
+    reinstate,
+    MandateStatus,
+    mandate_status_after,
     Assignment,
     Credit,
     Held,
@@ -46,6 +49,18 @@ P1, P2, P3 = (uuid.uuid5(uuid.NAMESPACE_URL, f"payment-{n}") for n in range(3))
 
 
 # --- assignment ----------------------------------------------------------------------------------
+
+
+def test_a_won_dispute_pays_back_what_its_chargeback_reopened_first_then_the_oldest_due():
+    fee = item(None, "15.00", date(2026, 11, 1), item_type=ItemType.CHARGEBACK_FEE)
+    assignments, left = reinstate(eur("60.00"), [fee, B, A], reopened=[A.document_id])
+    assert [(a.document_id, a.amount) for a in assignments] == [(A.document_id, eur("60.00"))]
+    assert left == eur("0.00")
+    # More than it reopened: the rest pays like any payment (oldest due first), then is credit.
+    assignments, left = reinstate(eur("200.00"), [fee, B, A], reopened=[A.document_id, A.document_id])
+    assert [(a.document_id, a.amount) for a in assignments] == [
+        (A.document_id, eur("100.00")), (fee.document_id, eur("15.00")), (B.document_id, eur("50.00"))]
+    assert left == eur("35.00")
 
 
 def test_the_named_invoice_comes_first_then_the_oldest_due_then_the_number():
@@ -171,8 +186,26 @@ def test_a_sepa_account_keeps_the_compact_iban_and_its_mandate():
     account = sepa(bic="COBADEFFXXX")
     assert (account.iban, account.bic, account.mandate_reference) == ("DE89370400440532013000", "COBADEFFXXX",
                                                                       "MNDT-2026/001")
-    assert account.describe() == "SEPA direct debit DE89 …3000, mandate MNDT-2026/001"
+    assert account.describe() == "SEPA direct debit DE89 …3000, mandate MNDT-2026/001 (active)"
     assert not account.is_default
+    assert account.mandate_status is MandateStatus.ACTIVE
+
+
+def test_a_direct_debit_collected_by_a_provider_keeps_the_providers_mandate_id():
+    account = sepa(provider="gocardless", provider_token="MD0000AB12CD")
+    assert (account.provider, account.provider_token) == ("gocardless", "MD0000AB12CD")
+
+
+@pytest.mark.parametrize(("held", "reported", "after"), [
+    (None, MandateStatus.ACTIVE, MandateStatus.ACTIVE),
+    (MandateStatus.ACTIVE, MandateStatus.CANCELLED, MandateStatus.CANCELLED),
+    (MandateStatus.ACTIVE, MandateStatus.EXPIRED, MandateStatus.EXPIRED),
+    (MandateStatus.CANCELLED, MandateStatus.ACTIVE, MandateStatus.CANCELLED),  # a late "active" revives nothing
+    (MandateStatus.FAILED, MandateStatus.ACTIVE, MandateStatus.FAILED),
+    (MandateStatus.CANCELLED, MandateStatus.EXPIRED, MandateStatus.EXPIRED),
+])
+def test_an_ended_mandate_stays_ended(held, reported, after):
+    assert mandate_status_after(held, reported) is after
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
@@ -184,7 +217,8 @@ def test_a_sepa_account_keeps_the_compact_iban_and_its_mandate():
     ({"mandate_reference": "A//B"}, "not a SEPA mandate reference"),
     ({"mandate_reference": "WITH SPACE"}, "not a SEPA mandate reference"),
     ({"mandate_reference": "M" * 36}, "not a SEPA mandate reference"),
-    ({"provider_token": "tok_1234"}, "do not take provider_token"),
+    ({"provider_token": "MD0001"}, "names the provider and its mandate id"),
+    ({"provider": "gocardless"}, "names the provider and its mandate id"),
 ])
 def test_invalid_sepa_details_are_refused(overrides, message):
     with pytest.raises(InvalidPaymentAccount, match=message):

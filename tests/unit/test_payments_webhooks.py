@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from services.payments.webhooks import WebhookRefused, normalize, parse, sign, verify
-from shared.events import PaymentKind, PaymentStatus, derive_id
+from shared.events import InvalidMessage, PaymentKind, PaymentReceived, PaymentStatus, derive_id, parse_event
 
 SECRET = "whsec-test"
 NOW = 1_795_000_000.0
@@ -143,3 +143,18 @@ def test_amounts_finer_than_the_currency_are_unprocessable():
         type="charge.disputed", reverses_transaction_id="tx_0", fee="0.005"))))
     assert status == 422 and "fee 0.005 has more decimals than EUR allows" in message
     assert normalize("acme-pay", parse(body(amount="1000", currency="JPY"))).amount == Decimal("1000")
+
+
+def test_payments_received_v2_adds_the_chargeback_reversal_and_v1_messages_stay_readable():
+    v1 = json.dumps({"schema_version": 1, "event_id": "00000000-0000-0000-0000-000000000001",
+                     "occurred_at": "2026-11-20T10:00:00Z", "contract_id": "C-1", "payment_id": "tx_1",
+                     "kind": "chargeback", "provider": "psp", "customer_id": "CUST-1", "currency": "EUR",
+                     "amount": "10.00"}).encode()
+    assert parse_event(PaymentReceived, v1).kind is PaymentKind.CHARGEBACK
+    reversal = json.loads(v1) | {"kind": "chargeback_reversal", "reverses_payment_id": "dp_1"}
+    with pytest.raises(InvalidMessage, match="part of schema_version 2 on"):
+        parse_event(PaymentReceived, json.dumps(reversal).encode())
+    assert parse_event(PaymentReceived, json.dumps(reversal | {"schema_version": 2}).encode()).kind is (
+        PaymentKind.CHARGEBACK_REVERSAL)
+    with pytest.raises(InvalidMessage, match="names the chargeback it undoes"):
+        parse_event(PaymentReceived, json.dumps(reversal | {"schema_version": 2, "reverses_payment_id": None}).encode())

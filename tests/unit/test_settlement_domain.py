@@ -158,6 +158,21 @@ def test_a_chargeback_books_its_fee_as_a_second_entry_owed_by_the_customer():
     assert (payment.amount, acc.balance) == (eur("-65.00"), eur("0.00"))
 
 
+def test_a_chargeback_reversal_lowers_the_balance_again_like_the_payment_it_reinstates():
+    acc, _ = book(account(), EntryType.RECEIVABLE, "50.00")
+    acc, _ = book(acc, EntryType.PAYMENT, "50.00", payment_id="P-1")
+    acc, _ = domain.post_transaction(acc, EntryType.CHARGEBACK, eur("50.00"), eur("15.00"), event_id=uuid.uuid4(),
+                                     payment_id="DP-1", document_number=None, booked_at=AT)
+    acc, [reversal] = domain.post_transaction(acc, EntryType.CHARGEBACK_REVERSAL, eur("50.00"), None,
+                                              event_id=uuid.uuid4(), payment_id="DP-1-won", document_number=None,
+                                              booked_at=AT)
+    assert (reversal.amount, acc.balance) == (eur("-50.00"), eur("15.00"))  # the fee stays owed
+    totals = LedgerTotals.of("EUR", {EntryType.RECEIVABLE: Decimal("50.00"), EntryType.PAYMENT: Decimal("-50.00"),
+                                     EntryType.CHARGEBACK: Decimal("50.00"), EntryType.CHARGEBACK_FEE: Decimal("15.00"),
+                                     EntryType.CHARGEBACK_REVERSAL: Decimal("-50.00")})
+    assert (totals.chargeback_reversals, totals.balance) == (eur("50.00"), eur("15.00"))
+
+
 # --- the runs of closed periods ---------------------------------------------------------------------
 
 

@@ -34,7 +34,7 @@ payment_accounts = table(
     column("account_id", Uuid), column("customer_id", String), column("method", String),
     column("holder_name", String), column("iban", String), column("bic", String),
     column("mandate_reference", String), column("mandate_signed_on", Date), column("provider", String),
-    column("is_default", Boolean), column("created_at", DateTime(timezone=True)),
+    column("mandate_status", String), column("is_default", Boolean), column("created_at", DateTime(timezone=True)),
 )
 
 OPEN_ITEM_SORTS = {"due_date": open_items.c.due_date, "amount": open_items.c.amount,
