@@ -383,8 +383,9 @@ async def run(config: BenchmarkConfig, root: Path) -> Results:
         results.add("rating, 1 worker, of the raw pipeline", f"{one / rates['raw']:.0%}", key="rating 1 / raw",
                     number=100 * one / rates["raw"], unit="%")
         workers.start("settlement")
-        await wait_until(lambda: _all_rated_and_held(databases, await count(databases, "rating", rated_usage)),
-                         timeout_s=600, what="settlement to hold the items rated")
+        rated = await count(databases, "rating", rated_usage)
+        await wait_until(lambda: _all_rated_and_held(databases, rated), timeout_s=600,
+                         what="settlement to hold the items rated")
         record_rss(workers, results)
 
         print(f"billing run over {config.run_contracts:,} contracts (documents without PDF)")
