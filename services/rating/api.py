@@ -217,10 +217,9 @@ def create_app(database: Database | None = None) -> FastAPI:
         await get_contract(contract_id, request)
         rows = await read(db(request), store.items_of_line, contract_id, item_code, period_start,
                           _cursor(after) if after else None, limit)
-        last = rows[-1] if len(rows) == limit else None
         return LineItems(contract_id=contract_id, item_code=item_code, period_start=period_start,
                          items=[LineItem.model_validate(row, from_attributes=True) for row in rows],
-                         next=f"{last.occurred_at.isoformat()}|{last.billable_item_id}" if last else None)
+                         next=_next_cursor(rows, limit, "billable_item_id"))
 
     @api.get("/contracts/{contract_id}/lines/{item_code}/{period_start}/usage", response_model=LineUsage,
              responses=ERRORS)
@@ -232,12 +231,18 @@ def create_app(database: Database | None = None) -> FastAPI:
         await get_contract(contract_id, request)
         rows = await read(db(request), store.usage_of_line, contract_id, item_code, period_start,
                           _cursor(after) if after else None, limit)
-        last = rows[-1] if len(rows) == limit else None
         return LineUsage(contract_id=contract_id, item_code=item_code, period_start=period_start,
                          events=[LineUsageEvent.model_validate(row, from_attributes=True) for row in rows],
-                         next=f"{last.occurred_at.isoformat()}|{last.event_id}" if last else None)
+                         next=_next_cursor(rows, limit, "event_id"))
 
     return api
+
+
+def _next_cursor(rows: list, limit: int, row_id: str) -> str | None:
+    """The cursor after a full page's last row; None after the last page."""
+    if len(rows) < limit:
+        return None
+    return f"{rows[-1].occurred_at.isoformat()}|{getattr(rows[-1], row_id)}"
 
 
 def _cursor(after: str) -> tuple[datetime, uuid.UUID]:

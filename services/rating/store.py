@@ -322,35 +322,36 @@ async def items_of_line(session: AsyncSession, contract_id: str, item_code: str,
     """A billing line's billable items (its usage, batch by batch, fees, top-ups and purchases billed
     in the period beginning `period_start`), in the order of their last use, `limit` at a time after
     `after` (the last row's occurred_at and billable_item_id)."""
-    statement = (
-        select(billable_items.c.billable_item_id, billable_items.c.source_event_id, billable_items.c.occurred_at,
-               billable_items.c.quantity, billable_items.c.billable_quantity, billable_items.c.unit_price,
-               billable_items.c.discount, billable_items.c.net, billable_items.c.charge_kind,
-               billable_items.c.late_for_period_start)
-        .where(billable_items.c.contract_id == contract_id, billable_items.c.item_code == item_code,
-               billable_items.c.period_start == period_start)
-        .order_by(billable_items.c.occurred_at, billable_items.c.billable_item_id)
-        .limit(limit)
-    )
-    if after is not None:
-        statement = statement.where(tuple_(billable_items.c.occurred_at, billable_items.c.billable_item_id) > after)
-    return list((await session.execute(statement)).all())
+    columns = billable_items.c
+    return await _line_page(session, billable_items, columns.billable_item_id, [
+        columns.billable_item_id, columns.source_event_id, columns.occurred_at, columns.quantity,
+        columns.billable_quantity, columns.unit_price, columns.discount, columns.net, columns.charge_kind,
+        columns.late_for_period_start], (contract_id, item_code, period_start), after, limit)
 
 
 async def usage_of_line(session: AsyncSession, contract_id: str, item_code: str, period_start: date,
                         after: tuple[datetime, uuid.UUID] | None, limit: int) -> list:
     """A billing line's usage events, in the order they were used, `limit` at a time after `after`
-    (the last row's occurred_at and event_id): a page costs the same however deep it is."""
+    (the last row's occurred_at and event_id)."""
+    columns = rated_usage.c
+    return await _line_page(session, rated_usage, columns.event_id, [
+        columns.event_id, columns.billable_item_id, columns.occurred_at, columns.quantity, columns.meter_reading,
+    ], (contract_id, item_code, period_start), after, limit)
+
+
+async def _line_page(session: AsyncSession, table, row_id, columns: list, line: tuple[str, str, date],
+                     after: tuple[datetime, uuid.UUID] | None, limit: int) -> list:
+    """A page of a line's rows in (occurred_at, row_id) order, keyset-paged: a page costs the same
+    however deep it is (both tables have an index on the line and that order)."""
+    contract_id, item_code, period_start = line
     statement = (
-        select(rated_usage.c.event_id, rated_usage.c.billable_item_id, rated_usage.c.occurred_at,
-               rated_usage.c.quantity, rated_usage.c.meter_reading)
-        .where(rated_usage.c.contract_id == contract_id, rated_usage.c.item_code == item_code,
-               rated_usage.c.period_start == period_start)
-        .order_by(rated_usage.c.occurred_at, rated_usage.c.event_id)
+        select(*columns)
+        .where(table.c.contract_id == contract_id, table.c.item_code == item_code, table.c.period_start == period_start)
+        .order_by(table.c.occurred_at, row_id)
         .limit(limit)
     )
     if after is not None:
-        statement = statement.where(tuple_(rated_usage.c.occurred_at, rated_usage.c.event_id) > after)
+        statement = statement.where(tuple_(table.c.occurred_at, row_id) > after)
     return list((await session.execute(statement)).all())
 
 
