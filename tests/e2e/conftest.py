@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -264,6 +265,19 @@ async def wait_for_dead_letter(pipeline: Pipeline, contract_id: str, reason_part
 
     await wait_until(arrived, timeout_s=DEADLINE_S, what=f"a dead letter for {contract_id} about {reason_part!r}")
     return letters[0]
+
+
+@contextmanager
+def serving_bridge(log_dir: Path, env: dict[str, str]) -> Iterator[str]:
+    """The webhook bridge as a uvicorn process of its own, with `env` on top of the pipeline's
+    environment (its provider secrets); its URL until the block ends."""
+    http = Workers(log_dir, env=env)
+    url = http.start_http("bridge", free_port())
+    try:
+        http.wait_healthy("bridge", url)
+        yield url
+    finally:
+        http.stop_all()
 
 
 @pytest.fixture(scope="session")

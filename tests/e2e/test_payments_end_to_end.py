@@ -26,8 +26,6 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from ops.observe import read_events, wait_until
-from ops.stack import free_port
-from ops.workers import Workers
 from services.invoicing.tables import documents
 from services.payments.tables import messaging as payments_messaging
 from services.payments.tables import open_items, payment_accounts, payments, webhook_receipts
@@ -44,6 +42,7 @@ from tests.e2e.conftest import (
     new_contract_id,
     publish_usage,
     request_billing_run,
+    serving_bridge,
     usage,
 )
 
@@ -71,13 +70,8 @@ class Bridge:
 @pytest.fixture(scope="module")
 def bridge_process(pipeline) -> Iterator[str]:
     """`uvicorn services.payments.bridge:app` on a free port, with the pipeline's environment."""
-    http = Workers(pipeline.root / "logs", env={"PAYMENTS_WEBHOOK_SECRETS": json.dumps({PROVIDER: SECRET})})
-    url = http.start_http("bridge", free_port())
-    try:
-        http.wait_healthy("bridge", url)
+    with serving_bridge(pipeline.root / "logs", {"PAYMENTS_WEBHOOK_SECRETS": json.dumps({PROVIDER: SECRET})}) as url:
         yield url
-    finally:
-        http.stop_all()
 
 
 @pytest_asyncio.fixture(loop_scope="session")

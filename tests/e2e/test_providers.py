@@ -44,7 +44,6 @@ from sqlalchemy import func, select
 
 from ops.observe import wait_until
 from ops.stack import free_port
-from ops.workers import Workers
 from services.invoicing.tables import documents
 from services.payments.providers import gocardless
 from services.payments.tables import messaging as payments_messaging
@@ -52,7 +51,15 @@ from services.payments.tables import open_items, payment_accounts, payments, web
 from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import contract_accounts, ledger_entries
 from services.settlement.tables import messaging as settlement_messaging
-from tests.e2e.conftest import DEADLINE_S, given_contract, new_contract_id, publish_usage, request_billing_run, usage
+from tests.e2e.conftest import (
+    DEADLINE_S,
+    given_contract,
+    new_contract_id,
+    publish_usage,
+    request_billing_run,
+    serving_bridge,
+    usage,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -105,7 +112,7 @@ def gocardless_api() -> Iterator[tuple[FakeGoCardless, str]]:
 def bridge_url(pipeline, gocardless_api) -> Iterator[str]:
     """The bridge as a uvicorn process, configured for every provider as an operator would."""
     _, api_url = gocardless_api
-    http = Workers(pipeline.root / "logs" / "providers", env={
+    with serving_bridge(pipeline.root / "logs" / "providers", {
         "PAYMENTS_WEBHOOK_SECRETS": "{}",
         "PAYMENTS_STRIPE_WEBHOOK_SECRET": STRIPE_SECRET,
         "PAYMENTS_ADYEN_HMAC_KEY": ADYEN_KEY,
@@ -113,13 +120,8 @@ def bridge_url(pipeline, gocardless_api) -> Iterator[str]:
         "PAYMENTS_GOCARDLESS_ACCESS_TOKEN": "e2e-read-only-token",
         "PAYMENTS_GOCARDLESS_API_URL": api_url,
         "PAYMENTS_STANDARD_WEBHOOK_SECRETS": json.dumps({STANDARD_PROVIDER: STANDARD_SECRET}),
-    })
-    url = http.start_http("bridge", free_port())
-    try:
-        http.wait_healthy("bridge", url)
+    }) as url:
         yield url
-    finally:
-        http.stop_all()
 
 
 @pytest_asyncio.fixture(loop_scope="session")
