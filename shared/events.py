@@ -135,8 +135,43 @@ CountryCode = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}$")]
 VatId = Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[A-Za-z0-9+*.]{2,13}$")]
 
 
+class EInvoiceFormat(StrEnum):
+    """What a customer's documents are issued as, besides the data every document has (EN 16931)."""
+
+    # The ZUGFeRD / Factur-X PDF: PDF/A-3 with the CII XML (profile EN 16931) embedded. The default.
+    FACTUR_X = "factur-x"
+    # The same, and an XRechnung 3.0 CII XML, which German public buyers require.
+    XRECHNUNG = "xrechnung"
+
+
+class ElectronicAddress(BaseModel):
+    """Where a party receives e-invoices (EN 16931 BT-34 / BT-49): an address in an EAS scheme, e.g.
+    `EM` (e-mail), `0204` (German Leitweg-ID), `9930` (German VAT number), `0088` (GLN)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    scheme: Annotated[str, StringConstraints(pattern=r"^[0-9A-Z]{2,4}$")]
+    address: Annotated[str, StringConstraints(min_length=1, max_length=200)]
+
+
+class EInvoicing(BaseModel):
+    """A customer's e-invoicing: the format, and what XRechnung requires of the buyer."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    format: EInvoiceFormat = EInvoiceFormat.FACTUR_X
+    # BT-10: the reference the buyer wants quoted (for public buyers in Germany, the Leitweg-ID).
+    buyer_reference: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    electronic_address: ElectronicAddress | None = None
+
+
 class CustomerProfile(BaseModel):
-    """Who is billed: what documents and tax rules need to know about a customer."""
+    """Who is billed: what documents and tax rules need to know about a customer.
+
+    `postal_code`, `city` and `e_invoicing` are part of contracts.changed v2 and receivables.posted
+    v4 on. An XRechnung customer is refused without what XRechnung requires of the buyer (BT-10,
+    BT-49, BT-52, BT-53), here where the customer enters, not when its first invoice is issued.
+    """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -145,7 +180,27 @@ class CustomerProfile(BaseModel):
     country: CountryCode
     vat_id: VatId | None = None
     email: Text | None = None
+    # Street lines, without the postal code and city when those are given.
     address_lines: list[Text] = Field(default_factory=list, max_length=6)
+    postal_code: Annotated[str, StringConstraints(min_length=1, max_length=20)] | None = None
+    city: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = None
+    e_invoicing: EInvoicing | None = None
+
+    @model_validator(mode="after")
+    def _xrechnung_has_what_it_requires(self) -> CustomerProfile:
+        if self.e_invoicing is not None and self.e_invoicing.format is EInvoiceFormat.XRECHNUNG:
+            missing = [name for name, value in (
+                ("e_invoicing.buyer_reference (BT-10)", self.e_invoicing.buyer_reference),
+                ("e_invoicing.electronic_address (BT-49)", self.e_invoicing.electronic_address),
+                ("postal_code (BT-53)", self.postal_code), ("city (BT-52)", self.city)) if value is None]
+            if missing:
+                raise ValueError(f"an XRechnung customer needs {', '.join(missing)}")
+        return self
+
+    @property
+    def has_v2_fields(self) -> bool:
+        """Whether it uses what contracts.changed v2 (receivables.posted v4) added."""
+        return self.postal_code is not None or self.city is not None or self.e_invoicing is not None
 
 
 class ContractItemTerms(BaseModel):
@@ -163,7 +218,7 @@ class ContractChanged(Event):
     arrives late is recognisable and ignored.
     """
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[1, 2] = 2
     revision: int = Field(ge=1)
     customer: CustomerProfile
     currency: Currency
@@ -176,6 +231,12 @@ class ContractChanged(Event):
     # Anniversary cycles: the first regular period starts here; the one before it runs from
     # `starts_on`, so it is shorter or longer than a regular period.
     alignment_date: date | None = None
+
+    @model_validator(mode="after")
+    def _customer_fits_the_version(self) -> ContractChanged:
+        if self.schema_version < 2 and self.customer.has_v2_fields:
+            raise ValueError("postal_code, city and e_invoicing of the customer are part of schema_version 2 on")
+        return self
 
 
 class UsageRecorded(Event):
@@ -359,10 +420,11 @@ class ReceivablesPosted(Event):
     had no snapshot of the contract yet; a line's category is None only for an item rated under
     items.rated v1. Invoicing falls back to its contract replica for what is None. Version 3: the
     items are billing lines (SettlementItem), and a run whose items came to less than nothing
-    credits them as `adjustment` credits.
+    credits them as `adjustment` credits. Version 4: the customer may carry its postal code, city and
+    e-invoicing (contracts.changed v2).
     """
 
-    schema_version: Literal[1, 2, 3] = 3
+    schema_version: Literal[1, 2, 3, 4] = 4
     settlement_run_id: uuid.UUID
     customer_id: Identifier
     customer: CustomerProfile | None = None
@@ -382,6 +444,8 @@ class ReceivablesPosted(Event):
         if self.schema_version < 2 and (self.customer is not None or any(
                 line.tax_category is not None for line in [*self.items, *self.credits])):
             raise ValueError("customer and tax categories are not part of schema_version 1")
+        if self.schema_version < 4 and self.customer is not None and self.customer.has_v2_fields:
+            raise ValueError("postal_code, city and e_invoicing of the customer are part of schema_version 4 on")
         per_item = self.schema_version < 3
         for item in self.items:
             if (item.billable_item_id is not None) != per_item or \

@@ -21,7 +21,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Iterable, Mapping, Sequence
 
-from shared.events import CreditReason, DocumentType, TaxCategory
+from shared.events import CreditReason, DocumentType, EInvoiceFormat, TaxCategory
 from shared.money import Money
 from shared.vat import TaxContext, TaxLine, Vat, tax_lines
 
@@ -42,6 +42,14 @@ class Party:
     address_lines: tuple[str, ...] = ()
     vat_id: str | None = None
     email: str | None = None
+    postal_code: str | None = None
+    city: str | None = None
+    # Where it receives e-invoices (BT-34 / BT-49), in an EAS scheme; none: its e-mail, scheme EM.
+    electronic_address: str | None = None
+    electronic_address_scheme: str = "EM"
+    # Who answers questions about a document (BG-6 / BG-9), which XRechnung requires of the seller.
+    contact_name: str | None = None
+    phone: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +57,46 @@ class Seller:
     party: Party
     iban: str
     bic: str
+    # The SEPA creditor identifier (BT-90) direct debits are collected under.
+    creditor_id: str | None = None
+
+
+class PaymentMeansCode(StrEnum):
+    """UNTDID 4461 codes (EN 16931 BT-81) of how a document is settled."""
+
+    SEPA_CREDIT_TRANSFER = "58"
+    SEPA_DIRECT_DEBIT = "59"
+    # A credit note: offset against open invoices (or refunded), nothing to pay.
+    CLEARING_BETWEEN_PARTNERS = "97"
+
+
+@dataclass(frozen=True, slots=True)
+class DirectDebit:
+    """A customer's default payment account when it is a SEPA direct-debit mandate."""
+
+    mandate_reference: str
+    iban: str
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentMeans:
+    """How the document is settled (BG-16): to the seller's account, or collected from the customer's."""
+
+    code: PaymentMeansCode
+    payee_iban: str | None = None
+    payee_bic: str | None = None
+    direct_debit: DirectDebit | None = None
+    creditor_id: str | None = None
+
+
+def payment_means(document_type: DocumentType, seller: Seller, direct_debit: DirectDebit | None) -> PaymentMeans:
+    if document_type is DocumentType.CREDIT_NOTE:
+        return PaymentMeans(PaymentMeansCode.CLEARING_BETWEEN_PARTNERS)
+    if direct_debit is not None:
+        return PaymentMeans(PaymentMeansCode.SEPA_DIRECT_DEBIT, direct_debit=direct_debit,
+                            creditor_id=seller.creditor_id)
+    return PaymentMeans(PaymentMeansCode.SEPA_CREDIT_TRANSFER, payee_iban=seller.iban.replace(" ", ""),
+                        payee_bic=seller.bic)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +109,8 @@ class ContractTerms:
     customer_id: str
     customer: Party
     tax_categories: dict[str, TaxCategory]
+    e_invoice_format: EInvoiceFormat = EInvoiceFormat.FACTUR_X
+    buyer_reference: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +169,9 @@ class Document:
     corrects_number: str | None = None
     status: DocumentStatus = DocumentStatus.DRAFT
     number: str | None = None
+    payment_means: PaymentMeans = PaymentMeans(PaymentMeansCode.CLEARING_BETWEEN_PARTNERS)
+    e_invoice_format: EInvoiceFormat = EInvoiceFormat.FACTUR_X
+    buyer_reference: str | None = None
 
     @property
     def series(self) -> str:
@@ -206,9 +259,14 @@ def group_lines(
     return tuple(lines)
 
 
-def payment_terms(document_type: DocumentType, seller: Seller, issue_date: date, due_date: date) -> str:
+def payment_terms(document_type: DocumentType, seller: Seller, means: PaymentMeans, issue_date: date,
+                  due_date: date) -> str:
     if document_type is DocumentType.CREDIT_NOTE:
         return "The credited amount is offset against open invoices or refunded."
+    if means.direct_debit is not None:
+        return (f"Collected by SEPA direct debit on {due_date.isoformat()} from IBAN ending "
+                f"{means.direct_debit.iban[-4:]}, mandate {means.direct_debit.mandate_reference}, "
+                f"creditor identifier {means.creditor_id}.")
     days = (due_date - issue_date).days
     return (f"Payable without deduction within {days} days, by {due_date.isoformat()}, "
             f"to IBAN {seller.iban}, BIC {seller.bic}, quoting the invoice number.")
@@ -225,6 +283,7 @@ def draft_document(
     sources: Sequence[SourceLine],
     issue_date: date,
     payment_terms_days: int,
+    direct_debit: DirectDebit | None = None,
 ) -> Document:
     """A draft invoice or credit note over `sources`, with its VAT breakdown and legal notes."""
     if not sources:
@@ -233,6 +292,7 @@ def draft_document(
     lines = group_lines(sources, terms.tax_categories, context)
     due_date = issue_date + timedelta(days=payment_terms_days if document_type is DocumentType.INVOICE else 0)
     corrected = {line.corrects_number for line in lines}
+    means = payment_means(document_type, seller, direct_debit)
     return Document(
         document_id=document_id,
         document_type=document_type,
@@ -244,10 +304,13 @@ def draft_document(
         currency=currency,
         issue_date=issue_date,
         due_date=due_date,
-        payment_terms=payment_terms(document_type, seller, issue_date, due_date),
+        payment_terms=payment_terms(document_type, seller, means, issue_date, due_date),
         lines=lines,
         tax_lines=tax_lines(((line.vat, line.net) for line in lines), currency),
         notes=context.notes(line.vat.category for line in lines),
         # A credit note corrects one invoice as a whole when all its lines do; otherwise each line says.
         corrects_number=corrected.pop() if len(corrected) == 1 else None,
+        payment_means=means,
+        e_invoice_format=terms.e_invoice_format,
+        buyer_reference=terms.buyer_reference,
     )

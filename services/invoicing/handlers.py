@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import uuid
 from dataclasses import replace
@@ -11,7 +10,8 @@ from typing import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.invoicing import domain, pdf, store
+from services.invoicing import domain, store
+from services.invoicing.rendering import RenderPool
 from services.invoicing.settings import InvoicingSettings
 from shared import topics
 from shared.errors import DependencyNotReady, Rejected
@@ -21,6 +21,7 @@ from shared.events import (
     CustomerProfile,
     DocumentCreated,
     DocumentType,
+    EInvoicing,
     ReceivablesPosted,
     SettlementItem,
     TaxLine,
@@ -35,6 +36,7 @@ from shared.settings import business_time_zone
 log = logging.getLogger("billing.invoicing")
 settings = InvoicingSettings()
 seller = settings.seller()
+render_pool = RenderPool(settings.render_processes)
 TIME_ZONE = business_time_zone()
 
 
@@ -63,9 +65,12 @@ def _terms(event: ContractChanged) -> domain.ContractTerms:
 async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPosted]) -> BatchOutcome:
     """An invoice for each run's items and a credit note for its credits, each numbered as it is finalized.
 
-    The series rows stay locked from lock_series until commit (in series order, so workers never
-    deadlock); the batch's documents are numbered in its order, each number going to a document
-    stored in this transaction, and the series' last numbers are recorded with them.
+    Each run's documents are drafted and their e-invoices validated first, before any number is
+    taken: a run whose document fails validation is parked with the report, and issues nothing
+    (its number goes to the next document). The series rows stay locked from lock_series until
+    commit (in series order, so workers never deadlock); the batch's documents are numbered in its
+    order, each number going to a document stored in this transaction, and the series' last
+    numbers are recorded with them. Validating and rendering run in the render processes.
     """
     replicas = await store.find_contract_terms(session, {event.contract_id for event in events})
     terms: dict[uuid.UUID, domain.ContractTerms] = {}
@@ -82,32 +87,65 @@ async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPo
                   if credit.credited_settlement_run_id))
     # Dated the day they are issued, in the seller's time zone, whenever the run was asked for or replayed.
     issued_on = business_day(datetime.now(UTC), TIME_ZONE)
+    rejected: dict[uuid.UUID, Rejected] = {}
+    drafts: dict[uuid.UUID, list[domain.Document]] = {}
+    for event in events:
+        try:
+            drafts[event.event_id] = _drafts(event, terms[event.event_id], corrected, issued_on)
+        except Rejected as refusal:
+            rejected[event.event_id] = refusal
+    validations: dict[uuid.UUID, str] = {}
+    if settings.render_pdfs and settings.e_invoices:
+        invalid, validations = await _validate(drafts)
+        parked.update(invalid)
+    events = [event for event in events if event.event_id in drafts and event.event_id not in parked]
     numbering = domain.Numbering(await store.lock_series(
         session, (domain.series_of(document_type, issued_on)
                   for event in events for document_type in _document_types(event))))
-    issued: list[store.Issued] = []
-    outgoing: list[Outgoing] = []
-    rejected: dict[uuid.UUID, Rejected] = {}
+    finalized: list[tuple[domain.Document, ReceivablesPosted]] = []
     for event in events:
-        try:
-            invoice = _invoice(event, terms[event.event_id], issued_on) if event.items else None
-            credit_note = _credit_note(event, terms[event.event_id], corrected, issued_on) if event.credits else None
-        except Rejected as refusal:
-            rejected[event.event_id] = refusal
-            continue
-        for draft in (invoice, credit_note):
-            if draft is None:
-                continue
+        # Drafted again now that this batch's earlier invoices have numbers their credits may name.
+        for draft in _drafts(event, terms[event.event_id], corrected, issued_on):
             document = numbering.finalize(draft)
             if document.document_type is DocumentType.INVOICE:
                 corrected[document.settlement_run_id] = document.number
-            content = pdf.render(document) if settings.render_pdfs else None
-            digest = hashlib.sha256(content).hexdigest() if content is not None else None
-            issued.append(store.Issued(document, content, digest))
-            outgoing.append(Outgoing(topics.DOCUMENTS_CREATED, _created(document, digest, event)))
+            finalized.append((document, event))
+    files = (await render_pool.render([document for document, _ in finalized], settings.e_invoices)
+             if settings.render_pdfs else [None] * len(finalized))
+    issued = [store.Issued(document, rendered.pdf if rendered else None, rendered.pdf_sha256 if rendered else None,
+                           store.EInvoice(rendered.xml, rendered.xml_sha256, validations[document.document_id])
+                           if rendered and rendered.xml is not None else None)
+              for (document, _), rendered in zip(finalized, files, strict=True)]
     await store.add_documents(session, issued)
     await store.advance_series(session, numbering.last)
-    return BatchOutcome(outgoing, rejected, parked)
+    return BatchOutcome([Outgoing(topics.DOCUMENTS_CREATED, _created(one, event))
+                         for one, (_, event) in zip(issued, finalized, strict=True)], rejected, parked)
+
+
+def _drafts(event: ReceivablesPosted, terms: domain.ContractTerms, corrected: dict[uuid.UUID, str],
+            issued_on: date) -> list[domain.Document]:
+    """The run's invoice and credit note, invoice first, as drafts."""
+    return [*([_invoice(event, terms, issued_on)] if event.items else []),
+            *([_credit_note(event, terms, corrected, issued_on)] if event.credits else [])]
+
+
+async def _validate(drafts: dict[uuid.UUID, list[domain.Document]]
+                    ) -> tuple[dict[uuid.UUID, DependencyNotReady], dict[uuid.UUID, str]]:
+    """Each draft's e-invoice validated: the runs (by event id) with a document that fails, parked with
+    the report, and each document's report summary (by document id) to store with what is issued."""
+    documents = [draft for run in drafts.values() for draft in run]
+    reports = dict(zip((draft.document_id for draft in documents), await render_pool.check(documents), strict=True))
+    parked = {}
+    for event_id, run in drafts.items():
+        failures = [f"{draft.document_type.value}: {report.summary()}" for draft in run
+                    if (report := reports[draft.document_id]) is not None and not report.passed]
+        if failures:
+            log.warning("settlement run %s not issued, its e-invoice fails validation: %s",
+                        run[0].settlement_run_id, " | ".join(failures))
+            parked[event_id] = DependencyNotReady(
+                f"settlement run {run[0].settlement_run_id} is not issued, its e-invoice fails validation (fix the "
+                f"seller settings or the customer; it is issued when re-driven): {' | '.join(failures)}"[:4000])
+    return parked, {document_id: report.summary() for document_id, report in reports.items() if report is not None}
 
 
 def _terms_of_run(event: ReceivablesPosted, replica: domain.ContractTerms | None) -> domain.ContractTerms:
@@ -118,7 +156,8 @@ def _terms_of_run(event: ReceivablesPosted, replica: domain.ContractTerms | None
     lines = [*event.items, *event.credits]
     uncategorized = {line.item_code for line in lines if line.tax_category is None}
     if event.customer is not None and not uncategorized:
-        return domain.ContractTerms(event.contract_id, 0, event.customer_id, _party(event.customer), {})
+        return _with_customer(domain.ContractTerms(event.contract_id, 0, event.customer_id, _party(event.customer), {}),
+                              event.customer)
     if replica is None:
         raise DependencyNotReady(f"run {event.settlement_run_id} needs the contracts.changed snapshot of "
                                  f"{event.contract_id}, which has not arrived")
@@ -128,12 +167,21 @@ def _terms_of_run(event: ReceivablesPosted, replica: domain.ContractTerms | None
                                  f"{', '.join(missing)} yet")
     if event.customer is None:
         return replica
-    return replace(replica, customer_id=event.customer_id, customer=_party(event.customer))
+    return _with_customer(replace(replica, customer_id=event.customer_id), event.customer)
+
+
+def _with_customer(terms: domain.ContractTerms, customer: CustomerProfile) -> domain.ContractTerms:
+    e_invoicing = customer.e_invoicing or EInvoicing()
+    return replace(terms, customer=_party(customer), e_invoice_format=e_invoicing.format,
+                   buyer_reference=e_invoicing.buyer_reference)
 
 
 def _party(customer: CustomerProfile) -> domain.Party:
+    address = customer.e_invoicing.electronic_address if customer.e_invoicing else None
     return domain.Party(name=customer.name, country=customer.country, address_lines=tuple(customer.address_lines),
-                        vat_id=customer.vat_id, email=customer.email)
+                        vat_id=customer.vat_id, email=customer.email, postal_code=customer.postal_code,
+                        city=customer.city, electronic_address=address.address if address else None,
+                        electronic_address_scheme=address.scheme if address else "EM")
 
 
 def _document_types(event: ReceivablesPosted) -> list[DocumentType]:
@@ -204,7 +252,8 @@ def _from_credit(credit: CreditItem, currency: str, corrected: dict[uuid.UUID, s
     )
 
 
-def _created(document: domain.Document, pdf_sha256: str | None, event: ReceivablesPosted) -> DocumentCreated:
+def _created(issued: store.Issued, event: ReceivablesPosted) -> DocumentCreated:
+    document, pdf_sha256 = issued.document, issued.pdf_sha256
     return DocumentCreated(
         event_id=derive_id(document.document_id, "documents.created"),
         occurred_at=event.occurred_at,

@@ -1,9 +1,16 @@
-"""The PDF of a finalized document, made with reportlab. Pure: the same document gives the same bytes.
+"""The PDF of a finalized document: the page made with reportlab, and the ZUGFeRD / Factur-X PDF/A-3
+that carries the document's EN 16931 XML (services/invoicing/einvoice.py).
 
-`invariant=1` keeps reportlab from stamping the creation time and a random file id into the PDF,
-so re-rendering a document reproduces its stored bytes and their sha256. Text is set in the
-standard Helvetica, which every PDF reader has and text extraction reads back; it covers Latin-1
-(and the euro sign), which is what the documents' names and addresses use.
+`render` is pure: `invariant=1` keeps reportlab from stamping the creation time and a random file
+id into the page, so the same document gives the same bytes. Text is set in Bitstream Vera, the
+TrueType family reportlab ships, embedded (as PDF/A requires; the standard Helvetica is not). It
+covers Latin-1 and the euro sign, which is what the documents' names and addresses use.
+
+`facturx_pdf` makes that page a PDF/A-3: an sRGB output intent (the ICC profile littleCMS builds,
+through Pillow), then `factur-x` embeds the XML as `factur-x.xml` (AFRelationship Data) and writes
+the XMP metadata naming PDF/A-3B and the Factur-X profile EN 16931. Its metadata carries the time
+it is made, so unlike the page it is not reproducible byte for byte: the stored file and its
+sha256 are the document's.
 """
 
 from __future__ import annotations
@@ -12,10 +19,17 @@ import io
 from decimal import Decimal
 from xml.sax.saxutils import escape
 
+import facturx
+from PIL import ImageCms
+from pypdf import PdfReader, PdfWriter
+from pypdf.generic import ArrayObject, DecodedStreamObject, DictionaryObject, NameObject, NumberObject, TextStringObject
 from reportlab.lib import colors
 from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import ParagraphStyle, getSampleStyleSheet
 from reportlab.lib.units import mm
+from reportlab.pdfbase import pdfmetrics
+from reportlab.pdfbase.pdfmetrics import registerFontFamily
+from reportlab.pdfbase.ttfonts import TTFont
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
 from services.invoicing.domain import Document, DocumentStatus, Party
@@ -28,15 +42,22 @@ VAT_LABELS = {"S": "standard rate", "Z": "zero rated", "E": "exempt", "AE": "rev
 REASONS = {"credit": "credit", "order_cancelled": "order cancelled", "termination": "termination credit",
            "adjustment": "adjustment: the period came to less than was invoiced"}
 
-_styles = getSampleStyleSheet()
-BODY = ParagraphStyle("body", parent=_styles["Normal"], fontName="Helvetica", fontSize=9, leading=11.5)
-SMALL = ParagraphStyle("small", parent=BODY, fontSize=7.5, leading=9.5, textColor=colors.HexColor("#444444"))
-TITLE = ParagraphStyle("title", parent=BODY, fontName="Helvetica-Bold", fontSize=18, leading=22)
+FONT, BOLD = "Vera", "VeraBd"
+for _name in (FONT, BOLD):
+    pdfmetrics.registerFont(TTFont(_name, f"{_name}.ttf"))  # found in reportlab's own fonts folder
+registerFontFamily(FONT, normal=FONT, bold=BOLD, italic=FONT, boldItalic=BOLD)
 
+_styles = getSampleStyleSheet()
+BODY = ParagraphStyle("body", parent=_styles["Normal"], fontName=FONT, fontSize=9, leading=11.5)
+SMALL = ParagraphStyle("small", parent=BODY, fontSize=7.5, leading=9.5, textColor=colors.HexColor("#444444"))
+TITLE = ParagraphStyle("title", parent=BODY, fontName=BOLD, fontSize=18, leading=22)
+
+# Every table names its font: a cell's default is Helvetica, which would add an unembedded font.
+IN_FONT = ("FONTNAME", (0, 0), (-1, -1), FONT)
 GRID = TableStyle([
-    ("FONTNAME", (0, 0), (-1, -1), "Helvetica"),
+    IN_FONT,
     ("FONTSIZE", (0, 0), (-1, -1), 8.5),
-    ("FONTNAME", (0, 0), (-1, 0), "Helvetica-Bold"),
+    ("FONTNAME", (0, 0), (-1, 0), BOLD),
     ("LINEBELOW", (0, 0), (-1, 0), 0.6, colors.black),
     ("LINEBELOW", (0, 1), (-1, -1), 0.25, colors.HexColor("#bbbbbb")),
     ("VALIGN", (0, 0), (-1, -1), "TOP"),
@@ -54,7 +75,8 @@ def _text(value: str, style: ParagraphStyle = BODY) -> Paragraph:
 
 
 def _party(label: str, party: Party, extra: list[str]) -> list[Paragraph]:
-    lines = [party.name, *party.address_lines, party.country]
+    place = " ".join(part for part in (party.postal_code, party.city) if part)
+    lines = [party.name, *party.address_lines, *([place] if place else []), party.country]
     if party.vat_id:
         lines.append(f"VAT ID {party.vat_id}")
     lines.extend(extra)
@@ -67,7 +89,8 @@ def render(document: Document) -> bytes:
     title = f"{TITLES[document.document_type]} {document.number}"
     buffer = io.BytesIO()
     template = SimpleDocTemplate(
-        buffer, pagesize=A4, invariant=1, title=title, author=document.seller.name,
+        # The canvas' initial font is Helvetica unless told otherwise, which would add an unembedded font.
+        buffer, pagesize=A4, invariant=1, title=title, author=document.seller.name, initialFontName=FONT,
         leftMargin=18 * mm, rightMargin=18 * mm, topMargin=16 * mm, bottomMargin=16 * mm,
     )
     width = A4[0] - 36 * mm
@@ -90,13 +113,13 @@ def render(document: Document) -> bytes:
             [[_party("Bill to" if document.document_type is DocumentType.INVOICE else "Credit to",
                      document.customer, [document.customer.email] if document.customer.email else []),
               _party("From", document.seller, [document.seller.email] if document.seller.email else [])]],
-            colWidths=[width / 2, width / 2], style=[("VALIGN", (0, 0), (-1, -1), "TOP")],
+            colWidths=[width / 2, width / 2], style=[IN_FONT, ("VALIGN", (0, 0), (-1, -1), "TOP")],
         ),
         Spacer(1, 8 * mm),
         _text(title, TITLE),
         Spacer(1, 3 * mm),
         Table([[_text(label, SMALL), _text(value)] for label, value in facts], colWidths=[35 * mm, width - 35 * mm],
-              style=[("VALIGN", (0, 0), (-1, -1), "TOP"), ("BOTTOMPADDING", (0, 0), (-1, -1), 1)]),
+              style=[IN_FONT, ("VALIGN", (0, 0), (-1, -1), "TOP"), ("BOTTOMPADDING", (0, 0), (-1, -1), 1)]),
         Spacer(1, 6 * mm),
         _lines_table(document, width),
         Spacer(1, 5 * mm),
@@ -153,12 +176,45 @@ def _totals_table(document: Document, width: float) -> Table:
         [due, f"{_amount(document.gross_total.amount, currency)} {currency}"],
     ]
     return Table(rows, colWidths=[width - 45 * mm, 45 * mm], style=[
-        ("FONTNAME", (0, 0), (-1, -1), "Helvetica"),
+        IN_FONT,
         ("FONTSIZE", (0, 0), (-1, -1), 9.5),
-        ("FONTNAME", (0, -1), (-1, -1), "Helvetica-Bold"),
+        ("FONTNAME", (0, -1), (-1, -1), BOLD),
         ("ALIGN", (0, 0), (-1, -1), "RIGHT"),
         ("LINEABOVE", (0, -1), (-1, -1), 0.6, colors.black),
     ])
+
+
+def facturx_pdf(document: Document, xml: bytes) -> bytes:
+    """The document's page as a ZUGFeRD / Factur-X PDF/A-3 with `xml` (its CII XML) embedded."""
+    page = _with_srgb_output_intent(render(document))
+    title = f"{TITLES[document.document_type]} {document.number}"
+    return facturx.generate_from_binary(
+        page, xml, flavor="factur-x", level="en16931", check_xsd=False, lang="en",
+        pdf_metadata={"author": document.seller.name, "keywords": "Factur-X, ZUGFeRD, EN 16931",
+                      "title": title, "subject": f"{title} for {document.customer.name}"})
+
+
+def _srgb_profile() -> bytes:
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _with_srgb_output_intent(content: bytes) -> bytes:
+    """PDF/A needs an output intent naming the colour space the page is meant for: sRGB."""
+    writer = PdfWriter(clone_from=PdfReader(io.BytesIO(content)))
+    profile = DecodedStreamObject()
+    profile.set_data(_srgb_profile())
+    profile[NameObject("/N")] = NumberObject(3)
+    intent = DictionaryObject({
+        NameObject("/Type"): NameObject("/OutputIntent"),
+        NameObject("/S"): NameObject("/GTS_PDFA1"),
+        NameObject("/OutputConditionIdentifier"): TextStringObject("sRGB IEC61966-2.1"),
+        NameObject("/Info"): TextStringObject("sRGB IEC61966-2.1"),
+        NameObject("/DestOutputProfile"): writer._add_object(profile),
+    })
+    writer._root_object[NameObject("/OutputIntents")] = ArrayObject([writer._add_object(intent)])
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    return buffer.getvalue()
 
 
 def _amount(amount: Decimal, currency: str) -> str:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.invoicing.domain import ContractTerms, Document, Party
 from services.invoicing.tables import (
     contract_terms,
+    document_einvoices,
     document_line_sources,
     document_lines,
     document_pdfs,
@@ -29,6 +30,7 @@ def _party_json(party: Party) -> dict[str, Any]:
 
 
 def _party(data: dict[str, Any]) -> Party:
+    """A party as stored; parties stored before it had postal code, city or contact take the defaults."""
     return Party(**{**data, "address_lines": tuple(data["address_lines"])})
 
 
@@ -112,12 +114,22 @@ async def advance_series(session: AsyncSession, last_numbers: Mapping[str, int])
 
 
 @dataclass(frozen=True, slots=True)
+class EInvoice:
+    """A document's EN 16931 XML as issued, and what its validation said."""
+
+    content: bytes
+    sha256: str
+    validation: str
+
+
+@dataclass(frozen=True, slots=True)
 class Issued:
-    """A finalized document with its PDF, if one was rendered."""
+    """A finalized document with its PDF and e-invoice, if they were rendered."""
 
     document: Document
     pdf: bytes | None
     pdf_sha256: str | None
+    einvoice: EInvoice | None = None
 
 
 async def add_documents(session: AsyncSession, issued: Sequence[Issued]) -> None:
@@ -170,6 +182,12 @@ async def add_documents(session: AsyncSession, issued: Sequence[Issued]) -> None
             for one in issued if one.pdf is not None]
     if pdfs:
         await session.execute(insert(document_pdfs), pdfs)
+    einvoices = [{"document_id": one.document.document_id, "format": one.document.e_invoice_format.value,
+                  "content": one.einvoice.content, "sha256": one.einvoice.sha256,
+                  "validation": one.einvoice.validation}
+                 for one in issued if one.einvoice is not None]
+    if einvoices:
+        await session.execute(insert(document_einvoices), einvoices)
 
 
 def _document_row(document: Document) -> dict[str, Any]:
@@ -203,5 +221,14 @@ async def pdf_by_number(session: AsyncSession, number: str) -> bytes | None:
     return await session.scalar(
         select(document_pdfs.c.content)
         .join(documents, documents.c.document_id == document_pdfs.c.document_id)
+        .where(documents.c.number == number)
+    )
+
+
+async def einvoice_by_number(session: AsyncSession, number: str) -> bytes | None:
+    """The stored EN 16931 XML of the document numbered `number`, as it was issued."""
+    return await session.scalar(
+        select(document_einvoices.c.content)
+        .join(documents, documents.c.document_id == document_einvoices.c.document_id)
         .where(documents.c.number == number)
     )

@@ -1,7 +1,7 @@
 """Invoicing's own tables.
 
 Documents are append-only: migration 0002 installs triggers that refuse UPDATE and DELETE on
-documents, their lines, line sources, tax lines and PDFs, because a finalized document is never
+documents, their lines, line sources, tax lines, PDFs (migration 0004: and e-invoices), because a finalized document is never
 changed (corrections are credit notes).
 """
 
@@ -128,4 +128,15 @@ document_pdfs = Table(
     Column("document_id", Uuid, ForeignKey("documents.document_id"), primary_key=True),
     Column("content", LargeBinary, nullable=False),
     Column("sha256", String(64), nullable=False),
+)
+
+# Each document's EN 16931 XML as issued, and the validation it passed before its number was taken.
+document_einvoices = Table(
+    "document_einvoices",
+    metadata,
+    Column("document_id", Uuid, ForeignKey("documents.document_id"), primary_key=True),
+    Column("format", String(16), nullable=False),
+    Column("content", LargeBinary, nullable=False),
+    Column("sha256", String(64), nullable=False),
+    Column("validation", Text, nullable=False),
 )

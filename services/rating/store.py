@@ -97,7 +97,8 @@ async def contract_specs(session: AsyncSession, condition) -> list[ContractSpec]
     rows = (
         await session.execute(
             select(contracts, contract_items.c.terms, customers.c.name, customers.c.country, customers.c.vat_id,
-                   customers.c.email, customers.c.address_lines)
+                   customers.c.email, customers.c.address_lines, customers.c.postal_code, customers.c.city,
+                   customers.c.e_invoicing)
             .join(contract_items, contract_items.c.contract_id == contracts.c.contract_id)
             .join(customers, customers.c.customer_id == contracts.c.customer_id)
             .where(condition)
@@ -111,7 +112,8 @@ async def contract_specs(session: AsyncSession, condition) -> list[ContractSpec]
         ContractSpec(
             contract_id=first.contract_id,
             customer=CustomerProfile(customer_id=first.customer_id, name=first.name, country=first.country,
-                                     vat_id=first.vat_id, email=first.email, address_lines=first.address_lines),
+                                     vat_id=first.vat_id, email=first.email, address_lines=first.address_lines,
+                                     postal_code=first.postal_code, city=first.city, e_invoicing=first.e_invoicing),
             currency=first.currency,
             starts_on=first.starts_on,
             ends_on=first.ends_on,
@@ -142,7 +144,7 @@ async def contract_ids_to_close(session: AsyncSession, as_of: date) -> list[str]
 
 
 async def save_customer(session: AsyncSession, customer: CustomerProfile) -> None:
-    values = customer.model_dump()
+    values = customer.model_dump(mode="json")
     await session.execute(
         insert(customers).values(values).on_conflict_do_update(index_elements=["customer_id"], set_=values)
     )

@@ -30,6 +30,10 @@ customers = Table(
     Column("vat_id", String(16)),
     Column("email", String(500)),
     Column("address_lines", JSONB, nullable=False),
+    Column("postal_code", String(20)),
+    Column("city", String(200)),
+    # shared.events.EInvoicing; none: Factur-X with nothing XRechnung needs.
+    Column("e_invoicing", JSONB(none_as_null=True)),
 )
 
 contracts = Table(

@@ -64,7 +64,8 @@ def test_an_invoice_pdf_shows_parties_number_dates_lines_tax_and_totals():
     # tax per rate: 154.16 x 19 % = 29.29, 29.97 x 7 % = 2.10
     assert re.search(r"S\nstandard rate\n19 %\n154.16\n29.29\nS\nstandard rate\n7 %\n29.97\n2.10", text)
     assert re.search(r"Net total\n184.13 EUR\nVAT total\n31.39 EUR\nTotal due\n215.52 EUR", text)
-    assert "within 14 days, by 2026-12-07, to IBAN DE89 3704 0044 0532 0130 00" in text
+    # (a paragraph wraps where the font makes it: compare its words)
+    assert "within 14 days, by 2026-12-07, to IBAN DE89 3704 0044 0532 0130 00" in " ".join(text.split())
 
 
 def test_a_reverse_charge_credit_note_pdf_names_the_invoice_it_corrects_and_the_legal_note():

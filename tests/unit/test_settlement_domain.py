@@ -295,7 +295,7 @@ def test_a_run_settles_its_items_and_credits_the_recurring_fees_of_a_cancelled_c
     assert (event.total, event.credit_total, event.ledger_balance) == (Decimal("112.34"), Decimal("66.67"),
                                                                        Decimal("55.67"))
     # Self-contained: the customer as of the run, and each line's (and credit's) tax category.
-    assert (event.schema_version, event.customer) == (3, CUSTOMER)
+    assert (event.schema_version, event.customer) == (4, CUSTOMER)
     assert [line.tax_category for line in [*event.items, *event.credits]] == [TaxCategory.REDUCED] * 3
     assert [(line.unit_price, line.net, line.item_count) for line in event.items] == [
         (Decimal("12.34"), Decimal("12.34"), 1), (Decimal("100.00"), Decimal("100.00"), 1)]

@@ -1,0 +1,82 @@
+"""Validating and rendering documents off the event loop, in a pool of processes.
+
+Validating a document's e-invoice (XSD and the EN 16931 schematron, about 15 ms) and rendering its
+Factur-X PDF (about 35 ms) are CPU work. Done on the worker's event loop they would stall its
+consumer heartbeats and every other batch; done in threads they would hold the GIL. So they run in
+`INVOICING_RENDER_PROCESSES` worker processes (spawned, so no state of the parent's event loop or
+database connections is inherited), each of which compiles the schematron once when it starts.
+
+Both steps are pure: a document in, bytes or a report out; the handler decides what is issued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Sequence
+
+from services.invoicing import einvoice, pdf
+from services.invoicing.domain import Document
+
+_validator: einvoice.Validator | None = None
+
+
+def _start_process() -> None:
+    global _validator
+    _validator = einvoice.Validator()
+
+
+def check(draft: Document) -> einvoice.Report | None:
+    """The validation report of the draft's e-invoice; None when its currency has none (einvoice.supports)."""
+    if not einvoice.supports(draft):
+        return None
+    assert _validator is not None, "check runs in a process the pool started"
+    return _validator.validate(einvoice.cii_xml(draft), draft.e_invoice_format)
+
+
+@dataclass(frozen=True, slots=True)
+class Rendered:
+    """A finalized document's files: the PDF (Factur-X when it has an e-invoice) and the XML."""
+
+    pdf: bytes
+    pdf_sha256: str
+    xml: bytes | None
+    xml_sha256: str | None
+
+
+def render(document: Document, with_einvoice: bool) -> Rendered:
+    xml = einvoice.cii_xml(document) if with_einvoice and einvoice.supports(document) else None
+    content = pdf.facturx_pdf(document, xml) if xml is not None else pdf.render(document)
+    return Rendered(content, hashlib.sha256(content).hexdigest(), xml,
+                    hashlib.sha256(xml).hexdigest() if xml is not None else None)
+
+
+class RenderPool:
+    """The worker processes, started on first use."""
+
+    def __init__(self, processes: int) -> None:
+        self._processes = processes
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_start_process)
+        return self._pool
+
+    async def check(self, drafts: Sequence[Document]) -> list[einvoice.Report | None]:
+        loop = asyncio.get_running_loop()
+        return list(await asyncio.gather(*(loop.run_in_executor(self._executor(), check, draft) for draft in drafts)))
+
+    async def render(self, documents: Sequence[Document], with_einvoice: bool) -> list[Rendered]:
+        loop = asyncio.get_running_loop()
+        return list(await asyncio.gather(*(loop.run_in_executor(self._executor(), render, document, with_einvoice)
+                                           for document in documents)))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
+            self._pool = None
