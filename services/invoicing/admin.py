@@ -15,38 +15,43 @@ from shared.db import Database
 cli = typer.Typer(help="Invoicing administration.", no_args_is_help=True)
 
 
-@cli.callback()
-def main() -> None:
-    """Invoicing administration (a callback keeps `pdf` a subcommand while it is the only one)."""
-
-
-async def fetch_pdf(database: Database, number: str) -> bytes | None:
-    """The stored PDF of document `number`, exactly as it was made at finalization."""
+async def fetch_file(database: Database, number: str, kind: str) -> bytes | None:
+    """The stored PDF or e-invoice XML of document `number`, exactly as it was made when it was issued."""
     async with database.transaction() as session:
-        return await store.pdf_by_number(session, number)
+        return await (store.pdf_by_number if kind == "pdf" else store.einvoice_by_number)(session, number)
 
 
-@cli.command("pdf")
-def pdf_command(
-    number: str,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="where to write it; default <number>.pdf")] = None,
-) -> None:
-    """Write the PDF of the document numbered NUMBER (an invoice R... or a credit note G...)."""
-
+def _write(number: str, kind: str, output: Path | None) -> None:
     async def run() -> bytes | None:
         database = Database(InvoicingSettings().database_url)
         try:
-            return await fetch_pdf(database, number)
+            return await fetch_file(database, number, kind)
         finally:
             await database.dispose()
 
     content = asyncio.run(run())
     if content is None:
-        typer.echo(f"no document numbered {number}", err=True)
+        typer.echo(f"no document numbered {number} with a stored {kind.upper()}", err=True)
         raise typer.Exit(1)
-    target = output or Path(f"{number}.pdf")
+    target = output or Path(f"{number}.{kind}")
     target.write_bytes(content)
     typer.echo(f"{target} ({len(content)} bytes)")
+
+
+Output = Annotated[Path | None, typer.Option("--output", "-o", help="where to write it; default <number>.<kind>")]
+
+
+@cli.command("pdf")
+def pdf_command(number: str, output: Output = None) -> None:
+    """Write the PDF of the document numbered NUMBER (an invoice R... or a credit note G...): the
+    Factur-X PDF/A-3 with its e-invoice embedded."""
+    _write(number, "pdf", output)
+
+
+@cli.command("xml")
+def xml_command(number: str, output: Output = None) -> None:
+    """Write the e-invoice of the document numbered NUMBER: its EN 16931 CII XML (Factur-X, or XRechnung)."""
+    _write(number, "xml", output)
 
 
 if __name__ == "__main__":

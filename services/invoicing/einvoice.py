@@ -274,7 +274,8 @@ class Finding:
     fatal: bool = True
 
     def __str__(self) -> str:
-        return f"[{self.rule}] {self.text}" + (f" at {self.location}" if self.location else "")
+        # The rule's own text often repeats its id: "[BR-CO-15]-Invoice total amount ...".
+        return f"[{self.rule}] {self.text.removeprefix(f'[{self.rule}]').lstrip('- ')}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -144,7 +144,7 @@ async def _validate(drafts: dict[uuid.UUID, list[domain.Document]]
                         run[0].settlement_run_id, " | ".join(failures))
             parked[event_id] = DependencyNotReady(
                 f"settlement run {run[0].settlement_run_id} is not issued, its e-invoice fails validation (fix the "
-                f"seller settings or the customer; it is issued when re-driven): {' | '.join(failures)}"[:4000])
+                f"seller settings or the customer; it is issued when re-driven): {' | '.join(failures)}"[:2000])
     return parked, {document_id: report.summary() for document_id, report in reports.items() if report is not None}
 
 

@@ -68,12 +68,25 @@ async def documents(customer_id: CustomerDep, sources: SourcesDep,
 @router.get("/customers/{customer_id}/documents/{number}/pdf", tags=["billing data"],
             response_class=Response, responses={200: {"content": {"application/pdf": {}}}})
 async def document_pdf(customer_id: str, number: str, sources: SourcesDep) -> Response:
-    """The PDF stored when the document was issued, byte for byte."""
-    content = await reads.document_pdf(sources, customer_id, number)
+    """The PDF stored when the document was issued, byte for byte: a ZUGFeRD / Factur-X PDF/A-3 with
+    the e-invoice embedded."""
+    return await _document_file(sources, customer_id, number, "pdf", "application/pdf")
+
+
+@router.get("/customers/{customer_id}/documents/{number}/xml", tags=["billing data"],
+            response_class=Response, responses={200: {"content": {"application/xml": {}}}})
+async def document_xml(customer_id: str, number: str, sources: SourcesDep) -> Response:
+    """The document's e-invoice as it was issued, byte for byte: EN 16931 CII XML (the Factur-X profile
+    EN 16931, or XRechnung 3.0 for customers who receive XRechnung)."""
+    return await _document_file(sources, customer_id, number, "xml", "application/xml")
+
+
+async def _document_file(sources: Sources, customer_id: str, number: str, kind: str, media_type: str) -> Response:
+    content = await reads.document_file(sources, customer_id, number, kind)
     if content is None:
-        raise HTTPException(404, f"customer {customer_id} has no document {number} with a PDF")
-    return Response(content, media_type="application/pdf",
-                    headers={"Content-Disposition": f'inline; filename="{number}.pdf"'})
+        raise HTTPException(404, f"customer {customer_id} has no document {number} with a stored {kind.upper()}")
+    return Response(content, media_type=media_type,
+                    headers={"Content-Disposition": f'inline; filename="{number}.{kind}"'})
 
 
 @router.get("/customers/{customer_id}/contracts", tags=["billing data"])

@@ -127,6 +127,8 @@ class Document(BaseModel):
     currency: str
     corrects_number: str | None
     pdf_url: str
+    # The EN 16931 XML (Factur-X CII, or XRechnung); none for a document issued without one.
+    xml_url: str | None = None
 
 
 class ContractItem(BaseModel):

@@ -41,8 +41,8 @@ def _page(page: Page[Row[Any]], query: q.ListQuery, convert: Callable[[Row[Any]]
                        offset=page.offset, sort=str(query.order))
 
 
-def pdf_url(customer_id: str, number: str) -> str:
-    return f"/api/customers/{quote(customer_id, safe='')}/documents/{quote(number, safe='')}/pdf"
+def file_url(customer_id: str, number: str, kind: str) -> str:
+    return f"/api/customers/{quote(customer_id, safe='')}/documents/{quote(number, safe='')}/{kind}"
 
 
 def _amount(row: Row[Any], name: str) -> Any:
@@ -95,12 +95,13 @@ async def documents(sources: Sources, customer_id: str, query: q.DocumentQuery) 
         service_period_start=row.service_period_start, service_period_end=row.service_period_end,
         net_total=_amount(row, "net_total"), tax_total=_amount(row, "tax_total"),
         gross_total=_amount(row, "gross_total"), currency=row.currency, corrects_number=row.corrects_number,
-        pdf_url=pdf_url(customer_id, row.number)))
+        pdf_url=file_url(customer_id, row.number, "pdf"),
+        xml_url=file_url(customer_id, row.number, "xml") if row.has_einvoice else None))
 
 
-async def document_pdf(sources: Sources, customer_id: str, number: str) -> bytes | None:
+async def document_file(sources: Sources, customer_id: str, number: str, kind: str) -> bytes | None:
     async with sources.invoicing.read() as connection:
-        return await invoicing.pdf(connection, customer_id, number)
+        return await invoicing.document_file(connection, customer_id, number, kind)
 
 
 async def contracts(sources: Sources, customer_id: str, query: q.ContractQuery) -> models.Page[models.Contract]:

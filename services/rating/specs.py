@@ -7,6 +7,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated
 
+import pycountry
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
 from services.rating.domain import Contract, ContractItem, ItemKind, Measure
@@ -23,6 +24,7 @@ from shared.events import (
     Text,
     UnitPrice,
 )
+from shared.errors import Rejected
 from shared.periods import time_zone
 from shared.vat import TaxContext
 
@@ -165,8 +167,12 @@ class ContractSpec(BaseModel):
     def check_invoiceable(self, seller_country: str) -> None:
         """Refuse (Rejected) a contract invoicing could not tax: for this customer, every item's tax
         category must have a VAT rate under the rules invoicing applies (shared.vat), e.g. not a
-        `reduced` item for a consumer in Denmark, which has no reduced rate. Refused here, before
+        `reduced` item for a consumer in Denmark, which has no reduced rate, nor a customer in a country
+        ISO 3166 does not know. Refused here, before
         any of its usage is rated, settled and posted as a receivable no invoice could be issued for."""
+        if pycountry.countries.get(alpha_2=self.customer.country) is None:
+            # Every e-invoice would be refused for it (EN 16931 takes ISO 3166-1 codes only).
+            raise Rejected(f"{self.customer.country} is not an ISO 3166-1 country code (the United Kingdom is GB)")
         context = TaxContext(seller_country, self.customer.country, self.customer.vat_id)
         for category in sorted({item.tax_category for item in self.items}):
             context.vat_for(category)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Sequence
 
-from sqlalchemy import Date, DateTime, LargeBinary, Numeric, String, Uuid, column, select, table
+from sqlalchemy import Date, DateTime, LargeBinary, Numeric, String, Uuid, column, exists, select, table
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -21,6 +21,9 @@ documents = table(
     column("corrects_number", String), column("finalized_at", DateTime(timezone=True)),
 )
 document_pdfs = table("document_pdfs", column("document_id", Uuid), column("content", LargeBinary))
+document_einvoices = table("document_einvoices", column("document_id", Uuid), column("content", LargeBinary))
+# A document's files as invoicing stored them when it was issued.
+FILES = {"pdf": document_pdfs, "xml": document_einvoices}
 
 DOCUMENT_SORTS = {"issue_date": documents.c.issue_date, "number": documents.c.number,
                   "due_date": documents.c.due_date, "gross_total": documents.c.gross_total}
@@ -30,7 +33,8 @@ async def documents_page(connection: AsyncConnection, customer_id: str, *, contr
                          period: Period | None, document_type: str | None, status: str | None, sort: Sort,
                          page: PageRequest) -> Page[Row[Any]]:
     docs = documents.c
-    query = select(documents).where(docs.customer_id == customer_id)
+    has_einvoice = exists().where(document_einvoices.c.document_id == docs.document_id).label("has_einvoice")
+    query = select(documents, has_einvoice).where(docs.customer_id == customer_id)
     if contract_id:
         query = query.where(docs.contract_id == contract_id)
     if period:
@@ -55,9 +59,10 @@ async def numbers_of_runs(connection: AsyncConnection, run_ids: Sequence[uuid.UU
     return found
 
 
-async def pdf(connection: AsyncConnection, customer_id: str, number: str) -> bytes | None:
-    """The PDF stored when document `number` was finalized, if it is one of the customer's."""
+async def document_file(connection: AsyncConnection, customer_id: str, number: str, kind: str) -> bytes | None:
+    """The file (`pdf` or `xml`, the e-invoice) stored when document `number` was issued, if it is the customer's."""
+    files = FILES[kind]
     return await connection.scalar(
-        select(document_pdfs.c.content)
-        .join_from(document_pdfs, documents, document_pdfs.c.document_id == documents.c.document_id)
+        select(files.c.content)
+        .join_from(files, documents, files.c.document_id == documents.c.document_id)
         .where(documents.c.customer_id == customer_id, documents.c.number == number))
