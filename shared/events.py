@@ -81,17 +81,39 @@ UnitPrice = Annotated[Decimal, *exact_decimal_field(max_digits=28, decimal_place
 Quantity = Annotated[Decimal, *exact_decimal_field(max_digits=28, decimal_places=10, ge=0)]
 
 
-class Event(BaseModel):
+class Message(BaseModel):
+    """What every event has: an id to deduplicate it by, when it happened, and a partition key."""
+
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     event_id: uuid.UUID
     occurred_at: AwareDatetime
+
+    @property
+    def key(self) -> str:
+        raise NotImplementedError
+
+
+class Event(Message):
+    """An event about one contract: most topics' events."""
+
     contract_id: Identifier
 
     @property
     def key(self) -> str:
         """The partition key: all of one contract's events stay in order on one partition."""
         return self.contract_id
+
+
+class CustomerEvent(Message):
+    """An event about a customer as a whole (all of its contracts)."""
+
+    customer_id: Identifier
+
+    @property
+    def key(self) -> str:
+        """The partition key: all of one customer's events stay in order on one partition."""
+        return self.customer_id
 
 
 def _require_from_version(event: BaseModel, version: int, *fields: str) -> None:
@@ -609,6 +631,41 @@ class DeadLetter(BaseModel):
         return self.payload.encode()
 
 
+class PaymentMethod(StrEnum):
+    SEPA_DIRECT_DEBIT = "sepa_direct_debit"
+    CARD = "card"
+    BANK_TRANSFER = "bank_transfer"
+
+
+class DefaultPaymentAccount(BaseModel):
+    """How a customer pays by default, as invoices need it: for a SEPA direct debit with an active
+    mandate, the mandate reference and the IBAN collected from (EN 16931 BT-89, BT-91)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    account_id: uuid.UUID
+    method: PaymentMethod
+    mandate_reference: Annotated[str, StringConstraints(min_length=1, max_length=35)] | None = None
+    iban: Annotated[str, StringConstraints(pattern=r"^[A-Z]{2}[0-9]{2}[A-Z0-9]{1,30}$")] | None = None
+    mandate_active: bool = False
+
+    @model_validator(mode="after")
+    def _a_direct_debit_names_its_mandate(self) -> DefaultPaymentAccount:
+        if self.method is PaymentMethod.SEPA_DIRECT_DEBIT and (self.mandate_reference is None or self.iban is None):
+            raise ValueError("a SEPA direct debit names its mandate_reference and iban")
+        return self
+
+
+class PaymentAccountsChanged(CustomerEvent):
+    """payment-accounts.changed: a customer's default payment account after a change of its accounts
+    (one added, another made the default, a mandate's status reported by its provider); None: it
+    has none. Keyed by customer id. Invoicing keeps the newest per customer for the payment
+    means of its invoices."""
+
+    schema_version: Literal[1] = 1
+    default_account: DefaultPaymentAccount | None = None
+
+
 TOPIC_SCHEMAS: dict[str, type[BaseModel]] = {
     topics.CONTRACTS_CHANGED: ContractChanged,
     topics.USAGE_RECORDED: UsageRecorded,
@@ -618,6 +675,7 @@ TOPIC_SCHEMAS: dict[str, type[BaseModel]] = {
     topics.RECEIVABLES_POSTED: ReceivablesPosted,
     topics.DOCUMENTS_CREATED: DocumentCreated,
     topics.PAYMENTS_RECEIVED: PaymentReceived,
+    topics.PAYMENT_ACCOUNTS_CHANGED: PaymentAccountsChanged,
     topics.DEAD_LETTERS: DeadLetter,
 }
 

@@ -47,13 +47,13 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from shared import metrics, topics
 from shared.db import Database, MessagingTables
 from shared.errors import DependencyNotReady, Rejected
-from shared.events import DeadLetter, Event, InvalidMessage, derive_id, encode_event, parse_event
+from shared.events import DeadLetter, InvalidMessage, Message, derive_id, encode_event, parse_event
 from shared.logs import about_message
 from shared.loop import BackgroundLoop
 from shared.outbox import Outgoing, write_outbox
 from shared.settings import ServiceSettings
 
-E = TypeVar("E", bound=Event)
+E = TypeVar("E", bound=Message)
 
 # Dead letters keep the offending payload whole up to this size (as text, or base64 when it is not
 # UTF-8), so that any message a consumer can have read is replayable: the dead letter itself must
@@ -200,7 +200,7 @@ class Consumer:
         one = records[0] if len(records) == 1 else None
         with about_message(consumer=self.name, topic=records[0].topic, partition=one and one.partition,
                            offset=one and one.offset):
-            parsed: list[tuple[ConsumerRecord, Event]] = []
+            parsed: list[tuple[ConsumerRecord, Message]] = []
             for record in records:
                 try:
                     parsed.append((record, self._parse(record.value or b"")))
@@ -209,13 +209,13 @@ class Consumer:
             if parsed:
                 await self._apply_parsed(parsed)
 
-    def _parse(self, payload: bytes) -> Event:
+    def _parse(self, payload: bytes) -> Message:
         event = parse_event(self.schema, payload)
         if event.occurred_at > datetime.now(UTC) + self.max_future_skew:
             raise Rejected(f"occurred_at {event.occurred_at.isoformat()} is too far in the future")
         return event
 
-    async def _apply_parsed(self, parsed: Sequence[tuple[ConsumerRecord, Event]]) -> None:
+    async def _apply_parsed(self, parsed: Sequence[tuple[ConsumerRecord, Message]]) -> None:
         try:
             async for attempt in retrying_transient(self.retry_window_s, self._retrying):
                 with attempt:
@@ -247,11 +247,11 @@ class Consumer:
         self.log.warning("retrying a batch in %.1fs (attempt %d): %s", state.upcoming_sleep, state.attempt_number,
                          state.outcome.exception() if state.outcome else "")
 
-    async def _apply_batch_once(self, parsed: Sequence[tuple[ConsumerRecord, Event]]) -> _Applied:
+    async def _apply_batch_once(self, parsed: Sequence[tuple[ConsumerRecord, Message]]) -> _Applied:
         """One transaction over the batch; returns what it refused and parked (and the keys it applied)."""
         inbox, parked_table = self.tables.inbox, self.tables.parked
         applied = _Applied()
-        first: dict[uuid.UUID, tuple[ConsumerRecord, Event, str]] = {}
+        first: dict[uuid.UUID, tuple[ConsumerRecord, Message, str]] = {}
         for record, event in parsed:
             digest = _digest(event)
             seen = first.get(event.event_id)
@@ -304,7 +304,7 @@ class Consumer:
         self.on_commit(applied, outcome.outgoing)
         return applied
 
-    async def _park(self, session: AsyncSession, record: ConsumerRecord, event: Event,
+    async def _park(self, session: AsyncSession, record: ConsumerRecord, event: Message,
                     waiting: DependencyNotReady) -> None:
         """Record (or, re-driven, record again) a message that waits for something, with when to try next."""
         parked = self.tables.parked
@@ -324,7 +324,7 @@ class Consumer:
             self.log.info("parked %s %s[%s]@%s: %s", event.event_id, record.topic, record.partition, record.offset,
                           waiting)
 
-    async def _park_alone(self, record: ConsumerRecord, event: Event, waiting: DependencyNotReady) -> None:
+    async def _park_alone(self, record: ConsumerRecord, event: Message, waiting: DependencyNotReady) -> None:
         async with self.database.transaction() as session:
             await self._park(session, record, event, waiting)
         self.on_commit(_Applied(parked=[record]), ())
@@ -453,10 +453,10 @@ async def _has_parked(consumer: Consumer) -> bool:
                                            .exists())) or False
 
 
-def _digest(event: Event) -> str:
+def _digest(event: Message) -> str:
     return hashlib.sha256(encode_event(event)).hexdigest()
 
 
-def _reused_id(event: Event) -> Rejected:
+def _reused_id(event: Message) -> Rejected:
     return Rejected(f"event {event.event_id} was already applied with different content; "
                     "an event id must never be reused for a changed event")

@@ -22,7 +22,7 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.db import Database, MessagingTables, advisory_lock_key
-from shared.events import Event, encode_event
+from shared.events import Message, encode_event
 from shared.loop import BackgroundLoop
 from shared.settings import KafkaSettings, ServiceSettings
 
@@ -30,7 +30,7 @@ from shared.settings import KafkaSettings, ServiceSettings
 @dataclass(frozen=True, slots=True)
 class Outgoing:
     topic: str
-    event: Event
+    event: Message
 
 
 async def write_outbox(session: AsyncSession, tables: MessagingTables, outgoing: Sequence[Outgoing]) -> None:

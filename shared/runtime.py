@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared import metrics
 from shared.db import Database, MessagingTables, migrate
-from shared.events import Event, encode_event
+from shared.events import Message, encode_event
 from shared.health import Readiness, broker_reachable, database_reachable, schema_at_head
 from shared.http import OperationsEndpoint
 from shared.inbox import Apply, ApplyBatch, BatchOutcome, Consumer, ParkedRedrive, each_in_savepoint
@@ -26,7 +26,7 @@ from shared.logs import configure_logging
 from shared.outbox import OutboxRelay, Outgoing
 from shared.settings import KafkaSettings, ServiceSettings
 
-E = TypeVar("E", bound=Event)
+E = TypeVar("E", bound=Message)
 
 
 def create_broker(settings: KafkaSettings, client_id: str) -> KafkaBroker:
@@ -60,7 +60,7 @@ def consumer_options(group_id: str, settings: KafkaSettings) -> dict[str, Any]:
 class Subscription:
     topic: str
     group_id: str
-    schema: type[Event]
+    schema: type[Message]
 
 
 @dataclass

@@ -3,10 +3,11 @@
 from services.invoicing import handlers
 from services.invoicing.tables import messaging
 from shared import topics
-from shared.events import ContractChanged, ReceivablesPosted
+from shared.events import ContractChanged, PaymentAccountsChanged, ReceivablesPosted
 from shared.runtime import ServiceRuntime
 
 runtime = ServiceRuntime.create("invoicing", handlers.settings, messaging, publishes=[topics.DOCUMENTS_CREATED])
 runtime.subscribe_batch(topics.CONTRACTS_CHANGED, ContractChanged, handlers.keep_contract_terms)
+runtime.subscribe_batch(topics.PAYMENT_ACCOUNTS_CHANGED, PaymentAccountsChanged, handlers.keep_payment_accounts)
 runtime.subscribe_batch(topics.RECEIVABLES_POSTED, ReceivablesPosted, handlers.create_documents)
 app = runtime.app()

@@ -111,6 +111,8 @@ class ContractTerms:
     tax_categories: dict[str, TaxCategory]
     e_invoice_format: EInvoiceFormat = EInvoiceFormat.FACTUR_X
     buyer_reference: str | None = None
+    # The customer's default account when it is an active SEPA mandate (payment-accounts.changed).
+    direct_debit: DirectDebit | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +285,6 @@ def draft_document(
     sources: Sequence[SourceLine],
     issue_date: date,
     payment_terms_days: int,
-    direct_debit: DirectDebit | None = None,
 ) -> Document:
     """A draft invoice or credit note over `sources`, with its VAT breakdown and legal notes."""
     if not sources:
@@ -292,7 +293,7 @@ def draft_document(
     lines = group_lines(sources, terms.tax_categories, context)
     due_date = issue_date + timedelta(days=payment_terms_days if document_type is DocumentType.INVOICE else 0)
     corrected = {line.corrects_number for line in lines}
-    means = payment_means(document_type, seller, direct_debit)
+    means = payment_means(document_type, seller, terms.direct_debit)
     return Document(
         document_id=document_id,
         document_type=document_type,

@@ -22,6 +22,7 @@ from shared.events import (
     DocumentCreated,
     DocumentType,
     EInvoicing,
+    PaymentAccountsChanged,
     ReceivablesPosted,
     SettlementItem,
     TaxLine,
@@ -62,6 +63,16 @@ def _terms(event: ContractChanged) -> domain.ContractTerms:
     )
 
 
+async def keep_payment_accounts(session: AsyncSession, events: Sequence[PaymentAccountsChanged]) -> BatchOutcome:
+    """Keep each customer's newest default payment account, for the payment means of its invoices."""
+    newest: dict[str, PaymentAccountsChanged] = {}
+    for event in events:
+        if event.customer_id not in newest or event.occurred_at >= newest[event.customer_id].occurred_at:
+            newest[event.customer_id] = event
+    await store.save_payment_accounts(session, list(newest.values()))
+    return BatchOutcome()
+
+
 async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPosted]) -> BatchOutcome:
     """An invoice for each run's items and a credit note for its credits, each numbered as it is finalized.
 
@@ -87,6 +98,9 @@ async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPo
                   if credit.credited_settlement_run_id))
     # Dated the day they are issued, in the seller's time zone, whenever the run was asked for or replayed.
     issued_on = business_day(datetime.now(UTC), TIME_ZONE)
+    # Invoices of customers who pay by SEPA direct debit are collected; the others are paid by transfer.
+    mandates = await store.direct_debits(session, {terms.customer_id for terms in terms.values()})
+    terms = {event_id: replace(each, direct_debit=mandates.get(each.customer_id)) for event_id, each in terms.items()}
     rejected: dict[uuid.UUID, Rejected] = {}
     drafts: dict[uuid.UUID, list[domain.Document]] = {}
     for event in events:

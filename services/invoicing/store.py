@@ -11,9 +11,10 @@ from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.invoicing.domain import ContractTerms, Document, Party
+from services.invoicing.domain import ContractTerms, DirectDebit, Document, Party
 from services.invoicing.tables import (
     contract_terms,
+    customer_payment_accounts,
     document_einvoices,
     document_line_sources,
     document_lines,
@@ -22,7 +23,7 @@ from services.invoicing.tables import (
     documents,
     number_series,
 )
-from shared.events import DocumentType, TaxCategory
+from shared.events import DocumentType, PaymentAccountsChanged, TaxCategory
 
 
 def _party_json(party: Party) -> dict[str, Any]:
@@ -70,6 +71,33 @@ async def find_contract_terms(session: AsyncSession, contract_ids: Iterable[str]
         )
         for row in rows
     }
+
+
+async def save_payment_accounts(session: AsyncSession, changes: Sequence[PaymentAccountsChanged]) -> None:
+    """Keep each customer's newest default account (one change per customer), unless a newer one is held."""
+    if not changes:
+        return
+    statement = pg_insert(customer_payment_accounts)
+    statement = statement.on_conflict_do_update(
+        index_elements=[customer_payment_accounts.c.customer_id],
+        set_={name: statement.excluded[name] for name in ("changed_at", "mandate_reference", "iban")},
+        where=customer_payment_accounts.c.changed_at <= statement.excluded.changed_at,
+    )
+    await session.execute(statement, [
+        {"customer_id": change.customer_id, "changed_at": change.occurred_at,
+         **({"mandate_reference": account.mandate_reference, "iban": account.iban}
+            if (account := change.default_account) is not None and account.mandate_active
+            else {"mandate_reference": None, "iban": None})}
+        for change in changes
+    ])
+
+
+async def direct_debits(session: AsyncSession, customer_ids: Iterable[str]) -> dict[str, DirectDebit]:
+    """The customers whose default account is an active SEPA mandate, with it."""
+    rows = await session.execute(select(customer_payment_accounts).where(
+        customer_payment_accounts.c.customer_id.in_(set(customer_ids)),
+        customer_payment_accounts.c.mandate_reference.is_not(None)))
+    return {row.customer_id: DirectDebit(row.mandate_reference, row.iban) for row in rows}
 
 
 async def invoice_numbers_of_runs(session: AsyncSession, run_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:

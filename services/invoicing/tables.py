@@ -140,3 +140,14 @@ document_einvoices = Table(
     Column("sha256", String(64), nullable=False),
     Column("validation", Text, nullable=False),
 )
+
+# The replica of payment-accounts.changed: each customer's newest default account, as far as an
+# invoice's payment means need it: the active SEPA mandate collected from, if it is one.
+customer_payment_accounts = Table(
+    "customer_payment_accounts",
+    metadata,
+    Column("customer_id", String(64), primary_key=True),
+    Column("changed_at", DateTime(timezone=True), nullable=False),
+    Column("mandate_reference", String(35)),
+    Column("iban", String(34)),
+)

@@ -26,7 +26,7 @@ from stdnum import luhn
 from stdnum.exceptions import ValidationError as NumberInvalid
 
 from shared.errors import Rejected
-from shared.events import PaymentStatus
+from shared.events import DefaultPaymentAccount, PaymentMethod, PaymentStatus
 from shared.money import Money
 
 # The kind a credit note is recorded under among payments: money in the customer's favour like
@@ -189,12 +189,6 @@ def status_change(held: PaymentStatus | None, reported: PaymentStatus) -> Status
 # --- payment accounts ----------------------------------------------------------------------------
 
 
-class PaymentMethod(StrEnum):
-    SEPA_DIRECT_DEBIT = "sepa_direct_debit"
-    CARD = "card"
-    BANK_TRANSFER = "bank_transfer"
-
-
 class MandateStatus(StrEnum):
     """Where a direct-debit mandate stands, as its provider reports it: only an active one can be collected from."""
 
@@ -202,6 +196,17 @@ class MandateStatus(StrEnum):
     CANCELLED = "cancelled"
     FAILED = "failed"
     EXPIRED = "expired"
+
+
+def as_default_account(account: PaymentAccount | None) -> DefaultPaymentAccount | None:
+    """A customer's default account as invoicing's payment means need it (payment-accounts.changed)."""
+    if account is None:
+        return None
+    return DefaultPaymentAccount(
+        account_id=account.account_id, method=account.method, mandate_reference=account.mandate_reference,
+        iban=account.iban.replace(" ", "").upper() if account.iban else None,
+        mandate_active=account.method is PaymentMethod.SEPA_DIRECT_DEBIT
+        and account.mandate_status in (None, MandateStatus.ACTIVE))
 
 
 def mandate_status_after(held: MandateStatus | None, reported: MandateStatus) -> MandateStatus:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Sequence
 
@@ -17,7 +18,15 @@ from services.payments.providers import MandateChange, Notification, Transaction
 from services.payments.tables import messaging
 from shared import topics
 from shared.errors import DependencyNotReady, Rejected
-from shared.events import DocumentCreated, DocumentType, PaymentKind, PaymentReceived, PaymentStatus, derive_id
+from shared.events import (
+    DocumentCreated,
+    DocumentType,
+    PaymentAccountsChanged,
+    PaymentKind,
+    PaymentReceived,
+    PaymentStatus,
+    derive_id,
+)
 from shared.inbox import BatchOutcome, each_in_savepoint
 from shared.outbox import Outgoing, write_outbox
 from shared.money import Money
@@ -212,6 +221,7 @@ async def add_payment_account(session: AsyncSession, customer_id: str, method: P
     account = domain.new_payment_account(uuid.uuid4(), customer_id, method, first_of_customer=not existing,
                                          make_default=make_default, **details)
     await store.add_account(session, account)
+    await _announce_default_account(session, customer_id)
     return account
 
 
@@ -220,6 +230,15 @@ async def set_default_payment_account(session: AsyncSession, customer_id: str, a
     if account_id not in {account.account_id for account in await store.accounts_of(session, customer_id)}:
         raise domain.InvalidPaymentAccount(f"customer {customer_id} has no payment account {account_id}")
     await store.make_default(session, customer_id, account_id)
+    await _announce_default_account(session, customer_id)
+
+
+async def _announce_default_account(session: AsyncSession, customer_id: str) -> None:
+    """payment-accounts.changed with the customer's default account as it now is, into the outbox."""
+    default = next((account for account in await store.accounts_of(session, customer_id) if account.is_default), None)
+    event = PaymentAccountsChanged(event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), customer_id=customer_id,
+                                   default_account=domain.as_default_account(default))
+    await write_outbox(session, messaging, [Outgoing(topics.PAYMENT_ACCOUNTS_CHANGED, event)])
 
 
 # --- the webhook bridge --------------------------------------------------------------------------
@@ -341,5 +360,6 @@ async def _change_mandate(session: AsyncSession, provider: str, provider_event_i
         return Receipt(provider_event_id, Outcome.IGNORED, detail=f"no payment account has mandate {change.mandate_id}")
     status = domain.mandate_status_after(account.mandate_status, change.status)
     await store.set_mandate_status(session, account.account_id, status)
+    await _announce_default_account(session, account.customer_id)
     log.info("%s mandate %s of %s is %s", provider, change.mandate_id, account.customer_id, status)
     return Receipt(provider_event_id, Outcome.MANDATE_UPDATED, detail=f"mandate {change.mandate_id} is {status}")

@@ -24,7 +24,7 @@ from sqlalchemy import select
 
 from ops.observe import wait_until
 from services.invoicing.einvoice import NAMESPACES, Validator
-from services.invoicing.tables import document_einvoices, document_pdfs, documents, messaging
+from services.invoicing.tables import customer_payment_accounts, document_einvoices, document_pdfs, documents, messaging
 from shared import topics
 from shared.events import CustomerProfile, EInvoiceFormat, ReceivablesPosted, SettlementItem
 from shared.runtime import publish_event
@@ -109,6 +109,42 @@ async def test_an_xrechnung_customer_gets_a_valid_xrechnung_and_its_factur_x_pdf
     subprocess.run([sys.executable, "-m", "services.invoicing.admin", "xml", invoice.number, "-o", str(target)],
                    check=True, capture_output=True, env=os.environ.copy(), timeout=60)
     assert target.read_bytes() == xml
+
+
+async def test_a_customer_paying_by_sepa_direct_debit_gets_invoices_naming_mandate_and_account(
+        broker, databases, rating_api_url, portal_url, reconciled_at_the_end):
+    contract = new_contract_id("mandate")
+    customer = f"CUST-{contract}"
+    answer = await put_contract(rating_api_url, contract, {"name": "ACME Robotics GmbH", "country": "DE",
+                                                           "vat_id": "DE811907980", "address_lines": ["Hafenstraße 12"],
+                                                           "postal_code": "20457", "city": "Hamburg"})
+    assert answer.status_code == 200, answer.text
+    reconciled_at_the_end.add(contract)
+    added = subprocess.run(
+        [sys.executable, "-m", "services.payments.admin", "add-account", customer, "--method", "sepa_direct_debit",
+         "--holder", "ACME Robotics GmbH", "--iban", "DE02 1203 0000 0000 2020 51", "--mandate-reference",
+         f"M-{contract}"[:35], "--mandate-signed-on", "2026-01-02"],
+        capture_output=True, text=True, env=os.environ.copy(), timeout=60)
+    assert added.returncode == 0, added.stderr
+    # payments announces the default account; invoicing keeps it for the customer's invoices.
+    await wait_until(lambda: databases.has_exactly("invoicing", customer_payment_accounts, 1,
+                                                   customer_payment_accounts.c.customer_id == customer),
+                     timeout_s=DEADLINE_S, what="invoicing to hold the customer's mandate")
+    await publish_usage(broker, usage(contract, "api-calls", "1234"))
+    await wait_for_settlement_to_hold(databases, contract, events=1)
+    await request_billing_run(broker, contract)
+    invoice = await wait_for_invoice(databases, contract)
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
+        xml = (await client.get(f"/api/customers/{customer}/documents/{invoice.number}/xml")).content
+    report = Validator().validate(xml, EInvoiceFormat.FACTUR_X)
+    assert report.passed and not report.findings, report.summary()
+    assert xpath(xml, "//ram:SpecifiedTradeSettlementPaymentMeans/ram:TypeCode/text()") == ["59"]
+    assert xpath(xml, "//ram:DirectDebitMandateID/text()") == [f"M-{contract}"[:35]]
+    assert xpath(xml, "//ram:PayerPartyDebtorFinancialAccount/ram:IBANID/text()") == ["DE02120300000000202051"]
+    assert xpath(xml, "//ram:CreditorReferenceID/text()") == ["DE98ZZZ09999999999"]
+    assert xpath(xml, "//ram:SpecifiedTradeSettlementHeaderMonetarySummation/ram:DuePayableAmount/text()") == [
+        "146.85"]
+    assert invoice.payment_terms.startswith(f"Collected by SEPA direct debit on {invoice.due_date.isoformat()}")
 
 
 async def test_an_xrechnung_customer_without_a_buyer_reference_is_refused_where_it_enters(rating_api_url):

@@ -53,11 +53,11 @@ def source(item_code: str, net: str, quantity: str, unit_price: str, discount: s
 def document(customer: domain.Party, *sources: domain.SourceLine, document_type=DocumentType.INVOICE,
              e_invoice_format=EInvoiceFormat.FACTUR_X, buyer_reference=None, direct_debit=None,
              number: int | None = 7) -> domain.Document:
-    terms = domain.ContractTerms("C-1", 1, "CUST-1", customer, CATEGORIES, e_invoice_format, buyer_reference)
+    terms = domain.ContractTerms("C-1", 1, "CUST-1", customer, CATEGORIES, e_invoice_format, buyer_reference,
+                                 direct_debit)
     draft = domain.draft_document(
         document_id=uuid.uuid4(), document_type=document_type, settlement_run_id=uuid.uuid4(), terms=terms,
-        seller=SELLER, currency="EUR", sources=sources, issue_date=date(2026, 12, 3), payment_terms_days=14,
-        direct_debit=direct_debit)
+        seller=SELLER, currency="EUR", sources=sources, issue_date=date(2026, 12, 3), payment_terms_days=14)
     return draft.finalize(number) if number is not None else draft
 
 

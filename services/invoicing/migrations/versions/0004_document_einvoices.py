@@ -1,6 +1,7 @@
 """document_einvoices: each document's EN 16931 XML (CII; XRechnung for the customers who need it),
 with its sha256 and the validation it passed before the document took its number; append-only
-like the documents
+like the documents. customer_payment_accounts: the replica of payment-accounts.changed, for the
+payment means of invoices
 
 Revision ID: 5a7e9c1d2b48
 Revises: c3f8b2d61e47
@@ -28,8 +29,16 @@ def upgrade() -> None:
     )
     op.execute("CREATE TRIGGER document_einvoices_append_only BEFORE UPDATE OR DELETE ON document_einvoices "
                "FOR EACH ROW EXECUTE FUNCTION documents_are_append_only()")
+    op.create_table(
+        'customer_payment_accounts',
+        sa.Column('customer_id', sa.String(64), primary_key=True),
+        sa.Column('changed_at', sa.DateTime(timezone=True), nullable=False),
+        sa.Column('mandate_reference', sa.String(35)),
+        sa.Column('iban', sa.String(34)),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('customer_payment_accounts')
     op.execute("DROP TRIGGER document_einvoices_append_only ON document_einvoices")
     op.drop_table('document_einvoices')
