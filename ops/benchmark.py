@@ -398,13 +398,19 @@ async def run(config: BenchmarkConfig, root: Path) -> Results:
                     f"{run_s:,.1f} s ({config.run_contracts / run_s:,.0f} documents/s)",
                     key="billing run" if config.run_contracts == BILLING_RUN_TARGET_CONTRACTS else None,
                     number=run_s, unit="s")
-        with_pdf = max(config.run_contracts // 5, 1)
-        print(f"billing run over {with_pdf:,} contracts (documents with PDF)")
-        run_s = await billing_run(kafka, databases, workers, with_pdf, "P", render_pdfs=True)
-        record_rss(workers, results)
-        results.add(f"billing run, {with_pdf:,} contracts, to the last document (with PDF)",
-                    f"{run_s:,.1f} s ({with_pdf / run_s:,.0f} documents/s)", key="documents with PDF",
-                    number=with_pdf / run_s, unit="documents/s")
+        # What documents cost to render: the plain PDF, and the Factur-X PDF/A-3 with its validated
+        # EN 16931 XML on 1 and 2 render processes (INVOICING_RENDER_PROCESSES).
+        rendered = max(config.run_contracts // 50, 1)
+        for label, prefix, env in (
+                ("plain PDF", "P", {"INVOICING_E_INVOICES": "false"}),
+                ("e-invoice, 1 render process", "E1", {"INVOICING_RENDER_PROCESSES": "1"}),
+                ("e-invoice, 2 render processes", "E2", {"INVOICING_RENDER_PROCESSES": "2"})):
+            print(f"billing run over {rendered:,} contracts (documents with {label})")
+            run_s = await billing_run(kafka, databases, workers, rendered, prefix, render_pdfs=True, env=env)
+            record_rss(workers, results)
+            results.add(f"billing run, {rendered:,} contracts, to the last document (with {label})",
+                        f"{run_s:,.1f} s ({rendered / run_s:,.0f} documents/s)", key=f"documents with {label}",
+                        number=rendered / run_s, unit="documents/s")
 
         print(f"billing runs over the stage's {len(specs):,} contracts")
         settled_rate = await settle_backlog(kafka, databases, specs)
@@ -455,9 +461,9 @@ async def run(config: BenchmarkConfig, root: Path) -> Results:
 
 
 async def billing_run(kafka: KafkaSettings, databases: Databases, workers: Workers, contracts: int, prefix: str,
-                      *, render_pdfs: bool) -> float:
+                      *, render_pdfs: bool, env: dict[str, str] | None = None) -> float:
     """Seconds from publishing one billing run request per contract (each with one rated item) to
-    the last document; invoicing is (re)started to render PDFs or not."""
+    the last document; invoicing is (re)started to render PDFs or not, with `env` (or its defaults)."""
     specs = contract_specs(contracts, prefix)
     await save_contracts(databases["rating"], specs)
     settled_before = await count(databases, "settlement", settled_items)
@@ -465,7 +471,9 @@ async def billing_run(kafka: KafkaSettings, databases: Databases, workers: Worke
     await time_until(databases, "settlement", settled_items, settled_before + contracts, "the run's items to settle")
     if "invoicing" in workers.processes:
         workers.stop("invoicing")
-    workers.env["INVOICING_RENDER_PDFS"] = "true" if render_pdfs else "false"
+    for name in ("INVOICING_E_INVOICES", "INVOICING_RENDER_PROCESSES"):
+        workers.env.pop(name, None)
+    workers.env.update({"INVOICING_RENDER_PDFS": "true" if render_pdfs else "false", **(env or {})})
     log = workers.log_dir / "invoicing.log"
     starts = _started_lines(log)
     workers.start("invoicing")

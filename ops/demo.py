@@ -28,7 +28,7 @@ from ops.cli import local_stack
 from ops.observe import Databases, dead_letters, wait_until
 from ops.stack import create_topics, describe_broker, free_port
 from ops.workers import Workers
-from services.invoicing.tables import documents
+from services.invoicing.tables import customer_payment_accounts, document_einvoices, documents
 from services.payments import handlers as payments_handlers
 from services.payments.domain import PaymentMethod
 from services.payments.settings import PaymentsSettings
@@ -49,10 +49,14 @@ from shared.settings import KafkaSettings, stack_dir
 SETTLEMENT_INBOX = settlement_messaging.inbox
 DEMO_PROVIDER = "demo-psp"  # the provider whose webhook secret the payments settings hold by default
 
+# ACME receives XRechnung (with its purchase order as buyer reference) and pays by direct debit.
 ACME = {"customer_id": "CUST-ACME", "name": "ACME Robotics GmbH", "country": "DE", "vat_id": "DE811907980",
-        "email": "billing@acme.example", "address_lines": ["Hafenstrasse 12", "20457 Hamburg"]}
+        "email": "billing@acme.example", "address_lines": ["Hafenstrasse 12"], "postal_code": "20457",
+        "city": "Hamburg",
+        "e_invoicing": {"format": "xrechnung", "buyer_reference": "ACME-PO-2026-17",
+                        "electronic_address": {"scheme": "EM", "address": "invoices@acme.example"}}}
 GLOBEX = {"customer_id": "CUST-GLOBEX", "name": "Globex SARL", "country": "FR", "vat_id": "FR40303265045",
-          "address_lines": ["12 rue de la Paix", "75002 Paris"]}
+          "address_lines": ["12 rue de la Paix"], "postal_code": "75002", "city": "Paris"}
 INITECH = {"customer_id": "CUST-INITECH", "name": "Initech Inc.", "country": "US",
            "address_lines": ["4120 Freidrich Lane", "Austin, TX 78744"]}
 
@@ -187,6 +191,9 @@ async def summary(databases: Databases, kafka: KafkaSettings) -> str:
         accounts = {row.contract_id: row for row in (await session.execute(select(contract_accounts))).all()}
     async with databases["invoicing"].transaction() as session:
         invoices = (await session.execute(select(documents).order_by(documents.c.number))).all()
+        einvoices = {row.document_id: row for row in (await session.execute(
+            select(document_einvoices.c.document_id, document_einvoices.c.format,
+                   document_einvoices.c.validation))).all()}
     async with databases["payments"].transaction() as session:
         items = {row.invoice_number: row for row in (await session.execute(select(open_items))).all()}
         credit = dict((await session.execute(select(payments.c.contract_id, func.sum(payments.c.unassigned_amount))
@@ -211,6 +218,9 @@ async def summary(databases: Databases, kafka: KafkaSettings) -> str:
                 still_open = Money(item.open_amount, currency) if item else None
                 lines.append(f"    invoice {invoice.number}  total {Money(invoice.gross_total, currency)}"
                              f"  due {invoice.due_date}  open {still_open}")
+                einvoice = einvoices.get(invoice.document_id)
+                lines.append(f"      e-invoice {einvoice.format}: {einvoice.validation}" if einvoice
+                             else "      no e-invoice")
             balance = Money(accounts[cid].balance, currency) if cid in accounts else Money.zero(currency)
             owed = sum((i.open_amount for i in items.values() if i.contract_id == cid), Decimal(0)) - credit.get(cid, 0)
             lines.append(f"    ledger balance after payments: {balance}; open items minus credit: {Money(owed, currency)}")
@@ -222,12 +232,16 @@ async def summary(databases: Databases, kafka: KafkaSettings) -> str:
 
 
 async def add_payment_accounts(databases: Databases) -> None:
-    """ACME pays by SEPA direct debit: the portal's payment accounts section shows it."""
+    """ACME pays by SEPA direct debit: the portal's payment accounts section shows it, and once
+    invoicing holds it (payment-accounts.changed), ACME's invoices are collected under its mandate."""
     async with databases["payments"].transaction() as session:
         await payments_handlers.add_payment_account(
             session, "CUST-ACME", PaymentMethod.SEPA_DIRECT_DEBIT, make_default=True, holder_name=ACME["name"],
-            iban="DE89370400440532013000", bic="COBADEFFXXX", mandate_reference="ACME-MANDATE-1",
+            iban="DE02120300000000202051", bic="BYLADEM1001", mandate_reference="ACME-MANDATE-1",
             mandate_signed_on=date(2026, 1, 2))
+    await wait_until(lambda: databases.has_exactly("invoicing", customer_payment_accounts, 1,
+                                                   customer_payment_accounts.c.customer_id == "CUST-ACME"),
+                     timeout_s=60, what="invoicing to hold ACME's mandate")
 
 
 def customer_pages(portal_url: str) -> str:
@@ -251,8 +265,8 @@ async def run_pipeline(root, workers: Workers) -> tuple[str, str]:
         bridge_url = workers.start_http("bridge", free_port())
         await asyncio.to_thread(workers.wait_healthy, "bridge", bridge_url)
         _step(f"webhook bridge listening on {bridge_url}/webhooks/{DEMO_PROVIDER} (OpenAPI: {bridge_url}/docs)")
-        await drive(databases, kafka, bridge_url)
         await add_payment_accounts(databases)
+        await drive(databases, kafka, bridge_url)
         rating_api_url = workers.start_http("rating-api", free_port())
         await asyncio.to_thread(workers.wait_healthy, "rating-api", rating_api_url)
         workers.env["PORTAL_RATING_API_URL"] = rating_api_url
