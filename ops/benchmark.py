@@ -400,7 +400,7 @@ async def run(config: BenchmarkConfig, root: Path) -> Results:
                     number=run_s, unit="s")
         # What documents cost to render: the plain PDF, and the Factur-X PDF/A-3 with its validated
         # EN 16931 XML on 1 and 2 render processes (INVOICING_RENDER_PROCESSES).
-        rendered = max(config.run_contracts // 50, 1)
+        rendered = max(config.run_contracts // 50, 200)
         for label, prefix, env in (
                 ("plain PDF", "P", {"INVOICING_E_INVOICES": "false"}),
                 ("e-invoice, 1 render process", "E1", {"INVOICING_RENDER_PROCESSES": "1"}),

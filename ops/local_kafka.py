@@ -1,9 +1,8 @@
 """Apache Kafka for the local stack: one KRaft node (broker and controller in one JVM) from the
 jars on Maven Central, no tarball, no Docker.
 
-`broker_jars()` resolves ops/kafka/pom.xml with Maven once per pinned version into a cache folder
-outside the work tree (~/.cache/billing, or $BILLING_KAFKA_CACHE_DIR), so every clone on the
-machine shares it and later starts need neither Maven nor the network. `start()` writes the
+`broker_jars()` resolves ops/kafka/pom.xml with Maven once per pinned version (ops/maven.py), so
+later starts need neither Maven nor the network. `start()` writes the
 node's server.properties under the stack directory, formats its log directory the first time
 (`kafka.tools.StorageTool format --standalone`), starts the JVM and returns once the broker says
 it has started. A restart on the same directory keeps every topic, message and committed offset.
@@ -12,17 +11,13 @@ it has started. A restart on the same directory keeps every topic, message and c
 from __future__ import annotations
 
 import base64
-import fcntl
-import hashlib
-import os
 import re
-import shutil
 import subprocess
 import time
 import uuid
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
+from ops.maven import MavenTool
 from ops.ports import free_port
 
 PROJECT = Path(__file__).with_name("kafka")  # pom.xml and log4j2.properties
@@ -30,62 +25,23 @@ POM = PROJECT / "pom.xml"
 # Sized for a 2-core, few-GiB developer machine; the stock scripts give the broker 1 GiB.
 HEAP = ("-Xms256m", "-Xmx512m")
 READY_LINE = "Kafka Server started"
-MIN_JAVA = 17
+
+
+KAFKA = MavenTool("kafka", POM, "kafka.version")
 
 
 def pinned_version() -> str:
-    properties = ElementTree.parse(POM).getroot().find("{http://maven.apache.org/POM/4.0.0}properties")
-    return properties.findtext("{http://maven.apache.org/POM/4.0.0}kafka.version")
-
-
-def cache_dir() -> Path:
-    """Named by version and by the pom's content, so a changed pom never reuses jars of the old one."""
-    root = Path(os.environ.get("BILLING_KAFKA_CACHE_DIR") or Path.home() / ".cache" / "billing")
-    digest = hashlib.sha256(POM.read_bytes()).hexdigest()[:12]
-    return root / f"kafka-{pinned_version()}-{digest}"
-
-
-def java_version() -> int | None:
-    """The major version of the `java` on PATH (None without one)."""
-    if shutil.which("java") is None:
-        return None
-    banner = subprocess.run(["java", "-version"], capture_output=True, text=True).stderr
-    found = re.search(r'version "(\d+)(?:\.(\d+))?', banner)
-    if not found:
-        return None
-    major = int(found.group(1))
-    return int(found.group(2) or 0) if major == 1 else major  # "1.8.0" is Java 8
-
-
-def jars_cached() -> bool:
-    return (cache_dir() / ".complete").exists()
+    return KAFKA.version
 
 
 def runnable() -> bool:
     """Java 17+ here, and the jars cached or Maven to fetch them."""
-    return (java_version() or 0) >= MIN_JAVA and (jars_cached() or shutil.which("mvn") is not None)
+    return KAFKA.runnable()
 
 
 def broker_jars() -> Path:
     """The folder of the broker's jars; resolved with Maven the first time only."""
-    cache = cache_dir()
-    libs = cache / "libs"
-    cache.mkdir(parents=True, exist_ok=True)
-    with open(cache / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # two stacks starting at once resolve it once
-        if jars_cached():
-            return libs
-        print(f"local Kafka: resolving Apache Kafka {pinned_version()} from Maven Central into {cache} "
-              "(once per machine)", flush=True)
-        shutil.rmtree(libs, ignore_errors=True)
-        shutil.copy(POM, cache / "pom.xml")  # Maven's target/ then lands in the cache, not the work tree
-        with open(cache / "maven.log", "wb") as log:
-            built = subprocess.run(["mvn", "-B", "-q", "-f", str(cache / "pom.xml"), "package",
-                                    f"-Dlibs.dir={libs}"], stdout=log, stderr=subprocess.STDOUT)
-        if built.returncode != 0:
-            raise RuntimeError(f"Maven could not resolve Kafka's jars; see {cache / 'maven.log'}")
-        (cache / ".complete").touch()
-    return libs
+    return KAFKA.jars()
 
 
 def server_properties(log_dir: Path, port: int, controller_port: int) -> str:

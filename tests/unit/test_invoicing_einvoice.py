@@ -16,6 +16,7 @@ import pytest
 from lxml import etree
 from pypdf import PdfReader
 
+from ops import pdfa
 from services.invoicing import domain, einvoice, pdf, rendering
 from shared.events import DocumentType, EInvoiceFormat, TaxCategory
 from shared.money import Money
@@ -248,3 +249,16 @@ def test_without_e_invoices_the_pdf_is_the_plain_page():
     invoice = document(GERMAN_BUSINESS, source(*API_CALLS))
     rendered = rendering.render(invoice, with_einvoice=False)
     assert rendered.xml is None and rendered.pdf == pdf.render(invoice)
+
+
+def test_verapdf_finds_the_factur_x_pdfs_pdf_a_3b_and_the_plain_page_not(tmp_path):
+    invoice = document(GERMAN_BUSINESS, source(*API_CALLS), source("ebook", "29.97", "3", "9.99"))
+    credit = document(FRENCH_BUSINESS, source("api-calls", "20.00", "200", "0.10", credit_reason="credit",
+                                              corrects_number="R2026-0003"), document_type=DocumentType.CREDIT_NOTE)
+    files = {name: tmp_path / f"{name}.pdf" for name in ("invoice", "credit", "plain")}
+    files["invoice"].write_bytes(rendering.render(invoice, with_einvoice=True).pdf)
+    files["credit"].write_bytes(rendering.render(credit, with_einvoice=True).pdf)
+    files["plain"].write_bytes(pdf.render(invoice))
+    verdicts = pdfa.validate(*files.values())
+    assert verdicts[files["invoice"]].passed and verdicts[files["credit"]].passed, verdicts
+    assert not verdicts[files["plain"]].passed  # no output intent, no PDF/A metadata: the check has teeth
