@@ -6,12 +6,12 @@ import logging
 import uuid
 from dataclasses import replace
 from datetime import UTC, date, datetime
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.invoicing import domain, store
-from services.invoicing.rendering import RenderPool
+from services.invoicing.rendering import Rendered, RenderPool
 from services.invoicing.settings import InvoicingSettings
 from shared import topics
 from shared.errors import DependencyNotReady, Rejected
@@ -81,7 +81,8 @@ async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPo
     (its number goes to the next document). The series rows stay locked from lock_series until
     commit (in series order, so workers never deadlock); the batch's documents are numbered in its
     order, each number going to a document stored in this transaction, and the series' last
-    numbers are recorded with them. Validating and rendering run in the render processes.
+    numbers are recorded with them. Validating and rendering run in the render processes, before
+    the series are locked (see below).
     """
     replicas = await store.find_contract_terms(session, {event.contract_id for event in events})
     terms: dict[uuid.UUID, domain.ContractTerms] = {}
@@ -113,27 +114,47 @@ async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPo
         invalid, validations = await _validate(drafts)
         parked.update(invalid)
     events = [event for event in events if event.event_id in drafts and event.event_id not in parked]
-    numbering = domain.Numbering(await store.lock_series(
-        session, (domain.series_of(document_type, issued_on)
-                  for event in events for document_type in _document_types(event))))
-    finalized: list[tuple[domain.Document, ReceivablesPosted]] = []
-    for event in events:
-        # Drafted again now that this batch's earlier invoices have numbers their credits may name.
-        for draft in _drafts(event, terms[event.event_id], corrected, issued_on):
-            document = numbering.finalize(draft)
-            if document.document_type is DocumentType.INVOICE:
-                corrected[document.settlement_run_id] = document.number
-            finalized.append((document, event))
-    files = (await render_pool.render([document for document, _ in finalized], settings.e_invoices)
-             if settings.render_pdfs else [None] * len(finalized))
+    series = {domain.series_of(document_type, issued_on) for event in events for document_type in _document_types(event)}
+    # Rendered before the series are locked, so other workers do not wait for it, with the numbers
+    # the documents will get unless another worker issues in the same series meanwhile: then what
+    # was rendered is put aside and rendered again, under the lock, with the numbers they do get.
+    expected = await store.last_numbers(session, series)
+    finalized, last = _finalize(events, terms, dict(corrected), issued_on, expected)
+    files = await _render(finalized)
+    if (locked := await store.lock_series(session, series)) != expected:
+        finalized, last = _finalize(events, terms, dict(corrected), issued_on, locked)
+        files = await _render(finalized)
     issued = [store.Issued(document, rendered.pdf if rendered else None, rendered.pdf_sha256 if rendered else None,
                            store.EInvoice(rendered.xml, rendered.xml_sha256, validations[document.document_id])
                            if rendered and rendered.xml is not None else None)
               for (document, _), rendered in zip(finalized, files, strict=True)]
     await store.add_documents(session, issued)
-    await store.advance_series(session, numbering.last)
+    await store.advance_series(session, last)
     return BatchOutcome([Outgoing(topics.DOCUMENTS_CREATED, _created(one, event))
                          for one, (_, event) in zip(issued, finalized, strict=True)], rejected, parked)
+
+
+def _finalize(events: Sequence[ReceivablesPosted], terms: dict[uuid.UUID, domain.ContractTerms],
+              corrected: dict[uuid.UUID, str], issued_on: date, last: Mapping[str, int]
+              ) -> tuple[list[tuple[domain.Document, ReceivablesPosted]], dict[str, int]]:
+    """The runs' documents numbered in batch order after `last`, and the series' new last numbers.
+    Drafted again here because a credit note names the invoice it corrects, which may be one
+    numbered earlier in this batch (`corrected` gains each invoice's number)."""
+    numbering = domain.Numbering(last)
+    finalized = []
+    for event in events:
+        for draft in _drafts(event, terms[event.event_id], corrected, issued_on):
+            document = numbering.finalize(draft)
+            if document.document_type is DocumentType.INVOICE:
+                corrected[document.settlement_run_id] = document.number
+            finalized.append((document, event))
+    return finalized, numbering.last
+
+
+async def _render(finalized: Sequence[tuple[domain.Document, ReceivablesPosted]]) -> list[Rendered | None]:
+    if not settings.render_pdfs:
+        return [None] * len(finalized)
+    return await render_pool.render([document for document, _ in finalized], settings.e_invoices)
 
 
 def _drafts(event: ReceivablesPosted, terms: domain.ContractTerms, corrected: dict[uuid.UUID, str],

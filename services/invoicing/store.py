@@ -113,6 +113,14 @@ async def invoice_numbers_of_runs(session: AsyncSession, run_ids: Iterable[uuid.
     return {row.settlement_run_id: row.number for row in rows}
 
 
+async def last_numbers(session: AsyncSession, series: Iterable[str]) -> dict[str, int]:
+    """The last number issued in each series (0 for a new one), as it stands, without locking it."""
+    names = set(series)
+    rows = await session.execute(select(number_series.c.series, number_series.c.last_number)
+                                 .where(number_series.c.series.in_(names)))
+    return {name: 0 for name in names} | dict(rows.all())
+
+
 async def lock_series(session: AsyncSession, series: Iterable[str]) -> dict[str, int]:
     """The last number issued in each series (0 for a new one), its row locked until the transaction
     commits or rolls back. Locked in series order, so concurrent workers never deadlock."""

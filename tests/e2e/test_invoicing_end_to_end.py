@@ -299,7 +299,8 @@ class WorkerLog:
         with self.path.open("rb") as handle:
             handle.seek(self.since)
             text = handle.read().decode(errors="replace")
-        return [line for line in text.splitlines() if "| invoicing.receivables.posted |" in line]
+        # FastStream pads the consumer column to its longest name (invoicing.payment-accounts.changed).
+        return [line for line in text.splitlines() if re.search(r"\| invoicing\.receivables\.posted +\|", line)]
 
     async def holds_partitions(self) -> bool:
         return any("assigned to partitions: (TopicPartition" in line for line in self.lines())
