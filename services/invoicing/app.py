@@ -11,3 +11,14 @@ runtime.subscribe_batch(topics.CONTRACTS_CHANGED, ContractChanged, handlers.keep
 runtime.subscribe_batch(topics.PAYMENT_ACCOUNTS_CHANGED, PaymentAccountsChanged, handlers.keep_payment_accounts)
 runtime.subscribe_batch(topics.RECEIVABLES_POSTED, ReceivablesPosted, handlers.create_documents)
 app = runtime.app()
+
+
+@app.on_startup
+async def _start_render_processes() -> None:
+    if handlers.settings.render_pdfs:
+        await handlers.render_pool.start()
+
+
+@app.on_shutdown
+async def _stop_render_processes() -> None:
+    handlers.render_pool.close()

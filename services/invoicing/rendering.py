@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
@@ -27,6 +28,10 @@ _validator: einvoice.Validator | None = None
 def _start_process() -> None:
     global _validator
     _validator = einvoice.Validator()
+
+
+def _ready() -> int:
+    return os.getpid()
 
 
 def check(draft: Document) -> einvoice.Report | None:
@@ -55,7 +60,7 @@ def render(document: Document, with_einvoice: bool) -> Rendered:
 
 
 class RenderPool:
-    """The worker processes, started on first use."""
+    """The worker processes: started with the invoicing worker (`start`), or on first use."""
 
     def __init__(self, processes: int) -> None:
         self._processes = processes
@@ -66,6 +71,11 @@ class RenderPool:
             self._pool = ProcessPoolExecutor(self._processes, mp_context=multiprocessing.get_context("spawn"),
                                              initializer=_start_process)
         return self._pool
+
+    async def start(self) -> None:
+        """Start the processes (each compiling the schematron) before the first documents need them."""
+        loop = asyncio.get_running_loop()
+        await asyncio.gather(*(loop.run_in_executor(self._executor(), _ready) for _ in range(self._processes)))
 
     async def check(self, drafts: Sequence[Document]) -> list[einvoice.Report | None]:
         loop = asyncio.get_running_loop()
