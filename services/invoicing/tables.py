@@ -130,12 +130,13 @@ document_pdfs = Table(
     Column("sha256", String(64), nullable=False),
 )
 
-# Each document's EN 16931 XML as issued, and the validation it passed before its number was taken.
+# Each document's EN 16931 XMLs as issued (the Factur-X one its PDF embeds, and XRechnung's for the
+# customers who receive it), and the validation each passed before the document's number was taken.
 document_einvoices = Table(
     "document_einvoices",
     metadata,
     Column("document_id", Uuid, ForeignKey("documents.document_id"), primary_key=True),
-    Column("format", String(16), nullable=False),
+    Column("format", String(16), primary_key=True),
     Column("content", LargeBinary, nullable=False),
     Column("sha256", String(64), nullable=False),
     Column("validation", Text, nullable=False),

@@ -93,15 +93,22 @@ async def test_an_xrechnung_customer_gets_a_valid_xrechnung_and_its_factur_x_pdf
     assert xpath(xml, "//ram:ApplicableHeaderTradeSettlement/ram:ApplicableTradeTax/ram:CalculatedAmount/text()") \
         == ["23.45"]
 
-    # Stored with its sha256 and the validation it passed; the PDF carries the very same bytes.
+    # Stored with their sha256 and the validation each passed: the XRechnung XML, and the Factur-X
+    # one the PDF carries, byte for byte.
     async with databases["invoicing"].transaction() as session:
-        stored = (await session.execute(select(document_einvoices).where(
-            document_einvoices.c.document_id == invoice.document_id))).one()
+        stored = {row.format: row for row in (await session.execute(select(document_einvoices).where(
+            document_einvoices.c.document_id == invoice.document_id))).all()}
         pdf_sha256 = await session.scalar(select(document_pdfs.c.sha256).where(
             document_pdfs.c.document_id == invoice.document_id))
-    assert (stored.format, stored.content, stored.sha256) == ("xrechnung", xml, hashlib.sha256(xml).hexdigest())
-    assert stored.validation.startswith("valid (XSD Factur-X EN 16931 + EN 16931 schematron + XRechnung 3.0 rules)")
-    assert facturx.get_xml_from_pdf(pdf, check_xsd=False) == ("factur-x.xml", xml)
+    assert (stored["xrechnung"].content, stored["xrechnung"].sha256) == (xml, hashlib.sha256(xml).hexdigest())
+    assert stored["xrechnung"].validation == \
+        "valid (XSD Factur-X EN 16931 + EN 16931 schematron + XRechnung 3.0 rules)"
+    assert stored["factur-x"].validation == "valid (XSD Factur-X EN 16931 + EN 16931 schematron)"
+    embedded = facturx.get_xml_from_pdf(pdf, check_xsd=False)
+    assert embedded == ("factur-x.xml", stored["factur-x"].content)
+    assert xpath(embedded[1], "//ram:GuidelineSpecifiedDocumentContextParameter/ram:ID/text()") == [
+        "urn:cen.eu:en16931:2017"]
+    assert xpath(embedded[1], "//ram:BuyerReference/text()") == [LEITWEG_ID]
     assert pdf_sha256 == hashlib.sha256(pdf).hexdigest()
 
     # The operator command writes it out, byte for byte.
@@ -136,6 +143,9 @@ async def test_a_customer_paying_by_sepa_direct_debit_gets_invoices_naming_manda
     invoice = await wait_for_invoice(databases, contract)
     async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
         xml = (await client.get(f"/api/customers/{customer}/documents/{invoice.number}/xml")).content
+        pdf = (await client.get(f"/api/customers/{customer}/documents/{invoice.number}/pdf")).content
+    # A Factur-X customer's e-invoice is the XML its PDF carries.
+    assert facturx.get_xml_from_pdf(pdf, check_xsd=False) == ("factur-x.xml", xml)
     report = Validator().validate(xml, EInvoiceFormat.FACTUR_X)
     assert report.passed and not report.findings, report.summary()
     assert xpath(xml, "//ram:SpecifiedTradeSettlementPaymentMeans/ram:TypeCode/text()") == ["59"]

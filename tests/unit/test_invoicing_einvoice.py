@@ -36,6 +36,7 @@ PUBLIC_BUYER = domain.Party("Bundesamt für Beispiele", "DE", ("Musterweg 1",), 
 CATEGORIES = {"api-calls": TaxCategory.STANDARD, "ebook": TaxCategory.REDUCED, "export-docs": TaxCategory.ZERO,
               "insurance": TaxCategory.EXEMPT}
 NS = einvoice.NAMESPACES
+FACTUR_X = EInvoiceFormat.FACTUR_X
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ API_CALLS = ("api-calls", "120.00", "1234", "0.10", "3.40")
 
 def test_a_german_domestic_invoice_is_valid_with_19_percent(validator):
     invoice = document(GERMAN_BUSINESS, source(*API_CALLS), source("ebook", "29.97", "3", "9.99"))
-    xml = einvoice.cii_xml(invoice)
+    xml = einvoice.cii_xml(invoice, FACTUR_X)
     report = validator.validate(xml, EInvoiceFormat.FACTUR_X)
     assert report.passed and not report.findings, report.summary()
     assert value(xml, "//rsm:ExchangedDocument/ram:ID/text()") == ["R2026-0007"]
@@ -97,7 +98,7 @@ def test_a_german_domestic_invoice_is_valid_with_19_percent(validator):
 
 
 def test_a_french_business_is_invoiced_reverse_charge_with_the_exemption_reason(validator):
-    xml = einvoice.cii_xml(document(FRENCH_BUSINESS, source(*API_CALLS)))
+    xml = einvoice.cii_xml(document(FRENCH_BUSINESS, source(*API_CALLS)), FACTUR_X)
     report = validator.validate(xml, EInvoiceFormat.FACTUR_X)
     assert report.passed and not report.findings, report.summary()
     assert value(xml, f"{TAX}CategoryCode/text()") == ["AE"]
@@ -108,7 +109,7 @@ def test_a_french_business_is_invoiced_reverse_charge_with_the_exemption_reason(
 
 
 def test_a_us_customer_is_invoiced_as_an_export(validator):
-    xml = einvoice.cii_xml(document(US_BUSINESS, source(*API_CALLS), source("export-docs", "10.00", "1", "10.00")))
+    xml = einvoice.cii_xml(document(US_BUSINESS, source(*API_CALLS), source("export-docs", "10.00", "1", "10.00")), FACTUR_X)
     report = validator.validate(xml, EInvoiceFormat.FACTUR_X)
     assert report.passed and not report.findings, report.summary()
     # A zero-rated item follows the export rule: one G breakdown of both lines.
@@ -120,7 +121,7 @@ def test_a_us_customer_is_invoiced_as_an_export(validator):
 
 
 def test_an_oss_consumer_is_invoiced_with_the_destination_rate(validator):
-    xml = einvoice.cii_xml(document(FRENCH_CONSUMER, source(*API_CALLS), source("insurance", "5.00", "1", "5.00")))
+    xml = einvoice.cii_xml(document(FRENCH_CONSUMER, source(*API_CALLS), source("insurance", "5.00", "1", "5.00")), FACTUR_X)
     report = validator.validate(xml, EInvoiceFormat.FACTUR_X)
     assert report.passed and not report.findings, report.summary()
     # France's 20 %: 120.00 x 20 % = 24.00; the exempt line is E with its reason.
@@ -135,7 +136,7 @@ def test_a_credit_note_is_type_381_and_names_the_invoice_it_corrects(validator):
     credit = document(GERMAN_BUSINESS, source("api-calls", "20.00", "200", "0.10", credit_reason="credit",
                                               corrects_number="R2026-0003"),
                       document_type=DocumentType.CREDIT_NOTE)
-    xml = einvoice.cii_xml(credit)
+    xml = einvoice.cii_xml(credit, FACTUR_X)
     report = validator.validate(xml, EInvoiceFormat.FACTUR_X)
     assert report.passed and not report.findings, report.summary()
     assert value(xml, "//rsm:ExchangedDocument/ram:ID/text()") == ["G2026-0007"]
@@ -148,7 +149,7 @@ def test_a_credit_note_is_type_381_and_names_the_invoice_it_corrects(validator):
 
 def test_a_direct_debit_names_mandate_creditor_and_debited_account(validator):
     mandate = domain.DirectDebit("MANDATE-0042", "DE02120300000000202051")
-    xml = einvoice.cii_xml(document(GERMAN_BUSINESS, source(*API_CALLS), direct_debit=mandate))
+    xml = einvoice.cii_xml(document(GERMAN_BUSINESS, source(*API_CALLS), direct_debit=mandate), FACTUR_X)
     report = validator.validate(xml, EInvoiceFormat.FACTUR_X)
     assert report.passed and not report.findings, report.summary()
     assert value(xml, "//ram:SpecifiedTradeSettlementPaymentMeans/ram:TypeCode/text()") == ["59"]
@@ -160,7 +161,7 @@ def test_a_direct_debit_names_mandate_creditor_and_debited_account(validator):
 
 def test_a_negative_unit_price_is_written_as_a_negative_quantity(validator):
     # A 15.00 goodwill line priced -15.00 per unit: EN 16931 wants the price positive (BR-27).
-    xml = einvoice.cii_xml(document(GERMAN_BUSINESS, source(*API_CALLS), source("api-calls", "-15.00", "1", "-15.00")))
+    xml = einvoice.cii_xml(document(GERMAN_BUSINESS, source(*API_CALLS), source("api-calls", "-15.00", "1", "-15.00")), FACTUR_X)
     report = validator.validate(xml, EInvoiceFormat.FACTUR_X)
     assert report.passed, report.summary()
     assert value(xml, "//ram:NetPriceProductTradePrice/ram:ChargeAmount/text()") == ["15", "0.1"]
@@ -175,7 +176,7 @@ def test_a_negative_unit_price_is_written_as_a_negative_quantity(validator):
     ("LineTotalAmount", "121.00", "BR-CO-10"),
 ])
 def test_a_wrong_total_is_caught(validator, element, wrong, rule):
-    xml = einvoice.cii_xml(document(GERMAN_BUSINESS, source(*API_CALLS)))
+    xml = einvoice.cii_xml(document(GERMAN_BUSINESS, source(*API_CALLS)), FACTUR_X)
     right = f"<ram:{element}>{value(xml, f'{TOTALS}{element}/text()')[0]}<".encode()
     # The document's total (the last of its name: a line's net is a LineTotalAmount too).
     head, _, tail = xml.rpartition(right)
@@ -186,7 +187,7 @@ def test_a_wrong_total_is_caught(validator, element, wrong, rule):
 
 
 def test_an_element_out_of_place_fails_the_schema_before_the_schematron_runs(validator):
-    xml = einvoice.cii_xml(document(GERMAN_BUSINESS, source(*API_CALLS)))
+    xml = einvoice.cii_xml(document(GERMAN_BUSINESS, source(*API_CALLS)), FACTUR_X)
     broken = xml.replace(b"<ram:TypeCode>380</ram:TypeCode>", b"<ram:Kind>380</ram:Kind>")
     report = validator.validate(broken, EInvoiceFormat.FACTUR_X)
     assert [error.rule for error in report.errors][:1] == ["XSD"]
@@ -195,7 +196,7 @@ def test_an_element_out_of_place_fails_the_schema_before_the_schematron_runs(val
 
 def test_an_xrechnung_invoice_to_a_public_buyer_is_valid(validator):
     xml = einvoice.cii_xml(document(PUBLIC_BUYER, source(*API_CALLS), e_invoice_format=EInvoiceFormat.XRECHNUNG,
-                                    buyer_reference="991-01234-56"))
+                                    buyer_reference="991-01234-56"), EInvoiceFormat.XRECHNUNG)
     report = validator.validate(xml, EInvoiceFormat.XRECHNUNG)
     assert report.passed and not report.findings, report.summary()
     assert report.rules_checked == ("XSD Factur-X EN 16931", "EN 16931 schematron", "XRechnung 3.0 rules")
@@ -208,7 +209,8 @@ def test_an_xrechnung_invoice_to_a_public_buyer_is_valid(validator):
 
 def test_xrechnung_rules_name_what_is_missing(validator):
     bare = domain.Party("Stadt Musterhausen", "DE", ("Rathausplatz 1",))
-    xml = einvoice.cii_xml(document(bare, source(*API_CALLS), e_invoice_format=EInvoiceFormat.XRECHNUNG))
+    xml = einvoice.cii_xml(document(bare, source(*API_CALLS), e_invoice_format=EInvoiceFormat.XRECHNUNG),
+                           EInvoiceFormat.XRECHNUNG)
     report = validator.validate(xml, EInvoiceFormat.XRECHNUNG)
     assert {error.rule for error in report.errors} == {
         "BR-DE-15", "BR-DE-8", "BR-DE-9", "BR-DE-BUYER-ADDRESS"}, report.summary()
@@ -217,24 +219,38 @@ def test_xrechnung_rules_name_what_is_missing(validator):
 
 def test_a_draft_is_validated_with_a_stand_in_for_its_number(validator):
     draft = document(GERMAN_BUSINESS, source(*API_CALLS), number=None)
-    xml = einvoice.cii_xml(draft)
+    xml = einvoice.cii_xml(draft, FACTUR_X)
     assert value(xml, "//rsm:ExchangedDocument/ram:ID/text()") == [einvoice.DRAFT_NUMBER]
     assert validator.validate(xml, EInvoiceFormat.FACTUR_X).passed
 
 
+def test_an_xrechnung_customer_gets_the_factur_x_xml_in_the_pdf_and_xrechnung_besides():
+    public = document(PUBLIC_BUYER, source(*API_CALLS), e_invoice_format=EInvoiceFormat.XRECHNUNG,
+                      buyer_reference="991-01234-56")
+    assert einvoice.formats(public) == (FACTUR_X, EInvoiceFormat.XRECHNUNG)
+    rendered = rendering.render(public, with_einvoice=True)
+    assert [xml.format for xml in rendered.xmls] == [FACTUR_X, EInvoiceFormat.XRECHNUNG]
+    embedded = facturx.get_xml_from_pdf(rendered.pdf, check_xsd=False)[1]
+    assert embedded == rendered.xmls[0].content == einvoice.cii_xml(public, FACTUR_X)
+    assert value(embedded, "//ram:GuidelineSpecifiedDocumentContextParameter/ram:ID/text()") == [
+        "urn:cen.eu:en16931:2017"]
+
+
 def test_currencies_with_three_decimals_have_no_e_invoice():
     invoice = document(GERMAN_BUSINESS, source(*API_CALLS))
-    assert einvoice.supports(invoice)
-    assert not einvoice.supports(dataclasses.replace(invoice, currency="KWD"))
+    assert einvoice.formats(invoice) == (FACTUR_X,)
+    kuwaiti = dataclasses.replace(invoice, currency="KWD")
+    assert einvoice.formats(kuwaiti) == ()
 
 
 def test_the_factur_x_pdf_carries_the_xml_as_pdf_a_3_with_embedded_fonts():
     invoice = document(GERMAN_BUSINESS, source(*API_CALLS))
     rendered = rendering.render(invoice, with_einvoice=True)
-    assert rendered.xml == einvoice.cii_xml(invoice)
+    [xml] = rendered.xmls
+    assert (xml.format, xml.content) == (FACTUR_X, einvoice.cii_xml(invoice, FACTUR_X))
     # The embedded XML read back from the PDF is the stored XML, byte for byte.
     name, embedded = facturx.get_xml_from_pdf(rendered.pdf, check_xsd=True)
-    assert (name, embedded) == ("factur-x.xml", rendered.xml)
+    assert (name, embedded) == ("factur-x.xml", xml.content)
     reader = PdfReader(io.BytesIO(rendered.pdf))
     root = reader.trailer["/Root"]
     assert root["/OutputIntents"][0].get_object()["/S"] == "/GTS_PDFA1"
@@ -248,7 +264,7 @@ def test_the_factur_x_pdf_carries_the_xml_as_pdf_a_3_with_embedded_fonts():
 def test_without_e_invoices_the_pdf_is_the_plain_page():
     invoice = document(GERMAN_BUSINESS, source(*API_CALLS))
     rendered = rendering.render(invoice, with_einvoice=False)
-    assert rendered.xml is None and rendered.pdf == pdf.render(invoice)
+    assert rendered.xmls == () and rendered.pdf == pdf.render(invoice)
 
 
 def test_verapdf_finds_the_factur_x_pdfs_pdf_a_3b_and_the_plain_page_not(tmp_path):

@@ -21,7 +21,8 @@ documents = table(
     column("corrects_number", String), column("finalized_at", DateTime(timezone=True)),
 )
 document_pdfs = table("document_pdfs", column("document_id", Uuid), column("content", LargeBinary))
-document_einvoices = table("document_einvoices", column("document_id", Uuid), column("content", LargeBinary))
+document_einvoices = table("document_einvoices", column("document_id", Uuid), column("format", String),
+                           column("content", LargeBinary))
 # A document's files as invoicing stored them when it was issued.
 FILES = {"pdf": document_pdfs, "xml": document_einvoices}
 
@@ -60,9 +61,13 @@ async def numbers_of_runs(connection: AsyncConnection, run_ids: Sequence[uuid.UU
 
 
 async def document_file(connection: AsyncConnection, customer_id: str, number: str, kind: str) -> bytes | None:
-    """The file (`pdf` or `xml`, the e-invoice) stored when document `number` was issued, if it is the customer's."""
+    """The file (`pdf` or `xml`, the e-invoice) stored when document `number` was issued, if it is the
+    customer's. Its e-invoice is the XRechnung XML for a customer who receives XRechnung, else the
+    Factur-X XML (the one the PDF carries)."""
     files = FILES[kind]
-    return await connection.scalar(
-        select(files.c.content)
-        .join_from(files, documents, files.c.document_id == documents.c.document_id)
-        .where(documents.c.customer_id == customer_id, documents.c.number == number))
+    query = (select(files.c.content)
+             .join_from(files, documents, files.c.document_id == documents.c.document_id)
+             .where(documents.c.customer_id == customer_id, documents.c.number == number))
+    if kind == "xml":
+        query = query.order_by((document_einvoices.c.format == "factur-x").asc()).limit(1)
+    return await connection.scalar(query)

@@ -1,4 +1,5 @@
-"""document_einvoices: each document's EN 16931 XML (CII; XRechnung for the customers who need it),
+"""document_einvoices: each document's EN 16931 XMLs (the Factur-X CII its PDF embeds; XRechnung too
+for the customers who need it),
 with its sha256 and the validation it passed before the document took its number; append-only
 like the documents. customer_payment_accounts: the replica of payment-accounts.changed, for the
 payment means of invoices
@@ -22,7 +23,7 @@ def upgrade() -> None:
     op.create_table(
         'document_einvoices',
         sa.Column('document_id', sa.Uuid(), sa.ForeignKey('documents.document_id'), primary_key=True),
-        sa.Column('format', sa.String(16), nullable=False),
+        sa.Column('format', sa.String(16), primary_key=True),
         sa.Column('content', sa.LargeBinary(), nullable=False),
         sa.Column('sha256', sa.String(64), nullable=False),
         sa.Column('validation', sa.Text(), nullable=False),
