@@ -120,10 +120,10 @@ async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPo
     # the documents will get unless another worker issues in the same series meanwhile: then what
     # was rendered is put aside and rendered again, under the lock, with the numbers they do get.
     expected = await store.last_numbers(session, series)
-    finalized, last = _finalize(events, terms, dict(corrected), issued_on, expected)
+    finalized, last = _finalize(events, terms, drafts, dict(corrected), issued_on, expected)
     files = await _render(finalized)
     if (locked := await store.lock_series(session, series)) != expected:
-        finalized, last = _finalize(events, terms, dict(corrected), issued_on, locked)
+        finalized, last = _finalize(events, terms, drafts, dict(corrected), issued_on, locked)
         files = await _render(finalized)
     issued = [store.Issued(document, rendered.pdf, rendered.pdf_sha256, tuple(
                   store.EInvoice(xml.format, xml.content, xml.sha256, validations[document.document_id, xml.format])
@@ -136,15 +136,17 @@ async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPo
 
 
 def _finalize(events: Sequence[ReceivablesPosted], terms: dict[uuid.UUID, domain.ContractTerms],
-              corrected: dict[uuid.UUID, str], issued_on: date, last: Mapping[str, int]
-              ) -> tuple[list[tuple[domain.Document, ReceivablesPosted]], dict[str, int]]:
+              drafts: dict[uuid.UUID, list[domain.Document]], corrected: dict[uuid.UUID, str], issued_on: date,
+              last: Mapping[str, int]) -> tuple[list[tuple[domain.Document, ReceivablesPosted]], dict[str, int]]:
     """The runs' documents numbered in batch order after `last`, and the series' new last numbers.
-    Drafted again here because a credit note names the invoice it corrects, which may be one
+    Credit notes are drafted again here: one names the invoice it corrects, which may be one
     numbered earlier in this batch (`corrected` gains each invoice's number)."""
     numbering = domain.Numbering(last)
     finalized = []
     for event in events:
-        for draft in _drafts(event, terms[event.event_id], corrected, issued_on):
+        for draft in drafts[event.event_id]:
+            if draft.document_type is DocumentType.CREDIT_NOTE:
+                draft = _credit_note(event, terms[event.event_id], corrected, issued_on)
             document = numbering.finalize(draft)
             if document.document_type is DocumentType.INVOICE:
                 corrected[document.settlement_run_id] = document.number
