@@ -123,6 +123,8 @@ async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPo
     finalized, last = _finalize(events, terms, drafts, dict(corrected), issued_on, expected)
     files = await _render(finalized)
     if (locked := await store.lock_series(session, series)) != expected:
+        log.info("another worker issued in %s while %d document(s) were rendered; rendering them again",
+                 ", ".join(sorted(series)), len(finalized))
         finalized, last = _finalize(events, terms, drafts, dict(corrected), issued_on, locked)
         files = await _render(finalized)
     issued = [store.Issued(document, rendered.pdf, rendered.pdf_sha256, tuple(

@@ -18,12 +18,23 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Iterator
 
+import facturx
 import pytest
+from lxml import etree
 from sqlalchemy import func, select
 
 from ops.observe import read_events, wait_until
 from ops.workers import Workers
-from services.invoicing.tables import contract_terms, document_lines, document_tax_lines, documents, messaging
+from services.invoicing.einvoice import RAM, RSM
+from services.invoicing.tables import (
+    contract_terms,
+    document_einvoices,
+    document_lines,
+    document_pdfs,
+    document_tax_lines,
+    documents,
+    messaging,
+)
 from shared import topics
 from shared.events import (
     ContractChanged,
@@ -348,6 +359,16 @@ async def assert_gapless_with_one_document_per_run_and_type(databases, burst: di
     # 10 x (0.10 + 0.11 + ... + 0.49) = 10 x 11.80 = 118.00 per invoice; credit notes 0.13
     assert mine == Counter({**{(c, "invoice", Decimal("118.00")): 1 for c in burst},
                             **{(c, "credit_note", Decimal("0.13")): 1 for c, run in burst.items() if run.credits}})
+    # Rendered before the series were locked, with the numbers expected then: wherever the other
+    # worker took them first, the files were made again, so each names its own document's number.
+    files = await rows(databases, select(documents.c.number, document_einvoices.c.content, document_pdfs.c.content)
+                       .join(document_einvoices, document_einvoices.c.document_id == documents.c.document_id)
+                       .join(document_pdfs, document_pdfs.c.document_id == documents.c.document_id)
+                       .where(documents.c.contract_id.in_(list(burst))))
+    assert len(files) == len(mine)
+    for number, xml, pdf in files:
+        assert etree.fromstring(xml).findtext(f"{{{RSM}}}ExchangedDocument/{{{RAM}}}ID") == number
+        assert facturx.get_xml_from_pdf(pdf, check_xsd=False)[1] == xml
 
 
 async def wait_for_burst(databases, burst: dict[str, ReceivablesPosted]) -> None:
