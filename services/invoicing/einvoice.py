@@ -44,6 +44,7 @@ from typing import Iterable
 
 import facturx
 from lxml import etree
+from stdnum import iban
 
 from services.invoicing.domain import Document, DocumentLine, Party, PaymentMeans, PaymentMeansCode
 from shared.events import DocumentType, EInvoiceFormat
@@ -389,7 +390,22 @@ def xrechnung_findings(xml: bytes) -> tuple[Finding, ...]:
         ("BR-DE-BUYER-ADDRESS", "the buyer electronic address (BT-49) must be given",
          present(f"{buyer}/ram:URIUniversalCommunication/ram:URIID/@schemeID")),
     ]
-    return tuple(Finding(rule, text) for rule, text, holds in checks if not holds)
+    ibans = root.xpath(f"{means}/ram:PayeePartyCreditorFinancialAccount/ram:IBANID/text()"
+                       f" | {means}/ram:PayerPartyDebtorFinancialAccount/ram:IBANID/text()", namespaces=NAMESPACES)
+    checks.append(("BR-DE-19", "a credit transfer or direct debit IBAN must be a valid IBAN",
+                   all(iban.is_valid(str(number)) for number in ibans)))
+    phones = root.xpath(f"{seller}/ram:DefinedTradeContact/ram:TelephoneUniversalCommunication/ram:CompleteNumber"
+                        "/text()", namespaces=NAMESPACES)
+    emails = root.xpath(f"{seller}/ram:DefinedTradeContact/ram:EmailURIUniversalCommunication/ram:URIID/text()",
+                        namespaces=NAMESPACES)
+    warnings = [
+        ("BR-DE-27", "the seller contact telephone number should contain at least three digits",
+         all(len(re.findall(r"\d", str(phone))) >= 3 for phone in phones)),
+        ("BR-DE-28", "the seller contact e-mail address should contain exactly one @, not first or last",
+         all(re.fullmatch(r"[^@\s]+@[^@\s]+", str(email)) for email in emails)),
+    ]
+    return (tuple(Finding(rule, text) for rule, text, holds in checks if not holds)
+            + tuple(Finding(rule, text, fatal=False) for rule, text, holds in warnings if not holds))
 
 
 class Validator:

@@ -278,3 +278,17 @@ def test_verapdf_finds_the_factur_x_pdfs_pdf_a_3b_and_the_plain_page_not(tmp_pat
     verdicts = pdfa.validate(*files.values())
     assert verdicts[files["invoice"]].passed and verdicts[files["credit"]].passed, verdicts
     assert not verdicts[files["plain"]].passed  # no output intent, no PDF/A metadata: the check has teeth
+
+
+def test_xrechnung_refuses_an_invalid_iban_and_warns_of_a_contact_without_digits(validator):
+    seller = dataclasses.replace(SELLER, iban="DE89 3704 0044 0532 0130 01",  # checksum off by one
+                                 party=dataclasses.replace(SELLER.party, phone="ask for Anna"))
+    terms = domain.ContractTerms("C-1", 1, "CUST-1", PUBLIC_BUYER, CATEGORIES, EInvoiceFormat.XRECHNUNG,
+                                 "991-01234-56")
+    draft = domain.draft_document(
+        document_id=uuid.uuid4(), document_type=DocumentType.INVOICE, settlement_run_id=uuid.uuid4(), terms=terms,
+        seller=seller, currency="EUR", sources=[source(*API_CALLS)], issue_date=date(2026, 12, 3),
+        payment_terms_days=14)
+    report = validator.validate(einvoice.cii_xml(draft, EInvoiceFormat.XRECHNUNG), EInvoiceFormat.XRECHNUNG)
+    assert [error.rule for error in report.errors] == ["BR-DE-19"]
+    assert [warning.rule for warning in report.warnings] == ["BR-DE-27"]
