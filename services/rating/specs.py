@@ -170,9 +170,15 @@ class ContractSpec(BaseModel):
         `reduced` item for a consumer in Denmark, which has no reduced rate, nor a customer in a country
         ISO 3166 does not know. Refused here, before
         any of its usage is rated, settled and posted as a receivable no invoice could be issued for."""
+        # Each of these would fail every e-invoice of the customer (EN 16931 BR-07, BR-CL-14, BR-CO-09).
+        if not self.customer.name.strip():
+            raise Rejected("the customer has no name, which every invoice must give (EN 16931 BR-07)")
         if pycountry.countries.get(alpha_2=self.customer.country) is None:
-            # Every e-invoice would be refused for it (EN 16931 takes ISO 3166-1 codes only).
             raise Rejected(f"{self.customer.country} is not an ISO 3166-1 country code (the United Kingdom is GB)")
+        vat_prefix = (self.customer.vat_id or "")[:2]
+        if vat_prefix and vat_prefix != "EL" and pycountry.countries.get(alpha_2=vat_prefix) is None:
+            raise Rejected(f"VAT id {self.customer.vat_id} does not begin with an ISO 3166-1 country code "
+                           "(or EL, Greece's)")
         context = TaxContext(seller_country, self.customer.country, self.customer.vat_id)
         for category in sorted({item.tax_category for item in self.items}):
             context.vat_for(category)

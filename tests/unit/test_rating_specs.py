@@ -64,6 +64,16 @@ def test_a_customer_country_iso_3166_does_not_know_is_refused_as_no_e_invoice_co
     contract("GB", "standard").check_invoiceable("DE")
 
 
+def test_a_customer_without_a_name_or_with_a_vat_id_no_country_issued_is_refused():
+    nameless = contract("DE", "standard").model_copy(update={"customer": CustomerProfile(
+        customer_id="C-1", name="  ", country="DE")})
+    with pytest.raises(Rejected, match=r"no name, which every invoice must give \(EN 16931 BR-07\)"):
+        nameless.check_invoiceable("DE")
+    with pytest.raises(Rejected, match="VAT id XX123456789 does not begin with an ISO 3166-1 country code"):
+        contract("DE", "standard", vat_id="XX123456789").check_invoiceable("DE")
+    contract("GR", "standard", vat_id="EL094014201").check_invoiceable("DE")  # Greece's VAT ids say EL
+
+
 def test_an_xrechnung_customer_needs_buyer_reference_electronic_address_and_postal_address():
     customer = {"customer_id": "C-1", "name": "Stadt Musterhausen", "country": "DE",
                 "e_invoicing": {"format": "xrechnung", "buyer_reference": "991-01234-56"}}
