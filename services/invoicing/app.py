@@ -13,8 +13,10 @@ runtime.subscribe_batch(topics.RECEIVABLES_POSTED, ReceivablesPosted, handlers.c
 app = runtime.app()
 
 
-@app.on_startup
+@app.after_startup
 async def _start_render_processes() -> None:
+    # Once the broker is connected: starting them first would put off joining the consumer groups
+    # by the seconds the schematron takes to compile, in which a broker that goes away is missed.
     if handlers.settings.render_pdfs:
         await handlers.render_pool.start()
 
