@@ -101,7 +101,7 @@ async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPo
     # Dated the day they are issued, in the seller's time zone, whenever the run was asked for or replayed.
     issued_on = business_day(datetime.now(UTC), TIME_ZONE)
     # Invoices of customers who pay by SEPA direct debit are collected; the others are paid by transfer.
-    mandates = await store.direct_debits(session, {terms.customer_id for terms in terms.values()})
+    mandates = await store.direct_debits(session, {each.customer_id for each in terms.values()})
     terms = {event_id: replace(each, direct_debit=mandates.get(each.customer_id)) for event_id, each in terms.items()}
     rejected: dict[uuid.UUID, Rejected] = {}
     drafts: dict[uuid.UUID, list[domain.Document]] = {}
@@ -115,16 +115,19 @@ async def create_documents(session: AsyncSession, events: Sequence[ReceivablesPo
         invalid, validations = await _validate(drafts)
         parked.update(invalid)
     events = [event for event in events if event.event_id in drafts and event.event_id not in parked]
-    series = {domain.series_of(document_type, issued_on) for event in events for document_type in _document_types(event)}
+    series = {draft.series for event in events for draft in drafts[event.event_id]}
     # Rendered before the series are locked, so other workers do not wait for it, with the numbers
     # the documents will get unless another worker issues in the same series meanwhile: then what
     # was rendered is put aside and rendered again, under the lock, with the numbers they do get.
-    expected = await store.last_numbers(session, series)
-    finalized, last = _finalize(events, terms, drafts, dict(corrected), issued_on, expected)
-    files = await _render(finalized)
+    # Without rendering there is nothing to do before the lock.
+    expected = await store.last_numbers(session, series) if settings.render_pdfs else None
+    if expected is not None:
+        finalized, last = _finalize(events, terms, drafts, dict(corrected), issued_on, expected)
+        files = await _render(finalized)
     if (locked := await store.lock_series(session, series)) != expected:
-        log.info("another worker issued in %s while %d document(s) were rendered; rendering them again",
-                 ", ".join(sorted(series)), len(finalized))
+        if expected is not None:
+            log.info("another worker issued in %s while %d document(s) were rendered; rendering them again",
+                     ", ".join(sorted(series)), len(finalized))
         finalized, last = _finalize(events, terms, drafts, dict(corrected), issued_on, locked)
         files = await _render(finalized)
     issued = [store.Issued(document, rendered.pdf, rendered.pdf_sha256, tuple(
@@ -224,12 +227,6 @@ def _party(customer: CustomerProfile) -> domain.Party:
                         vat_id=customer.vat_id, email=customer.email, postal_code=customer.postal_code,
                         city=customer.city, electronic_address=address.address if address else None,
                         electronic_address_scheme=address.scheme if address else "EM")
-
-
-def _document_types(event: ReceivablesPosted) -> list[DocumentType]:
-    """The documents a run becomes, invoice first."""
-    return [document_type for document_type, lines in ((DocumentType.INVOICE, event.items),
-                                                       (DocumentType.CREDIT_NOTE, event.credits)) if lines]
 
 
 def _invoice(event: ReceivablesPosted, terms: domain.ContractTerms, issued_on: date) -> domain.Document:
