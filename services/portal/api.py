@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from services.portal import models, reads
+from services.portal import details, models, reads
 from services.portal import queries as q
 from services.portal.actions import Actions
 from services.portal.reads import Sources
@@ -65,6 +65,16 @@ async def documents(customer_id: CustomerDep, sources: SourcesDep,
     return await reads.documents(sources, customer_id, query)
 
 
+@router.get("/customers/{customer_id}/documents/{number}", tags=["billing data"])
+async def document(customer_id: str, number: str, sources: SourcesDep) -> models.DocumentDetails:
+    """A document's lines, tax lines and totals, what corrects it, and (an invoice's) its open item
+    with the payments assigned to it."""
+    found = await details.document(sources, customer_id, number)
+    if found is None:
+        raise HTTPException(404, f"customer {customer_id} has no document {number}")
+    return found
+
+
 @router.get("/customers/{customer_id}/documents/{number}/pdf", tags=["billing data"],
             response_class=Response, responses={200: {"content": {"application/pdf": {}}}})
 async def document_pdf(customer_id: str, number: str, sources: SourcesDep) -> Response:
@@ -81,6 +91,34 @@ async def contracts(customer_id: CustomerDep, sources: SourcesDep,
                     query: Annotated[q.ContractQuery, Query()]) -> models.Page[models.Contract]:
     """Contracts with start, expiry and status, and the items usage can be recorded for."""
     return await reads.contracts(sources, customer_id, query)
+
+
+@router.get("/customers/{customer_id}/contracts/{contract_id}", tags=["billing data"])
+async def contract(customer_id: str, contract_id: str, sources: SourcesDep) -> models.ContractDetails:
+    """The contract's header (start, expiry, status, cycle, currency) and its items with their price plans."""
+    found = await details.contract(sources, customer_id, contract_id)
+    if found is None:
+        raise HTTPException(404, f"customer {customer_id} has no contract {contract_id}")
+    return found
+
+
+@router.get("/customers/{customer_id}/contracts/{contract_id}/schedule", tags=["billing data"])
+async def billing_schedule(customer_id: str, contract_id: str, sources: SourcesDep,
+                           query: Annotated[q.ScheduleQuery, Query()]) -> models.Page[models.ScheduleRow]:
+    """The billing schedule: one row per item and billing period of the term (an open-ended contract's up to
+    12 periods ahead), with what was rated into it, credited on it and whether it was invoiced."""
+    found = await details.billing_schedule(sources, customer_id, contract_id, query)
+    if found is None:
+        raise HTTPException(404, f"customer {customer_id} has no contract {contract_id}")
+    return found
+
+
+@router.get("/customers/{customer_id}/orders", tags=["billing data"])
+async def orders(customer_id: CustomerDep, sources: SourcesDep,
+                 query: Annotated[q.OrderQuery, Query()]) -> models.Page[models.Order]:
+    """One-time purchases as orders (a contract's purchases of one day), with their items, status and
+    documents; the period is the month of the purchase."""
+    return await details.orders(sources, customer_id, query)
 
 
 @router.get("/customers/{customer_id}/settlement-runs", tags=["billing data"])

@@ -95,3 +95,18 @@ class LedgerQuery(PeriodQuery):
 
     sort: str = _sort(settlement.LEDGER_SORTS, "booked_at")
     type: models.EntryType | None = None
+
+
+SCHEDULE_SORTS = {"period_start": None}  # periods in order, each period's items by item code
+
+
+class ScheduleQuery(ListQuery):
+    sort: str = _sort(SCHEDULE_SORTS, "period_start")
+    item_code: str | None = Field(None, max_length=64, description="Only this item's rows.")
+    timing: models.Timing | None = Field(None, description="Only past, current or future periods.")
+
+
+class OrderQuery(PeriodQuery):
+    """The period is the month of the purchase day."""
+
+    sort: str = _sort(settlement.ORDER_SORTS, "-ordered_at")

@@ -84,3 +84,8 @@ async def accounts_page(connection: AsyncConnection, customer_id: str, *, method
         query = query.where(accounts.method == method)
     return await fetch_page(connection, query, sort=sort, sortable=ACCOUNT_SORTS,
                             tiebreak=[accounts.is_default.desc(), accounts.account_id], page=page)
+
+
+async def open_item(connection: AsyncConnection, document_id: uuid.UUID) -> Row[Any] | None:
+    """The OPOS item a document opened (an invoice's), if any."""
+    return (await connection.execute(select(open_items).where(open_items.c.document_id == document_id))).first()

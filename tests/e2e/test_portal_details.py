@@ -1,0 +1,151 @@
+"""The portal's detail reads against the real pipeline: a contract with its price plans and billing
+schedule, orders of one-time purchases, and a document with its lines, tax and open item, with
+hand-checked amounts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import httpx
+import pytest
+import pytest_asyncio
+
+from ops.observe import wait_until
+from services.rating.contracts import save_contracts
+from services.rating.specs import ContractSpec
+from shared import topics
+from shared.events import PaymentKind, PaymentReceived, derive_id
+from shared.runtime import publish_event
+from tests.e2e.conftest import DEADLINE_S, new_contract_id, publish_usage, request_billing_run, usage
+from tests.e2e.test_portal_api import wait_for_rows
+
+pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
+
+GRADUATED = {"model": "graduated", "free_quantity": "100",
+             "tiers": [{"from_quantity": "0", "to_quantity": "1000", "unit_price": "0.02"},
+                       {"from_quantity": "1000", "unit_price": "0.01"}]}
+
+
+async def given_priced_contract(databases, contract_id: str, customer_id: str) -> None:
+    """Storage at 0.10 a unit; API calls with 100 free, then 0.02 up to 1000 and 0.01 beyond."""
+    await save_contracts(databases["rating"], [ContractSpec.model_validate({
+        "contract_id": contract_id, "currency": "EUR", "starts_on": "2026-01-01",
+        "customer": {"customer_id": customer_id, "name": f"Customer of {contract_id}", "country": "DE"},
+        "items": [{"item_code": "storage", "description": "Storage", "unit_price": "0.10"},
+                  {"item_code": "api-calls", "description": "API calls", "pricing": GRADUATED}]})])
+
+
+def months_since_start(now: datetime) -> int:
+    """The contract's periods before the current one (it started on 1 January 2026, monthly)."""
+    return (now.year - 2026) * 12 + now.month - 1
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="session")
+async def invoiced_contract(broker, databases, portal_url):
+    """November: 1234 storage (123.40) and 2600 API calls (2500 billable: 20.00 + 15.00 = 35.00), an order
+    of two purchases on the 20th (2 x 49.90 + 3 x 5.00 = 114.80); all invoiced, 25.11 paid."""
+    contract = new_contract_id("portal-details")
+    customer = f"CUST-{contract}"
+    await given_priced_contract(databases, contract, customer)
+    await publish_usage(broker, usage(contract, "storage", "1234", day=10), usage(contract, "api-calls", "2600", day=12))
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
+        base = f"/api/customers/{customer}"
+        for code, description, quantity, price in [("setup", "Setup fee", "2", "49.90"), ("cable", "Cable", "3", "5")]:
+            answer = await client.post(f"{base}/contracts/{contract}/purchases", json={
+                "item_code": code, "description": description, "quantity": quantity, "unit_price": price,
+                "purchased_on": "2026-11-20"})
+            assert answer.status_code == 201, answer.text
+        await wait_for_rows(client, f"{base}/billable-items", 4)
+        await request_billing_run(broker, contract)
+        invoice = (await wait_for_rows(client, f"{base}/open-items", 1))["items"][0]
+        payment = PaymentReceived(
+            event_id=derive_id("portal-details", contract), occurred_at=datetime.now(UTC), contract_id=contract,
+            payment_id=f"{contract}-P1", kind=PaymentKind.PAYMENT, provider="test-bank", customer_id=customer,
+            currency="EUR", amount=Decimal("25.11"), invoice_number=invoice["reference"])
+        await publish_event(broker, topics.PAYMENTS_RECEIVED, payment, payment.key)
+
+        async def paid() -> bool:
+            return (await client.get(f"{base}/open-items")).json()["items"][0]["open_amount"] == "300.00"
+
+        await wait_until(paid, timeout_s=DEADLINE_S, what="the payment assigned to the invoice")
+        yield client, base, contract, invoice["reference"]
+
+
+async def test_the_contract_with_its_price_plans(invoiced_contract):
+    client, base, contract, _ = invoiced_contract
+    found = (await client.get(f"{base}/contracts/{contract}")).json()
+    assert (found["contract_id"], found["customer_name"], found["starts_on"], found["expires_on"], found["status"],
+            found["cycle"], found["currency"]) == (contract, f"Customer of {contract}", "2026-01-01", None, "active",
+                                                   "monthly, calendar", "EUR")
+    items = {item["item_code"]: item for item in found["items"]}
+    assert [(b["from_quantity"], b["to_quantity"], b["unit_price"]) for b in items["storage"]["price_plan"]["bands"]] \
+        == [("0", None, "0.1")]
+    calls = items["api-calls"]["price_plan"]
+    assert (calls["model"], calls["free_quantity"]) == ("graduated", "100")
+    assert [(b["from_quantity"], b["to_quantity"], b["unit_price"]) for b in calls["bands"]] == [
+        ("0", "1000", "0.02"), ("1000", None, "0.01")]
+    assert (await client.get(f"{base}/contracts/T-nobody")).status_code == 404
+    assert (await client.get(f"/api/customers/NOBODY/contracts/{contract}")).status_code == 404
+
+
+async def test_the_billing_schedule_has_a_row_per_item_and_period(invoiced_contract):
+    client, base, contract, number = invoiced_contract
+    now = datetime.now(UTC)
+    past = months_since_start(now)
+    schedule = (await client.get(f"{base}/contracts/{contract}/schedule", params={"limit": 500})).json()
+    # every past month, the current one and 12 ahead, for each of the two items
+    assert schedule["total"] == 2 * (past + 1 + 12)
+    november = (await client.get(f"{base}/contracts/{contract}/schedule", params={
+        "timing": "past", "sort": "-period_start", "limit": 2})).json()
+    assert november["total"] == 2 * past
+    rows = {row["item_code"]: row for row in november["items"]}
+    assert [(r["period_start"], r["period_end"]) for r in rows.values()] == [("2026-11-01", "2026-11-30")] * 2
+    storage, calls = rows["storage"], rows["api-calls"]
+    assert (storage["consumed"], storage["free"], storage["billable"], storage["unit_price"], storage["discount"],
+            storage["net"]) == ("1234", "0", "1234", "0.1", "0.00", "123.40")  # 1234 x 0.10
+    assert (calls["consumed"], calls["free"], calls["billable"], calls["unit_price"], calls["net"]) == (
+        "2600", "100", "2500", "0.01", "35.00")  # 1000 x 0.02 + 1500 x 0.01
+    for row in (storage, calls):
+        assert (row["billed"], row["status"], row["timing"]) == (True, "billed", "past")
+        assert [(i["number"], i["type"]) for i in row["invoices"]] == [(number, "invoice")]
+
+    current = (await client.get(f"{base}/contracts/{contract}/schedule", params={"timing": "current"})).json()
+    assert [(r["item_code"], r["net"], r["billed"], r["status"], r["invoices"]) for r in current["items"]] == [
+        ("api-calls", "0.00", False, "unbilled", []), ("storage", "0.00", False, "unbilled", [])]
+    paged = (await client.get(f"{base}/contracts/{contract}/schedule", params={
+        "item_code": "storage", "limit": 1, "offset": 10})).json()
+    assert (paged["total"], [r["period_start"] for r in paged["items"]]) == (past + 13, ["2026-11-01"])
+    assert (await client.get(f"{base}/contracts/{contract}/schedule", params={"timing": "soon"})).status_code == 422
+
+
+async def test_purchases_of_one_day_are_one_order(invoiced_contract):
+    client, base, contract, number = invoiced_contract
+    orders = (await client.get(f"{base}/orders")).json()
+    assert orders["total"] == 1
+    [order] = orders["items"]
+    assert (order["order_id"], order["ordered_on"], order["status"], order["net"]) == (
+        f"{contract}@2026-11-20", "2026-11-20", "billed", "114.80")
+    assert sorted((i["item_code"], i["quantity"], i["unit_price"], i["net"], i["billed"]) for i in order["items"]) == [
+        ("cable", "3", "5", "15.00", True), ("setup", "2", "49.9", "99.80", True)]
+    assert [(d["number"], d["type"]) for d in order["documents"]] == [(number, "invoice")]
+    assert (await client.get(f"{base}/orders", params={"period": "2026-10"})).json()["total"] == 0
+
+
+async def test_a_document_with_its_lines_tax_and_open_item(invoiced_contract):
+    client, base, contract, number = invoiced_contract
+    document = (await client.get(f"{base}/documents/{number}")).json()
+    # 123.40 + 35.00 + 99.80 + 15.00 = 273.20 net; 19 % VAT 51.908 -> 51.91; gross 325.11
+    assert (document["type"], document["net_total"], document["tax_total"], document["gross_total"]) == (
+        "invoice", "273.20", "51.91", "325.11")
+    assert (document["service_period_start"], document["service_period_end"]) == ("2026-11-01", "2026-11-30")
+    assert document["payment_terms"]
+    assert sorted((line["item_code"], line["quantity"], line["net"]) for line in document["lines"]) == [
+        ("api-calls", "2500", "35.00"), ("cable", "3", "15.00"), ("setup", "2", "99.80"), ("storage", "1234", "123.40")]
+    assert [(t["vat_rate"], t["base"], t["tax"]) for t in document["tax_lines"]] == [("19", "273.20", "51.91")]
+    item = document["open_item"]
+    assert (item["amount"], item["open_amount"], item["status"]) == ("325.11", "300.00", "open")
+    assert [(a["payment_id"], a["amount"]) for a in item["assignments"]] == [(f"{contract}-P1", "25.11")]
+    assert (document["corrects_number"], document["corrected_by"]) == (None, [])
+    assert document["pdf_url"].endswith(f"/documents/{number}/pdf")
+    assert (await client.get(f"{base}/documents/R1999-0001")).status_code == 404
