@@ -1,4 +1,5 @@
-"""The pages: the customer list and one page per customer, server-rendered, plus the quick actions' forms.
+"""The pages: the customer list, one page per customer, per contract and per document, server-rendered,
+plus the quick actions' forms.
 
 Each section of a customer's page takes its filters from query parameters named
 `<section>.<filter>` (e.g. `items.period=2026-11`), validated by the same query model as the API.
@@ -18,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ValidationError
 
-from services.portal import models, reads
+from services.portal import details, models, reads
 from services.portal import queries as q
 from services.portal.actions import Actions, RatingUnavailable
 from services.portal.domain import ActionRefused
@@ -38,6 +39,7 @@ class Section:
 
 SECTIONS = [
     Section("contracts", "Contracts", q.ContractQuery, reads.contracts),
+    Section("orders", "Orders", q.OrderQuery, details.orders),
     Section("items", "Billable items", q.BillableItemQuery, reads.billable_items),
     Section("documents", "Documents", q.DocumentQuery, reads.documents),
     Section("runs", "Billing runs", q.RunQuery, reads.settlement_runs),
@@ -109,15 +111,9 @@ async def customer_list(request: Request) -> Response:
 @router.get("/customers/{customer_id}", response_class=HTMLResponse)
 async def customer_page(request: Request, customer_id: str) -> Response:
     sources: Sources = request.app.state.sources
-    customer = await reads.customer(sources, customer_id)
-    if customer is None:
-        raise HTTPException(404, f"no customer {customer_id}")
+    customer = await _customer(sources, customer_id)
     params = dict(request.query_params)
-    sections = {}
-    for section in SECTIONS:
-        query, problem = section_query(section, params)
-        sections[section.key] = {"section": section, "query": query, "problem": problem,
-                                 "page": await section.read(sources, customer_id, query)}
+    sections = await _read_sections(SECTIONS, params, sources, customer_id)
     # Every contract, not just the listed page: the action forms offer them all.
     all_contracts = await reads.contracts(sources, customer_id, q.ContractQuery(limit=500))
     return templates.TemplateResponse(request, "customer.html", {
@@ -125,6 +121,59 @@ async def customer_page(request: Request, customer_id: str) -> Response:
         "all_contracts": all_contracts.items, "links": PageLinks(request.url.path, params),
         "request_id": uuid.uuid4(), "notice": params.get("notice"), "error": params.get("error"),
     })
+
+
+async def _read_sections(sections: list[Section], params: dict[str, str], sources: Sources,
+                         customer_id: str) -> dict[str, dict[str, Any]]:
+    found = {}
+    for section in sections:
+        query, problem = section_query(section, params)
+        found[section.key] = {"section": section, "query": query, "problem": problem,
+                              "page": await section.read(sources, customer_id, query)}
+    return found
+
+
+async def _customer(sources: Sources, customer_id: str) -> models.Customer:
+    customer = await reads.customer(sources, customer_id)
+    if customer is None:
+        raise HTTPException(404, f"no customer {customer_id}")
+    return customer
+
+
+@router.get("/customers/{customer_id}/contracts/{contract_id}", response_class=HTMLResponse)
+async def contract_page(request: Request, customer_id: str, contract_id: str) -> Response:
+    """The contract's header and items, its billing schedule and its ledger (a section each, paged)."""
+    sources: Sources = request.app.state.sources
+    customer = await _customer(sources, customer_id)
+    contract = await details.contract(sources, customer_id, contract_id)
+    if contract is None:
+        raise HTTPException(404, f"customer {customer_id} has no contract {contract_id}")
+
+    async def schedule(sources: Sources, customer_id: str, query: q.ScheduleQuery) -> models.Page[Any]:
+        found = await details.billing_schedule(sources, customer_id, contract_id, query)
+        assert found is not None  # the contract was found above, in the same customer's data
+        return found
+
+    async def ledger(sources: Sources, customer_id: str, query: q.LedgerQuery) -> models.Page[Any]:
+        return await reads.ledger(sources, customer_id, query.model_copy(update={"contract_id": contract_id}))
+
+    params = dict(request.query_params)
+    sections = await _read_sections([Section("schedule", "Billing schedule", q.ScheduleQuery, schedule),
+                                     Section("ledger", "Ledger", q.LedgerQuery, ledger)], params, sources, customer_id)
+    return templates.TemplateResponse(request, "contract.html", {
+        "customer": customer, "contract": contract, "sections": sections,
+        "summary": await reads.ledger_summary(sources, customer_id), "links": PageLinks(request.url.path, params),
+    })
+
+
+@router.get("/customers/{customer_id}/documents/{number}", response_class=HTMLResponse)
+async def document_page(request: Request, customer_id: str, number: str) -> Response:
+    sources: Sources = request.app.state.sources
+    customer = await _customer(sources, customer_id)
+    document = await details.document(sources, customer_id, number)
+    if document is None:
+        raise HTTPException(404, f"customer {customer_id} has no document {number}")
+    return templates.TemplateResponse(request, "document.html", {"customer": customer, "document": document})
 
 
 async def _act(request: Request, customer_id: str, form_to_action: Callable[[Actions, Any], Awaitable[models.ActionResult]]

@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
+import httpx
 import pytest
 import pytest_asyncio
 from faststream.kafka import KafkaBroker
@@ -169,6 +170,20 @@ async def given_contract(
     return spec
 
 
+GRADUATED = {"model": "graduated", "free_quantity": "100",
+             "tiers": [{"from_quantity": "0", "to_quantity": "1000", "unit_price": "0.02"},
+                       {"from_quantity": "1000", "unit_price": "0.01"}]}
+
+
+async def given_priced_contract(databases: Databases, contract_id: str, customer_id: str) -> None:
+    """Storage at 0.10 a unit; API calls with 100 free, then 0.02 up to 1000 and 0.01 beyond."""
+    await save_contracts(databases["rating"], [ContractSpec.model_validate({
+        "contract_id": contract_id, "currency": "EUR", "starts_on": "2026-01-01",
+        "customer": {"customer_id": customer_id, "name": f"Customer of {contract_id}", "country": "DE"},
+        "items": [{"item_code": "storage", "description": "Storage", "unit_price": "0.10"},
+                  {"item_code": "api-calls", "description": "API calls", "pricing": GRADUATED}]})])
+
+
 def usage(contract_id: str, item_code: str, quantity: str, day: int = 10) -> UsageRecorded:
     return UsageRecorded(
         event_id=uuid.uuid4(),
@@ -295,3 +310,15 @@ def portal_url(pipeline: Pipeline, rating_api_url: str) -> str:
     url = pipeline.workers.start_http("portal", free_port())
     pipeline.workers.wait_healthy("portal", url)
     return url
+
+
+async def wait_for_rows(client: httpx.AsyncClient, path: str, total: int, **params) -> dict:
+    """The listing at `path` once it has `total` rows (the pipeline is asynchronous)."""
+    found: dict = {}
+
+    async def arrived() -> bool:
+        found.update((await client.get(path, params=params)).raise_for_status().json())
+        return found["total"] == total
+
+    await wait_until(arrived, timeout_s=DEADLINE_S, what=f"{total} rows at {path} {params}")
+    return found

@@ -26,21 +26,10 @@ from services.portal.sources import Source
 from shared import topics
 from shared.events import PaymentKind, PaymentReceived, derive_id
 from shared.runtime import publish_event
-from tests.e2e.conftest import DEADLINE_S, given_contract, new_contract_id, publish_usage, request_billing_run, usage
+from tests.e2e.conftest import (DEADLINE_S, given_contract, new_contract_id, publish_usage, request_billing_run, usage,
+                                wait_for_rows)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
-
-
-async def wait_for_rows(client: httpx.AsyncClient, path: str, total: int, **params) -> dict:
-    """The listing at `path` once it has `total` rows (the pipeline is asynchronous)."""
-    found: dict = {}
-
-    async def arrived() -> bool:
-        found.update((await client.get(path, params=params)).raise_for_status().json())
-        return found["total"] == total
-
-    await wait_until(arrived, timeout_s=DEADLINE_S, what=f"{total} rows at {path} {params}")
-    return found
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")

@@ -1,6 +1,7 @@
 """The customer page in a real browser (headless Chromium from the distribution's package) against the
 running pipeline and portal: open a customer, filter billable items, add usage, create vouchers, see
-the new document appear and open its PDF."""
+the new document appear and open its PDF; a contract's details with its billing schedule and ledger,
+and an invoice's details."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import pytest_asyncio
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 from pypdf import PdfReader
 
-from tests.e2e.conftest import DEADLINE_S, given_contract, new_contract_id, publish_usage, usage
+from tests.e2e.conftest import (DEADLINE_S, given_contract, given_priced_contract, new_contract_id, publish_usage,
+                                request_billing_run, usage)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -148,4 +150,60 @@ async def test_a_purchase_and_a_cancellation_go_through_ratings_api(browser, por
     contract_row = rows(page, "contracts").filter(has_text=contract)
     await expect(contract_row.locator("td[data-col='status']")).to_have_text("cancelled")
     await expect(contract_row.locator("td[data-col='ends_on']")).to_have_text("2026-12-31")
+    await page.close()
+
+
+async def test_a_contracts_details_its_billing_schedule_ledger_and_invoice(browser, portal_url, broker, databases):
+    contract = new_contract_id("browser-contract")
+    customer = f"CUST-{contract}"
+    await given_priced_contract(databases, contract, customer)
+    await publish_usage(broker, usage(contract, "storage", "1234", day=10),  # 123.40
+                        usage(contract, "api-calls", "2600", day=12))  # 100 free, 1000 x 0.02 + 1500 x 0.01 = 35.00
+
+    page = await browser.new_page()
+    await page.goto(f"{portal_url}/customers/{customer}")
+    await reload_until(page, "api-calls", "#items td[data-col='item_code']", "both usages to be billable items")
+    await request_billing_run(broker, contract)
+    await reload_until(page, "invoice", "#documents td[data-col='type']", "the invoice of the billing run")
+    number = await rows(page, "documents").first.locator("td[data-col='number']").inner_text()
+
+    await page.get_by_role("link", name=f"Details of {contract}").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(f"Contract {contract}")
+    header = page.get_by_test_id("contract-header")
+    await expect(header.locator("[data-fact='starts_on']")).to_have_text("2026-01-01")
+    await expect(header.locator("[data-fact='expires_on']")).to_have_text("open end")
+    await expect(header.locator("[data-fact='cycle']")).to_have_text("monthly, calendar")
+    calls = page.locator("#contract-items tr[data-item='api-calls']")
+    await expect(calls.locator("td[data-col='plan']")).to_have_text("graduated, 100 free")
+    await expect(calls.locator("[data-band]")).to_have_text(["0 – 1000: 0.02 EUR", "1000 – ∞: 0.01 EUR"])
+
+    # The schedule's November rows, past and billed by the invoice.
+    schedule = page.get_by_role("form", name="Filter billing schedule")
+    await schedule.get_by_label("Periods").select_option("past")
+    await schedule.get_by_role("button", name="Filter").click()
+    await page.locator("#schedule th[data-col='period_start'] a").click()  # latest first
+    november = page.locator("#schedule tbody tr[data-period='2026-11-01']")
+    storage, api_calls = november.filter(has_text="storage"), november.filter(has_text="api-calls")
+    await expect(storage.locator("td[data-col='net']")).to_have_text("123.40 EUR")
+    await expect(api_calls.locator("td[data-col='free']")).to_have_text("100")
+    await expect(api_calls.locator("td[data-col='billable']")).to_have_text("2500")
+    await expect(api_calls.locator("td[data-col='net']")).to_have_text("35.00 EUR")
+    for row in (storage, api_calls):
+        await expect(row.locator("td[data-col='billed']")).to_have_text("yes")
+        await expect(row.locator("td[data-col='invoice'] a")).to_have_text(number)
+
+    # The contract's ledger: receivables, then the invoice's VAT (158.40 x 19 % = 30.096 -> 30.10).
+    ledger = page.locator("#ledger table[data-columns='ledger'] tbody tr")
+    await expect(ledger.locator("td[data-col='balance']")).to_have_text(["158.40 EUR", "188.50 EUR"])
+    await expect(page.get_by_test_id("contract-balance")).to_have_text("188.50 EUR")
+
+    # The invoice from its schedule row: lines, VAT and totals, and its open item.
+    await storage.locator("td[data-col='invoice'] a").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(f"Invoice {number}")
+    await expect(page.get_by_test_id("document-header").locator("[data-fact='service_period']")).to_have_text(
+        "2026-11-01 – 2026-11-30")
+    await expect(page.locator("#lines tbody td[data-col='net']")).to_have_text(["35.00 EUR", "123.40 EUR"])
+    await expect(page.get_by_test_id("tax-total")).to_have_text("30.10 EUR")
+    await expect(page.get_by_test_id("gross-total")).to_have_text("188.50 EUR")
+    await expect(page.get_by_test_id("open-amount")).to_have_text("188.50 EUR")
     await page.close()

@@ -12,29 +12,13 @@ import pytest
 import pytest_asyncio
 
 from ops.observe import wait_until
-from services.rating.contracts import save_contracts
-from services.rating.specs import ContractSpec
 from shared import topics
 from shared.events import PaymentKind, PaymentReceived, derive_id
 from shared.runtime import publish_event
-from tests.e2e.conftest import DEADLINE_S, new_contract_id, publish_usage, request_billing_run, usage
-from tests.e2e.test_portal_api import wait_for_rows
+from tests.e2e.conftest import (DEADLINE_S, given_priced_contract, new_contract_id, publish_usage, request_billing_run,
+                                usage, wait_for_rows)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
-
-GRADUATED = {"model": "graduated", "free_quantity": "100",
-             "tiers": [{"from_quantity": "0", "to_quantity": "1000", "unit_price": "0.02"},
-                       {"from_quantity": "1000", "unit_price": "0.01"}]}
-
-
-async def given_priced_contract(databases, contract_id: str, customer_id: str) -> None:
-    """Storage at 0.10 a unit; API calls with 100 free, then 0.02 up to 1000 and 0.01 beyond."""
-    await save_contracts(databases["rating"], [ContractSpec.model_validate({
-        "contract_id": contract_id, "currency": "EUR", "starts_on": "2026-01-01",
-        "customer": {"customer_id": customer_id, "name": f"Customer of {contract_id}", "country": "DE"},
-        "items": [{"item_code": "storage", "description": "Storage", "unit_price": "0.10"},
-                  {"item_code": "api-calls", "description": "API calls", "pricing": GRADUATED}]})])
-
 
 def months_since_start(now: datetime) -> int:
     """The contract's periods before the current one (it started on 1 January 2026, monthly)."""
