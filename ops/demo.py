@@ -256,6 +256,9 @@ async def run_pipeline(root, workers: Workers) -> tuple[str, str]:
         rating_api_url = workers.start_http("rating-api", free_port())
         await asyncio.to_thread(workers.wait_healthy, "rating-api", rating_api_url)
         workers.env["PORTAL_RATING_API_URL"] = rating_api_url
+        settlement_api_url = workers.start_http("settlement-api", free_port())
+        await asyncio.to_thread(workers.wait_healthy, "settlement-api", settlement_api_url)
+        workers.env["PORTAL_SETTLEMENT_API_URL"] = settlement_api_url
         portal_url = workers.start_http("portal", free_port())
         await asyncio.to_thread(workers.wait_healthy, "portal", portal_url)
         if workers.crashed():

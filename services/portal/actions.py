@@ -1,7 +1,8 @@
 """The quick actions: each goes the way any other producer's would, never into another service's tables.
 
 Usage and billing runs are published to their topics (the portal acting as an upstream product
-and as an operator); purchases and cancellations are rating's to decide, through its HTTP API.
+and as an operator); purchases and cancellations are rating's to decide, through its HTTP API;
+cancelled orders' credits are settlement's, through its HTTP API.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 import httpx
 from faststream.kafka import KafkaBroker
 
-from services.portal import domain, models
+from services.portal import details, domain, models
 from services.portal.reads import Sources
 from services.portal.sources import rating
 from shared import topics
@@ -23,15 +24,17 @@ class UnknownContract(domain.ActionRefused):
     pass
 
 
-class RatingUnavailable(RuntimeError):
-    """Rating's API did not answer, or failed; nothing was changed by the portal."""
+class ServiceUnavailable(RuntimeError):
+    """A service's API did not answer, or failed; nothing was changed by the portal."""
 
 
 class Actions:
-    def __init__(self, sources: Sources, broker: KafkaBroker, rating_api: httpx.AsyncClient) -> None:
+    def __init__(self, sources: Sources, broker: KafkaBroker, rating_api: httpx.AsyncClient,
+                 settlement_api: httpx.AsyncClient) -> None:
         self.sources = sources
         self.broker = broker
         self.rating_api = rating_api
+        self.settlement_api = settlement_api
 
     async def _contracts(self, customer_id: str, contract_ids: list[str]) -> dict[str, Any]:
         """The customer's contracts named, with their items; a contract of someone else is refused."""
@@ -67,26 +70,48 @@ class Actions:
 
     async def add_purchase(self, customer_id: str, contract_id: str, request: models.PurchaseRequest) -> models.ActionResult:
         await self._contracts(customer_id, [contract_id])
-        await self._call_rating(f"/contracts/{contract_id}/purchases", request.model_dump(mode="json"))
+        await _call(self.rating_api, "rating", f"/contracts/{contract_id}/purchases", request.model_dump(mode="json"))
         return models.ActionResult(message=f"purchase of {format(request.quantity, 'f')} {request.item_code} "
                                            f"added to {contract_id}")
 
     async def cancel_contracts(self, customer_id: str, request: models.CancellationRequest) -> models.ActionResult:
         await self._contracts(customer_id, request.contract_ids)
         for contract_id in request.contract_ids:
-            await self._call_rating(f"/contracts/{contract_id}/cancel", {"ends_on": request.ends_on.isoformat()})
+            await _call(self.rating_api, "rating", f"/contracts/{contract_id}/cancel",
+                        {"ends_on": request.ends_on.isoformat()})
         return models.ActionResult(message=f"{', '.join(request.contract_ids)} cancelled as of "
                                            f"{request.ends_on.isoformat()}")
 
-    async def _call_rating(self, path: str, body: dict[str, Any]) -> None:
-        try:
-            response = await self.rating_api.post(path, json=body)
-        except httpx.TransportError as error:
-            raise RatingUnavailable(f"rating's API is not reachable at {self.rating_api.base_url}: {error}") from error
-        if response.status_code >= 500:
-            raise RatingUnavailable(f"rating's API failed ({response.status_code}) on {path}")
-        if response.status_code >= 400:
-            raise domain.ActionRefused(f"rating refused it: {_detail(response)}")
+    async def cancel_orders(self, customer_id: str, request: models.OrderCancellationRequest) -> models.ActionResult:
+        """Create a credit note for the orders: settlement credits their billed purchases in full."""
+        orders = [details.parse_order_id(text) for text in dict.fromkeys(request.order_ids)]
+        await self._contracts(customer_id, sorted({contract_id for contract_id, _ in orders}))
+        purchases = await details.order_items(self.sources, orders)
+        if not purchases:
+            raise domain.ActionRefused(f"no purchases in {', '.join(request.order_ids)}")
+        unbilled = sorted({f"{item.contract_id} {item.item_code}" for item in purchases if item.settlement_run_id is None})
+        if unbilled:
+            raise domain.ActionRefused(f"not billed yet, so nothing to credit: {', '.join(unbilled)}; "
+                                       "create vouchers first")
+        runs = await _call(self.settlement_api, "settlement", "/orders/cancellations",
+                           {"billable_item_ids": [str(item.billable_item_id) for item in purchases]})
+        if not runs:
+            return models.ActionResult(message=f"{', '.join(request.order_ids)} were cancelled before; nothing credited")
+        credited = ", ".join(f"{run['credit_total']} {run['currency']} on {run['contract_id']}" for run in runs)
+        return models.ActionResult(message=f"credit note requested for {', '.join(request.order_ids)}: {credited}; "
+                                           "it appears once invoicing has issued it")
+
+async def _call(api: httpx.AsyncClient, service: str, path: str, body: dict[str, Any]) -> Any:
+    """POST to a service's API; its answer's JSON. Refusals are the service's reasons, outages its absence."""
+    try:
+        response = await api.post(path, json=body)
+    except httpx.TransportError as error:
+        raise ServiceUnavailable(f"{service}'s API is not reachable at {api.base_url}: {error}") from error
+    if response.status_code >= 500:
+        raise ServiceUnavailable(f"{service}'s API failed ({response.status_code}) on {path}")
+    if response.status_code >= 400:
+        raise domain.ActionRefused(f"{service} refused it: {_detail(response)}")
+    return response.json()
 
 
 def _detail(response: httpx.Response) -> str:

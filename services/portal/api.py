@@ -180,3 +180,11 @@ async def cancel_contracts(customer_id: str, request: models.CancellationRequest
                            actions: ActionsDep) -> models.ActionResult:
     """Cancel the contracts on a date through rating's API."""
     return await actions.cancel_contracts(customer_id, request)
+
+
+@router.post("/customers/{customer_id}/orders/cancellations", tags=["actions"])
+async def cancel_orders(customer_id: str, request: models.OrderCancellationRequest,
+                        actions: ActionsDep) -> models.ActionResult:
+    """Create a credit note for the orders: settlement's API credits their billed purchases in full (once),
+    and invoicing issues the credit note that corrects their invoice."""
+    return await actions.cancel_orders(customer_id, request)

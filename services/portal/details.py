@@ -155,24 +155,21 @@ async def orders(sources: Sources, customer_id: str, query: q.OrderQuery) -> mod
                                     unit_price=domain.plain_number(item.unit_price), net=money(item, "net"),
                                     billed=item.settlement_run_id is not None, cancelled=item.cancelled_net is not None)
                    for item in mine],
+            # as they were issued: an invoice before the credit notes that correct it
             documents=sorted((_ref(doc) for run_id in runs for doc in documents.get(run_id, [])),
-                             key=lambda doc: doc.number))
+                             key=lambda doc: (doc.issue_date, doc.type != "invoice", doc.number)))
 
     return models.Page(items=[order(row) for row in found.items], total=found.total, limit=found.limit,
                        offset=found.offset, sort=query.sort)
 
 
-async def order_items(sources: Sources, customer_id: str, order_ids: list[str]) -> list[Row[Any]]:
-    """The purchases of the customer's orders named; an order of someone else's contract is refused."""
-    wanted = [parse_order_id(text) for text in dict.fromkeys(order_ids)]
+async def order_items(sources: Sources, orders: list[tuple[str, date]]) -> list[Row[Any]]:
+    """The purchases of the (contract, day) orders named."""
     async with sources.rating.read() as connection:
-        for contract_id, _ in wanted:
-            if await rating.contract(connection, customer_id, contract_id) is None:
-                raise domain.ActionRefused(f"customer {customer_id} has no contract {contract_id}")
-        zones = await rating.time_zones(connection, sorted({contract_id for contract_id, _ in wanted}))
+        zones = await rating.time_zones(connection, sorted({contract_id for contract_id, _ in orders}))
     async with sources.settlement.read() as connection:
         return await settlement.order_items(connection, [(contract_id, start_of_day(day, zones[contract_id]))
-                                                         for contract_id, day in wanted])
+                                                         for contract_id, day in orders])
 
 
 async def document(sources: Sources, customer_id: str, number: str) -> models.DocumentDetails | None:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ValidationError
 
 from services.portal import details, models, reads
 from services.portal import queries as q
-from services.portal.actions import Actions, RatingUnavailable
+from services.portal.actions import Actions, ServiceUnavailable
 from services.portal.domain import ActionRefused
 from services.portal.reads import Sources
 
@@ -184,7 +184,7 @@ async def _act(request: Request, customer_id: str, form_to_action: Callable[[Act
         outcome = {"notice": result.message}
     except ValidationError as error:
         outcome = {"error": "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())}
-    except (ActionRefused, RatingUnavailable) as error:
+    except (ActionRefused, ServiceUnavailable) as error:
         outcome = {"error": str(error)}
     return RedirectResponse(f"/customers/{customer_id}?{urlencode(outcome)}", status_code=303)
 
@@ -225,3 +225,9 @@ async def cancel_contracts(request: Request, customer_id: str) -> RedirectRespon
     return await _act(request, customer_id, lambda actions, form: actions.cancel_contracts(
         customer_id, models.CancellationRequest.model_validate(
             {"ends_on": form.get("ends_on") or None, "contract_ids": form.getlist("contract_id")})))
+
+
+@router.post("/customers/{customer_id}/actions/cancel-orders")
+async def cancel_orders(request: Request, customer_id: str) -> RedirectResponse:
+    return await _act(request, customer_id, lambda actions, form: actions.cancel_orders(
+        customer_id, models.OrderCancellationRequest.model_validate({"order_ids": form.getlist("order_id")})))

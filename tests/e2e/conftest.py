@@ -304,9 +304,19 @@ def rating_api_url(pipeline: Pipeline) -> str:
 
 
 @pytest.fixture(scope="session")
-def portal_url(pipeline: Pipeline, rating_api_url: str) -> str:
-    """The customer billing portal as a real uvicorn process on the pipeline's stack, with rating's API."""
+def settlement_api_url(pipeline: Pipeline) -> str:
+    """Settlement's HTTP API as a real uvicorn process on the pipeline's stack."""
+    url = pipeline.workers.start_http("settlement-api", free_port())
+    pipeline.workers.wait_healthy("settlement-api", url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def portal_url(pipeline: Pipeline, rating_api_url: str, settlement_api_url: str) -> str:
+    """The customer billing portal as a real uvicorn process on the pipeline's stack, with rating's and
+    settlement's APIs."""
     pipeline.workers.env["PORTAL_RATING_API_URL"] = rating_api_url
+    pipeline.workers.env["PORTAL_SETTLEMENT_API_URL"] = settlement_api_url
     url = pipeline.workers.start_http("portal", free_port())
     pipeline.workers.wait_healthy("portal", url)
     return url

@@ -10,6 +10,7 @@ import re
 import time
 from typing import AsyncIterator
 
+import httpx
 import pytest
 import pytest_asyncio
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
@@ -206,4 +207,39 @@ async def test_a_contracts_details_its_billing_schedule_ledger_and_invoice(brows
     await expect(page.get_by_test_id("tax-total")).to_have_text("30.10 EUR")
     await expect(page.get_by_test_id("gross-total")).to_have_text("188.50 EUR")
     await expect(page.get_by_test_id("open-amount")).to_have_text("188.50 EUR")
+    await page.close()
+
+
+async def test_a_credit_note_for_selected_orders(browser, portal_url, broker, databases):
+    contract = new_contract_id("browser-orders")
+    customer = f"CUST-{contract}"
+    await given_contract(databases, contract, {"api-calls": "0.0125"}, customer_id=customer)
+    async with httpx.AsyncClient(base_url=portal_url) as client:
+        for code, quantity, price, day in [("setup", "2", "49.90", "2026-11-20"), ("cable", "3", "5", "2026-11-20"),
+                                           ("router", "1", "120", "2026-11-24")]:
+            answer = await client.post(f"/api/customers/{customer}/contracts/{contract}/purchases", json={
+                "item_code": code, "description": code.title(), "quantity": quantity, "unit_price": price,
+                "purchased_on": day})
+            assert answer.status_code == 201, answer.text
+    page = await browser.new_page()
+    await page.goto(f"{portal_url}/customers/{customer}")
+    await reload_until(page, "router", "#items td[data-col='item_code']", "the purchases to be billable items")
+    await request_billing_run(broker, contract)
+    await reload_until(page, "invoice", "#documents td[data-col='type']", "the invoice of the billing run")
+    orders = rows(page, "orders")
+    await expect(orders.locator("td[data-col='net']")).to_have_text(["120.00 EUR", "114.80 EUR"])  # latest first
+    await expect(orders.locator("td[data-col='status']")).to_have_text(["billed", "billed"])
+
+    # Cancel the order of the 20th (2 x 49.90 + 3 x 5.00): a credit note of 114.80 + 19 % VAT (21.81) = 136.61.
+    await page.get_by_role("checkbox", name=f"Select order {contract}@2026-11-20").check()
+    await page.get_by_role("button", name="Create a credit note").click()
+    await expect(page.get_by_role("status")).to_contain_text("credit note requested")
+    await expect(page.get_by_role("status")).to_contain_text("114.80 EUR")
+    await reload_until(page, "credit note", "#documents td[data-col='type']", "the credit note")
+    credit_note = rows(page, "documents").filter(has_text="credit note")
+    await expect(credit_note.locator("td[data-col='gross_total']")).to_have_text("136.61 EUR")
+    cancelled = orders.filter(has_text="2026-11-20")
+    await expect(cancelled.locator("td[data-col='status']")).to_have_text("cancelled")
+    await expect(cancelled.locator("td[data-col='documents'] a")).to_have_count(2)
+    await expect(orders.filter(has_text="2026-11-24").locator("td[data-col='status']")).to_have_text("billed")
     await page.close()

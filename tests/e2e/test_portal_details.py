@@ -133,3 +133,53 @@ async def test_a_document_with_its_lines_tax_and_open_item(invoiced_contract):
     assert (document["corrects_number"], document["corrected_by"]) == (None, [])
     assert document["pdf_url"].endswith(f"/documents/{number}/pdf")
     assert (await client.get(f"{base}/documents/R1999-0001")).status_code == 404
+
+
+async def test_a_credit_note_for_an_order(invoiced_contract, databases):
+    """Last in the module: it cancels the order the tests above read."""
+    client, base, contract, number = invoiced_contract
+    order_id = f"{contract}@2026-11-20"
+    answer = await client.post(f"{base}/orders/cancellations", json={"order_ids": [order_id]})
+    assert answer.status_code == 200, answer.text
+    assert "114.80 EUR" in answer.json()["message"]
+
+    documents = await wait_for_rows(client, f"{base}/documents", 1, type="credit_note")
+    [credit_note] = documents["items"]
+    # 99.80 + 15.00 = 114.80 credited; VAT 21.812 -> 21.81; gross 136.61
+    assert (credit_note["corrects_number"], credit_note["net_total"], credit_note["tax_total"],
+            credit_note["gross_total"]) == (number, "114.80", "21.81", "136.61")
+    details = (await client.get(f"{base}/documents/{credit_note['number']}")).json()
+    assert sorted((line["item_code"], line["net"], line["credit_reason"]) for line in details["lines"]) == [
+        ("cable", "15.00", "order_cancelled"), ("setup", "99.80", "order_cancelled")]
+    assert details["open_item"] is None
+
+    [order] = (await client.get(f"{base}/orders")).json()["items"]
+    assert order["status"] == "cancelled" and all(item["cancelled"] for item in order["items"])
+    assert [(d["number"], d["type"]) for d in order["documents"]] == [(number, "invoice"),
+                                                                      (credit_note["number"], "credit_note")]
+
+    async def corrected() -> bool:
+        invoice = (await client.get(f"{base}/documents/{number}")).json()
+        return invoice["open_item"]["open_amount"] == "163.39"  # 300.00 - 136.61
+
+    await wait_until(corrected, timeout_s=DEADLINE_S, what="the credit note paying the invoice")
+    invoice = (await client.get(f"{base}/documents/{number}")).json()
+    assert [d["number"] for d in invoice["corrected_by"]] == [credit_note["number"]]
+
+    again = await client.post(f"{base}/orders/cancellations", json={"order_ids": [order_id]})
+    assert again.status_code == 200 and "cancelled before" in again.json()["message"]
+
+
+async def test_an_order_that_cannot_be_credited_is_refused(invoiced_contract):
+    client, base, contract, _ = invoiced_contract
+    answer = await client.post(f"{base}/contracts/{contract}/purchases", json={
+        "item_code": "cable", "description": "Cable", "quantity": "1", "unit_price": "5", "purchased_on": "2026-11-25"})
+    assert answer.status_code == 201, answer.text
+    await wait_for_rows(client, f"{base}/orders", 2)
+    unbilled = await client.post(f"{base}/orders/cancellations", json={"order_ids": [f"{contract}@2026-11-25"]})
+    assert unbilled.status_code == 422 and "not billed yet" in unbilled.json()["detail"]
+    foreign = await client.post("/api/customers/NOBODY/orders/cancellations",
+                                json={"order_ids": [f"{contract}@2026-11-20"]})
+    assert foreign.status_code == 404
+    nameless = await client.post(f"{base}/orders/cancellations", json={"order_ids": ["an order"]})
+    assert nameless.status_code == 422
