@@ -259,6 +259,7 @@ async def run_pipeline(root, workers: Workers) -> tuple[str, str]:
         settlement_api_url = workers.start_http("settlement-api", free_port())
         await asyncio.to_thread(workers.wait_healthy, "settlement-api", settlement_api_url)
         workers.env["PORTAL_SETTLEMENT_API_URL"] = settlement_api_url
+        workers.env["PORTAL_PAYMENTS_API_URL"] = bridge_url
         portal_url = workers.start_http("portal", free_port())
         await asyncio.to_thread(workers.wait_healthy, "portal", portal_url)
         if workers.crashed():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -135,6 +136,13 @@ async def open_items(customer_id: CustomerDep, sources: SourcesDep,
     return await reads.open_items(sources, customer_id, query)
 
 
+@router.get("/customers/{customer_id}/credits", tags=["billing data"])
+async def credits(customer_id: CustomerDep, sources: SourcesDep,
+                  query: Annotated[q.CreditQuery, Query()]) -> models.Page[models.Credit]:
+    """Payments and credit notes with money no open item holds, each with the items it can be assigned to."""
+    return await reads.credits(sources, customer_id, query)
+
+
 @router.get("/customers/{customer_id}/payment-accounts", tags=["billing data"])
 async def payment_accounts(customer_id: CustomerDep, sources: SourcesDep,
                            query: Annotated[q.PaymentAccountQuery, Query()]) -> models.Page[models.PaymentAccount]:
@@ -188,3 +196,30 @@ async def cancel_orders(customer_id: str, request: models.OrderCancellationReque
     """Create a credit note for the orders: settlement's API credits their billed purchases in full (once),
     and invoicing issues the credit note that corrects their invoice."""
     return await actions.cancel_orders(customer_id, request)
+
+
+@router.post("/customers/{customer_id}/assignments", tags=["actions"])
+async def assign_payment(customer_id: CustomerDep, request: models.AssignmentRequest,
+                         actions: ActionsDep) -> models.ActionResult:
+    """Assign a payment's credit to a chosen open item of its contract, through payments' API."""
+    return await actions.assign_payment(customer_id, request)
+
+
+@router.post("/customers/{customer_id}/assignments/undo", tags=["actions"])
+async def undo_assignment(customer_id: CustomerDep, request: models.UndoAssignmentRequest,
+                          actions: ActionsDep) -> models.ActionResult:
+    """Undo what a payment pays of an item: the item is open again and the money the customer's credit."""
+    return await actions.undo_assignment(customer_id, request)
+
+
+@router.post("/customers/{customer_id}/payment-accounts", tags=["actions"], status_code=201)
+async def add_payment_account(customer_id: CustomerDep, request: models.PaymentAccountRequest,
+                              actions: ActionsDep) -> models.ActionResult:
+    """Add a SEPA direct debit (with its mandate), a card (its provider's token) or a bank transfer account."""
+    return await actions.add_payment_account(customer_id, request)
+
+
+@router.post("/customers/{customer_id}/payment-accounts/{account_id}/default", tags=["actions"])
+async def set_default_payment_account(customer_id: CustomerDep, account_id: uuid.UUID,
+                                      actions: ActionsDep) -> models.ActionResult:
+    return await actions.set_default_payment_account(customer_id, account_id)

@@ -30,7 +30,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     sources = Sources.of(settings)
     async with create_broker(KafkaSettings(), client_id="portal") as broker, \
             httpx.AsyncClient(base_url=settings.rating_api_url, timeout=15) as rating_api, \
-            httpx.AsyncClient(base_url=settings.settlement_api_url, timeout=15) as settlement_api:
+            httpx.AsyncClient(base_url=settings.settlement_api_url, timeout=15) as settlement_api, \
+            httpx.AsyncClient(base_url=settings.payments_api_url, timeout=15) as payments_api:
         metrics.instrument(broker, "portal")  # what its quick actions publish
         await broker.start()
         app.state.sources = sources
@@ -38,7 +39,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             **{f"{service} database": database_reachable(source.engine) for service, source in sources.items()},
             "broker": broker_reachable(broker),
         })
-        app.state.actions = Actions(sources, broker, rating_api, settlement_api)
+        app.state.actions = Actions(sources, broker, rating_api, settlement_api, payments_api)
         try:
             yield
         finally:

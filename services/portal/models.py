@@ -297,6 +297,7 @@ class SettlementRun(BaseModel):
 
 
 class Assignment(BaseModel):
+    payment_event_id: uuid.UUID = Field(description="The payment (or credit note) as payments records it.")
     payment_id: str
     kind: str
     provider: str
@@ -325,6 +326,28 @@ class DocumentDetails(Document):
     tax_lines: list[TaxLine]
     corrected_by: list[DocumentRef] = Field(description="The credit notes that correct it.")
     open_item: OpenItem | None = Field(description="An invoice's item in the OPOS list, with its assigned payments.")
+
+
+class OpenItemChoice(BaseModel):
+    document_id: uuid.UUID
+    reference: str
+    open_amount: DecimalString
+    due_date: date
+
+
+class Credit(BaseModel):
+    """A payment or credit note with money no open item holds yet: the customer's credit."""
+
+    payment_event_id: uuid.UUID
+    payment_id: str
+    kind: str
+    provider: str
+    contract_id: str
+    amount: DecimalString
+    unassigned_amount: DecimalString
+    currency: str
+    received_at: datetime
+    assignable_to: list[OpenItemChoice] = Field(description="Its contract's items still open, oldest due first.")
 
 
 class PaymentAccount(BaseModel):
@@ -408,6 +431,37 @@ class CancellationRequest(BaseModel):
 
 class OrderCancellationRequest(BaseModel):
     order_ids: list[str] = Field(min_length=1, max_length=200, description="As the orders list names them.")
+
+
+class AssignmentRequest(BaseModel):
+    request_id: uuid.UUID = Field(default_factory=uuid.uuid4,
+                                  description="Sending the same request id again assigns once.")
+    payment_event_id: uuid.UUID
+    document_id: uuid.UUID = Field(description="The open item of the payment's contract to assign it to.")
+    amount: Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=4)] | None = Field(
+        None, description="Default: as much as the credit and the item's open amount allow.")
+
+
+class UndoAssignmentRequest(BaseModel):
+    request_id: uuid.UUID = Field(default_factory=uuid.uuid4,
+                                  description="Sending the same request id again undoes once.")
+    payment_event_id: uuid.UUID
+    document_id: uuid.UUID
+
+
+class PaymentAccountRequest(BaseModel):
+    """SEPA direct debit: IBAN, mandate reference and date (BIC optional); card: provider and its token;
+    bank transfer: nothing more."""
+
+    method: PaymentMethod
+    holder_name: Annotated[str, Field(max_length=200)] | None = None
+    iban: Annotated[str, Field(max_length=42)] | None = None
+    bic: Annotated[str, Field(max_length=11)] | None = None
+    mandate_reference: Annotated[str, Field(max_length=35)] | None = None
+    mandate_signed_on: date | None = None
+    provider: Annotated[str, Field(max_length=64)] | None = None
+    provider_token: Annotated[str, Field(max_length=255)] | None = None
+    make_default: bool = False
 
 
 class ActionResult(BaseModel):

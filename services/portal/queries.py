@@ -110,3 +110,8 @@ class OrderQuery(PeriodQuery):
     """The period is the month of the purchase day."""
 
     sort: str = _sort(settlement.ORDER_SORTS, "-ordered_at")
+
+
+class CreditQuery(ListQuery):
+    sort: str = _sort(payments.CREDIT_SORTS, "received_at")
+    contract_id: ContractFilter = None

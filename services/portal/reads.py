@@ -152,8 +152,23 @@ def open_item(row: Row[Any], assigned: list[Row[Any]]) -> models.OpenItem:
         contract_id=row.contract_id, amount=money(row, "amount"), open_amount=money(row, "open_amount"),
         currency=row.currency, due_date=row.due_date,
         status=models.OpenItemStatus.OPEN if row.open_amount else models.OpenItemStatus.PAID,
-        assignments=[models.Assignment(payment_id=a.payment_id, kind=a.kind, provider=a.provider, status=a.status,
+        assignments=[models.Assignment(payment_event_id=a.payment_event_id, payment_id=a.payment_id, kind=a.kind, provider=a.provider, status=a.status,
                                        amount=money(a, "amount"), assigned_at=a.assigned_at) for a in assigned])
+
+
+async def credits(sources: Sources, customer_id: str, query: q.CreditQuery) -> models.Page[models.Credit]:
+    async with sources.payments.read() as connection:
+        found = await payments.credits_page(connection, customer_id, contract_id=query.contract_id, sort=query.order,
+                                            page=query.page)
+        items = await payments.open_items_of_contracts(connection, sorted({row.contract_id for row in found.items}))
+    return _page(found, query, lambda row: models.Credit(
+        payment_event_id=row.payment_event_id, payment_id=row.payment_id, kind=row.kind, provider=row.provider,
+        contract_id=row.contract_id, amount=money(row, "amount"), unassigned_amount=money(row, "unassigned_amount"),
+        currency=row.currency, received_at=row.received_at,
+        assignable_to=[models.OpenItemChoice(document_id=item.document_id,
+                                             reference=item.invoice_number or str(item.document_id),
+                                             open_amount=money(item, "open_amount"), due_date=item.due_date)
+                       for item in items if item.contract_id == row.contract_id and item.currency == row.currency]))
 
 
 async def payment_accounts(sources: Sources, customer_id: str,

@@ -8,6 +8,7 @@ from shared.settings import local_database_url
 SOURCES = ("rating", "settlement", "invoicing", "payments")
 DEFAULT_RATING_API_URL = "http://127.0.0.1:8091"
 DEFAULT_SETTLEMENT_API_URL = "http://127.0.0.1:8092"
+DEFAULT_PAYMENTS_API_URL = "http://127.0.0.1:8090"  # the bridge: payments' HTTP app
 
 
 class PortalSettings(BaseSettings):
@@ -25,6 +26,7 @@ class PortalSettings(BaseSettings):
     payments_database_url: str = ""
     rating_api_url: str = DEFAULT_RATING_API_URL
     settlement_api_url: str = DEFAULT_SETTLEMENT_API_URL
+    payments_api_url: str = DEFAULT_PAYMENTS_API_URL
 
     @model_validator(mode="after")
     def _default_to_the_services_own(self) -> "PortalSettings":

@@ -44,6 +44,7 @@ SECTIONS = [
     Section("documents", "Documents", q.DocumentQuery, reads.documents),
     Section("runs", "Billing runs", q.RunQuery, reads.settlement_runs),
     Section("opos", "Open items (OPOS)", q.OpenItemQuery, reads.open_items),
+    Section("credits", "Unassigned payments and credit", q.CreditQuery, reads.credits),
     Section("accounts", "Payment accounts", q.PaymentAccountQuery, reads.payment_accounts),
     Section("ledger", "Ledger", q.LedgerQuery, reads.ledger),
 ]
@@ -231,3 +232,34 @@ async def cancel_contracts(request: Request, customer_id: str) -> RedirectRespon
 async def cancel_orders(request: Request, customer_id: str) -> RedirectResponse:
     return await _act(request, customer_id, lambda actions, form: actions.cancel_orders(
         customer_id, models.OrderCancellationRequest.model_validate({"order_ids": form.getlist("order_id")})))
+
+
+@router.post("/customers/{customer_id}/actions/assign")
+async def assign_payment(request: Request, customer_id: str) -> RedirectResponse:
+    return await _act(request, customer_id, lambda actions, form: actions.assign_payment(
+        customer_id, _model(models.AssignmentRequest, form, "request_id", "payment_event_id", "document_id", "amount")))
+
+
+@router.post("/customers/{customer_id}/actions/undo-assignment")
+async def undo_assignment(request: Request, customer_id: str) -> RedirectResponse:
+    return await _act(request, customer_id, lambda actions, form: actions.undo_assignment(
+        customer_id, _model(models.UndoAssignmentRequest, form, "request_id", "payment_event_id", "document_id")))
+
+
+@router.post("/customers/{customer_id}/actions/payment-account")
+async def add_payment_account(request: Request, customer_id: str) -> RedirectResponse:
+    return await _act(request, customer_id, lambda actions, form: actions.add_payment_account(
+        customer_id, _model(models.PaymentAccountRequest, form, "method", "holder_name", "iban", "bic",
+                            "mandate_reference", "mandate_signed_on", "provider", "provider_token", "make_default")))
+
+
+@router.post("/customers/{customer_id}/actions/default-account")
+async def set_default_payment_account(request: Request, customer_id: str) -> RedirectResponse:
+    async def make_default(actions: Actions, form: Any) -> models.ActionResult:
+        try:
+            account_id = uuid.UUID(str(form.get("account_id", "")))
+        except ValueError:
+            raise ActionRefused("choose one of the customer's payment accounts") from None
+        return await actions.set_default_payment_account(customer_id, account_id)
+
+    return await _act(request, customer_id, make_default)

@@ -184,7 +184,7 @@ async def test_purchases_and_cancellations_are_asked_of_ratings_api(billed_custo
     sources = Sources.of(PortalSettings())
     try:
         async with httpx.AsyncClient(base_url="http://rating.test", transport=httpx.MockTransport(rating)) as api_client:
-            actions = Actions(sources, broker, api_client, api_client)
+            actions = Actions(sources, broker, api_client, api_client, api_client)
             purchase_id = uuid.uuid4()
             await actions.add_purchase(customer, api, PurchaseRequest(
                 purchase_id=purchase_id, item_code="setup", description="Setup fee", quantity=Decimal("1"), unit_price=Decimal("49.90"),
@@ -205,7 +205,7 @@ async def test_purchases_and_cancellations_are_asked_of_ratings_api(billed_custo
                                                                              ends_on=date(2026, 12, 31)))
         async with httpx.AsyncClient(base_url="http://127.0.0.1:9") as unreachable:
             with pytest.raises(ServiceUnavailable):
-                await Actions(sources, broker, unreachable, unreachable).cancel_contracts(
+                await Actions(sources, broker, unreachable, unreachable, unreachable).cancel_contracts(
                     customer, CancellationRequest(contract_ids=[api], ends_on=date(2026, 12, 31)))
     finally:
         await sources.dispose()

@@ -1,7 +1,8 @@
 """The customer page in a real browser (headless Chromium from the distribution's package) against the
 running pipeline and portal: open a customer, filter billable items, add usage, create vouchers, see
 the new document appear and open its PDF; a contract's details with its billing schedule and ledger,
-and an invoice's details."""
+an invoice's details, a credit note for orders, a payment undone and assigned by hand, and payment
+accounts added and made the default."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from playwright.async_api import BrowserContext, Page, async_playwright, expect
 from pypdf import PdfReader
 
 from tests.e2e.conftest import (DEADLINE_S, given_contract, given_priced_contract, new_contract_id, publish_usage,
-                                request_billing_run, usage)
+                                request_billing_run, two_invoices_and_a_payment, usage)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -236,10 +237,94 @@ async def test_a_credit_note_for_selected_orders(browser, portal_url, broker, da
     await expect(page.get_by_role("status")).to_contain_text("credit note requested")
     await expect(page.get_by_role("status")).to_contain_text("114.80 EUR")
     await reload_until(page, "credit note", "#documents td[data-col='type']", "the credit note")
+    await page.reload()  # the orders section is read before the documents: again, now the credit note exists
     credit_note = rows(page, "documents").filter(has_text="credit note")
     await expect(credit_note.locator("td[data-col='gross_total']")).to_have_text("136.61 EUR")
     cancelled = orders.filter(has_text="2026-11-20")
     await expect(cancelled.locator("td[data-col='status']")).to_have_text("cancelled")
     await expect(cancelled.locator("td[data-col='documents'] a")).to_have_count(2)
     await expect(orders.filter(has_text="2026-11-24").locator("td[data-col='status']")).to_have_text("billed")
+    await page.close()
+
+
+async def test_a_payment_undone_and_assigned_by_hand_on_the_page(browser, portal_url, broker, databases):
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
+        base, contract = await two_invoices_and_a_payment(broker, databases, client, "browser-opos")
+        first, second = (await client.get(f"{base}/open-items", params={"sort": "-amount"})).json()["items"]
+    customer = base.rsplit("/", 1)[1]
+    page = await browser.new_page()
+    await page.goto(f"{portal_url}/customers/{customer}")
+
+    def open_amount(item: dict):
+        return rows(page, "opos").filter(has_text=item["reference"]).locator("td[data-col='open_amount']")
+
+    await expect(open_amount(first)).to_have_text("39.00 EUR")  # 119.00 - 80.00
+    await expect(open_amount(second)).to_have_text("59.50 EUR")
+
+    # Undo the payment's 80.00 on the first invoice: it is open in full, the 80.00 is credit.
+    await rows(page, "opos").get_by_role("button", name=f"Undo {contract}-P1 on {first['reference']}").click()
+    await expect(page.get_by_role("status")).to_have_text(
+        f"80.00 EUR of payment {contract}-P1 taken back from {first['reference']}")
+    await expect(open_amount(first)).to_have_text("119.00 EUR")
+    credit = page.locator("table[data-columns='credits'] tbody tr")
+    await expect(credit.locator("td[data-col='unassigned_amount']")).to_have_text("80.00 EUR")
+
+    # Assign it by hand: 59.50 to the second invoice (all it asks), then the rest, 20.50, to the first.
+    assign = page.get_by_role("form", name=f"Assign {contract}-P1")
+    await assign.get_by_label("Open item").select_option(second["document_id"])
+    await assign.get_by_role("button", name="Assign").click()
+    await expect(page.get_by_role("status")).to_have_text(
+        f"59.50 EUR of payment {contract}-P1 assigned to {second['reference']}")
+    await expect(open_amount(second)).to_have_text("0.00 EUR")
+    await expect(credit.locator("td[data-col='unassigned_amount']")).to_have_text("20.50 EUR")
+    assign = page.get_by_role("form", name=f"Assign {contract}-P1")
+    await expect(assign.get_by_label("Open item").locator("option")).to_have_count(1)  # only the first is open
+    await assign.get_by_role("button", name="Assign").click()
+    await expect(open_amount(first)).to_have_text("98.50 EUR")
+    await expect(credit).to_have_text(["No unassigned payments."])
+    # Open items minus credit equal the ledger: 119.00 + 59.50 - 80.00.
+    await expect(page.get_by_test_id("balance-EUR")).to_have_text("98.50 EUR")
+    await page.close()
+
+
+async def test_payment_accounts_added_on_the_page_and_one_made_the_default(browser, portal_url, databases):
+    contract = new_contract_id("browser-accounts")
+    customer = f"CUST-{contract}"
+    await given_contract(databases, contract, {"sms": "0.10"}, customer_id=customer)
+    # Mandate references and card tokens are unique across customers: this test's own.
+    mandate, token = f"M-{contract[-10:]}", f"pm_{contract[-10:]}_1234"
+    page = await browser.new_page()
+    await page.goto(f"{portal_url}/customers/{customer}")
+    form = page.get_by_role("form", name="Add payment account")
+    await form.get_by_label("Method").select_option("sepa_direct_debit")
+    await form.get_by_label("Holder").fill("Ada Example")
+    await form.get_by_label("IBAN").fill("DE89 3704 0044 0532 0130 00")
+    await form.get_by_label("Mandate reference").fill(mandate)
+    await form.get_by_label("Mandate signed on").fill("2026-11-02")
+    await form.get_by_role("button", name="Add account").click()
+    await expect(page.get_by_role("status")).to_have_text(
+        f"SEPA direct debit DE89 …3000, mandate {mandate} (active) added as the default")
+
+    form = page.get_by_role("form", name="Add payment account")
+    await form.get_by_label("Method").select_option("card")
+    await form.get_by_label("Provider", exact=True).fill("stripe")
+    await form.get_by_label("Provider token").fill(token)
+    await form.get_by_role("button", name="Add account").click()
+    await expect(page.get_by_role("status")).to_have_text("card via stripe, token …1234 added")
+    accounts = rows(page, "accounts")
+    await expect(accounts.locator("td[data-col='iban']")).to_have_text(["DE89 **** 3000", "—"])
+    await expect(accounts.locator("td[data-col='default']")).to_have_text(["yes", re.compile(r"^no")])
+
+    await accounts.nth(1).get_by_role("button", name="Make default").click()
+    await expect(page.get_by_role("status")).to_contain_text("is now the default")
+    await expect(accounts.locator("td[data-col='default']")).to_have_text([re.compile(r"^no"), "yes"])
+
+    # A card number is never stored: refused with the reason, nothing added.
+    form = page.get_by_role("form", name="Add payment account")
+    await form.get_by_label("Method").select_option("card")
+    await form.get_by_label("Provider", exact=True).fill("stripe")
+    await form.get_by_label("Provider token").fill("4242 4242 4242 4242")
+    await form.get_by_role("button", name="Add account").click()
+    await expect(page.get_by_role("alert")).to_contain_text("looks like a card number")
+    await expect(accounts).to_have_count(2)
     await page.close()
