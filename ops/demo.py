@@ -36,6 +36,7 @@ from services.payments.tables import open_items, payments
 from services.payments.webhooks import sign
 from services.rating.contracts import ContractSpec, save_contracts
 from services.rating.tables import billable_items as rated_items
+from services.rating.tables import rated_usage
 from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import contract_accounts, ledger_entries
 from services.settlement.tables import messaging as settlement_messaging
@@ -140,10 +141,13 @@ async def drive(databases: Databases, kafka: KafkaSettings, bridge_url: str) -> 
         unknown_item = events[-1].model_copy(update={"event_id": derive_id("demo", "usage:fax"), "item_code": "fax"})
         await publish_event(broker, topics.USAGE_RECORDED, unknown_item, unknown_item.key)
 
-        await wait_until(
-            lambda: databases.has_exactly("settlement", settled_items, len(events)),
-            timeout_s=120, what="settlement to receive every rated item",
-        )
+        async def all_held() -> bool:
+            # A poll's events of one period are one billable item, so the items are not one per event.
+            rated = await databases.count("rating", select(func.count()).select_from(rated_usage))
+            items = await databases.count("rating", select(func.count()).select_from(rated_items))
+            return rated == len(events) and await databases.has_exactly("settlement", settled_items, items)
+
+        await wait_until(all_held, timeout_s=120, what="settlement to receive every rated item")
         now = datetime.now(UTC)
         _step(f"requesting a billing run (create vouchers) for {len(CONTRACTS)} contracts, cutoff {now:%Y-%m-%d %H:%M}")
         for contract in CONTRACTS:
