@@ -306,7 +306,8 @@ def serve_until_interrupted() -> None:
 
 def run_demo(*, serve: bool = False, screenshot_to: Path | None = None) -> int:
     """Run the main job; with `serve`, keep everything up (to look around the portal) until Ctrl-C;
-    with `screenshot_to`, photograph the first demo customer's page there."""
+    with `screenshot_to`, photograph the first demo contract's page (header, items, billing schedule,
+    ledger) there."""
     started = time.monotonic()
     root = stack_dir()
     stack = local_stack()
@@ -325,7 +326,9 @@ def run_demo(*, serve: bool = False, screenshot_to: Path | None = None) -> int:
         report, portal_url = asyncio.run(run_pipeline(root, workers))
         print(report)
         if screenshot_to:
-            screenshot(f"{portal_url}/customers/{CONTRACTS[0].customer.customer_id}", screenshot_to)
+            first = CONTRACTS[0]
+            screenshot(f"{portal_url}/customers/{first.customer.customer_id}/contracts/{first.contract_id}",
+                       screenshot_to)
         _step(f"done in {time.monotonic() - started:.1f}s; worker logs in {root / 'logs'}")
         if serve:
             serve_until_interrupted()

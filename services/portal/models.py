@@ -194,6 +194,7 @@ class Timing(StrEnum):
 
 
 class BillingStatus(StrEnum):
+    NOTHING_RATED = "nothing rated"  # no usage, fee or purchase in the period (yet)
     UNBILLED = "unbilled"
     PARTLY_BILLED = "partly billed"
     BILLED = "billed"

@@ -88,7 +88,9 @@ class Settled:
 
     @property
     def status(self) -> BillingStatus:
-        if self.items and self.settled == self.items:
+        if not self.items:
+            return BillingStatus.NOTHING_RATED
+        if self.settled == self.items:
             return BillingStatus.BILLED
         return BillingStatus.PARTLY_BILLED if self.settled else BillingStatus.UNBILLED
 
@@ -97,4 +99,6 @@ def order_status(billed: list[bool], cancelled: list[bool]) -> OrderStatus:
     """An order's purchases, each billed or not and cancelled or not: cancelled once all of them are."""
     if cancelled and all(cancelled):
         return OrderStatus.CANCELLED
-    return OrderStatus(Settled(len(billed), sum(billed)).status.value)
+    if billed and all(billed):
+        return OrderStatus.BILLED
+    return OrderStatus.PARTLY_BILLED if any(billed) else OrderStatus.UNBILLED

@@ -96,7 +96,7 @@ async def test_the_billing_schedule_has_a_row_per_item_and_period(invoiced_contr
 
     current = (await client.get(f"{base}/contracts/{contract}/schedule", params={"timing": "current"})).json()
     assert [(r["item_code"], r["net"], r["billed"], r["status"], r["invoices"]) for r in current["items"]] == [
-        ("api-calls", "0.00", False, "unbilled", []), ("storage", "0.00", False, "unbilled", [])]
+        ("api-calls", "0.00", False, "nothing rated", []), ("storage", "0.00", False, "nothing rated", [])]
     paged = (await client.get(f"{base}/contracts/{contract}/schedule", params={
         "item_code": "storage", "limit": 1, "offset": 10})).json()
     assert (paged["total"], [r["period_start"] for r in paged["items"]]) == (past + 13, ["2026-11-01"])

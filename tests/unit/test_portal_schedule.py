@@ -63,7 +63,7 @@ def test_a_period_is_past_current_or_future(today, expected):
 
 
 @pytest.mark.parametrize(("items", "settled", "status"), [
-    (0, 0, BillingStatus.UNBILLED), (3, 0, BillingStatus.UNBILLED), (3, 1, BillingStatus.PARTLY_BILLED),
+    (0, 0, BillingStatus.NOTHING_RATED), (3, 0, BillingStatus.UNBILLED), (3, 1, BillingStatus.PARTLY_BILLED),
     (3, 3, BillingStatus.BILLED)])
 def test_a_period_is_billed_once_all_its_items_are_settled(items, settled, status):
     assert schedule.Settled(items, settled).status is status
