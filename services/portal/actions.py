@@ -149,9 +149,13 @@ def _moved(moved: dict[str, Any], payment: str, how: str, reference: str) -> mod
 
 
 async def _call(api: httpx.AsyncClient, service: str, path: str, body: dict[str, Any]) -> Any:
-    """POST to a service's API; its answer's JSON. Refusals are the service's reasons, outages its absence."""
+    return await ask(api, service, "POST", path, json=body)
+
+
+async def ask(api: httpx.AsyncClient, service: str, method: str, path: str, **request: Any) -> Any:
+    """A request to a service's API; its answer's JSON. Refusals are the service's reasons, outages its absence."""
     try:
-        response = await api.post(path, json=body)
+        response = await api.request(method, path, **request)
     except httpx.TransportError as error:
         raise ServiceUnavailable(f"{service}'s API is not reachable at {api.base_url}: {error}") from error
     if response.status_code >= 500:

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from services.portal import details, models, reads
+from services.portal import details, estimates, models, reads
 from services.portal import queries as q
 from services.portal.actions import Actions
 from services.portal.reads import Sources
@@ -104,13 +104,17 @@ async def contract(customer_id: str, contract_id: str, sources: SourcesDep) -> m
 
 
 @router.get("/customers/{customer_id}/contracts/{contract_id}/schedule", tags=["billing data"])
-async def billing_schedule(customer_id: str, contract_id: str, sources: SourcesDep,
+async def billing_schedule(customer_id: str, contract_id: str, sources: SourcesDep, request: Request,
                            query: Annotated[q.ScheduleQuery, Query()]) -> models.Page[models.ScheduleRow]:
     """The billing schedule: one row per item and billing period of the term (an open-ended contract's up to
-    12 periods ahead), with what was rated into it, credited on it and whether it was invoiced."""
-    found = await details.billing_schedule(sources, customer_id, contract_id, query)
-    if found is None:
+    12 periods ahead), with what was rated into it, credited on it and whether it was invoiced. With
+    `estimate_item` and `estimate_quantity`, rating's estimate of that consumption per period is applied to
+    the item's current and future unbilled rows (marked estimated)."""
+    if await details.contract(sources, customer_id, contract_id) is None:
         raise HTTPException(404, f"customer {customer_id} has no contract {contract_id}")
+    nets = await estimates.for_schedule(request.app.state.actions.rating_api, contract_id, query)
+    found = await details.billing_schedule(sources, customer_id, contract_id, query, nets)
+    assert found is not None  # the contract is the customer's (above)
     return found
 
 

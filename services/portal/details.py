@@ -56,8 +56,11 @@ async def contract(sources: Sources, customer_id: str, contract_id: str) -> mode
 
 
 async def billing_schedule(sources: Sources, customer_id: str, contract_id: str, query: q.ScheduleQuery,
+                           estimated_nets: dict[date, Decimal] | None = None,
                            now: datetime | None = None) -> models.Page[models.ScheduleRow] | None:
     """One row per item and billing period of the term, a page of them; only the page's periods are read.
+    With the query's estimate, `estimated_nets` (period start -> net, from rating) are applied to the
+    estimated item's current and future rows that nothing of was billed.
 
     What a row shows comes from rating (what was rated into the period, whatever number of usage
     events it stands for), settlement (which of those items are settled, what was credited on
@@ -99,6 +102,12 @@ async def billing_schedule(sources: Sources, customer_id: str, contract_id: str,
         def amount(source: Row[Any] | None, name: str) -> Decimal:
             return Money(figure(source, name), row.currency).amount
 
+        estimated_net = None
+        if (item.item_code == query.estimate_item and schedule.timing(period, today) is not models.Timing.PAST
+                and state.status in (models.BillingStatus.NOTHING_RATED, models.BillingStatus.UNBILLED)):
+            estimated_net = (estimated_nets or {}).get(period.start)
+        estimated = estimated_net is not None
+
         return models.ScheduleRow(
             item_code=item.item_code, description=item.description, period_start=period.start,
             period_end=period.end, timing=schedule.timing(period, today),
@@ -108,7 +117,9 @@ async def billing_schedule(sources: Sources, customer_id: str, contract_id: str,
             billable=domain.plain_number(figure(use, "billable_quantity")),
             unit_price=domain.plain_number(use.unit_price if use else item.unit_price),
             discount=amount(use, "discount"), net=amount(use, "net"), credit=amount(held, "credit"),
-            termination_credit=amount(held, "termination_credit"), currency=row.currency,
+            termination_credit=amount(held, "termination_credit"), currency=row.currency, estimated=estimated,
+            estimated_quantity=domain.plain_number(query.estimate_quantity) if estimated else None,
+            estimated_net=Money(estimated_net, row.currency).amount if estimated else None,
             billed=state.status is models.BillingStatus.BILLED, status=state.status,
             invoices=sorted(invoices, key=lambda doc: doc.number))
 

@@ -225,6 +225,10 @@ class ScheduleRow(BaseModel):
     credit: DecimalString = Field(description="Credited on the period's items (goodwill, cancelled orders, adjustments).")
     termination_credit: DecimalString = Field(description="Prepaid fees credited beyond a cancellation date.")
     currency: str
+    estimated: bool = Field(description="An estimated consumption was applied: the estimated figures are a forecast, "
+                                        "never billed.")
+    estimated_quantity: DecimalString | None
+    estimated_net: DecimalString | None = Field(description="What rating's price plan makes of the estimated quantity.")
     billed: bool = Field(description="Every billable item of the period is settled (and there is at least one).")
     status: BillingStatus
     invoices: list[DocumentRef] = Field(description="The invoices that billed the period's items.")

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ValidationError
 
-from services.portal import details, models, reads
+from services.portal import details, estimates, models, reads
 from services.portal import queries as q
 from services.portal.actions import Actions, ServiceUnavailable
 from services.portal.domain import ActionRefused
@@ -150,8 +150,15 @@ async def contract_page(request: Request, customer_id: str, contract_id: str) ->
     if contract is None:
         raise HTTPException(404, f"customer {customer_id} has no contract {contract_id}")
 
+    estimate_problem = None
+
     async def schedule(sources: Sources, customer_id: str, query: q.ScheduleQuery) -> models.Page[Any]:
-        found = await details.billing_schedule(sources, customer_id, contract_id, query)
+        nonlocal estimate_problem
+        try:
+            nets = await estimates.for_schedule(request.app.state.actions.rating_api, contract_id, query)
+        except (ActionRefused, ServiceUnavailable) as error:
+            nets, estimate_problem = None, f"estimate not applied: {error}"
+        found = await details.billing_schedule(sources, customer_id, contract_id, query, nets)
         assert found is not None  # the contract was found above, in the same customer's data
         return found
 
@@ -162,7 +169,7 @@ async def contract_page(request: Request, customer_id: str, contract_id: str) ->
     sections = await _read_sections([Section("schedule", "Billing schedule", q.ScheduleQuery, schedule),
                                      Section("ledger", "Ledger", q.LedgerQuery, ledger)], params, sources, customer_id)
     return templates.TemplateResponse(request, "contract.html", {
-        "customer": customer, "contract": contract, "sections": sections,
+        "customer": customer, "contract": contract, "sections": sections, "estimate_problem": estimate_problem,
         "summary": await reads.ledger_summary(sources, customer_id), "links": PageLinks(request.url.path, params),
     })
 

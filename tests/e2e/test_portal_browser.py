@@ -328,3 +328,37 @@ async def test_payment_accounts_added_on_the_page_and_one_made_the_default(brows
     await expect(page.get_by_role("alert")).to_contain_text("looks like a card number")
     await expect(accounts).to_have_count(2)
     await page.close()
+
+
+async def test_an_estimate_entered_on_the_contract_page_recalculates_the_schedule(browser, portal_url, databases):
+    contract = new_contract_id("browser-estimate")
+    customer = f"CUST-{contract}"
+    await given_priced_contract(databases, contract, customer)
+    page = await browser.new_page()
+    await page.goto(f"{portal_url}/customers/{customer}/contracts/{contract}")
+    schedule = page.get_by_role("form", name="Filter billing schedule")
+    await schedule.get_by_label("Periods").select_option("current")
+    await schedule.get_by_role("button", name="Filter").click()
+    current = page.locator("#schedule tbody tr")
+    await expect(current.locator("td[data-col='estimated_net']")).to_have_text(["—", "—"])
+
+    estimate = page.get_by_role("form", name="Estimate consumption")
+    await estimate.get_by_label("Estimate for").select_option("api-calls")
+    await estimate.get_by_label("Quantity per period").fill("2600")
+    await estimate.get_by_role("button", name="Apply estimate").click()
+    calls, storage = current.filter(has_text="api-calls"), current.filter(has_text="storage")
+    # 100 free, then 1000 x 0.02 + 1500 x 0.01 = 35.00: a forecast, the period's own net stays 0.00
+    await expect(calls.locator("td[data-col='estimated_quantity']")).to_have_text("2600")
+    await expect(calls.locator("td[data-col='estimated_net']")).to_have_text("35.00 EUR (est.)")
+    await expect(calls.locator("td[data-col='net']")).to_have_text("0.00 EUR")
+    await expect(storage.locator("td[data-col='estimated_net']")).to_have_text("—")
+
+    # Another quantity recalculates the rows; the filters stay as they were.
+    estimate = page.get_by_role("form", name="Estimate consumption")
+    await estimate.get_by_label("Quantity per period").fill("600")
+    await estimate.get_by_role("button", name="Apply estimate").click()
+    await expect(calls.locator("td[data-col='estimated_net']")).to_have_text("10.00 EUR (est.)")  # 500 x 0.02
+    await expect(current).to_have_count(2)
+    await page.get_by_role("link", name="Remove estimate").click()
+    await expect(current.locator("td[data-col='estimated_net']")).to_have_text(["—", "—"])
+    await page.close()

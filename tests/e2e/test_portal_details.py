@@ -103,6 +103,29 @@ async def test_the_billing_schedule_has_a_row_per_item_and_period(invoiced_contr
     assert (await client.get(f"{base}/contracts/{contract}/schedule", params={"timing": "soon"})).status_code == 422
 
 
+async def test_an_estimate_is_applied_to_the_unbilled_current_and_future_periods(invoiced_contract):
+    client, base, contract, _ = invoiced_contract
+    path = f"{base}/contracts/{contract}/schedule"
+    storage = {"item_code": "storage", "estimate_item": "storage", "estimate_quantity": "1234"}
+    current = (await client.get(path, params={**storage, "timing": "current"})).json()["items"]
+    assert [(r["estimated"], r["estimated_quantity"], r["estimated_net"], r["net"], r["billed"]) for r in current] == [
+        (True, "1234", "123.40", "0.00", False)]  # 1234 x 0.10, a forecast: its own net stays what was rated
+    future = (await client.get(path, params={**storage, "timing": "future", "limit": 50})).json()
+    assert future["total"] == 12 and {r["estimated_net"] for r in future["items"]} == {"123.40"}
+    november = (await client.get(path, params={**storage, "timing": "past", "sort": "-period_start", "limit": 1})
+                ).json()["items"][0]
+    assert (november["estimated"], november["estimated_net"], november["net"]) == (False, None, "123.40")  # billed
+
+    calls = (await client.get(path, params={"timing": "current", "estimate_item": "api-calls",
+                                           "estimate_quantity": "2600"})).json()["items"]
+    # 100 free, 1000 x 0.02 + 1500 x 0.01; the other item's row is no estimate
+    assert [(r["item_code"], r["estimated"], r["estimated_net"]) for r in calls] == [
+        ("api-calls", True, "35.00"), ("storage", False, None)]
+    assert (await client.get(path, params={"estimate_item": "storage"})).status_code == 422
+    unknown = await client.get(path, params={"estimate_item": "fax", "estimate_quantity": "1"})
+    assert unknown.status_code == 422 and "fax" in unknown.json()["detail"]
+
+
 async def test_purchases_of_one_day_are_one_order(invoiced_contract):
     client, base, contract, number = invoiced_contract
     orders = (await client.get(f"{base}/orders")).json()
