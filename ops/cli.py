@@ -254,7 +254,7 @@ def demo(
         "--serve/--no-serve", help="Keep the stack, workers and portal up after the summary until Ctrl-C. "
                                    "Default: only when run in a terminal.")] = None,
     screenshot: Annotated[Path | None, typer.Option(
-        help="Also save a screenshot of a demo customer's page here (headless Chromium).")] = None,
+        help="Also save a screenshot of a demo contract's page here (headless Chromium).")] = None,
 ) -> None:
     """The main job: the whole pipeline on embedded servers with sample data, then a summary and the portal's URLs."""
     from ops.demo import run_demo

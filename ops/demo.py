@@ -36,6 +36,7 @@ from services.payments.tables import open_items, payments
 from services.payments.webhooks import sign
 from services.rating.contracts import ContractSpec, save_contracts
 from services.rating.tables import billable_items as rated_items
+from services.rating.tables import rated_usage
 from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import contract_accounts, ledger_entries
 from services.settlement.tables import messaging as settlement_messaging
@@ -144,10 +145,13 @@ async def drive(databases: Databases, kafka: KafkaSettings, bridge_url: str) -> 
         unknown_item = events[-1].model_copy(update={"event_id": derive_id("demo", "usage:fax"), "item_code": "fax"})
         await publish_event(broker, topics.USAGE_RECORDED, unknown_item, unknown_item.key)
 
-        await wait_until(
-            lambda: databases.has_exactly("settlement", settled_items, len(events)),
-            timeout_s=120, what="settlement to receive every rated item",
-        )
+        async def all_held() -> bool:
+            # A poll's events of one period are one billable item, so the items are not one per event.
+            rated = await databases.count("rating", select(func.count()).select_from(rated_usage))
+            items = await databases.count("rating", select(func.count()).select_from(rated_items))
+            return rated == len(events) and await databases.has_exactly("settlement", settled_items, items)
+
+        await wait_until(all_held, timeout_s=120, what="settlement to receive every rated item")
         now = datetime.now(UTC)
         _step(f"requesting a billing run (create vouchers) for {len(CONTRACTS)} contracts, cutoff {now:%Y-%m-%d %H:%M}")
         for contract in CONTRACTS:
@@ -271,6 +275,10 @@ async def run_pipeline(root, workers: Workers) -> tuple[str, str]:
         rating_api_url = workers.start_http("rating-api", free_port())
         await asyncio.to_thread(workers.wait_healthy, "rating-api", rating_api_url)
         workers.env["PORTAL_RATING_API_URL"] = rating_api_url
+        settlement_api_url = workers.start_http("settlement-api", free_port())
+        await asyncio.to_thread(workers.wait_healthy, "settlement-api", settlement_api_url)
+        workers.env["PORTAL_SETTLEMENT_API_URL"] = settlement_api_url
+        workers.env["PORTAL_PAYMENTS_API_URL"] = bridge_url
         portal_url = workers.start_http("portal", free_port())
         await asyncio.to_thread(workers.wait_healthy, "portal", portal_url)
         if workers.crashed():
@@ -313,7 +321,8 @@ def serve_until_interrupted() -> None:
 
 def run_demo(*, serve: bool = False, screenshot_to: Path | None = None) -> int:
     """Run the main job; with `serve`, keep everything up (to look around the portal) until Ctrl-C;
-    with `screenshot_to`, photograph the first demo customer's page there."""
+    with `screenshot_to`, photograph the first demo contract's page (header, items, billing schedule,
+    ledger) there."""
     started = time.monotonic()
     root = stack_dir()
     stack = local_stack()
@@ -332,7 +341,9 @@ def run_demo(*, serve: bool = False, screenshot_to: Path | None = None) -> int:
         report, portal_url = asyncio.run(run_pipeline(root, workers))
         print(report)
         if screenshot_to:
-            screenshot(f"{portal_url}/customers/{CONTRACTS[0].customer.customer_id}", screenshot_to)
+            first = CONTRACTS[0]
+            screenshot(f"{portal_url}/customers/{first.customer.customer_id}/contracts/{first.contract_id}",
+                       screenshot_to)
         _step(f"done in {time.monotonic() - started:.1f}s; worker logs in {root / 'logs'}")
         if serve:
             serve_until_interrupted()

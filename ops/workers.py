@@ -24,6 +24,7 @@ HTTP_APPS = {
     "bridge": "services.payments.bridge:app",
     "portal": "services.portal.app:app",
     "rating-api": "services.rating.api:app",
+    "settlement-api": "services.settlement.api:app",
 }
 
 

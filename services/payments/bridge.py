@@ -33,7 +33,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, SecretStr
 
-from services.payments import handlers
+from services.payments import handlers, operations
 from services.payments.handlers import Outcome, Receipt
 from services.payments.providers import Notification, Scheme, WebhookRefused
 from services.payments.providers.adyen import ACCEPTED, AdyenScheme
@@ -93,6 +93,7 @@ app = FastAPI(
 )
 app.include_router(health.router)
 app.include_router(metrics.router)
+app.include_router(operations.router)
 
 
 class Accepted(BaseModel):

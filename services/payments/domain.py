@@ -7,8 +7,10 @@ The rules:
   assignments it made, newest first, which reopens those items. Whatever neither covers (money
   paid back beyond what the customer had paid) becomes an item of its own, a debit, due at once.
 - A chargeback's fee is passed on to the customer as an item of its own, due at once.
+- An operator may move credit by hand: assign a payment's credit to an item of their choice, or
+  undo an assignment, which makes its money credit again (paying the next item that opens).
 So the customer's position, open items minus credit, always moves by exactly the amount of each
-event, like the ledger does.
+event, like the ledger does, and not at all when an operator moves credit.
 """
 
 from __future__ import annotations
@@ -163,6 +165,23 @@ def withdraw(amount: Money, credits: Sequence[Credit], held: Sequence[Held]) -> 
             reopened.append(Held(assignment.payment_event_id, assignment.document_id, part))
             remaining = remaining - part
     return Withdrawal(taken, reopened, remaining)
+
+
+def assignment_by_hand(credit: Credit, item: OpenItem, amount: Money | None = None) -> Assignment:
+    """An operator's choice of item for a payment's credit: `amount` of it, or as much as both allow.
+
+    The customer's position does not move (credit and open items fall by as much); never more than
+    the credit holds or the item has open.
+    """
+    wanted = amount if amount is not None else min(credit.amount, item.open_amount)
+    if not wanted > Money.zero(wanted.currency):
+        raise Rejected(f"nothing to assign: the credit holds {credit.amount}, the item has {item.open_amount} open, "
+                       f"{wanted} was asked for")
+    if wanted > credit.amount:
+        raise Rejected(f"the payment's credit is {credit.amount}, less than {wanted}")
+    if wanted > item.open_amount:
+        raise Rejected(f"the item has {item.open_amount} open, less than {wanted}")
+    return Assignment(item.document_id, wanted)
 
 
 class StatusChange(StrEnum):

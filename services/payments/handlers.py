@@ -6,6 +6,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Sequence
 
@@ -210,6 +211,57 @@ async def _apply_credits(session: AsyncSession, contract_id: str, currency: str,
         await store.set_unassigned(session, use.payment_event_id, use.left)
 
 
+# --- credit moved by hand (an operator, the portal) ------------------------------------------------
+
+
+async def _payment_locked(session: AsyncSession, payment_event_id: uuid.UUID) -> Row:
+    """The payment (or credit note), its contract locked, as it stands once the lock is held."""
+    payment = await store.find_payment_event(session, payment_event_id)
+    if payment is None:
+        raise Rejected(f"there is no payment {payment_event_id}")
+    await store.lock_contract(session, payment.contract_id)
+    return await store.find_payment_event(session, payment_event_id)
+
+
+async def assign_by_hand(session: AsyncSession, payment_event_id: uuid.UUID, document_id: uuid.UUID,
+                         amount: Decimal | None, request_id: uuid.UUID) -> domain.Assignment | None:
+    """Assign credit of one payment to one open item of its contract (`amount`, in the payment's currency,
+    or as much as both allow); None if `request_id` was carried out before."""
+    payment = await _payment_locked(session, payment_event_id)
+    if await store.has_caused(session, request_id):
+        return None
+    item = await store.find_item(session, document_id)
+    if item is None or item.contract_id != payment.contract_id:
+        raise Rejected(f"contract {payment.contract_id} has no open item {document_id}")
+    credit = next((credit for credit in await store.credits_of(session, payment.contract_id)
+                   if credit.payment_event_id == payment_event_id), None)
+    if credit is None:
+        raise Rejected(f"{payment.kind} {payment.payment_id} has no credit left to assign")
+    wanted = None if amount is None else Money.of(amount, payment.currency)
+    assignment = domain.assignment_by_hand(credit, store.open_item(item), wanted)
+    await store.assign(session, payment_event_id, [assignment], request_id)
+    await store.set_unassigned(session, payment_event_id, credit.amount - assignment.amount)
+    log.info("%s %s: %s assigned by hand to item %s", payment.kind, payment.payment_id, assignment.amount, document_id)
+    return assignment
+
+
+async def undo_assignment(session: AsyncSession, payment_event_id: uuid.UUID, document_id: uuid.UUID,
+                          request_id: uuid.UUID) -> domain.Held | None:
+    """Take back what one payment pays of one item: the item is open again by as much and the money is the
+    payment's credit; None if `request_id` was carried out before."""
+    payment = await _payment_locked(session, payment_event_id)
+    if await store.has_caused(session, request_id):
+        return None
+    held = next((held for held in await store.held_by(session, payment.contract_id, payment_event_id)
+                 if held.document_id == document_id), None)
+    if held is None:
+        raise Rejected(f"{payment.kind} {payment.payment_id} pays nothing of item {document_id}")
+    await store.reopen(session, [held], request_id)
+    await store.set_unassigned(session, payment_event_id, Money(payment.unassigned_amount, payment.currency) + held.amount)
+    log.info("%s %s: %s of item %s undone by hand", payment.kind, payment.payment_id, held.amount, document_id)
+    return held
+
+
 # --- payment accounts (operator commands, or an API) ----------------------------------------------
 
 
@@ -220,7 +272,10 @@ async def add_payment_account(session: AsyncSession, customer_id: str, method: P
     existing = await store.accounts_of(session, customer_id)
     account = domain.new_payment_account(uuid.uuid4(), customer_id, method, first_of_customer=not existing,
                                          make_default=make_default, **details)
-    await store.add_account(session, account)
+    if not await store.add_account(session, account):
+        held_by = (f"mandate reference {account.mandate_reference}" if account.mandate_reference
+                   else f"{account.provider} token {account.provider_token}")
+        raise domain.InvalidPaymentAccount(f"{held_by} belongs to another payment account already")
     await _announce_default_account(session, customer_id)
     return account
 

@@ -7,7 +7,7 @@ from collections import defaultdict
 from datetime import date
 from typing import Any, Iterable, Sequence
 
-from sqlalchemy import Row, func, insert, select, text, update
+from sqlalchemy import Row, exists, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -96,7 +96,7 @@ def _item_row(document_id: uuid.UUID, item_type: ItemType, contract_id: str, cus
                 **references)
 
 
-def _open_item(row: Row) -> OpenItem:
+def open_item(row: Row) -> OpenItem:
     return OpenItem(row.document_id, row.invoice_number, Money(row.amount, row.currency),
                     Money(row.open_amount, row.currency), row.due_date, ItemType(row.item_type))
 
@@ -112,7 +112,7 @@ async def open_items_of(session: AsyncSession, contract_id: str, currency: str) 
     ).all()
     if any(row.currency != currency for row in rows):
         raise Rejected(f"contract {contract_id} has open items in another currency than {currency}")
-    return [_open_item(row) for row in rows]
+    return [open_item(row) for row in rows]
 
 
 async def find_invoice_item(session: AsyncSession, invoice_number: str) -> Row | None:
@@ -161,6 +161,16 @@ async def find_payment(session: AsyncSession, payment_id: str, kind: str) -> Row
             select(payments).where(payments.c.payment_id == payment_id, payments.c.kind == kind).with_for_update()
         )
     ).first()
+
+
+async def find_payment_event(session: AsyncSession, payment_event_id: uuid.UUID) -> Row | None:
+    """A payment or credit note by the id of the event that recorded it."""
+    return (await session.execute(select(payments).where(payments.c.payment_event_id == payment_event_id))).first()
+
+
+async def has_caused(session: AsyncSession, caused_by: uuid.UUID) -> bool:
+    """Whether some assignment (or reversal of one) was made by `caused_by`: a request carried out before."""
+    return await session.scalar(select(exists().where(payment_assignments.c.caused_by == caused_by))) or False
 
 
 async def add_payment(session: AsyncSession, payment: PaymentReceived, reverses: uuid.UUID | None = None) -> None:
@@ -441,11 +451,12 @@ async def accounts_of(session: AsyncSession, customer_id: str) -> list[PaymentAc
     return [_account(row) for row in rows]
 
 
-async def add_account(session: AsyncSession, account: PaymentAccount) -> None:
+async def add_account(session: AsyncSession, account: PaymentAccount) -> bool:
+    """False, and nothing added, if another account holds its mandate reference or provider token."""
     if account.is_default:
         await _clear_default(session, account.customer_id)
-    await session.execute(
-        insert(payment_accounts).values(
+    added = await session.execute(
+        pg_insert(payment_accounts).values(
             account_id=account.account_id,
             customer_id=account.customer_id,
             method=account.method.value,
@@ -458,8 +469,9 @@ async def add_account(session: AsyncSession, account: PaymentAccount) -> None:
             provider_token=account.provider_token,
             mandate_status=account.mandate_status.value if account.mandate_status else None,
             is_default=account.is_default,
-        )
+        ).on_conflict_do_nothing()
     )
+    return added.rowcount == 1
 
 
 async def make_default(session: AsyncSession, customer_id: str, account_id: uuid.UUID) -> None:

@@ -1,20 +1,24 @@
 """The quick actions: each goes the way any other producer's would, never into another service's tables.
 
 Usage and billing runs are published to their topics (the portal acting as an upstream product
-and as an operator); purchases and cancellations are rating's to decide, through its HTTP API.
+and as an operator); purchases and cancellations are rating's to decide, through its HTTP API;
+cancelled orders' credits are settlement's, and credit moved by hand and payment accounts are
+payments', each through its HTTP API.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from faststream.kafka import KafkaBroker
 
-from services.portal import domain, models
+from services.portal import details, domain, models
 from services.portal.reads import Sources
-from services.portal.sources import rating
+from services.portal.sources import payments, rating
 from shared import topics
 from shared.runtime import publish_event
 
@@ -23,15 +27,18 @@ class UnknownContract(domain.ActionRefused):
     pass
 
 
-class RatingUnavailable(RuntimeError):
-    """Rating's API did not answer, or failed; nothing was changed by the portal."""
+class ServiceUnavailable(RuntimeError):
+    """A service's API did not answer, or failed; nothing was changed by the portal."""
 
 
 class Actions:
-    def __init__(self, sources: Sources, broker: KafkaBroker, rating_api: httpx.AsyncClient) -> None:
+    def __init__(self, sources: Sources, broker: KafkaBroker, rating_api: httpx.AsyncClient,
+                 settlement_api: httpx.AsyncClient, payments_api: httpx.AsyncClient) -> None:
         self.sources = sources
         self.broker = broker
         self.rating_api = rating_api
+        self.settlement_api = settlement_api
+        self.payments_api = payments_api
 
     async def _contracts(self, customer_id: str, contract_ids: list[str]) -> dict[str, Any]:
         """The customer's contracts named, with their items; a contract of someone else is refused."""
@@ -67,26 +74,95 @@ class Actions:
 
     async def add_purchase(self, customer_id: str, contract_id: str, request: models.PurchaseRequest) -> models.ActionResult:
         await self._contracts(customer_id, [contract_id])
-        await self._call_rating(f"/contracts/{contract_id}/purchases", request.model_dump(mode="json"))
+        await _call(self.rating_api, "rating", f"/contracts/{contract_id}/purchases", request.model_dump(mode="json"))
         return models.ActionResult(message=f"purchase of {format(request.quantity, 'f')} {request.item_code} "
                                            f"added to {contract_id}")
 
     async def cancel_contracts(self, customer_id: str, request: models.CancellationRequest) -> models.ActionResult:
         await self._contracts(customer_id, request.contract_ids)
         for contract_id in request.contract_ids:
-            await self._call_rating(f"/contracts/{contract_id}/cancel", {"ends_on": request.ends_on.isoformat()})
+            await _call(self.rating_api, "rating", f"/contracts/{contract_id}/cancel",
+                        {"ends_on": request.ends_on.isoformat()})
         return models.ActionResult(message=f"{', '.join(request.contract_ids)} cancelled as of "
                                            f"{request.ends_on.isoformat()}")
 
-    async def _call_rating(self, path: str, body: dict[str, Any]) -> None:
-        try:
-            response = await self.rating_api.post(path, json=body)
-        except httpx.TransportError as error:
-            raise RatingUnavailable(f"rating's API is not reachable at {self.rating_api.base_url}: {error}") from error
-        if response.status_code >= 500:
-            raise RatingUnavailable(f"rating's API failed ({response.status_code}) on {path}")
-        if response.status_code >= 400:
-            raise domain.ActionRefused(f"rating refused it: {_detail(response)}")
+    async def cancel_orders(self, customer_id: str, request: models.OrderCancellationRequest) -> models.ActionResult:
+        """Create a credit note for the orders: settlement credits their billed purchases in full."""
+        orders = [details.parse_order_id(text) for text in dict.fromkeys(request.order_ids)]
+        await self._contracts(customer_id, sorted({contract_id for contract_id, _ in orders}))
+        purchases = await details.order_items(self.sources, orders)
+        if not purchases:
+            raise domain.ActionRefused(f"no purchases in {', '.join(request.order_ids)}")
+        unbilled = sorted({f"{item.contract_id} {item.item_code}" for item in purchases if item.settlement_run_id is None})
+        if unbilled:
+            raise domain.ActionRefused(f"not billed yet, so nothing to credit: {', '.join(unbilled)}; "
+                                       "create vouchers first")
+        runs = await _call(self.settlement_api, "settlement", "/orders/cancellations",
+                           {"billable_item_ids": [str(item.billable_item_id) for item in purchases]})
+        if not runs:
+            return models.ActionResult(message=f"{', '.join(request.order_ids)} were cancelled before; nothing credited")
+        credited = ", ".join(f"{run['credit_total']} {run['currency']} on {run['contract_id']}" for run in runs)
+        return models.ActionResult(message=f"credit note requested for {', '.join(request.order_ids)}: {credited}; "
+                                           "it appears once invoicing has issued it")
+
+    async def _payment_and_item(self, customer_id: str, payment_event_id: uuid.UUID,
+                                document_id: uuid.UUID) -> tuple[Any, Any]:
+        """The customer's payment and open item named; someone else's is refused, never moved."""
+        async with self.sources.payments.read() as connection:
+            payment = await payments.payment(connection, payment_event_id)
+            item = await payments.open_item(connection, document_id)
+        if payment is None or payment.customer_id != customer_id:
+            raise domain.ActionRefused(f"customer {customer_id} has no payment {payment_event_id}")
+        if item is None or item.customer_id != customer_id:
+            raise domain.ActionRefused(f"customer {customer_id} has no open item {document_id}")
+        return payment, item
+
+    async def assign_payment(self, customer_id: str, request: models.AssignmentRequest) -> models.ActionResult:
+        """Assign a payment's credit to an open item the billing user chose."""
+        payment, item = await self._payment_and_item(customer_id, request.payment_event_id, request.document_id)
+        moved = await _call(self.payments_api, "payments", "/operations/assignments", request.model_dump(mode="json"))
+        return _moved(moved, f"{payment.kind} {payment.payment_id}", "assigned to",
+                      item.invoice_number or str(item.document_id))
+
+    async def undo_assignment(self, customer_id: str, request: models.UndoAssignmentRequest) -> models.ActionResult:
+        payment, item = await self._payment_and_item(customer_id, request.payment_event_id, request.document_id)
+        moved = await _call(self.payments_api, "payments", "/operations/assignments/undo",
+                            request.model_dump(mode="json"))
+        return _moved(moved, f"{payment.kind} {payment.payment_id}", "taken back from",
+                      item.invoice_number or str(item.document_id))
+
+    async def add_payment_account(self, customer_id: str, request: models.PaymentAccountRequest) -> models.ActionResult:
+        added = await _call(self.payments_api, "payments", f"/operations/customers/{quote(customer_id, safe='')}"
+                            "/payment-accounts", request.model_dump(mode="json", exclude_none=True))
+        return models.ActionResult(message=f"{added['describe']} added{' as the default' if added['is_default'] else ''}")
+
+    async def set_default_payment_account(self, customer_id: str, account_id: uuid.UUID) -> models.ActionResult:
+        await _call(self.payments_api, "payments", f"/operations/customers/{quote(customer_id, safe='')}"
+                    f"/payment-accounts/{account_id}/default", {})
+        return models.ActionResult(message=f"payment account {account_id} is now the default")
+
+
+def _moved(moved: dict[str, Any], payment: str, how: str, reference: str) -> models.ActionResult:
+    if moved["amount"] is None:
+        return models.ActionResult(message=f"that was done before; nothing moved for {payment}")
+    return models.ActionResult(message=f"{moved['amount']} {moved['currency']} of {payment} {how} {reference}")
+
+
+async def _call(api: httpx.AsyncClient, service: str, path: str, body: dict[str, Any]) -> Any:
+    return await ask(api, service, "POST", path, json=body)
+
+
+async def ask(api: httpx.AsyncClient, service: str, method: str, path: str, **request: Any) -> Any:
+    """A request to a service's API; its answer's JSON. Refusals are the service's reasons, outages its absence."""
+    try:
+        response = await api.request(method, path, **request)
+    except httpx.TransportError as error:
+        raise ServiceUnavailable(f"{service}'s API is not reachable at {api.base_url}: {error}") from error
+    if response.status_code >= 500:
+        raise ServiceUnavailable(f"{service}'s API failed ({response.status_code}) on {path}")
+    if response.status_code >= 400:
+        raise domain.ActionRefused(f"{service} refused it: {_detail(response)}")
+    return response.json() if response.content else None
 
 
 def _detail(response: httpx.Response) -> str:

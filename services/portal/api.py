@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import Response
 
-from services.portal import models, reads
+from services.portal import details, estimates, models, reads
 from services.portal import queries as q
 from services.portal.actions import Actions
 from services.portal.reads import Sources
@@ -65,6 +66,16 @@ async def documents(customer_id: CustomerDep, sources: SourcesDep,
     return await reads.documents(sources, customer_id, query)
 
 
+@router.get("/customers/{customer_id}/documents/{number}", tags=["billing data"])
+async def document(customer_id: str, number: str, sources: SourcesDep) -> models.DocumentDetails:
+    """A document's lines, tax lines and totals, what corrects it, and (an invoice's) its open item
+    with the payments assigned to it."""
+    found = await details.document(sources, customer_id, number)
+    if found is None:
+        raise HTTPException(404, f"customer {customer_id} has no document {number}")
+    return found
+
+
 @router.get("/customers/{customer_id}/documents/{number}/pdf", tags=["billing data"],
             response_class=Response, responses={200: {"content": {"application/pdf": {}}}})
 async def document_pdf(customer_id: str, number: str, sources: SourcesDep) -> Response:
@@ -96,6 +107,38 @@ async def contracts(customer_id: CustomerDep, sources: SourcesDep,
     return await reads.contracts(sources, customer_id, query)
 
 
+@router.get("/customers/{customer_id}/contracts/{contract_id}", tags=["billing data"])
+async def contract(customer_id: str, contract_id: str, sources: SourcesDep) -> models.ContractDetails:
+    """The contract's header (start, expiry, status, cycle, currency) and its items with their price plans."""
+    found = await details.contract(sources, customer_id, contract_id)
+    if found is None:
+        raise HTTPException(404, f"customer {customer_id} has no contract {contract_id}")
+    return found
+
+
+@router.get("/customers/{customer_id}/contracts/{contract_id}/schedule", tags=["billing data"])
+async def billing_schedule(customer_id: str, contract_id: str, sources: SourcesDep, request: Request,
+                           query: Annotated[q.ScheduleQuery, Query()]) -> models.Page[models.ScheduleRow]:
+    """The billing schedule: one row per item and billing period of the term (an open-ended contract's up to
+    12 periods ahead), with what was rated into it, credited on it and whether it was invoiced. With
+    `estimate_item` and `estimate_quantity`, rating's estimate of that consumption per period is applied to
+    the item's current and future unbilled rows (marked estimated)."""
+    if await details.contract(sources, customer_id, contract_id) is None:
+        raise HTTPException(404, f"customer {customer_id} has no contract {contract_id}")
+    nets = await estimates.for_schedule(request.app.state.actions.rating_api, contract_id, query)
+    found = await details.billing_schedule(sources, customer_id, contract_id, query, nets)
+    assert found is not None  # the contract is the customer's (above)
+    return found
+
+
+@router.get("/customers/{customer_id}/orders", tags=["billing data"])
+async def orders(customer_id: CustomerDep, sources: SourcesDep,
+                 query: Annotated[q.OrderQuery, Query()]) -> models.Page[models.Order]:
+    """One-time purchases as orders (a contract's purchases of one day), with their items, status and
+    documents; the period is the month of the purchase."""
+    return await details.orders(sources, customer_id, query)
+
+
 @router.get("/customers/{customer_id}/settlement-runs", tags=["billing data"])
 async def settlement_runs(customer_id: CustomerDep, sources: SourcesDep,
                           query: Annotated[q.RunQuery, Query()]) -> models.Page[models.SettlementRun]:
@@ -108,6 +151,13 @@ async def open_items(customer_id: CustomerDep, sources: SourcesDep,
                      query: Annotated[q.OpenItemQuery, Query()]) -> models.Page[models.OpenItem]:
     """The OPOS list with the payments assigned to each item; the period is the due date's month."""
     return await reads.open_items(sources, customer_id, query)
+
+
+@router.get("/customers/{customer_id}/credits", tags=["billing data"])
+async def credits(customer_id: CustomerDep, sources: SourcesDep,
+                  query: Annotated[q.CreditQuery, Query()]) -> models.Page[models.Credit]:
+    """Payments and credit notes with money no open item holds, each with the items it can be assigned to."""
+    return await reads.credits(sources, customer_id, query)
 
 
 @router.get("/customers/{customer_id}/payment-accounts", tags=["billing data"])
@@ -155,3 +205,38 @@ async def cancel_contracts(customer_id: str, request: models.CancellationRequest
                            actions: ActionsDep) -> models.ActionResult:
     """Cancel the contracts on a date through rating's API."""
     return await actions.cancel_contracts(customer_id, request)
+
+
+@router.post("/customers/{customer_id}/orders/cancellations", tags=["actions"])
+async def cancel_orders(customer_id: str, request: models.OrderCancellationRequest,
+                        actions: ActionsDep) -> models.ActionResult:
+    """Create a credit note for the orders: settlement's API credits their billed purchases in full (once),
+    and invoicing issues the credit note that corrects their invoice."""
+    return await actions.cancel_orders(customer_id, request)
+
+
+@router.post("/customers/{customer_id}/assignments", tags=["actions"])
+async def assign_payment(customer_id: CustomerDep, request: models.AssignmentRequest,
+                         actions: ActionsDep) -> models.ActionResult:
+    """Assign a payment's credit to a chosen open item of its contract, through payments' API."""
+    return await actions.assign_payment(customer_id, request)
+
+
+@router.post("/customers/{customer_id}/assignments/undo", tags=["actions"])
+async def undo_assignment(customer_id: CustomerDep, request: models.UndoAssignmentRequest,
+                          actions: ActionsDep) -> models.ActionResult:
+    """Undo what a payment pays of an item: the item is open again and the money the customer's credit."""
+    return await actions.undo_assignment(customer_id, request)
+
+
+@router.post("/customers/{customer_id}/payment-accounts", tags=["actions"], status_code=201)
+async def add_payment_account(customer_id: CustomerDep, request: models.PaymentAccountRequest,
+                              actions: ActionsDep) -> models.ActionResult:
+    """Add a SEPA direct debit (with its mandate), a card (its provider's token) or a bank transfer account."""
+    return await actions.add_payment_account(customer_id, request)
+
+
+@router.post("/customers/{customer_id}/payment-accounts/{account_id}/default", tags=["actions"])
+async def set_default_payment_account(customer_id: CustomerDep, account_id: uuid.UUID,
+                                      actions: ActionsDep) -> models.ActionResult:
+    return await actions.set_default_payment_account(customer_id, account_id)

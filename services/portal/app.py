@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from services.portal import api, web
-from services.portal.actions import Actions, RatingUnavailable, UnknownContract
+from services.portal.actions import Actions, ServiceUnavailable, UnknownContract
 from services.portal.domain import ActionRefused
 from services.portal.reads import Sources
 from services.portal.settings import PortalSettings
@@ -29,7 +29,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings = PortalSettings()
     sources = Sources.of(settings)
     async with create_broker(KafkaSettings(), client_id="portal") as broker, \
-            httpx.AsyncClient(base_url=settings.rating_api_url, timeout=15) as rating_api:
+            httpx.AsyncClient(base_url=settings.rating_api_url, timeout=15) as rating_api, \
+            httpx.AsyncClient(base_url=settings.settlement_api_url, timeout=15) as settlement_api, \
+            httpx.AsyncClient(base_url=settings.payments_api_url, timeout=15) as payments_api:
         metrics.instrument(broker, "portal")  # what its quick actions publish
         await broker.start()
         app.state.sources = sources
@@ -37,7 +39,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             **{f"{service} database": database_reachable(source.engine) for service, source in sources.items()},
             "broker": broker_reachable(broker),
         })
-        app.state.actions = Actions(sources, broker, rating_api)
+        app.state.actions = Actions(sources, broker, rating_api, settlement_api, payments_api)
         try:
             yield
         finally:
@@ -66,6 +68,6 @@ async def refused(request: Request, error: ActionRefused) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=422)
 
 
-@app.exception_handler(RatingUnavailable)
-async def rating_unavailable(request: Request, error: RatingUnavailable) -> JSONResponse:
+@app.exception_handler(ServiceUnavailable)
+async def service_unavailable(request: Request, error: ServiceUnavailable) -> JSONResponse:
     return JSONResponse({"detail": str(error)}, status_code=502)

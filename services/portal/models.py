@@ -148,6 +148,145 @@ class Contract(BaseModel):
     items: list[ContractItem]
 
 
+class PriceBand(BaseModel):
+    from_quantity: DecimalString
+    to_quantity: DecimalString | None = Field(description="Up to and including; none for the open-ended last band.")
+    unit_price: DecimalString
+
+
+class PricePlan(BaseModel):
+    model: str = Field(description="per_unit, graduated (each band's units at its price), volume (all units at the "
+                                   "price of the band reached) or package (per started package).")
+    bands: list[PriceBand] = Field(description="Of billable quantity, after the free quantity.")
+    package_size: DecimalString
+    free_quantity: DecimalString = Field(description="Per billing period.")
+    discount_percent: DecimalString
+    minimum: DecimalString | None = Field(description="Net per period, charged when the period closes.")
+    maximum: DecimalString | None = Field(description="Net per period, never exceeded.")
+
+
+class ContractItemDetails(ContractItem):
+    kind: str = Field(description="usage or recurring_fee.")
+    measure: str = Field(description="consumption, or meter_reading (consumption from the readings).")
+    price_plan: PricePlan | None = Field(description="A usage item's; none for a recurring fee.")
+    list_price: DecimalString | None = Field(description="A recurring fee's price per full period.")
+    deviation_percent: DecimalString | None = Field(description="What a recurring fee's price deviates from its list price.")
+
+
+class ContractDetails(BaseModel):
+    contract_id: str
+    customer_id: str
+    customer_name: str
+    currency: str
+    starts_on: date
+    expires_on: date | None = Field(description="The contract's last day, if it ends.")
+    status: str
+    billing_cycle: str = Field(description="calendar (from 1 January) or anniversary (from the alignment date).")
+    period_months: int = Field(description="1 monthly, 3 quarterly, 12 yearly.")
+    cycle: str = Field(description="The cycle in words, e.g. 'monthly, calendar'.")
+    time_zone: str
+    revision: int
+    items: list[ContractItemDetails]
+
+
+class Timing(StrEnum):
+    PAST = "past"
+    CURRENT = "current"
+    FUTURE = "future"
+
+
+class BillingStatus(StrEnum):
+    NOTHING_RATED = "nothing rated"  # no usage, fee or purchase in the period (yet)
+    UNBILLED = "unbilled"
+    PARTLY_BILLED = "partly billed"
+    BILLED = "billed"
+
+
+class DocumentRef(BaseModel):
+    number: str
+    type: str
+    issue_date: date
+
+
+class ScheduleRow(BaseModel):
+    """One item in one billing period: what was rated into it so far, and whether it was invoiced."""
+
+    item_code: str
+    description: str
+    period_start: date
+    period_end: date
+    timing: Timing
+    previous_reading: DecimalString | None = Field(description="Metered items: the reading the period starts from.")
+    current_reading: DecimalString | None = Field(description="Metered items: the period's last reading.")
+    consumed: DecimalString
+    free: DecimalString
+    billable: DecimalString
+    unit_price: DecimalString = Field(description="The price of the band the period's quantity reached.")
+    discount: DecimalString
+    net: DecimalString
+    credit: DecimalString = Field(description="Credited on the period's items (goodwill, cancelled orders, adjustments).")
+    termination_credit: DecimalString = Field(description="Prepaid fees credited beyond a cancellation date.")
+    currency: str
+    estimated: bool = Field(description="An estimated consumption was applied: the estimated figures are a forecast, "
+                                        "never billed.")
+    estimated_quantity: DecimalString | None
+    estimated_net: DecimalString | None = Field(description="What rating's price plan makes of the estimated quantity.")
+    billed: bool = Field(description="Every billable item of the period is settled (and there is at least one).")
+    status: BillingStatus
+    invoices: list[DocumentRef] = Field(description="The invoices that billed the period's items.")
+
+
+class OrderItem(BaseModel):
+    billable_item_id: uuid.UUID
+    item_code: str
+    description: str
+    quantity: DecimalString
+    unit_price: DecimalString
+    net: DecimalString
+    billed: bool
+    cancelled: bool = Field(description="Credited in full by an order cancellation.")
+
+
+class OrderStatus(StrEnum):
+    UNBILLED = "unbilled"
+    PARTLY_BILLED = "partly billed"
+    BILLED = "billed"
+    CANCELLED = "cancelled"
+
+
+class Order(BaseModel):
+    order_id: str = Field(description="<contract>@<day>: a contract's one-time purchases of one day are one order.")
+    contract_id: str
+    ordered_on: date
+    status: OrderStatus
+    net: DecimalString
+    currency: str
+    items: list[OrderItem]
+    documents: list[DocumentRef] = Field(description="Its invoices and, once cancelled, its credit notes.")
+
+
+class DocumentLine(BaseModel):
+    line_no: int
+    item_code: str
+    description: str
+    quantity: DecimalString
+    unit_price: DecimalString
+    discount: DecimalString
+    net: DecimalString
+    period_start: date
+    period_end: date
+    vat_category: str
+    vat_rate: DecimalString
+    credit_reason: str | None
+
+
+class TaxLine(BaseModel):
+    vat_category: str
+    vat_rate: DecimalString
+    base: DecimalString
+    tax: DecimalString
+
+
 class SettlementRun(BaseModel):
     settlement_run_id: uuid.UUID
     month: str = Field(description="The month of its cutoff, YYYY-MM: runs are grouped by it.")
@@ -165,6 +304,7 @@ class SettlementRun(BaseModel):
 
 
 class Assignment(BaseModel):
+    payment_event_id: uuid.UUID = Field(description="The payment (or credit note) as payments records it.")
     payment_id: str
     kind: str
     provider: str
@@ -184,6 +324,37 @@ class OpenItem(BaseModel):
     due_date: date
     status: OpenItemStatus
     assignments: list[Assignment]
+
+
+class DocumentDetails(Document):
+    customer_id: str
+    payment_terms: str
+    lines: list[DocumentLine]
+    tax_lines: list[TaxLine]
+    corrected_by: list[DocumentRef] = Field(description="The credit notes that correct it.")
+    open_item: OpenItem | None = Field(description="An invoice's item in the OPOS list, with its assigned payments.")
+
+
+class OpenItemChoice(BaseModel):
+    document_id: uuid.UUID
+    reference: str
+    open_amount: DecimalString
+    due_date: date
+
+
+class Credit(BaseModel):
+    """A payment or credit note with money no open item holds yet: the customer's credit."""
+
+    payment_event_id: uuid.UUID
+    payment_id: str
+    kind: str
+    provider: str
+    contract_id: str
+    amount: DecimalString
+    unassigned_amount: DecimalString
+    currency: str
+    received_at: datetime
+    assignable_to: list[OpenItemChoice] = Field(description="Its contract's items still open, oldest due first.")
 
 
 class PaymentAccount(BaseModel):
@@ -263,6 +434,41 @@ class BillingRunRequest(BaseModel):
 class CancellationRequest(BaseModel):
     contract_ids: list[str] = Field(min_length=1, max_length=200)
     ends_on: date = Field(description="The contracts' last day.")
+
+
+class OrderCancellationRequest(BaseModel):
+    order_ids: list[str] = Field(min_length=1, max_length=200, description="As the orders list names them.")
+
+
+class AssignmentRequest(BaseModel):
+    request_id: uuid.UUID = Field(default_factory=uuid.uuid4,
+                                  description="Sending the same request id again assigns once.")
+    payment_event_id: uuid.UUID
+    document_id: uuid.UUID = Field(description="The open item of the payment's contract to assign it to.")
+    amount: Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=4)] | None = Field(
+        None, description="Default: as much as the credit and the item's open amount allow.")
+
+
+class UndoAssignmentRequest(BaseModel):
+    request_id: uuid.UUID = Field(default_factory=uuid.uuid4,
+                                  description="Sending the same request id again undoes once.")
+    payment_event_id: uuid.UUID
+    document_id: uuid.UUID
+
+
+class PaymentAccountRequest(BaseModel):
+    """SEPA direct debit: IBAN, mandate reference and date (BIC optional); card: provider and its token;
+    bank transfer: nothing more."""
+
+    method: PaymentMethod
+    holder_name: Annotated[str, Field(max_length=200)] | None = None
+    iban: Annotated[str, Field(max_length=42)] | None = None
+    bic: Annotated[str, Field(max_length=11)] | None = None
+    mandate_reference: Annotated[str, Field(max_length=35)] | None = None
+    mandate_signed_on: date | None = None
+    provider: Annotated[str, Field(max_length=64)] | None = None
+    provider_token: Annotated[str, Field(max_length=255)] | None = None
+    make_default: bool = False
 
 
 class ActionResult(BaseModel):

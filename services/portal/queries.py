@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from services.portal import models
 from services.portal.listing import MAX_PAGE_SIZE, PERIOD_PATTERN, PageRequest, Period, Sort, sort_pattern
@@ -95,3 +96,33 @@ class LedgerQuery(PeriodQuery):
 
     sort: str = _sort(settlement.LEDGER_SORTS, "booked_at")
     type: models.EntryType | None = None
+
+
+SCHEDULE_SORTS = {"period_start": None}  # periods in order, each period's items by item code
+
+
+class ScheduleQuery(ListQuery):
+    sort: str = _sort(SCHEDULE_SORTS, "period_start")
+    item_code: str | None = Field(None, max_length=64, description="Only this item's rows.")
+    timing: models.Timing | None = Field(None, description="Only past, current or future periods.")
+    estimate_item: str | None = Field(None, max_length=64, description="The item an estimated consumption is for.")
+    estimate_quantity: Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=10)] | None = Field(
+        None, description="Estimated consumption per period, applied to the item's current and future unbilled "
+                          "rows (marked estimated; never billed).")
+
+    @model_validator(mode="after")
+    def _an_estimate_names_its_item(self) -> ScheduleQuery:
+        if (self.estimate_item is None) != (self.estimate_quantity is None):
+            raise ValueError("an estimate needs both estimate_item and estimate_quantity")
+        return self
+
+
+class OrderQuery(PeriodQuery):
+    """The period is the month of the purchase day."""
+
+    sort: str = _sort(settlement.ORDER_SORTS, "-ordered_at")
+
+
+class CreditQuery(ListQuery):
+    sort: str = _sort(payments.CREDIT_SORTS, "received_at")
+    contract_id: ContractFilter = None

@@ -45,7 +45,7 @@ def file_url(customer_id: str, number: str, kind: str) -> str:
     return f"/api/customers/{quote(customer_id, safe='')}/documents/{quote(number, safe='')}/{kind}"
 
 
-def _amount(row: Row[Any], name: str) -> Any:
+def money(row: Row[Any], name: str) -> Any:
     return domain.minor_units(getattr(row, name), row.currency)
 
 
@@ -78,7 +78,7 @@ async def billable_items(sources: Sources, customer_id: str,
     return _page(found, query, lambda row: models.BillableItem(
         billable_item_id=row.billable_item_id, contract_id=row.contract_id, item_code=row.item_code,
         description=row.description, type=row.charge_kind, quantity=domain.plain_number(row.quantity),
-        unit_price=domain.plain_number(row.unit_price), net=_amount(row, "net"), currency=row.currency,
+        unit_price=domain.plain_number(row.unit_price), net=money(row, "net"), currency=row.currency,
         period_start=row.period_start, period_end=row.period_end, occurred_at=row.occurred_at,
         status=models.ItemStatus.BILLED if row.settlement_run_id else models.ItemStatus.UNBILLED,
         settlement_run_id=row.settlement_run_id, document_numbers=numbers.get(row.settlement_run_id, [])))
@@ -89,14 +89,19 @@ async def documents(sources: Sources, customer_id: str, query: q.DocumentQuery) 
         found = await invoicing.documents_page(
             connection, customer_id, contract_id=query.contract_id, period=query.month, document_type=query.type,
             status=query.status, sort=query.order, page=query.page)
-    return _page(found, query, lambda row: models.Document(
+    return _page(found, query, lambda row: models.Document(**document_fields(customer_id, row)))
+
+
+def document_fields(customer_id: str, row: Row[Any]) -> dict[str, Any]:
+    """What a document's row in the list and its details page both show."""
+    return dict(
         document_id=row.document_id, number=row.number, type=row.document_type, status=row.status,
         contract_id=row.contract_id, issue_date=row.issue_date, due_date=row.due_date,
         service_period_start=row.service_period_start, service_period_end=row.service_period_end,
-        net_total=_amount(row, "net_total"), tax_total=_amount(row, "tax_total"),
-        gross_total=_amount(row, "gross_total"), currency=row.currency, corrects_number=row.corrects_number,
+        net_total=money(row, "net_total"), tax_total=money(row, "tax_total"),
+        gross_total=money(row, "gross_total"), currency=row.currency, corrects_number=row.corrects_number,
         pdf_url=file_url(customer_id, row.number, "pdf"),
-        xml_url=file_url(customer_id, row.number, "xml") if row.has_einvoice else None))
+        xml_url=file_url(customer_id, row.number, "xml") if row.has_einvoice else None)
 
 
 async def document_file(sources: Sources, customer_id: str, number: str, kind: str) -> bytes | None:
@@ -127,7 +132,7 @@ async def settlement_runs(sources: Sources, customer_id: str, query: q.RunQuery)
     return _page(found, query, lambda row: models.SettlementRun(
         settlement_run_id=row.settlement_run_id, month=f"{row.cutoff:%Y-%m}", contract_id=row.contract_id,
         status=row.status, cutoff=row.cutoff, period_start=row.period_start, period_end=row.period_end,
-        total=_amount(row, "total"), credit_total=_amount(row, "credit_total"), currency=row.currency,
+        total=money(row, "total"), credit_total=money(row, "credit_total"), currency=row.currency,
         requested_by=row.requested_by, settled_at=row.settled_at,
         document_numbers=numbers.get(row.settlement_run_id, [])))
 
@@ -139,14 +144,32 @@ async def open_items(sources: Sources, customer_id: str, query: q.OpenItemQuery)
             still_open=None if query.status is None else query.status is models.OpenItemStatus.OPEN,
             item_type=query.type, sort=query.order, page=query.page)
         assigned = await payments.assignments_of(connection, [row.document_id for row in found.items])
-    return _page(found, query, lambda row: models.OpenItem(
+    return _page(found, query, lambda row: open_item(row, assigned.get(row.document_id, [])))
+
+
+def open_item(row: Row[Any], assigned: list[Row[Any]]) -> models.OpenItem:
+    return models.OpenItem(
         document_id=row.document_id, reference=row.invoice_number or str(row.document_id), type=row.item_type,
-        contract_id=row.contract_id, amount=_amount(row, "amount"), open_amount=_amount(row, "open_amount"),
+        contract_id=row.contract_id, amount=money(row, "amount"), open_amount=money(row, "open_amount"),
         currency=row.currency, due_date=row.due_date,
         status=models.OpenItemStatus.OPEN if row.open_amount else models.OpenItemStatus.PAID,
-        assignments=[models.Assignment(payment_id=a.payment_id, kind=a.kind, provider=a.provider, status=a.status,
-                                       amount=_amount(a, "amount"), assigned_at=a.assigned_at)
-                     for a in assigned.get(row.document_id, [])]))
+        assignments=[models.Assignment(payment_event_id=a.payment_event_id, payment_id=a.payment_id, kind=a.kind, provider=a.provider, status=a.status,
+                                       amount=money(a, "amount"), assigned_at=a.assigned_at) for a in assigned])
+
+
+async def credits(sources: Sources, customer_id: str, query: q.CreditQuery) -> models.Page[models.Credit]:
+    async with sources.payments.read() as connection:
+        found = await payments.credits_page(connection, customer_id, contract_id=query.contract_id, sort=query.order,
+                                            page=query.page)
+        items = await payments.open_items_of_contracts(connection, sorted({row.contract_id for row in found.items}))
+    return _page(found, query, lambda row: models.Credit(
+        payment_event_id=row.payment_event_id, payment_id=row.payment_id, kind=row.kind, provider=row.provider,
+        contract_id=row.contract_id, amount=money(row, "amount"), unassigned_amount=money(row, "unassigned_amount"),
+        currency=row.currency, received_at=row.received_at,
+        assignable_to=[models.OpenItemChoice(document_id=item.document_id,
+                                             reference=item.invoice_number or str(item.document_id),
+                                             open_amount=money(item, "open_amount"), due_date=item.due_date)
+                       for item in items if item.contract_id == row.contract_id and item.currency == row.currency]))
 
 
 async def payment_accounts(sources: Sources, customer_id: str,
@@ -167,7 +190,7 @@ async def ledger(sources: Sources, customer_id: str, query: q.LedgerQuery) -> mo
                                              page=query.page)
     return _page(found, query, lambda row: models.LedgerEntry(
         entry_id=row.entry_id, contract_id=row.contract_id, sequence=row.sequence, type=row.entry_type,
-        amount=_amount(row, "amount"), balance=_amount(row, "balance"), currency=row.currency,
+        amount=money(row, "amount"), balance=money(row, "balance"), currency=row.currency,
         description=row.description, booked_at=row.booked_at, document_number=row.document_number,
         payment_id=row.payment_id, settlement_run_id=row.settlement_run_id, reverses_entry_id=row.reverses_entry_id))
 

@@ -7,10 +7,12 @@ from shared.settings import local_database_url
 
 SOURCES = ("rating", "settlement", "invoicing", "payments")
 DEFAULT_RATING_API_URL = "http://127.0.0.1:8091"
+DEFAULT_SETTLEMENT_API_URL = "http://127.0.0.1:8092"
+DEFAULT_PAYMENTS_API_URL = "http://127.0.0.1:8090"  # the bridge: payments' HTTP app
 
 
 class PortalSettings(BaseSettings):
-    """Where the portal reads from (each service's database, read-only) and rating's API for actions.
+    """Where the portal reads from (each service's database, read-only) and the APIs its actions call.
 
     A database URL not set as PORTAL_<SERVICE>_DATABASE_URL is the one that service itself uses:
     its <SERVICE>_DATABASE_URL, else the local stack's database of that name.
@@ -23,6 +25,8 @@ class PortalSettings(BaseSettings):
     invoicing_database_url: str = ""
     payments_database_url: str = ""
     rating_api_url: str = DEFAULT_RATING_API_URL
+    settlement_api_url: str = DEFAULT_SETTLEMENT_API_URL
+    payments_api_url: str = DEFAULT_PAYMENTS_API_URL
 
     @model_validator(mode="after")
     def _default_to_the_services_own(self) -> "PortalSettings":

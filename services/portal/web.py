@@ -1,4 +1,5 @@
-"""The pages: the customer list and one page per customer, server-rendered, plus the quick actions' forms.
+"""The pages: the customer list, one page per customer, per contract and per document, server-rendered,
+plus the quick actions' forms.
 
 Each section of a customer's page takes its filters from query parameters named
 `<section>.<filter>` (e.g. `items.period=2026-11`), validated by the same query model as the API.
@@ -18,9 +19,9 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, ValidationError
 
-from services.portal import models, reads
+from services.portal import details, estimates, models, reads
 from services.portal import queries as q
-from services.portal.actions import Actions, RatingUnavailable
+from services.portal.actions import Actions, ServiceUnavailable
 from services.portal.domain import ActionRefused
 from services.portal.reads import Sources
 
@@ -38,10 +39,12 @@ class Section:
 
 SECTIONS = [
     Section("contracts", "Contracts", q.ContractQuery, reads.contracts),
+    Section("orders", "Orders", q.OrderQuery, details.orders),
     Section("items", "Billable items", q.BillableItemQuery, reads.billable_items),
     Section("documents", "Documents", q.DocumentQuery, reads.documents),
     Section("runs", "Billing runs", q.RunQuery, reads.settlement_runs),
     Section("opos", "Open items (OPOS)", q.OpenItemQuery, reads.open_items),
+    Section("credits", "Unassigned payments and credit", q.CreditQuery, reads.credits),
     Section("accounts", "Payment accounts", q.PaymentAccountQuery, reads.payment_accounts),
     Section("ledger", "Ledger", q.LedgerQuery, reads.ledger),
 ]
@@ -109,15 +112,9 @@ async def customer_list(request: Request) -> Response:
 @router.get("/customers/{customer_id}", response_class=HTMLResponse)
 async def customer_page(request: Request, customer_id: str) -> Response:
     sources: Sources = request.app.state.sources
-    customer = await reads.customer(sources, customer_id)
-    if customer is None:
-        raise HTTPException(404, f"no customer {customer_id}")
+    customer = await _customer(sources, customer_id)
     params = dict(request.query_params)
-    sections = {}
-    for section in SECTIONS:
-        query, problem = section_query(section, params)
-        sections[section.key] = {"section": section, "query": query, "problem": problem,
-                                 "page": await section.read(sources, customer_id, query)}
+    sections = await _read_sections(SECTIONS, params, sources, customer_id)
     # Every contract, not just the listed page: the action forms offer them all.
     all_contracts = await reads.contracts(sources, customer_id, q.ContractQuery(limit=500))
     return templates.TemplateResponse(request, "customer.html", {
@@ -125,6 +122,66 @@ async def customer_page(request: Request, customer_id: str) -> Response:
         "all_contracts": all_contracts.items, "links": PageLinks(request.url.path, params),
         "request_id": uuid.uuid4(), "notice": params.get("notice"), "error": params.get("error"),
     })
+
+
+async def _read_sections(sections: list[Section], params: dict[str, str], sources: Sources,
+                         customer_id: str) -> dict[str, dict[str, Any]]:
+    found = {}
+    for section in sections:
+        query, problem = section_query(section, params)
+        found[section.key] = {"section": section, "query": query, "problem": problem,
+                              "page": await section.read(sources, customer_id, query)}
+    return found
+
+
+async def _customer(sources: Sources, customer_id: str) -> models.Customer:
+    customer = await reads.customer(sources, customer_id)
+    if customer is None:
+        raise HTTPException(404, f"no customer {customer_id}")
+    return customer
+
+
+@router.get("/customers/{customer_id}/contracts/{contract_id}", response_class=HTMLResponse)
+async def contract_page(request: Request, customer_id: str, contract_id: str) -> Response:
+    """The contract's header and items, its billing schedule and its ledger (a section each, paged)."""
+    sources: Sources = request.app.state.sources
+    customer = await _customer(sources, customer_id)
+    contract = await details.contract(sources, customer_id, contract_id)
+    if contract is None:
+        raise HTTPException(404, f"customer {customer_id} has no contract {contract_id}")
+
+    estimate_problem = None
+
+    async def schedule(sources: Sources, customer_id: str, query: q.ScheduleQuery) -> models.Page[Any]:
+        nonlocal estimate_problem
+        try:
+            nets = await estimates.for_schedule(request.app.state.actions.rating_api, contract_id, query)
+        except (ActionRefused, ServiceUnavailable) as error:
+            nets, estimate_problem = None, f"estimate not applied: {error}"
+        found = await details.billing_schedule(sources, customer_id, contract_id, query, nets)
+        assert found is not None  # the contract was found above, in the same customer's data
+        return found
+
+    async def ledger(sources: Sources, customer_id: str, query: q.LedgerQuery) -> models.Page[Any]:
+        return await reads.ledger(sources, customer_id, query.model_copy(update={"contract_id": contract_id}))
+
+    params = dict(request.query_params)
+    sections = await _read_sections([Section("schedule", "Billing schedule", q.ScheduleQuery, schedule),
+                                     Section("ledger", "Ledger", q.LedgerQuery, ledger)], params, sources, customer_id)
+    return templates.TemplateResponse(request, "contract.html", {
+        "customer": customer, "contract": contract, "sections": sections, "estimate_problem": estimate_problem,
+        "summary": await reads.ledger_summary(sources, customer_id), "links": PageLinks(request.url.path, params),
+    })
+
+
+@router.get("/customers/{customer_id}/documents/{number}", response_class=HTMLResponse)
+async def document_page(request: Request, customer_id: str, number: str) -> Response:
+    sources: Sources = request.app.state.sources
+    customer = await _customer(sources, customer_id)
+    document = await details.document(sources, customer_id, number)
+    if document is None:
+        raise HTTPException(404, f"customer {customer_id} has no document {number}")
+    return templates.TemplateResponse(request, "document.html", {"customer": customer, "document": document})
 
 
 async def _act(request: Request, customer_id: str, form_to_action: Callable[[Actions, Any], Awaitable[models.ActionResult]]
@@ -135,7 +192,7 @@ async def _act(request: Request, customer_id: str, form_to_action: Callable[[Act
         outcome = {"notice": result.message}
     except ValidationError as error:
         outcome = {"error": "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())}
-    except (ActionRefused, RatingUnavailable) as error:
+    except (ActionRefused, ServiceUnavailable) as error:
         outcome = {"error": str(error)}
     return RedirectResponse(f"/customers/{customer_id}?{urlencode(outcome)}", status_code=303)
 
@@ -176,3 +233,40 @@ async def cancel_contracts(request: Request, customer_id: str) -> RedirectRespon
     return await _act(request, customer_id, lambda actions, form: actions.cancel_contracts(
         customer_id, models.CancellationRequest.model_validate(
             {"ends_on": form.get("ends_on") or None, "contract_ids": form.getlist("contract_id")})))
+
+
+@router.post("/customers/{customer_id}/actions/cancel-orders")
+async def cancel_orders(request: Request, customer_id: str) -> RedirectResponse:
+    return await _act(request, customer_id, lambda actions, form: actions.cancel_orders(
+        customer_id, models.OrderCancellationRequest.model_validate({"order_ids": form.getlist("order_id")})))
+
+
+@router.post("/customers/{customer_id}/actions/assign")
+async def assign_payment(request: Request, customer_id: str) -> RedirectResponse:
+    return await _act(request, customer_id, lambda actions, form: actions.assign_payment(
+        customer_id, _model(models.AssignmentRequest, form, "request_id", "payment_event_id", "document_id", "amount")))
+
+
+@router.post("/customers/{customer_id}/actions/undo-assignment")
+async def undo_assignment(request: Request, customer_id: str) -> RedirectResponse:
+    return await _act(request, customer_id, lambda actions, form: actions.undo_assignment(
+        customer_id, _model(models.UndoAssignmentRequest, form, "request_id", "payment_event_id", "document_id")))
+
+
+@router.post("/customers/{customer_id}/actions/payment-account")
+async def add_payment_account(request: Request, customer_id: str) -> RedirectResponse:
+    return await _act(request, customer_id, lambda actions, form: actions.add_payment_account(
+        customer_id, _model(models.PaymentAccountRequest, form, "method", "holder_name", "iban", "bic",
+                            "mandate_reference", "mandate_signed_on", "provider", "provider_token", "make_default")))
+
+
+@router.post("/customers/{customer_id}/actions/default-account")
+async def set_default_payment_account(request: Request, customer_id: str) -> RedirectResponse:
+    async def make_default(actions: Actions, form: Any) -> models.ActionResult:
+        try:
+            account_id = uuid.UUID(str(form.get("account_id", "")))
+        except ValueError:
+            raise ActionRefused("choose one of the customer's payment accounts") from None
+        return await actions.set_default_payment_account(customer_id, account_id)
+
+    return await _act(request, customer_id, make_default)

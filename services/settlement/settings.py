@@ -11,3 +11,6 @@ class SettlementSettings(ServiceSettings):
     # are billed when rating announces them closed); 0 turns it off (`python -m
     # services.settlement.admin run-due` does the same on demand).
     scheduler_interval_s: float = 60.0
+    # The HTTP API (`python -m services.settlement.api`): cancelled orders' credits.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8092

@@ -20,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import AsyncIterator, Iterator
 
+import httpx
 import pytest
 import pytest_asyncio
 from faststream.kafka import KafkaBroker
@@ -37,7 +38,7 @@ from services.rating.tables import rated_usage
 from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import messaging as settlement_messaging
 from shared import topics
-from shared.events import BillingRunRequested, DeadLetter, UsageRecorded, derive_id
+from shared.events import BillingRunRequested, DeadLetter, PaymentKind, PaymentReceived, UsageRecorded, derive_id
 from shared.runtime import create_broker, publish_event
 from shared.settings import KafkaSettings
 
@@ -169,6 +170,20 @@ async def given_contract(
     return spec
 
 
+GRADUATED = {"model": "graduated", "free_quantity": "100",
+             "tiers": [{"from_quantity": "0", "to_quantity": "1000", "unit_price": "0.02"},
+                       {"from_quantity": "1000", "unit_price": "0.01"}]}
+
+
+async def given_priced_contract(databases: Databases, contract_id: str, customer_id: str) -> None:
+    """Storage at 0.10 a unit; API calls with 100 free, then 0.02 up to 1000 and 0.01 beyond."""
+    await save_contracts(databases["rating"], [ContractSpec.model_validate({
+        "contract_id": contract_id, "currency": "EUR", "starts_on": "2026-01-01",
+        "customer": {"customer_id": customer_id, "name": f"Customer of {contract_id}", "country": "DE"},
+        "items": [{"item_code": "storage", "description": "Storage", "unit_price": "0.10"},
+                  {"item_code": "api-calls", "description": "API calls", "pricing": GRADUATED}]})])
+
+
 def usage(contract_id: str, item_code: str, quantity: str, day: int = 10) -> UsageRecorded:
     return UsageRecorded(
         event_id=uuid.uuid4(),
@@ -289,9 +304,69 @@ def rating_api_url(pipeline: Pipeline) -> str:
 
 
 @pytest.fixture(scope="session")
-def portal_url(pipeline: Pipeline, rating_api_url: str) -> str:
-    """The customer billing portal as a real uvicorn process on the pipeline's stack, with rating's API."""
+def settlement_api_url(pipeline: Pipeline) -> str:
+    """Settlement's HTTP API as a real uvicorn process on the pipeline's stack."""
+    url = pipeline.workers.start_http("settlement-api", free_port())
+    pipeline.workers.wait_healthy("settlement-api", url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def payments_api_url(pipeline: Pipeline) -> str:
+    """Payments' HTTP app (the webhook bridge, with its operator routes) as a real uvicorn process."""
+    url = pipeline.workers.start_http("bridge", free_port())
+    pipeline.workers.wait_healthy("bridge", url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def portal_url(pipeline: Pipeline, rating_api_url: str, settlement_api_url: str, payments_api_url: str) -> str:
+    """The customer billing portal as a real uvicorn process on the pipeline's stack, with rating's,
+    settlement's and payments' APIs."""
     pipeline.workers.env["PORTAL_RATING_API_URL"] = rating_api_url
+    pipeline.workers.env["PORTAL_SETTLEMENT_API_URL"] = settlement_api_url
+    pipeline.workers.env["PORTAL_PAYMENTS_API_URL"] = payments_api_url
     url = pipeline.workers.start_http("portal", free_port())
     pipeline.workers.wait_healthy("portal", url)
     return url
+
+
+async def wait_for_rows(client: httpx.AsyncClient, path: str, total: int, **params) -> dict:
+    """The listing at `path` once it has `total` rows (the pipeline is asynchronous)."""
+    found: dict = {}
+
+    async def arrived() -> bool:
+        found.update((await client.get(path, params=params)).raise_for_status().json())
+        return found["total"] == total
+
+    await wait_until(arrived, timeout_s=DEADLINE_S, what=f"{total} rows at {path} {params}")
+    return found
+
+
+async def two_invoices_and_a_payment(broker, databases, client: httpx.AsyncClient, label: str) -> tuple[str, str]:
+    """A contract at 0.10 a unit invoiced twice: 1000 units (100.00 + 19.00 VAT = 119.00), then 500 (50.00 +
+    9.50 = 59.50); 80.00 paid naming the first invoice. Returns the customer's API base and the contract."""
+    contract = new_contract_id(label)
+    customer = f"CUST-{contract}"
+    base = f"/api/customers/{customer}"
+    await given_contract(databases, contract, {"sms": "0.10"}, customer_id=customer)
+    for invoices, (quantity, day) in enumerate([("1000", 3), ("500", 17)], start=1):
+        await publish_usage(broker, usage(contract, "sms", quantity, day=day))
+        await wait_for_rows(client, f"{base}/billable-items", 1, status="unbilled")
+        await request_billing_run(broker, contract)
+        await wait_for_rows(client, f"{base}/open-items", invoices)
+    first = (await client.get(f"{base}/open-items", params={"sort": "-amount"})).json()["items"][0]
+    payment = PaymentReceived(
+        event_id=derive_id("portal-opos", contract), occurred_at=datetime.now(UTC), contract_id=contract,
+        payment_id=f"{contract}-P1", kind=PaymentKind.PAYMENT, provider="test-bank", customer_id=customer,
+        currency="EUR", amount=Decimal("80.00"), invoice_number=first["reference"])
+    await publish_event(broker, topics.PAYMENTS_RECEIVED, payment, payment.key)
+    await wait_until(lambda: open_amounts_are(client, base, ["39.00", "59.50"]), timeout_s=DEADLINE_S,
+                     what="the payment assigned to the first invoice")
+    return base, contract
+
+
+async def open_amounts_are(client: httpx.AsyncClient, base: str, expected: list[str]) -> bool:
+    """The open amounts of the customer's items, the bigger (first) invoice first."""
+    items = (await client.get(f"{base}/open-items", params={"sort": "-amount"})).json()["items"]
+    return [item["open_amount"] for item in items] == expected

@@ -17,7 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from ops.observe import wait_until
-from services.portal.actions import Actions, RatingUnavailable, UnknownContract
+from services.portal.actions import Actions, ServiceUnavailable, UnknownContract
 from services.portal.domain import ActionRefused
 from services.portal.models import CancellationRequest, PurchaseRequest
 from services.portal.reads import Sources
@@ -26,21 +26,10 @@ from services.portal.sources import Source
 from shared import topics
 from shared.events import PaymentKind, PaymentReceived, derive_id
 from shared.runtime import publish_event
-from tests.e2e.conftest import DEADLINE_S, given_contract, new_contract_id, publish_usage, request_billing_run, usage
+from tests.e2e.conftest import (DEADLINE_S, given_contract, new_contract_id, publish_usage, request_billing_run, usage,
+                                wait_for_rows)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
-
-
-async def wait_for_rows(client: httpx.AsyncClient, path: str, total: int, **params) -> dict:
-    """The listing at `path` once it has `total` rows (the pipeline is asynchronous)."""
-    found: dict = {}
-
-    async def arrived() -> bool:
-        found.update((await client.get(path, params=params)).raise_for_status().json())
-        return found["total"] == total
-
-    await wait_until(arrived, timeout_s=DEADLINE_S, what=f"{total} rows at {path} {params}")
-    return found
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
@@ -195,7 +184,7 @@ async def test_purchases_and_cancellations_are_asked_of_ratings_api(billed_custo
     sources = Sources.of(PortalSettings())
     try:
         async with httpx.AsyncClient(base_url="http://rating.test", transport=httpx.MockTransport(rating)) as api_client:
-            actions = Actions(sources, broker, api_client)
+            actions = Actions(sources, broker, api_client, api_client, api_client)
             purchase_id = uuid.uuid4()
             await actions.add_purchase(customer, api, PurchaseRequest(
                 purchase_id=purchase_id, item_code="setup", description="Setup fee", quantity=Decimal("1"), unit_price=Decimal("49.90"),
@@ -215,8 +204,8 @@ async def test_purchases_and_cancellations_are_asked_of_ratings_api(billed_custo
                 await actions.cancel_contracts("NOBODY", CancellationRequest(contract_ids=[api],
                                                                              ends_on=date(2026, 12, 31)))
         async with httpx.AsyncClient(base_url="http://127.0.0.1:9") as unreachable:
-            with pytest.raises(RatingUnavailable):
-                await Actions(sources, broker, unreachable).cancel_contracts(
+            with pytest.raises(ServiceUnavailable):
+                await Actions(sources, broker, unreachable, unreachable, unreachable).cancel_contracts(
                     customer, CancellationRequest(contract_ids=[api], ends_on=date(2026, 12, 31)))
     finally:
         await sources.dispose()

@@ -1,6 +1,8 @@
 """The customer page in a real browser (headless Chromium from the distribution's package) against the
 running pipeline and portal: open a customer, filter billable items, add usage, create vouchers, see
-the new document appear and open its PDF."""
+the new document appear and open its PDF; a contract's details with its billing schedule and ledger,
+an invoice's details, a credit note for orders, a payment undone and assigned by hand, and payment
+accounts added and made the default."""
 
 from __future__ import annotations
 
@@ -9,12 +11,14 @@ import re
 import time
 from typing import AsyncIterator
 
+import httpx
 import pytest
 import pytest_asyncio
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 from pypdf import PdfReader
 
-from tests.e2e.conftest import DEADLINE_S, given_contract, new_contract_id, publish_usage, usage
+from tests.e2e.conftest import (DEADLINE_S, given_contract, given_priced_contract, new_contract_id, publish_usage,
+                                request_billing_run, two_invoices_and_a_payment, usage)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -148,4 +152,213 @@ async def test_a_purchase_and_a_cancellation_go_through_ratings_api(browser, por
     contract_row = rows(page, "contracts").filter(has_text=contract)
     await expect(contract_row.locator("td[data-col='status']")).to_have_text("cancelled")
     await expect(contract_row.locator("td[data-col='ends_on']")).to_have_text("2026-12-31")
+    await page.close()
+
+
+async def test_a_contracts_details_its_billing_schedule_ledger_and_invoice(browser, portal_url, broker, databases):
+    contract = new_contract_id("browser-contract")
+    customer = f"CUST-{contract}"
+    await given_priced_contract(databases, contract, customer)
+    await publish_usage(broker, usage(contract, "storage", "1234", day=10),  # 123.40
+                        usage(contract, "api-calls", "2600", day=12))  # 100 free, 1000 x 0.02 + 1500 x 0.01 = 35.00
+
+    page = await browser.new_page()
+    await page.goto(f"{portal_url}/customers/{customer}")
+    await reload_until(page, "api-calls", "#items td[data-col='item_code']", "both usages to be billable items")
+    await request_billing_run(broker, contract)
+    await reload_until(page, "invoice", "#documents td[data-col='type']", "the invoice of the billing run")
+    number = await rows(page, "documents").first.locator("td[data-col='number']").inner_text()
+
+    await page.get_by_role("link", name=f"Details of {contract}").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(f"Contract {contract}")
+    header = page.get_by_test_id("contract-header")
+    await expect(header.locator("[data-fact='starts_on']")).to_have_text("2026-01-01")
+    await expect(header.locator("[data-fact='expires_on']")).to_have_text("open end")
+    await expect(header.locator("[data-fact='cycle']")).to_have_text("monthly, calendar")
+    calls = page.locator("#contract-items tr[data-item='api-calls']")
+    await expect(calls.locator("td[data-col='plan']")).to_have_text("graduated, 100 free")
+    await expect(calls.locator("[data-band]")).to_have_text(["0 – 1000: 0.02 EUR", "1000 – ∞: 0.01 EUR"])
+
+    # The schedule's November rows, past and billed by the invoice.
+    schedule = page.get_by_role("form", name="Filter billing schedule")
+    await schedule.get_by_label("Periods").select_option("past")
+    await schedule.get_by_role("button", name="Filter").click()
+    await page.locator("#schedule th[data-col='period_start'] a").click()  # latest first
+    november = page.locator("#schedule tbody tr[data-period='2026-11-01']")
+    storage, api_calls = november.filter(has_text="storage"), november.filter(has_text="api-calls")
+    await expect(storage.locator("td[data-col='net']")).to_have_text("123.40 EUR")
+    await expect(api_calls.locator("td[data-col='free']")).to_have_text("100")
+    await expect(api_calls.locator("td[data-col='billable']")).to_have_text("2500")
+    await expect(api_calls.locator("td[data-col='net']")).to_have_text("35.00 EUR")
+    for row in (storage, api_calls):
+        await expect(row.locator("td[data-col='billed']")).to_have_text("yes")
+        await expect(row.locator("td[data-col='invoice'] a")).to_have_text(number)
+
+    # The contract's ledger: receivables, then the invoice's VAT (158.40 x 19 % = 30.096 -> 30.10).
+    ledger = page.locator("#ledger table[data-columns='ledger'] tbody tr")
+    await expect(ledger.locator("td[data-col='balance']")).to_have_text(["158.40 EUR", "188.50 EUR"])
+    await expect(page.get_by_test_id("contract-balance")).to_have_text("188.50 EUR")
+
+    # The invoice from its schedule row: lines, VAT and totals, and its open item.
+    await storage.locator("td[data-col='invoice'] a").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(f"Invoice {number}")
+    await expect(page.get_by_test_id("document-header").locator("[data-fact='service_period']")).to_have_text(
+        "2026-11-01 – 2026-11-30")
+    await expect(page.locator("#lines tbody td[data-col='net']")).to_have_text(["35.00 EUR", "123.40 EUR"])
+    await expect(page.get_by_test_id("tax-total")).to_have_text("30.10 EUR")
+    await expect(page.get_by_test_id("gross-total")).to_have_text("188.50 EUR")
+    await expect(page.get_by_test_id("open-amount")).to_have_text("188.50 EUR")
+    await page.close()
+
+
+async def test_a_credit_note_for_selected_orders(browser, portal_url, broker, databases):
+    contract = new_contract_id("browser-orders")
+    customer = f"CUST-{contract}"
+    await given_contract(databases, contract, {"api-calls": "0.0125"}, customer_id=customer)
+    async with httpx.AsyncClient(base_url=portal_url) as client:
+        for code, quantity, price, day in [("setup", "2", "49.90", "2026-11-20"), ("cable", "3", "5", "2026-11-20"),
+                                           ("router", "1", "120", "2026-11-24")]:
+            answer = await client.post(f"/api/customers/{customer}/contracts/{contract}/purchases", json={
+                "item_code": code, "description": code.title(), "quantity": quantity, "unit_price": price,
+                "purchased_on": day})
+            assert answer.status_code == 201, answer.text
+    page = await browser.new_page()
+    await page.goto(f"{portal_url}/customers/{customer}")
+    await reload_until(page, "router", "#items td[data-col='item_code']", "the purchases to be billable items")
+    await request_billing_run(broker, contract)
+    await reload_until(page, "invoice", "#documents td[data-col='type']", "the invoice of the billing run")
+    orders = rows(page, "orders")
+    await expect(orders.locator("td[data-col='net']")).to_have_text(["120.00 EUR", "114.80 EUR"])  # latest first
+    await expect(orders.locator("td[data-col='status']")).to_have_text(["billed", "billed"])
+
+    # Cancel the order of the 20th (2 x 49.90 + 3 x 5.00): a credit note of 114.80 + 19 % VAT (21.81) = 136.61.
+    await page.get_by_role("checkbox", name=f"Select order {contract}@2026-11-20").check()
+    await page.get_by_role("button", name="Create a credit note").click()
+    await expect(page.get_by_role("status")).to_contain_text("credit note requested")
+    await expect(page.get_by_role("status")).to_contain_text("114.80 EUR")
+    await reload_until(page, "credit note", "#documents td[data-col='type']", "the credit note")
+    await page.reload()  # the orders section is read before the documents: again, now the credit note exists
+    credit_note = rows(page, "documents").filter(has_text="credit note")
+    await expect(credit_note.locator("td[data-col='gross_total']")).to_have_text("136.61 EUR")
+    cancelled = orders.filter(has_text="2026-11-20")
+    await expect(cancelled.locator("td[data-col='status']")).to_have_text("cancelled")
+    await expect(cancelled.locator("td[data-col='documents'] a")).to_have_count(2)
+    await expect(orders.filter(has_text="2026-11-24").locator("td[data-col='status']")).to_have_text("billed")
+    await page.close()
+
+
+async def test_a_payment_undone_and_assigned_by_hand_on_the_page(browser, portal_url, broker, databases):
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
+        base, contract = await two_invoices_and_a_payment(broker, databases, client, "browser-opos")
+        first, second = (await client.get(f"{base}/open-items", params={"sort": "-amount"})).json()["items"]
+    customer = base.rsplit("/", 1)[1]
+    page = await browser.new_page()
+    await page.goto(f"{portal_url}/customers/{customer}")
+
+    def open_amount(item: dict):
+        return rows(page, "opos").filter(has_text=item["reference"]).locator("td[data-col='open_amount']")
+
+    await expect(open_amount(first)).to_have_text("39.00 EUR")  # 119.00 - 80.00
+    await expect(open_amount(second)).to_have_text("59.50 EUR")
+
+    # Undo the payment's 80.00 on the first invoice: it is open in full, the 80.00 is credit.
+    await rows(page, "opos").get_by_role("button", name=f"Undo {contract}-P1 on {first['reference']}").click()
+    await expect(page.get_by_role("status")).to_have_text(
+        f"80.00 EUR of payment {contract}-P1 taken back from {first['reference']}")
+    await expect(open_amount(first)).to_have_text("119.00 EUR")
+    credit = page.locator("table[data-columns='credits'] tbody tr")
+    await expect(credit.locator("td[data-col='unassigned_amount']")).to_have_text("80.00 EUR")
+
+    # Assign it by hand: 59.50 to the second invoice (all it asks), then the rest, 20.50, to the first.
+    assign = page.get_by_role("form", name=f"Assign {contract}-P1")
+    await assign.get_by_label("Open item").select_option(second["document_id"])
+    await assign.get_by_role("button", name="Assign").click()
+    await expect(page.get_by_role("status")).to_have_text(
+        f"59.50 EUR of payment {contract}-P1 assigned to {second['reference']}")
+    await expect(open_amount(second)).to_have_text("0.00 EUR")
+    await expect(credit.locator("td[data-col='unassigned_amount']")).to_have_text("20.50 EUR")
+    assign = page.get_by_role("form", name=f"Assign {contract}-P1")
+    await expect(assign.get_by_label("Open item").locator("option")).to_have_count(1)  # only the first is open
+    await assign.get_by_role("button", name="Assign").click()
+    await expect(open_amount(first)).to_have_text("98.50 EUR")
+    await expect(credit).to_have_text(["No unassigned payments."])
+    # Open items minus credit equal the ledger: 119.00 + 59.50 - 80.00.
+    await expect(page.get_by_test_id("balance-EUR")).to_have_text("98.50 EUR")
+    await page.close()
+
+
+async def test_payment_accounts_added_on_the_page_and_one_made_the_default(browser, portal_url, databases):
+    contract = new_contract_id("browser-accounts")
+    customer = f"CUST-{contract}"
+    await given_contract(databases, contract, {"sms": "0.10"}, customer_id=customer)
+    # Mandate references and card tokens are unique across customers: this test's own.
+    mandate, token = f"M-{contract[-10:]}", f"pm_{contract[-10:]}_1234"
+    page = await browser.new_page()
+    await page.goto(f"{portal_url}/customers/{customer}")
+    form = page.get_by_role("form", name="Add payment account")
+    await form.get_by_label("Method").select_option("sepa_direct_debit")
+    await form.get_by_label("Holder").fill("Ada Example")
+    await form.get_by_label("IBAN").fill("DE89 3704 0044 0532 0130 00")
+    await form.get_by_label("Mandate reference").fill(mandate)
+    await form.get_by_label("Mandate signed on").fill("2026-11-02")
+    await form.get_by_role("button", name="Add account").click()
+    await expect(page.get_by_role("status")).to_have_text(
+        f"SEPA direct debit DE89 …3000, mandate {mandate} (active) added as the default")
+
+    form = page.get_by_role("form", name="Add payment account")
+    await form.get_by_label("Method").select_option("card")
+    await form.get_by_label("Provider", exact=True).fill("stripe")
+    await form.get_by_label("Provider token").fill(token)
+    await form.get_by_role("button", name="Add account").click()
+    await expect(page.get_by_role("status")).to_have_text("card via stripe, token …1234 added")
+    accounts = rows(page, "accounts")
+    await expect(accounts.locator("td[data-col='iban']")).to_have_text(["DE89 **** 3000", "—"])
+    await expect(accounts.locator("td[data-col='default']")).to_have_text(["yes", re.compile(r"^no")])
+
+    await accounts.nth(1).get_by_role("button", name="Make default").click()
+    await expect(page.get_by_role("status")).to_contain_text("is now the default")
+    await expect(accounts.locator("td[data-col='default']")).to_have_text([re.compile(r"^no"), "yes"])
+
+    # A card number is never stored: refused with the reason, nothing added.
+    form = page.get_by_role("form", name="Add payment account")
+    await form.get_by_label("Method").select_option("card")
+    await form.get_by_label("Provider", exact=True).fill("stripe")
+    await form.get_by_label("Provider token").fill("4242 4242 4242 4242")
+    await form.get_by_role("button", name="Add account").click()
+    await expect(page.get_by_role("alert")).to_contain_text("looks like a card number")
+    await expect(accounts).to_have_count(2)
+    await page.close()
+
+
+async def test_an_estimate_entered_on_the_contract_page_recalculates_the_schedule(browser, portal_url, databases):
+    contract = new_contract_id("browser-estimate")
+    customer = f"CUST-{contract}"
+    await given_priced_contract(databases, contract, customer)
+    page = await browser.new_page()
+    await page.goto(f"{portal_url}/customers/{customer}/contracts/{contract}")
+    schedule = page.get_by_role("form", name="Filter billing schedule")
+    await schedule.get_by_label("Periods").select_option("current")
+    await schedule.get_by_role("button", name="Filter").click()
+    current = page.locator("#schedule tbody tr")
+    await expect(current.locator("td[data-col='estimated_net']")).to_have_text(["—", "—"])
+
+    estimate = page.get_by_role("form", name="Estimate consumption")
+    await estimate.get_by_label("Estimate for").select_option("api-calls")
+    await estimate.get_by_label("Quantity per period").fill("2600")
+    await estimate.get_by_role("button", name="Apply estimate").click()
+    calls, storage = current.filter(has_text="api-calls"), current.filter(has_text="storage")
+    # 100 free, then 1000 x 0.02 + 1500 x 0.01 = 35.00: a forecast, the period's own net stays 0.00
+    await expect(calls.locator("td[data-col='estimated_quantity']")).to_have_text("2600")
+    await expect(calls.locator("td[data-col='estimated_net']")).to_have_text("35.00 EUR (est.)")
+    await expect(calls.locator("td[data-col='net']")).to_have_text("0.00 EUR")
+    await expect(storage.locator("td[data-col='estimated_net']")).to_have_text("—")
+
+    # Another quantity recalculates the rows; the filters stay as they were.
+    estimate = page.get_by_role("form", name="Estimate consumption")
+    await estimate.get_by_label("Quantity per period").fill("600")
+    await estimate.get_by_role("button", name="Apply estimate").click()
+    await expect(calls.locator("td[data-col='estimated_net']")).to_have_text("10.00 EUR (est.)")  # 500 x 0.02
+    await expect(current).to_have_count(2)
+    await page.get_by_role("link", name="Remove estimate").click()
+    await expect(current.locator("td[data-col='estimated_net']")).to_have_text(["—", "—"])
     await page.close()

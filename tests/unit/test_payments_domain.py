@@ -22,6 +22,7 @@ from services.payments.domain import (
     StatusChange,
     apply_credits,
     assign,
+    assignment_by_hand,
     assignment_order,
     new_payment_account,
     status_change,
@@ -244,3 +245,19 @@ def test_a_bank_transfer_takes_no_details_and_the_first_account_is_the_default()
     with pytest.raises(InvalidPaymentAccount, match="do not take iban"):
         new_payment_account(ACCOUNT, "CUST-1", PaymentMethod.BANK_TRANSFER, first_of_customer=True,
                             iban="DE89370400440532013000")
+
+
+def test_credit_assigned_by_hand_is_as_much_as_credit_and_item_allow():
+    credit = Credit(uuid.uuid4(), eur("50.00"))
+    invoice = item("R2026-0002", "30.00", date(2026, 12, 1))
+    assert assignment_by_hand(credit, invoice) == Assignment(invoice.document_id, eur("30.00"))
+    assert assignment_by_hand(credit, invoice, eur("12.50")) == Assignment(invoice.document_id, eur("12.50"))
+
+
+@pytest.mark.parametrize(("credit", "open_amount", "wanted", "reason"), [
+    ("50.00", "30.00", "30.01", "open, less than"), ("20.00", "30.00", "25.00", "credit is 20.00 EUR"),
+    ("20.00", "0.00", None, "nothing to assign"), ("20.00", "30.00", "0.00", "nothing to assign")])
+def test_credit_assigned_by_hand_never_exceeds_either(credit, open_amount, wanted, reason):
+    with pytest.raises(Rejected, match=reason):
+        assignment_by_hand(Credit(uuid.uuid4(), eur(credit)), item("R2026-0002", open_amount, date(2026, 12, 1)),
+                           None if wanted is None else eur(wanted))

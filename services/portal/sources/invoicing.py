@@ -1,11 +1,11 @@
-"""What the portal reads from invoicing's database: documents and their stored PDFs."""
+"""What the portal reads from invoicing's database: documents with their lines and tax, and their stored PDFs."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any, Sequence
 
-from sqlalchemy import Date, DateTime, LargeBinary, Numeric, String, Uuid, column, exists, select, table
+from sqlalchemy import Date, DateTime, Integer, LargeBinary, Numeric, String, Uuid, column, exists, select, table
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -19,6 +19,19 @@ documents = table(
     column("due_date", Date), column("service_period_start", Date), column("service_period_end", Date),
     column("net_total", Numeric), column("tax_total", Numeric), column("gross_total", Numeric),
     column("corrects_number", String), column("finalized_at", DateTime(timezone=True)),
+    column("payment_terms", String),
+)
+document_lines = table(
+    "document_lines",
+    column("document_id", Uuid), column("line_no", Integer), column("item_code", String),
+    column("description", String), column("quantity", Numeric), column("unit_price", Numeric),
+    column("discount", Numeric), column("net", Numeric), column("period_start", Date), column("period_end", Date),
+    column("vat_category", String), column("vat_rate", Numeric), column("credit_reason", String),
+)
+document_tax_lines = table(
+    "document_tax_lines",
+    column("document_id", Uuid), column("vat_category", String), column("vat_rate", Numeric),
+    column("base", Numeric), column("tax", Numeric),
 )
 document_pdfs = table("document_pdfs", column("document_id", Uuid), column("content", LargeBinary))
 document_einvoices = table("document_einvoices", column("document_id", Uuid), column("format", String),
@@ -30,12 +43,15 @@ DOCUMENT_SORTS = {"issue_date": documents.c.issue_date, "number": documents.c.nu
                   "due_date": documents.c.due_date, "gross_total": documents.c.gross_total}
 
 
+def _has_einvoice() -> Any:
+    return exists().where(document_einvoices.c.document_id == documents.c.document_id).label("has_einvoice")
+
+
 async def documents_page(connection: AsyncConnection, customer_id: str, *, contract_id: str | None,
                          period: Period | None, document_type: str | None, status: str | None, sort: Sort,
                          page: PageRequest) -> Page[Row[Any]]:
     docs = documents.c
-    has_einvoice = exists().where(document_einvoices.c.document_id == docs.document_id).label("has_einvoice")
-    query = select(documents, has_einvoice).where(docs.customer_id == customer_id)
+    query = select(documents, _has_einvoice()).where(docs.customer_id == customer_id)
     if contract_id:
         query = query.where(docs.contract_id == contract_id)
     if period:
@@ -48,15 +64,17 @@ async def documents_page(connection: AsyncConnection, customer_id: str, *, contr
                             tiebreak=[docs.number.desc()], page=page)
 
 
-async def numbers_of_runs(connection: AsyncConnection, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
-    """The documents each settlement run produced (an invoice, a credit note), by number."""
-    found: dict[uuid.UUID, list[str]] = {}
+async def documents_of_runs(connection: AsyncConnection,
+                            run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[Row[Any]]]:
+    """The documents each settlement run produced (an invoice, a credit note): number, type, issue date."""
+    found: dict[uuid.UUID, list[Row[Any]]] = {}
     if not run_ids:
         return found
-    rows = await connection.execute(select(documents.c.settlement_run_id, documents.c.number)
-                                    .where(documents.c.settlement_run_id.in_(run_ids)).order_by(documents.c.number))
+    docs = documents.c
+    rows = await connection.execute(select(docs.settlement_run_id, docs.number, docs.document_type, docs.issue_date)
+                                    .where(docs.settlement_run_id.in_(run_ids)).order_by(docs.number))
     for row in rows:
-        found.setdefault(row.settlement_run_id, []).append(row.number)
+        found.setdefault(row.settlement_run_id, []).append(row)
     return found
 
 
@@ -71,3 +89,32 @@ async def document_file(connection: AsyncConnection, customer_id: str, number: s
     if kind == "xml":
         query = query.order_by((document_einvoices.c.format == "factur-x").asc()).limit(1)
     return await connection.scalar(query)
+
+
+async def numbers_of_runs(connection: AsyncConnection, run_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, list[str]]:
+    return {run_id: [row.number for row in rows]
+            for run_id, rows in (await documents_of_runs(connection, run_ids)).items()}
+
+
+async def document(connection: AsyncConnection, customer_id: str, number: str) -> Row[Any] | None:
+    return (await connection.execute(select(documents, _has_einvoice()).where(
+        documents.c.customer_id == customer_id, documents.c.number == number))).first()
+
+
+async def lines_of(connection: AsyncConnection, document_id: uuid.UUID) -> list[Row[Any]]:
+    return list((await connection.execute(select(document_lines).where(document_lines.c.document_id == document_id)
+                                          .order_by(document_lines.c.line_no))).all())
+
+
+async def tax_lines_of(connection: AsyncConnection, document_id: uuid.UUID) -> list[Row[Any]]:
+    taxes = document_tax_lines.c
+    return list((await connection.execute(select(document_tax_lines).where(taxes.document_id == document_id)
+                                          .order_by(taxes.vat_category, taxes.vat_rate))).all())
+
+
+async def corrections_of(connection: AsyncConnection, number: str) -> list[Row[Any]]:
+    """The credit notes that correct document `number`."""
+    docs = documents.c
+    return list((await connection.execute(select(docs.number, docs.document_type, docs.issue_date)
+                                          .where(docs.corrects_number == number).order_by(docs.number))).all())
+

@@ -1,11 +1,12 @@
-"""What the portal reads from rating's database: customers and their contracts."""
+"""What the portal reads from rating's database: customers, their contracts, and what was rated per period."""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Sequence
 
-from sqlalchemy import Date, Integer, Numeric, String, column, func, select, table
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy import Date, DateTime, Integer, Numeric, String, column, func, select, table
+from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, array_agg
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -20,11 +21,23 @@ contracts = table(
     "contracts",
     column("contract_id", String), column("customer_id", String), column("currency", String),
     column("starts_on", Date), column("ends_on", Date), column("status", String), column("revision", Integer),
+    column("billing_cycle", String), column("period_months", Integer), column("alignment_date", Date),
+    column("time_zone", String),
 )
 contract_items = table(
     "contract_items",
     column("contract_id", String), column("item_code", String), column("description", String),
-    column("unit_price", Numeric), column("tax_category", String),
+    column("unit_price", Numeric), column("tax_category", String), column("kind", String),
+    # The item as it was specified (rating's ContractItemSpec, defaults left out): its price plan.
+    column("terms", JSONB),
+)
+billable_items = table(
+    "billable_items",
+    column("contract_id", String), column("item_code", String), column("quantity", Numeric),
+    column("free_quantity", Numeric), column("billable_quantity", Numeric), column("unit_price", Numeric),
+    column("net", Numeric), column("discount", Numeric), column("period_start", Date),
+    column("occurred_at", DateTime(timezone=True)), column("previous_reading", Numeric),
+    column("current_reading", Numeric),
 )
 
 CUSTOMER_SORTS = {"customer_id": customers.c.customer_id, "name": customers.c.name}
@@ -71,3 +84,38 @@ async def items_of(connection: AsyncConnection, contract_ids: Sequence[str]) -> 
     for row in rows:
         found[row.contract_id].append(row)
     return found
+
+
+async def rated_periods(connection: AsyncConnection, contract_id: str,
+                        period_starts: Sequence[date]) -> dict[tuple[str, date], Row[Any]]:
+    """Per (item, period start): what rating billed into the period, summed over its billable items.
+
+    The readings are the first item's previous one and the last item's current one; the unit price
+    is the last item's (the band the period's quantity reached). One grouped query over the
+    line index, however many usage events the items stand for.
+    """
+    if not period_starts:
+        return {}
+    items = billable_items.c
+    rows = await connection.execute(
+        select(items.item_code, items.period_start,
+               func.sum(items.quantity).label("quantity"), func.sum(items.free_quantity).label("free_quantity"),
+               func.sum(items.billable_quantity).label("billable_quantity"), func.sum(items.net).label("net"),
+               func.sum(items.discount).label("discount"),
+               array_agg(aggregate_order_by(items.previous_reading, items.occurred_at.asc()))[1]
+               .label("previous_reading"),
+               array_agg(aggregate_order_by(items.current_reading, items.occurred_at.desc()))[1]
+               .label("current_reading"),
+               array_agg(aggregate_order_by(items.unit_price, items.occurred_at.desc()))[1].label("unit_price"))
+        .where(items.contract_id == contract_id, items.period_start.in_(period_starts))
+        .group_by(items.item_code, items.period_start))
+    return {(row.item_code, row.period_start): row for row in rows}
+
+
+async def time_zones(connection: AsyncConnection, contract_ids: Sequence[str]) -> dict[str, str]:
+    """Each contract's business time zone: the days its instants fall on."""
+    if not contract_ids:
+        return {}
+    rows = await connection.execute(select(contracts.c.contract_id, contracts.c.time_zone)
+                                    .where(contracts.c.contract_id.in_(contract_ids)))
+    return {row.contract_id: row.time_zone for row in rows}

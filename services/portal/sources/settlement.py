@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import date, datetime
+from typing import Any, Sequence
 
-from sqlalchemy import Date, DateTime, Integer, Numeric, String, Uuid, column, func, select, table
+from sqlalchemy import Date, DateTime, Integer, Numeric, String, Uuid, column, func, select, table, tuple_
+from sqlalchemy.dialects.postgresql import array_agg
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -25,6 +27,11 @@ settlement_runs = table(
     column("total", Numeric), column("credit_total", Numeric), column("requested_by", String),
     column("period_start", Date), column("period_end", Date), column("created_at", DateTime(timezone=True)),
     column("settled_at", DateTime(timezone=True)),
+)
+credits = table(
+    "credits",
+    column("credit_id", Uuid), column("billable_item_id", Uuid), column("reason", String), column("net", Numeric),
+    column("settlement_run_id", Uuid),
 )
 contract_accounts = table(
     "contract_accounts",
@@ -111,3 +118,66 @@ async def ledger_sums(connection: AsyncConnection, customer_id: str) -> list[Row
         .where(entries.customer_id == customer_id)
         .group_by(entries.contract_id, entries.entry_type))).all())
 
+
+
+TERMINATION = "termination"  # shared.events.CreditReason: prepaid fees credited beyond a cancellation
+ORDER_CANCELLED = "order_cancelled"
+
+
+async def settled_periods(connection: AsyncConnection, contract_id: str,
+                          period_starts: Sequence[date]) -> dict[tuple[str, date], Row[Any]]:
+    """Per (item, period start): how many of its billable items settlement holds and has settled,
+    the runs that settled them, and what was credited on them (termination credits apart)."""
+    if not period_starts:
+        return {}
+    items, credited = billable_items.c, credits.c
+    credit_sums = (select(credited.billable_item_id,
+                          func.sum(credited.net).filter(credited.reason != TERMINATION).label("credit"),
+                          func.sum(credited.net).filter(credited.reason == TERMINATION).label("termination_credit"))
+                   .group_by(credited.billable_item_id).subquery())
+    rows = await connection.execute(
+        select(items.item_code, items.period_start, func.count().label("items"),
+               func.count(items.settlement_run_id).label("settled"),
+               array_agg(items.settlement_run_id.distinct()).label("run_ids"),
+               func.coalesce(func.sum(credit_sums.c.credit), 0).label("credit"),
+               func.coalesce(func.sum(credit_sums.c.termination_credit), 0).label("termination_credit"))
+        .select_from(billable_items.outerjoin(credit_sums, credit_sums.c.billable_item_id == items.billable_item_id))
+        .where(items.contract_id == contract_id, items.period_start.in_(period_starts))
+        .group_by(items.item_code, items.period_start))
+    return {(row.item_code, row.period_start): row for row in rows}
+
+
+ORDER_SORTS = {"ordered_at": billable_items.c.occurred_at, "contract_id": billable_items.c.contract_id}
+
+
+async def orders_page(connection: AsyncConnection, customer_id: str, *, contract_id: str | None,
+                      period: Period | None, sort: Sort, page: PageRequest) -> Page[Row[Any]]:
+    """The customer's orders: its contracts' one-time purchases, one order per contract and purchase
+    day (rating dates a purchase at the start of its day, so the day's purchases share the instant)."""
+    items = billable_items.c
+    query = (select(items.contract_id, items.occurred_at, items.currency, func.count().label("items"),
+                    func.sum(items.net).label("net"))
+             .where(items.customer_id == customer_id, items.charge_kind == "one_time")
+             .group_by(items.contract_id, items.occurred_at, items.currency))
+    if contract_id:
+        query = query.where(items.contract_id == contract_id)
+    if period:
+        query = query.where(period.where(items.occurred_at, timestamp=True))
+    return await fetch_page(connection, query, sort=sort, sortable=ORDER_SORTS,
+                            tiebreak=[items.contract_id, items.occurred_at], page=page)
+
+
+async def order_items(connection: AsyncConnection, orders: Sequence[tuple[str, datetime]]) -> list[Row[Any]]:
+    """The purchases of each (contract, instant) order, each with its order-cancellation credit and
+    the run that posted it, if it was cancelled (at most once per item: settlement's unique index)."""
+    if not orders:
+        return []
+    items, credited = billable_items.c, credits.c
+    rows = await connection.execute(
+        select(billable_items, credited.net.label("cancelled_net"),
+               credited.settlement_run_id.label("credit_run_id"))
+        .select_from(billable_items.outerjoin(credits, (credited.billable_item_id == items.billable_item_id)
+                                              & (credited.reason == ORDER_CANCELLED)))
+        .where(items.charge_kind == "one_time", tuple_(items.contract_id, items.occurred_at).in_(list(orders)))
+        .order_by(items.contract_id, items.occurred_at, items.item_code, items.billable_item_id))
+    return list(rows.all())

@@ -1,0 +1,212 @@
+"""One contract, one document, a customer's orders: the detail views, gathered from the services' stores.
+
+Each answers None for something that is not the customer's, so the API and the pages say 404.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy.engine import Row
+
+from services.portal import domain, models, schedule
+from services.portal import queries as q
+from services.portal.reads import Sources, document_fields, money, open_item
+from services.portal.sources import invoicing, payments, rating, settlement
+from shared.money import Money
+from shared.periods import business_day, start_of_day
+
+ZERO = Decimal(0)
+
+
+def _optional(value: Decimal | None) -> Decimal | None:
+    return None if value is None else domain.plain_number(value)
+
+
+def _ref(document: Row[Any]) -> models.DocumentRef:
+    return models.DocumentRef(number=document.number, type=document.document_type, issue_date=document.issue_date)
+
+
+def _item(item: Row[Any]) -> models.ContractItemDetails:
+    terms = item.terms or {}
+    fee = item.kind == "recurring_fee"
+    return models.ContractItemDetails(
+        item_code=item.item_code, description=item.description, unit_price=domain.plain_number(item.unit_price),
+        tax_category=item.tax_category, kind=item.kind, measure=terms.get("measure", "consumption"),
+        price_plan=schedule.price_plan(terms),
+        list_price=_optional(Decimal(str(terms["list_price"]))) if fee else None,
+        deviation_percent=_optional(Decimal(str(terms.get("deviation_percent", 0)))) if fee else None)
+
+
+async def contract(sources: Sources, customer_id: str, contract_id: str) -> models.ContractDetails | None:
+    async with sources.rating.read() as connection:
+        row = await rating.contract(connection, customer_id, contract_id)
+        if row is None:
+            return None
+        customer = await rating.customer(connection, customer_id)
+        items = (await rating.items_of(connection, [contract_id]))[contract_id]
+    assert customer is not None  # a contract's customer exists (rating's foreign key)
+    return models.ContractDetails(
+        contract_id=row.contract_id, customer_id=row.customer_id, customer_name=customer.name, currency=row.currency,
+        starts_on=row.starts_on, expires_on=row.ends_on, status=row.status, billing_cycle=row.billing_cycle,
+        period_months=row.period_months, cycle=schedule.cycle_in_words(row.billing_cycle, row.period_months),
+        time_zone=row.time_zone, revision=row.revision, items=[_item(item) for item in items])
+
+
+async def billing_schedule(sources: Sources, customer_id: str, contract_id: str, query: q.ScheduleQuery,
+                           estimated_nets: dict[date, Decimal] | None = None,
+                           now: datetime | None = None) -> models.Page[models.ScheduleRow] | None:
+    """One row per item and billing period of the term, a page of them; only the page's periods are read.
+    With the query's estimate, `estimated_nets` (period start -> net, from rating) are applied to the
+    estimated item's current and future rows that nothing of was billed.
+
+    What a row shows comes from rating (what was rated into the period, whatever number of usage
+    events it stands for), settlement (which of those items are settled, what was credited on
+    them) and invoicing (the invoices of the runs that settled them).
+    """
+    async with sources.rating.read() as connection:
+        row = await rating.contract(connection, customer_id, contract_id)
+        if row is None:
+            return None
+        items = [item for item in (await rating.items_of(connection, [contract_id]))[contract_id]
+                 if query.item_code in (None, item.item_code)]
+        today = business_day(now or datetime.now(UTC), row.time_zone)
+        terms = schedule.billing_schedule(row.starts_on, row.ends_on, row.billing_cycle, row.period_months,
+                                          row.alignment_date)
+        periods = [period for period in schedule.periods_in_term(terms, today)
+                   if query.timing in (None, schedule.timing(period, today))]
+        if query.order.descending:
+            periods.reverse()
+        cells = [(period, item) for period in periods for item in items]
+        page = cells[query.offset:query.offset + query.limit]
+        starts = sorted({period.start for period, _ in page})
+        rated = await rating.rated_periods(connection, contract_id, starts)
+    async with sources.settlement.read() as connection:
+        settled = await settlement.settled_periods(connection, contract_id, starts)
+    run_ids = sorted({run_id for found in settled.values() for run_id in found.run_ids if run_id is not None})
+    async with sources.invoicing.read() as connection:
+        documents = await invoicing.documents_of_runs(connection, run_ids)
+
+    def schedule_row(period, item) -> models.ScheduleRow:
+        key = (item.item_code, period.start)
+        use, held = rated.get(key), settled.get(key)
+        state = schedule.Settled(held.items, held.settled) if held else schedule.Settled()
+        invoices = [_ref(doc) for run_id in (held.run_ids if held else []) if run_id is not None
+                    for doc in documents.get(run_id, []) if doc.document_type == "invoice"]
+
+        def figure(source: Row[Any] | None, name: str) -> Decimal:
+            return ZERO if source is None else getattr(source, name)
+
+        def amount(source: Row[Any] | None, name: str) -> Decimal:
+            return Money(figure(source, name), row.currency).amount
+
+        estimated_net = None
+        if (item.item_code == query.estimate_item and schedule.timing(period, today) is not models.Timing.PAST
+                and state.status in (models.BillingStatus.NOTHING_RATED, models.BillingStatus.UNBILLED)):
+            estimated_net = (estimated_nets or {}).get(period.start)
+        estimated = estimated_net is not None
+
+        return models.ScheduleRow(
+            item_code=item.item_code, description=item.description, period_start=period.start,
+            period_end=period.end, timing=schedule.timing(period, today),
+            previous_reading=_optional(use.previous_reading) if use else None,
+            current_reading=_optional(use.current_reading) if use else None,
+            consumed=domain.plain_number(figure(use, "quantity")), free=domain.plain_number(figure(use, "free_quantity")),
+            billable=domain.plain_number(figure(use, "billable_quantity")),
+            unit_price=domain.plain_number(use.unit_price if use else item.unit_price),
+            discount=amount(use, "discount"), net=amount(use, "net"), credit=amount(held, "credit"),
+            termination_credit=amount(held, "termination_credit"), currency=row.currency, estimated=estimated,
+            estimated_quantity=domain.plain_number(query.estimate_quantity) if estimated else None,
+            estimated_net=Money(estimated_net, row.currency).amount if estimated else None,
+            billed=state.status is models.BillingStatus.BILLED, status=state.status,
+            invoices=sorted(invoices, key=lambda doc: doc.number))
+
+    return models.Page(items=[schedule_row(period, item) for period, item in page], total=len(cells),
+                       limit=query.limit, offset=query.offset, sort=query.sort)
+
+
+def order_id(contract_id: str, ordered_on: date) -> str:
+    return f"{contract_id}@{ordered_on.isoformat()}"
+
+
+def parse_order_id(text: str) -> tuple[str, date]:
+    """'C-1@2026-11-20' -> ('C-1', 2026-11-20); ActionRefused for anything the orders list never names."""
+    contract_id, _, day = text.rpartition("@")
+    try:
+        return contract_id, date.fromisoformat(day)
+    except ValueError:
+        raise domain.ActionRefused(f"{text!r} is no order (orders are named <contract>@<YYYY-MM-DD>)") from None
+
+
+async def orders(sources: Sources, customer_id: str, query: q.OrderQuery) -> models.Page[models.Order]:
+    """One-time purchases, an order per contract and purchase day, with each purchase's state."""
+    async with sources.settlement.read() as connection:
+        found = await settlement.orders_page(connection, customer_id, contract_id=query.contract_id,
+                                             period=query.month, sort=query.order, page=query.page)
+        purchases = await settlement.order_items(connection, [(row.contract_id, row.occurred_at) for row in found.items])
+    async with sources.rating.read() as connection:
+        zones = await rating.time_zones(connection, sorted({row.contract_id for row in found.items}))
+    run_ids = sorted({run_id for item in purchases for run_id in (item.settlement_run_id, item.credit_run_id) if run_id})
+    async with sources.invoicing.read() as connection:
+        documents = await invoicing.documents_of_runs(connection, run_ids)
+
+    def order(row: Row[Any]) -> models.Order:
+        mine = [item for item in purchases if (item.contract_id, item.occurred_at) == (row.contract_id, row.occurred_at)]
+        ordered_on = business_day(row.occurred_at, zones.get(row.contract_id, "UTC"))
+        runs = sorted({run_id for item in mine for run_id in (item.settlement_run_id, item.credit_run_id) if run_id})
+        return models.Order(
+            order_id=order_id(row.contract_id, ordered_on), contract_id=row.contract_id, ordered_on=ordered_on,
+            status=schedule.order_status([item.settlement_run_id is not None for item in mine],
+                                         [item.cancelled_net is not None for item in mine]),
+            net=money(row, "net"), currency=row.currency,
+            items=[models.OrderItem(billable_item_id=item.billable_item_id, item_code=item.item_code,
+                                    description=item.description, quantity=domain.plain_number(item.quantity),
+                                    unit_price=domain.plain_number(item.unit_price), net=money(item, "net"),
+                                    billed=item.settlement_run_id is not None, cancelled=item.cancelled_net is not None)
+                   for item in mine],
+            # as they were issued: an invoice before the credit notes that correct it
+            documents=sorted((_ref(doc) for run_id in runs for doc in documents.get(run_id, [])),
+                             key=lambda doc: (doc.issue_date, doc.type != "invoice", doc.number)))
+
+    return models.Page(items=[order(row) for row in found.items], total=found.total, limit=found.limit,
+                       offset=found.offset, sort=query.sort)
+
+
+async def order_items(sources: Sources, orders: list[tuple[str, date]]) -> list[Row[Any]]:
+    """The purchases of the (contract, day) orders named."""
+    async with sources.rating.read() as connection:
+        zones = await rating.time_zones(connection, sorted({contract_id for contract_id, _ in orders}))
+    async with sources.settlement.read() as connection:
+        return await settlement.order_items(connection, [(contract_id, start_of_day(day, zones[contract_id]))
+                                                         for contract_id, day in orders])
+
+
+async def document(sources: Sources, customer_id: str, number: str) -> models.DocumentDetails | None:
+    async with sources.invoicing.read() as connection:
+        row = await invoicing.document(connection, customer_id, number)
+        if row is None:
+            return None
+        lines = await invoicing.lines_of(connection, row.document_id)
+        taxes = await invoicing.tax_lines_of(connection, row.document_id)
+        corrections = await invoicing.corrections_of(connection, number)
+    async with sources.payments.read() as connection:
+        item = await payments.open_item(connection, row.document_id)
+        assigned = await payments.assignments_of(connection, [row.document_id]) if item else {}
+
+    def minor(value: Decimal) -> Decimal:
+        return Money(value, row.currency).amount
+
+    return models.DocumentDetails(
+        **document_fields(customer_id, row), customer_id=customer_id, payment_terms=row.payment_terms,
+        lines=[models.DocumentLine(
+            line_no=line.line_no, item_code=line.item_code, description=line.description,
+            quantity=domain.plain_number(line.quantity), unit_price=domain.plain_number(line.unit_price),
+            discount=minor(line.discount), net=minor(line.net), period_start=line.period_start,
+            period_end=line.period_end, vat_category=line.vat_category, vat_rate=domain.plain_number(line.vat_rate),
+            credit_reason=line.credit_reason) for line in lines],
+        tax_lines=[models.TaxLine(vat_category=tax.vat_category, vat_rate=domain.plain_number(tax.vat_rate),
+                                  base=minor(tax.base), tax=minor(tax.tax)) for tax in taxes],
+        corrected_by=[_ref(doc) for doc in corrections],
+        open_item=open_item(item, assigned.get(row.document_id, [])) if item else None)

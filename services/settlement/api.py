@@ -1,0 +1,90 @@
+"""Settlement's HTTP API for the portal and operators: cancel billed orders.
+`uvicorn services.settlement.api:app` or `python -m services.settlement.api` (port
+SETTLEMENT_API_PORT, default 8092); OpenAPI at /docs and /openapi.json.
+
+The same use case as `python -m services.settlement.admin cancel-order`, in one transaction of
+settlement's database with its receivables.posted in the outbox; the settlement worker's relay
+publishes it, and invoicing makes the credit note of it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from typing import AsyncIterator
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from services.settlement import handlers
+from services.settlement.admin import operate
+from services.settlement.settings import SettlementSettings
+from shared import health, metrics
+from shared.db import Database, migrate
+from shared.errors import Rejected
+from shared.events import ReceivablesPosted
+from shared.health import Readiness, database_reachable, schema_at_head
+from shared.logs import configure_logging
+
+
+class OrderCancellation(BaseModel):
+    billable_item_ids: list[uuid.UUID] = Field(min_length=1, max_length=1000,
+                                               description="The billed items (one-time purchases) of the orders.")
+
+
+class CreditRun(BaseModel):
+    """A credit run posted: its credit memos are on the ledger; its credit note follows from invoicing."""
+
+    settlement_run_id: uuid.UUID
+    contract_id: str
+    credit_total: str
+    currency: str
+
+
+class Problem(BaseModel):
+    detail: str
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    configure_logging()
+    settings = SettlementSettings()
+    await migrate("settlement", settings.database_url)
+    app.state.database = database = Database(settings.database_url)
+    app.state.readiness = Readiness({"database": database_reachable(database.engine),
+                                     "migrations": schema_at_head("settlement", database.engine)})
+    try:
+        yield
+    finally:
+        await database.dispose()
+
+
+app = FastAPI(title="Settlement", version="1", lifespan=lifespan,
+              description="Credits on billed items: cancelled orders.")
+app.include_router(health.router)
+app.include_router(metrics.router)
+
+
+@app.exception_handler(Rejected)
+async def _rejected(request: Request, error: Rejected) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=422)
+
+
+@app.post("/orders/cancellations", response_model=list[CreditRun],
+          responses={422: {"model": Problem, "description": "an item not billed, unknown or credited in full"}})
+async def cancel_orders(cancellation: OrderCancellation, request: Request) -> list[CreditRun]:
+    """Credit each billed item in full (what earlier credits left of it), a credit run per contract.
+    Items cancelled before are left as they are, so sending the same request again posts nothing."""
+    outgoing = await operate(request.app.state.database, handlers.cancel_order, cancellation.billable_item_ids,
+                             datetime.now(UTC))
+    runs = [message.event for message in outgoing if isinstance(message.event, ReceivablesPosted)]
+    return [CreditRun(settlement_run_id=run.settlement_run_id, contract_id=run.contract_id,
+                      credit_total=format(run.credit_total, "f"), currency=run.currency) for run in runs]
+
+
+if __name__ == "__main__":
+    settings = SettlementSettings()
+    uvicorn.run(app, host=settings.api_host, port=settings.api_port)
