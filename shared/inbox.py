@@ -5,7 +5,8 @@ Applying a poll of messages (`Consumer.consume_batch`; a single message is a bat
   2. in ONE database transaction: claim the event ids in the inbox (already there: a duplicate,
      dropped), apply the service's use case to the new events, write the events it emits to the
      outbox, and record the events it cannot apply yet as parked;
-  3. return, after which FastStream commits the offsets (AckPolicy.NACK_ON_ERROR).
+  3. return, after which the offsets are committed behind it (shared.offsets); a batch that
+     fails is nacked: rewound and redelivered.
 A crash before 2 commits leaves no trace and the messages are redelivered; a crash after it makes
 the redelivery a no-op thanks to the inbox. Offsets are never committed before the effect is
 durable. What a use case does with each event is one of three outcomes:

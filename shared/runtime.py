@@ -23,6 +23,7 @@ from shared.health import Readiness, broker_reachable, database_reachable, schem
 from shared.http import OperationsEndpoint
 from shared.inbox import Apply, ApplyBatch, BatchOutcome, Consumer, ParkedRedrive, each_in_savepoint
 from shared.logs import configure_logging
+from shared.offsets import OffsetsBehind
 from shared.outbox import OutboxRelay, Outgoing
 from shared.settings import KafkaSettings, ServiceSettings
 
@@ -45,11 +46,12 @@ def create_broker(settings: KafkaSettings, client_id: str) -> KafkaBroker:
 
 
 def consumer_options(group_id: str, settings: KafkaSettings) -> dict[str, Any]:
-    """Subscriber options for a pipeline consumer: commit only after the handler succeeded."""
+    """Subscriber options for a pipeline consumer. Acknowledged by hand: a failed batch is nacked
+    (rewound and redelivered), an applied one's offsets committed behind it (shared.offsets)."""
     return {
         "group_id": group_id,
         "auto_offset_reset": "earliest",
-        "ack_policy": AckPolicy.NACK_ON_ERROR,
+        "ack_policy": AckPolicy.MANUAL,
         "session_timeout_ms": settings.session_timeout_ms,
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
         "fetch_max_wait_ms": settings.fetch_max_wait_ms,
@@ -78,6 +80,7 @@ class ServiceRuntime:
     # The topics this service emits to (besides dead letters); checked on every emit.
     publishes: frozenset[str]
     subscriptions: list[Subscription] = field(default_factory=list)
+    offsets: list[OffsetsBehind] = field(default_factory=list)
 
     @classmethod
     def create(
@@ -113,8 +116,16 @@ class ServiceRuntime:
                             self.settings, committed)
         self.parked.consumers.append(consumer)
 
+        offsets = OffsetsBehind(consumer.log)
+        self.offsets.append(offsets)
+
         async def handle(message: KafkaMessage) -> None:
-            await consumer.consume_batch(message.raw_message)
+            try:
+                await consumer.consume_batch(message.raw_message)
+            except BaseException:
+                await message.nack()
+                raise
+            offsets.applied(message.consumer, message.raw_message)
 
         self.broker.subscriber(
             topic, **consumer_options(consumer.name, self.kafka), batch=True, decoder=_undecoded,
@@ -143,6 +154,8 @@ class ServiceRuntime:
 
         @app.on_shutdown
         async def _stop() -> None:
+            for offsets in self.offsets:
+                await offsets.flush()
             await self.parked.loop.stop()
             await self.relay.stop()
             await self.database.dispose()
