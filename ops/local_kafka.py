@@ -44,15 +44,26 @@ def broker_jars() -> Path:
     return KAFKA.jars()
 
 
-def server_properties(log_dir: Path, port: int, controller_port: int) -> str:
+# A second listener that takes SASL/SCRAM-SHA-512 with this user only (created when the log is
+# formatted), so that the clients' SASL settings are tested against a real broker. Local use only.
+SCRAM_USER = "billing"
+SCRAM_PASSWORD = "local-scram-password"
+
+
+def server_properties(log_dir: Path, port: int, controller_port: int, scram_port: int) -> str:
     return "\n".join([
         "process.roles=broker,controller",
         "node.id=1",
         f"controller.quorum.bootstrap.servers=127.0.0.1:{controller_port}",
-        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port}",
+        f"listeners=PLAINTEXT://127.0.0.1:{port},CONTROLLER://127.0.0.1:{controller_port},"
+        f"SCRAM://127.0.0.1:{scram_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{port},SCRAM://127.0.0.1:{scram_port}",
         "controller.listener.names=CONTROLLER",
-        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,SCRAM:SASL_PLAINTEXT",
+        "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "listener.name.scram.scram-sha-512.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;",
         f"log.dirs={log_dir}",
         # One node: every internal topic has one replica.
         "offsets.topic.replication.factor=1",
@@ -76,8 +87,17 @@ def server_properties(log_dir: Path, port: int, controller_port: int) -> str:
 
 def _controller_port(properties_file: Path) -> int:
     """The controller's port, kept across restarts: the formatted log names it as the one voter."""
+    return _kept_port(properties_file, r"^controller\.quorum\.bootstrap\.servers=.*:(\d+)$")
+
+
+def scram_port(root: Path) -> int:
+    """The SASL/SCRAM listener's port of the node under root/kafka, kept across restarts."""
+    return _kept_port(root / "kafka" / "server.properties", r"SCRAM://127\.0\.0\.1:(\d+)$")
+
+
+def _kept_port(properties_file: Path, pattern: str) -> int:
     if properties_file.exists():
-        found = re.search(r"^controller\.quorum\.bootstrap\.servers=.*:(\d+)$", properties_file.read_text(), re.M)
+        found = re.search(pattern, properties_file.read_text(), re.M)
         if found:
             return int(found.group(1))
     return free_port()
@@ -103,10 +123,11 @@ def start(root: Path, port: int, timeout_s: float = 180.0) -> int:
     log_dir = home / "log"
     home.mkdir(parents=True, exist_ok=True)
     properties_file = home / "server.properties"
-    properties_file.write_text(server_properties(log_dir, port, _controller_port(properties_file)))
+    properties_file.write_text(server_properties(log_dir, port, _controller_port(properties_file), scram_port(root)))
     if not (log_dir / "meta.properties").exists():
         subprocess.run(_java(jars, "kafka.tools.StorageTool", "format", "--standalone",
-                             "--cluster-id", cluster_id(), "--config", str(properties_file)),
+                             "--cluster-id", cluster_id(), "--config", str(properties_file),
+                             "--add-scram", f"SCRAM-SHA-512=[name={SCRAM_USER},password={SCRAM_PASSWORD}]"),
                        check=True, capture_output=True)
     broker_log = root / "broker.log"
     started_at = broker_log.stat().st_size if broker_log.exists() else 0

@@ -15,6 +15,7 @@ from ops.stack import database_urls
 from shared import topics
 from shared.db import Database, messaging_tables
 from shared.events import DeadLetter
+from shared.settings import kafka_client
 
 E = TypeVar("E", bound=BaseModel)
 
@@ -27,7 +28,7 @@ async def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 6
     group; raises TimeoutError rather than return part of them."""
     # Without a group nothing is committed, so an assigned partition starts at auto_offset_reset.
     # (Not seek_to_beginning() after assign(): the reset that assign() starts may land after it.)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**kafka_client(bootstrap_servers), enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
@@ -50,7 +51,7 @@ async def read_topic(bootstrap_servers: str, topic: str, *, timeout_s: float = 6
 async def topic_partitions(bootstrap_servers: str, topic: str) -> list[TopicPartition]:
     """Asked of the broker: a consumer that subscribed to nothing has no topic's metadata on Apache
     Kafka (Tansu sends every topic's unasked)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_client(bootstrap_servers))
     await admin.start()
     try:
         described = await admin.describe_topics([topic])

@@ -115,6 +115,8 @@ class LocalStack:
             "postgres_socket_dir": socket_dir,
             "postgres_data_dir": str(self.root / "pg"),
         }
+        if broker == "kafka":
+            state["scram_bootstrap_servers"] = f"127.0.0.1:{local_kafka.scram_port(self.root)}"
         self._write_state(state)
         return state
 
@@ -252,7 +254,7 @@ def topic_configs(settings: KafkaSettings) -> dict[str, str]:
 
 async def create_topics(settings: KafkaSettings) -> list[str]:
     """Create every pipeline topic that does not exist yet; returns the ones it created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**settings.client_options())
     await admin.start()
     try:
         existing = set(await admin.list_topics())

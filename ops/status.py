@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from ops.observe import MESSAGING, Databases, dead_letters, topic_partitions
 from shared.backlog import Backlog, committed_lag, read_backlog
-from shared.settings import KafkaSettings
+from shared.settings import KafkaSettings, kafka_client
 
 
 @dataclass
@@ -101,7 +101,7 @@ def stage_subscriptions() -> dict[str, list[tuple[str, str]]]:
 
 
 async def _group_lag(bootstrap_servers: str, group: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka_client(bootstrap_servers), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = await topic_partitions(bootstrap_servers, topic)
@@ -111,7 +111,7 @@ async def _group_lag(bootstrap_servers: str, group: str, topic: str) -> dict[int
 
 
 async def _members(bootstrap_servers: str, groups: list[str]) -> dict[str, int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka_client(bootstrap_servers))
     await admin.start()
     try:
         # One group per request: the local broker answers a request for several in a shape aiokafka cannot read.

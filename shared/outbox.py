@@ -104,7 +104,7 @@ class OutboxRelay:
         if self._producer is None:
             # Idempotent where the broker has it: a send retried after a lost acknowledgement is not
             # written twice. A batch resent after a crash still is; the consumers' inboxes drop that.
-            producer = AIOKafkaProducer(bootstrap_servers=self.kafka.bootstrap_servers, client_id=self.client_id,
+            producer = AIOKafkaProducer(**self.kafka.client_options(), client_id=self.client_id,
                                         acks="all", enable_idempotence=self.kafka.idempotent_producer, linger_ms=2)
             await producer.start()
             self._producer = producer

@@ -39,6 +39,7 @@ def create_broker(settings: KafkaSettings, client_id: str) -> KafkaBroker:
     return KafkaBroker(
         settings.bootstrap_servers,
         client_id=client_id,
+        security=settings.broker_security(),
         acks="all",
         enable_idempotence=False,
         graceful_timeout=15.0,

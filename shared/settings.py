@@ -2,17 +2,22 @@
 
 Nothing configured: every service talks to the local stack under $BILLING_STACK_DIR (default
 `.stack` in the working directory). In production set BILLING_KAFKA_BOOTSTRAP_SERVERS and each
-service's <SERVICE>_DATABASE_URL.
+service's <SERVICE>_DATABASE_URL. Kafka over TLS and SASL/SCRAM: BILLING_KAFKA_SECURITY_PROTOCOL and
+the settings beside it (README, "Production settings"); PostgreSQL over TLS: `?ssl=verify-full` on
+the database URLs (asyncpg), with the CA in PGSSLROOTCERT.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import ssl
+from enum import StrEnum
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from pydantic import field_validator, model_validator
+from faststream.security import BaseSecurity, SASLScram256, SASLScram512
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from shared.periods import time_zone
@@ -45,8 +50,23 @@ BROKER_DEFAULTS: dict[str, dict[str, object]] = {
 }
 
 
+class SecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class ScramMechanism(StrEnum):
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
 class KafkaSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="BILLING_KAFKA_")
+    # The SASL password may come from a file BILLING_KAFKA_SASL_PASSWORD in BILLING_SECRETS_DIR (a mounted
+    # secret) instead of the environment; it is a SecretStr, so never printed or logged.
+    model_config = SettingsConfigDict(env_prefix="BILLING_KAFKA_", secrets_dir=os.environ.get("BILLING_SECRETS_DIR"),
+                                      hide_input_in_errors=True)
 
     bootstrap_servers: str = ""
     partitions: int = 4
@@ -61,6 +81,59 @@ class KafkaSettings(BaseSettings):
     # partition's sends in order (default: by broker). Exactly-once effects do not depend on it:
     # the inboxes drop what arrives twice.
     idempotent_producer: bool | None = None
+    # Production: SASL_SSL with SCRAM (the local stack is PLAINTEXT). ssl_cafile is the CA that
+    # signed the brokers' certificates (default: the system's); certfile and keyfile for mutual TLS.
+    security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    sasl_mechanism: ScramMechanism = ScramMechanism.SCRAM_SHA_512
+    sasl_username: str = ""
+    sasl_password: SecretStr = SecretStr("")
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> KafkaSettings:
+        if self.uses_sasl and not (self.sasl_username and self.sasl_password.get_secret_value()):
+            raise ValueError(f"BILLING_KAFKA_SECURITY_PROTOCOL={self.security_protocol} needs "
+                             "BILLING_KAFKA_SASL_USERNAME and BILLING_KAFKA_SASL_PASSWORD")
+        return self
+
+    @property
+    def uses_sasl(self) -> bool:
+        return self.security_protocol in (SecurityProtocol.SASL_PLAINTEXT, SecurityProtocol.SASL_SSL)
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.security_protocol in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL)
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.uses_tls:
+            return None
+        context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        if self.ssl_certfile:
+            context.load_cert_chain(self.ssl_certfile, self.ssl_keyfile)
+        return context
+
+    def client_options(self) -> dict[str, Any]:
+        """What every aiokafka client (producer, consumer, admin) is created with besides its own options."""
+        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers,
+                                   "security_protocol": self.security_protocol.value}
+        if self.uses_tls:
+            options["ssl_context"] = self.ssl_context()
+        if self.uses_sasl:
+            options.update(sasl_mechanism=self.sasl_mechanism.value, sasl_plain_username=self.sasl_username,
+                           sasl_plain_password=self.sasl_password.get_secret_value())
+        return options
+
+    def broker_security(self) -> BaseSecurity | None:
+        """The same for FastStream's KafkaBroker."""
+        if self.uses_sasl:
+            scram = SASLScram512 if self.sasl_mechanism is ScramMechanism.SCRAM_SHA_512 else SASLScram256
+            return scram(self.sasl_username, self.sasl_password.get_secret_value(), ssl_context=self.ssl_context(),
+                         use_ssl=self.uses_tls)
+        if self.uses_tls:
+            return BaseSecurity(ssl_context=self.ssl_context(), use_ssl=True)
+        return None
 
     @model_validator(mode="after")
     def _default_to_local_stack(self) -> KafkaSettings:
@@ -73,6 +146,12 @@ class KafkaSettings(BaseSettings):
             if getattr(self, name) is None:
                 setattr(self, name, value)
         return self
+
+
+def kafka_client(bootstrap_servers: str) -> dict[str, Any]:
+    """Options for an operator tool's aiokafka client of `bootstrap_servers`, with the TLS and SASL
+    settings of the environment."""
+    return KafkaSettings(bootstrap_servers=bootstrap_servers).client_options()
 
 
 class SellerSettings(BaseSettings):
