@@ -43,6 +43,7 @@ from services.payments.providers.stripe import StripeScheme
 from services.payments.settings import PaymentsSettings
 from services.payments.webhooks import GenericScheme, ProviderWebhook
 from shared import health, metrics
+from shared.http import SecurityHeaders
 from shared.db import Database, migrate
 from shared.events import PaymentKind, PaymentStatus
 from shared.health import Readiness, database_reachable, schema_at_head
@@ -91,6 +92,7 @@ app = FastAPI(
     summary="Signed payment-provider webhooks in, payments.received events out.",
     lifespan=lifespan,
 )
+app.add_middleware(SecurityHeaders)
 app.include_router(health.router)
 app.include_router(metrics.router)
 app.include_router(operations.router)

@@ -17,6 +17,7 @@ from services.portal.domain import ActionRefused
 from services.portal.reads import Sources
 from services.portal.settings import PortalSettings
 from shared import health, metrics
+from shared.http import SecurityHeaders
 from shared.health import Readiness, broker_reachable, database_reachable
 from shared.logs import configure_logging
 from shared.runtime import create_broker
@@ -51,6 +52,7 @@ app = FastAPI(
     summary="A customer's billing data from the services' own stores, and the quick actions billing users take.",
     lifespan=lifespan,
 )
+app.add_middleware(SecurityHeaders)
 app.include_router(api.router)
 app.include_router(web.router)
 app.include_router(health.router)

@@ -26,6 +26,7 @@ from services.rating.handlers import NotFound
 from services.rating.settings import RatingSettings
 from services.rating.specs import CancellationSpec, ContractSpec, PurchaseSpec
 from shared import health, metrics
+from shared.http import SecurityHeaders
 from shared.db import Database, migrate
 from shared.errors import Rejected
 from shared.events import Amount, Currency, Identifier, Quantity, RatedItem
@@ -135,6 +136,7 @@ def create_app(database: Database | None = None) -> FastAPI:
                   description="Contracts, their items and purchases; estimates of unbilled periods.")
     if database is not None:
         serve(api, database)
+    api.add_middleware(SecurityHeaders)
     api.include_router(health.router)
     api.include_router(metrics.router)
 

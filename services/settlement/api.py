@@ -23,6 +23,7 @@ from services.settlement import handlers
 from services.settlement.admin import operate
 from services.settlement.settings import SettlementSettings
 from shared import health, metrics
+from shared.http import SecurityHeaders
 from shared.db import Database, migrate
 from shared.errors import Rejected
 from shared.events import ReceivablesPosted
@@ -64,6 +65,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 app = FastAPI(title="Settlement", version="1", lifespan=lifespan,
               description="Credits on billed items: cancelled orders.")
+app.add_middleware(SecurityHeaders)
 app.include_router(health.router)
 app.include_router(metrics.router)
 

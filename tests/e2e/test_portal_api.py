@@ -209,3 +209,14 @@ async def test_purchases_and_cancellations_are_asked_of_ratings_api(billed_custo
                     customer, CancellationRequest(contract_ids=[api], ends_on=date(2026, 12, 31)))
     finally:
         await sources.dispose()
+
+
+async def test_every_answer_carries_the_security_headers_and_pages_a_content_security_policy(portal_url):
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
+        page = await client.get("/customers")
+        api = await client.get("/openapi.json")
+    assert page.status_code == 200
+    assert page.headers["x-frame-options"] == "DENY" and page.headers["x-content-type-options"] == "nosniff"
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy and "unsafe-inline" not in policy
+    assert api.headers["x-frame-options"] == "DENY"

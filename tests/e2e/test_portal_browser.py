@@ -33,8 +33,14 @@ async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bro
         context = await playwright.chromium.launch_persistent_context(
             tmp_path_factory.mktemp("chromium-profile"), executable_path=CHROMIUM, headless=True,
             args=CHROMIUM_FLAGS, viewport={"width": 1400, "height": 1000})
+        # The portal's content security policy allows its own scripts and styles only: whatever the
+        # pages do in these tests, Chromium must have refused nothing of theirs.
+        refused: list[str] = []
+        context.on("page", lambda page: page.on("console", lambda message: refused.append(message.text)
+                                                if "Content Security Policy" in message.text else None))
         yield context
         await context.close()
+        assert refused == []
 
 
 async def reload_until(page: Page, cell_text: str, cells: str, what: str) -> None:
