@@ -37,6 +37,8 @@ from sqlalchemy import func, select
 
 from ops.benchmark_period import one_big_period
 from ops.observe import Databases, wait_until
+from ops.reconcile import examine
+from ops.status import group_lag, stage_subscriptions
 from ops.stack import LocalStack, chosen_broker, create_topics, describe_broker, free_port
 from ops.workers import Workers
 from services.invoicing.tables import documents
@@ -98,6 +100,7 @@ TARGETS = {
     "latency after burst p99": Target("< 1,000 ms", lambda value: value < 1_000),
     "billing run": Target("< 60 s", lambda value: value < 60),  # over BILLING_RUN_TARGET_CONTRACTS
     "peak rss": Target("< 200 MB per worker", lambda value: value < 200),
+    "reconcile": Target("0 differences", lambda value: value == 0),
 }
 
 
@@ -323,10 +326,15 @@ async def sustained_rate(databases: Databases, service: str, table, target: int,
     return (target - first) / (time.perf_counter() - started)
 
 
-async def _idle(databases: Databases) -> bool:
-    """Every document has reached payments and settlement, rating's period close has looked at
-    every contract loaded, and no outbox holds anything: a latency figure then measures the path
-    of an event, not a backlog left by the stages before."""
+async def _idle(databases: Databases, kafka: KafkaSettings) -> bool:
+    """Every consumer group has consumed its topic to the end, every document has reached payments
+    and settlement, rating's period close has looked at every contract loaded, and no outbox holds
+    anything: a latency figure then measures the path of an event, not a backlog left by the
+    stages before (invoicing still rendering the last run's e-invoices, say)."""
+    for groups in stage_subscriptions().values():
+        for group, topic in groups:
+            if any((await group_lag(kafka.bootstrap_servers, group, topic)).values()):
+                return False
     docs = await count(databases, "invoicing", documents)
     inbox = settlement_messaging.inbox
     taxed = await databases.count("settlement", select(func.count()).select_from(inbox)
@@ -419,7 +427,7 @@ async def run(config: BenchmarkConfig, root: Path) -> Results:
 
         print(f"latency usage.recorded -> items.rated at {config.latency_rate:,} ev/s offered")
         workers.start("payments")
-        await wait_until(lambda: _idle(databases), timeout_s=1800, what="the billing runs' backlog to drain")
+        await wait_until(lambda: _idle(databases, kafka), timeout_s=1800, what="the billing runs' backlog to drain")
         add_latency(results, await measure_latency(kafka, specs, config, "latency"), "latency")
         record_rss(workers, results)
 
@@ -442,6 +450,18 @@ async def run(config: BenchmarkConfig, root: Path) -> Results:
             print(f"one contract, {config.period_events:,} usage events in one period, to its invoice")
             await one_big_period(kafka, databases, config.period_events, produce, results.add)
             record_rss(workers, results)
+
+        # Everything above went through the real pipeline: the four services must agree on every
+        # contract's money, as `billing reconcile` checks it, once the last documents are booked.
+        print("billing reconcile over every contract")
+        await wait_until(lambda: _idle(databases, kafka), timeout_s=1800, what="the last documents to be booked")
+        reconciliation = await examine(databases, kafka.bootstrap_servers)
+        differences = reconciliation.differences()
+        results.add("billing reconcile: every contract", f"{len(reconciliation.per_contract):,} contracts, "
+                    f"{len(differences)} difference(s)", key="reconcile", number=len(differences),
+                    unit="differences")
+        for line in differences[:20]:
+            print(f"  {line}")
 
         # Last: after a `--workers 2` process stops, the local broker (Tansu) may never let its
         # consumer group be joined again, so nothing may come after this stage.

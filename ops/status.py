@@ -100,7 +100,7 @@ def stage_subscriptions() -> dict[str, list[tuple[str, str]]]:
             for runtime in (rating, settlement, invoicing, payments)}
 
 
-async def _group_lag(bootstrap_servers: str, group: str, topic: str) -> dict[int, int]:
+async def group_lag(bootstrap_servers: str, group: str, topic: str) -> dict[int, int]:
     consumer = AIOKafkaConsumer(**kafka_client(bootstrap_servers), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
@@ -129,7 +129,7 @@ async def gather_status(kafka: KafkaSettings, databases: Databases) -> Status:
     status = Status()
     for stage, subscriptions in stages.items():
         groups = [GroupStatus(group, topic, members.get(group, 0),
-                              await _group_lag(kafka.bootstrap_servers, group, topic))
+                              await group_lag(kafka.bootstrap_servers, group, topic))
                   for group, topic in subscriptions]
         status.stages.append(StageStatus(stage, groups, await read_backlog(databases[stage], MESSAGING),
                                          sum(letters[group] for group, _ in subscriptions)))
