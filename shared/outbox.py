@@ -18,10 +18,10 @@ from typing import Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, UnknownProducerId
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from shared.db import Database, MessagingTables, advisory_lock_key
+from shared.db import Database, MessagingTables, advisory_lock_key, copy_rows
 from shared.events import Message, encode_event
 from shared.loop import BackgroundLoop
 from shared.settings import KafkaSettings, ServiceSettings
@@ -36,18 +36,10 @@ class Outgoing:
 async def write_outbox(session: AsyncSession, tables: MessagingTables, outgoing: Sequence[Outgoing]) -> None:
     if not outgoing:
         return
-    await session.execute(
-        insert(tables.outbox),
-        [
-            {
-                "event_id": message.event.event_id,
-                "topic": message.topic,
-                "key": message.event.key,
-                "payload": encode_event(message.event),
-            }
-            for message in outgoing
-        ],
-    )
+    # COPY: a consumer's batch writes a row per event it emits, often hundreds.
+    await copy_rows(session, tables.outbox, ("event_id", "topic", "key", "payload"), [
+        (message.event.event_id, message.topic, message.event.key, encode_event(message.event))
+        for message in outgoing])
 
 
 # What the broker answers an idempotent producer whose sequence numbers are out of step with its
