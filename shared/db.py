@@ -22,10 +22,14 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Select,
     Uuid,
+    bindparam,
     func,
+    select,
     text,
 )
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -51,6 +55,15 @@ async def copy_rows(session: AsyncSession, table: Table, columns: Sequence[str],
     for the one row per event of a hot path, several times faster than a multi-row INSERT."""
     connection = await (await session.connection()).get_raw_connection()
     await connection.driver_connection.copy_records_to_table(table.name, columns=list(columns), records=rows)
+
+
+def unnested(table: Table, columns: Sequence[str], rows: Sequence[tuple]) -> Select:
+    """The rows as a SELECT of one array parameter per column (unnest in lockstep): one statement
+    with as many parameters as columns however many rows, where SQLAlchemy would otherwise build
+    and send parameters per row (an upsert's or a lookup's batch; plain inserts use `copy_rows`)."""
+    return select(*(func.unnest(bindparam(f"{name}_values", [row[index] for row in rows],
+                                          type_=ARRAY(table.c[name].type))).label(name)
+                    for index, name in enumerate(columns)))
 
 
 class MessagingTables(NamedTuple):

@@ -35,7 +35,7 @@ from services.rating.tables import (
     period_usage,
     rated_usage,
 )
-from shared.db import copy_rows
+from shared.db import copy_rows, unnested
 from shared.events import BillingCycle, ContractStatus, CustomerProfile
 from shared.periods import Period
 
@@ -203,6 +203,9 @@ async def mark_closed(session: AsyncSession, contract_id: str, closed_through: d
     )
 
 
+STATE_KEY_COLUMNS = ("contract_id", "item_code", "period_start")
+
+
 async def lock_period_usage(session: AsyncSession, keys: Iterable[StateKey]) -> dict[StateKey, PeriodUsage]:
     """The cumulative states of `keys`, locked in key order so that concurrent workers never deadlock."""
     ordered = sorted(set(keys))
@@ -212,7 +215,7 @@ async def lock_period_usage(session: AsyncSession, keys: Iterable[StateKey]) -> 
         await session.execute(
             select(period_usage)
             .where(tuple_(period_usage.c.contract_id, period_usage.c.item_code, period_usage.c.period_start)
-                   .in_(ordered))
+                   .in_(unnested(period_usage, STATE_KEY_COLUMNS, ordered)))
             .order_by(period_usage.c.contract_id, period_usage.c.item_code, period_usage.c.period_start)
             .with_for_update()
         )
@@ -225,16 +228,15 @@ async def save_period_usage(session: AsyncSession, states: Mapping[StateKey, tup
     """Write the new cumulative states (with each period's end) in one statement."""
     if not states:
         return
-    statement = insert(period_usage)
+    columns = (*STATE_KEY_COLUMNS, "period_end", "quantity", "net", "discount")
+    statement = insert(period_usage).from_select(columns, unnested(period_usage, columns, [
+        (*key, period_end, state.quantity, state.net, state.discount)
+        for key, (state, period_end) in sorted(states.items())]))
     await session.execute(statement.on_conflict_do_update(
-        index_elements=["contract_id", "item_code", "period_start"],
+        index_elements=list(STATE_KEY_COLUMNS),
         set_={"quantity": statement.excluded.quantity, "net": statement.excluded.net,
               "discount": statement.excluded.discount},
-    ), [
-        {"contract_id": contract_id, "item_code": item_code, "period_start": period_start, "period_end": period_end,
-         "quantity": state.quantity, "net": state.net, "discount": state.discount}
-        for (contract_id, item_code, period_start), (state, period_end) in sorted(states.items())
-    ])
+    ))
 
 
 async def lock_meters(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], MeterState]:
