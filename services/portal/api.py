@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -128,6 +129,20 @@ async def billing_schedule(customer_id: str, contract_id: str, sources: SourcesD
     nets = await estimates.for_schedule(request.app.state.actions.rating_api, contract_id, query)
     found = await details.billing_schedule(sources, customer_id, contract_id, query, nets)
     assert found is not None  # the contract is the customer's (above)
+    return found
+
+
+@router.get("/customers/{customer_id}/contracts/{contract_id}/schedule/{item_code}/{period_start}",
+            tags=["billing data"])
+async def schedule_line(customer_id: str, contract_id: str, item_code: str, period_start: date, sources: SourcesDep,
+                        query: Annotated[q.LineUsageQuery, Query()]) -> models.ScheduleLine:
+    """A billing schedule row's billing detail ("View billing detail"): the row, its price detail per band
+    (from, to, unit price, quantity, net) and the usage events billed in it, `limit` at a time in the order
+    they were used (pass `next` as `after` for the next page)."""
+    found = await details.schedule_line(sources, customer_id, contract_id, item_code, period_start, query)
+    if found is None:
+        raise HTTPException(404, f"customer {customer_id}'s contract {contract_id} has no item {item_code} "
+                                 f"with a billing period beginning {period_start}")
     return found
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -115,6 +117,39 @@ class ScheduleQuery(ListQuery):
         if (self.estimate_item is None) != (self.estimate_quantity is None):
             raise ValueError("an estimate needs both estimate_item and estimate_quantity")
         return self
+
+
+class LineUsageQuery(BaseModel):
+    """A page of the usage events behind a schedule row: keyset-paged (follow `next`), as a row can
+    stand for millions of events."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(25, ge=1, le=MAX_PAGE_SIZE, description="Events per page.")
+    after: str | None = Field(None, max_length=100, description="The `next` of the page before; none: the first page.")
+
+    @property
+    def cursor(self) -> tuple[datetime, uuid.UUID] | None:
+        return None if self.after is None else parse_cursor(self.after)
+
+    @model_validator(mode="after")
+    def _a_cursor_the_api_gave_out(self) -> LineUsageQuery:
+        if self.after is not None:
+            parse_cursor(self.after)
+        return self
+
+
+def usage_cursor(occurred_at: datetime, event_id: uuid.UUID) -> str:
+    """The cursor after an event: its instant and id, the order events are listed in."""
+    return f"{occurred_at.isoformat()}|{event_id}"
+
+
+def parse_cursor(text: str) -> tuple[datetime, uuid.UUID]:
+    occurred_at, _, event_id = text.partition("|")
+    try:
+        return datetime.fromisoformat(occurred_at), uuid.UUID(event_id)
+    except ValueError:
+        raise ValueError(f"after={text!r} is not a cursor this API gave out") from None
 
 
 class OrderQuery(PeriodQuery):

@@ -194,6 +194,25 @@ async def test_a_contracts_details_its_billing_schedule_ledger_and_invoice(brows
         await expect(row.locator("td[data-col='billed']")).to_have_text("yes")
         await expect(row.locator("td[data-col='invoice'] a")).to_have_text(number)
 
+    # The API calls row's billing detail: the bands after the 100 free units, and the usage event behind it.
+    await api_calls.get_by_role("link", name="View billing detail").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Billing detail: API calls (api-calls), 2026-11-01 – 2026-11-30")
+    line = page.get_by_test_id("line-header")
+    await expect(line.locator("[data-fact='billable']")).to_have_text("2500")
+    await expect(line.locator("[data-fact='net']")).to_have_text("35.00 EUR")
+    await expect(line.locator("[data-fact='invoice'] a")).to_have_text(number)
+    bands = page.locator("#price-detail tbody tr")
+    await expect(bands.locator("td[data-col='to_quantity']")).to_have_text(["1000", "∞"])
+    await expect(bands.locator("td[data-col='quantity']")).to_have_text(["1000", "1500"])
+    await expect(bands.locator("td[data-col='net']")).to_have_text(["20.00 EUR", "15.00 EUR"])  # x 0.02, x 0.01
+    events = page.locator("#usage tbody tr")
+    await expect(events.locator("td[data-col='quantity']")).to_have_text(["2600"])
+    await expect(events.locator("td[data-col='occurred_at']")).to_have_text(["2026-11-12T09:30:00+00:00"])
+    await expect(page.get_by_role("link", name=f"Contract {contract}")).to_be_visible()
+    await page.go_back()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(f"Contract {contract}")
+
     # The contract's ledger: receivables, then the invoice's VAT (158.40 x 19 % = 30.096 -> 30.10).
     ledger = page.locator("#ledger table[data-columns='ledger'] tbody tr")
     await expect(ledger.locator("td[data-col='balance']")).to_have_text(["158.40 EUR", "188.50 EUR"])

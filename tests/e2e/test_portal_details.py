@@ -126,6 +126,54 @@ async def test_an_estimate_is_applied_to_the_unbilled_current_and_future_periods
     assert unknown.status_code == 422 and "fax" in unknown.json()["detail"]
 
 
+async def test_a_schedule_rows_billing_detail_has_its_price_bands_and_usage_events(invoiced_contract):
+    client, base, contract, number = invoiced_contract
+    calls = (await client.get(f"{base}/contracts/{contract}/schedule/api-calls/2026-11-01")).json()
+    assert (calls["row"]["consumed"], calls["row"]["free"], calls["row"]["billable"], calls["row"]["net"],
+            [i["number"] for i in calls["row"]["invoices"]]) == ("2600", "100", "2500", "35.00", [number])
+    # 100 free, then the bands: 1000 x 0.02 = 20.00 and 1500 x 0.01 = 15.00
+    assert [(b["from_quantity"], b["to_quantity"], b["unit_price"], b["quantity"], b["net"])
+            for b in calls["price_detail"]] == [("0", "1000", "0.02", "1000", "20.00"),
+                                                ("1000", None, "0.01", "1500", "15.00")]
+    assert [(e["occurred_at"], e["quantity"], e["meter_reading"]) for e in calls["usage"]] == [
+        ("2026-11-12T09:30:00Z", "2600", None)]
+    assert calls["next"] is None
+    storage = (await client.get(f"{base}/contracts/{contract}/schedule/storage/2026-11-01")).json()
+    assert [(b["from_quantity"], b["to_quantity"], b["unit_price"], b["quantity"], b["net"])
+            for b in storage["price_detail"]] == [(None, None, "0.1", "1234", "123.40")]  # per unit: 1234 x 0.10
+    october = (await client.get(f"{base}/contracts/{contract}/schedule/storage/2026-10-01")).json()
+    assert (october["row"]["status"], october["price_detail"], october["usage"]) == ("nothing rated", [], [])
+
+    for unknown in ("storage/2026-11-15", "fax/2026-11-01", "storage/2025-12-01"):
+        assert (await client.get(f"{base}/contracts/{contract}/schedule/{unknown}")).status_code == 404, unknown
+    assert (await client.get(f"/api/customers/NOBODY/contracts/{contract}/schedule/storage/2026-11-01")
+            ).status_code == 404
+    unreadable = await client.get(f"{base}/contracts/{contract}/schedule/storage/2026-11-01", params={"after": "x"})
+    assert unreadable.status_code == 422
+
+
+async def test_a_schedule_rows_usage_events_are_paged_on_the_server(databases, broker, portal_url):
+    contract = new_contract_id("portal-line-usage")
+    customer = f"CUST-{contract}"
+    await given_priced_contract(databases, contract, customer)
+    await publish_usage(broker, *(usage(contract, "storage", quantity, day=day)
+                                  for quantity, day in [("100", 3), ("200", 5), ("300", 7)]))
+    path = f"/api/customers/{customer}/contracts/{contract}/schedule/storage/2026-11-01"
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
+
+        async def all_rated() -> bool:
+            return (await client.get(path)).json()["row"]["consumed"] == "600"
+
+        await wait_until(all_rated, timeout_s=DEADLINE_S, what="the three usage events rated")
+        first = (await client.get(path, params={"limit": 2})).json()
+        assert [(e["occurred_at"][:10], e["quantity"]) for e in first["usage"]] == [("2026-11-03", "100"),
+                                                                                   ("2026-11-05", "200")]
+        assert first["row"]["net"] == "60.00"  # 600 x 0.10
+        second = (await client.get(path, params={"limit": 2, "after": first["next"]})).json()
+        assert ([(e["occurred_at"][:10], e["quantity"]) for e in second["usage"]], second["next"]) == (
+            [("2026-11-07", "300")], None)
+
+
 async def test_purchases_of_one_day_are_one_order(invoiced_contract):
     client, base, contract, number = invoiced_contract
     orders = (await client.get(f"{base}/orders")).json()
