@@ -123,11 +123,14 @@ async def billing_schedule(customer_id: str, contract_id: str, sources: SourcesD
     """The billing schedule: one row per item and billing period of the term (an open-ended contract's up to
     12 periods ahead), with what was rated into it, credited on it and whether it was invoiced. With
     `estimate_item` and `estimate_quantity`, rating's estimate of that consumption per period is applied to
-    the item's current and future unbilled rows (marked estimated)."""
+    the item's current and future unbilled rows (marked estimated). With `estimate_period` and
+    `estimate_period_quantity`, that one period's estimate is edited: the unbilled periods before it are
+    treated as actual (no estimate), the later ones keep `estimate_quantity`; 422 unless it begins an
+    unbilled period."""
     if await details.contract(sources, customer_id, contract_id) is None:
         raise HTTPException(404, f"customer {customer_id} has no contract {contract_id}")
-    nets = await estimates.for_schedule(request.app.state.actions.rating_api, contract_id, query)
-    found = await details.billing_schedule(sources, customer_id, contract_id, query, nets)
+    estimate = await estimates.for_schedule(request.app.state.actions.rating_api, contract_id, query)
+    found = await details.billing_schedule(sources, customer_id, contract_id, query, estimate)
     assert found is not None  # the contract is the customer's (above)
     return found
 

@@ -56,28 +56,27 @@ async def contract(sources: Sources, customer_id: str, contract_id: str) -> mode
 
 
 async def billing_schedule(sources: Sources, customer_id: str, contract_id: str, query: q.ScheduleQuery,
-                           estimated_nets: dict[date, Decimal] | None = None,
+                           estimate: schedule.Estimate | None = None,
                            now: datetime | None = None) -> models.Page[models.ScheduleRow] | None:
     """One row per item and billing period of the term, a page of them; only the page's periods are read.
-    With the query's estimate, `estimated_nets` (period start -> net, from rating) are applied to the
-    estimated item's current and future rows that nothing of was billed.
+    The `estimate` (the query's, priced by rating) is applied to the estimated item's current and
+    future rows that nothing of was billed; ActionRefused if its edited period is not such a row.
     """
     async with sources.rating.read() as connection:
         row = await rating.contract(connection, customer_id, contract_id)
         if row is None:
             return None
-        items = [item for item in (await rating.items_of(connection, [contract_id]))[contract_id]
-                 if query.item_code in (None, item.item_code)]
+        contract_items = (await rating.items_of(connection, [contract_id]))[contract_id]
     today = business_day(now or datetime.now(UTC), row.time_zone)
-    periods = [period for period in _periods_in_term(row, today)
-               if query.timing in (None, schedule.timing(period, today))]
+    term = _periods_in_term(row, today)
+    if estimate is not None and estimate.edited_start is not None:
+        await _refuse_an_edit_of_no_estimated_row(sources, row, term, contract_items, today, estimate)
+    items = [item for item in contract_items if query.item_code in (None, item.item_code)]
+    periods = [period for period in term if query.timing in (None, schedule.timing(period, today))]
     if query.order.descending:
         periods.reverse()
     cells = [(period, item) for period in periods for item in items]
     page = cells[query.offset:query.offset + query.limit]
-    estimate = None
-    if query.estimate_item is not None and query.estimate_quantity is not None:
-        estimate = (query.estimate_item, query.estimate_quantity, estimated_nets or {})
     return models.Page(items=await _schedule_rows(sources, row, page, today, estimate), total=len(cells),
                        limit=query.limit, offset=query.offset, sort=query.sort)
 
@@ -114,6 +113,20 @@ async def schedule_line(sources: Sources, customer_id: str, contract_id: str, it
         next=q.usage_cursor(events[-1].occurred_at, events[-1].event_id) if len(events) == query.limit else None)
 
 
+async def _refuse_an_edit_of_no_estimated_row(sources: Sources, contract: Row[Any], term: list[Period],
+                                              items: list[Row[Any]], today: date, estimate: schedule.Estimate) -> None:
+    """An edited period's estimate is shown on its row only if the row takes an estimate (current or
+    future, nothing of it billed): edits of any other period are refused, not silently dropped."""
+    period = next((period for period in term if period.start == estimate.edited_start), None)
+    item = next((item for item in items if item.item_code == estimate.item_code), None)
+    if period is not None and item is not None:
+        [edited] = await _schedule_rows(sources, contract, [(period, item)], today, estimate)
+        if edited.estimated:
+            return
+    raise domain.ActionRefused(f"no unbilled period of {estimate.item_code} begins on {estimate.edited_start}: "
+                        "only a current or future period nothing of was billed can have an estimate")
+
+
 def _periods_in_term(contract: Row[Any], today: date) -> list[Period]:
     return schedule.periods_in_term(schedule.billing_schedule(
         contract.starts_on, contract.ends_on, contract.billing_cycle, contract.period_months, contract.alignment_date),
@@ -121,9 +134,9 @@ def _periods_in_term(contract: Row[Any], today: date) -> list[Period]:
 
 
 async def _schedule_rows(sources: Sources, contract: Row[Any], cells: list[tuple[Period, Row[Any]]], today: date,
-                         estimate: tuple[str, Decimal, dict[date, Decimal]] | None) -> list[models.ScheduleRow]:
-    """The rows of (period, item) cells; `estimate` (item code, quantity per period, period start -> net)
-    is applied to the item's current and future rows that nothing of was billed.
+                         estimate: schedule.Estimate | None) -> list[models.ScheduleRow]:
+    """The rows of (period, item) cells; `estimate` is applied to its item's current and future rows
+    that nothing of was billed.
 
     What a row shows comes from rating (what was rated into the period, whatever number of usage
     events it stands for), settlement (which of those items are settled, what was credited on
@@ -152,12 +165,11 @@ async def _schedule_rows(sources: Sources, contract: Row[Any], cells: list[tuple
         def amount(source: Row[Any] | None, name: str) -> Decimal:
             return Money(figure(source, name), contract.currency).amount
 
-        estimated_net = None
-        if (estimate is not None and item.item_code == estimate[0]
+        estimated = None
+        if (estimate is not None and item.item_code == estimate.item_code
                 and schedule.timing(period, today) is not models.Timing.PAST
                 and state.status in (models.BillingStatus.NOTHING_RATED, models.BillingStatus.UNBILLED)):
-            estimated_net = estimate[2].get(period.start)
-        estimated = estimated_net is not None
+            estimated = estimate.periods.get(period.start)
 
         return models.ScheduleRow(
             item_code=item.item_code, description=item.description, period_start=period.start,
@@ -168,9 +180,10 @@ async def _schedule_rows(sources: Sources, contract: Row[Any], cells: list[tuple
             billable=domain.plain_number(figure(use, "billable_quantity")),
             unit_price=domain.plain_number(use.unit_price if use else item.unit_price),
             discount=amount(use, "discount"), net=amount(use, "net"), credit=amount(held, "credit"),
-            termination_credit=amount(held, "termination_credit"), currency=contract.currency, estimated=estimated,
-            estimated_quantity=domain.plain_number(estimate[1]) if estimate and estimated else None,
-            estimated_net=Money(estimated_net, contract.currency).amount if estimated else None,
+            termination_credit=amount(held, "termination_credit"), currency=contract.currency,
+            estimated=estimated is not None, estimate_edited=estimated is not None and estimated.edited,
+            estimated_quantity=domain.plain_number(estimated.quantity) if estimated else None,
+            estimated_net=Money(estimated.net, contract.currency).amount if estimated else None,
             billed=state.status is models.BillingStatus.BILLED, status=state.status,
             invoices=sorted(invoices, key=lambda doc: doc.number))
 

@@ -229,6 +229,7 @@ class ScheduleRow(BaseModel):
     currency: str
     estimated: bool = Field(description="An estimated consumption was applied: the estimated figures are a forecast, "
                                         "never billed.")
+    estimate_edited: bool = Field(description="This period's estimate was edited on its own (estimate_period).")
     estimated_quantity: DecimalString | None
     estimated_net: DecimalString | None = Field(description="What rating's price plan makes of the estimated quantity.")
     billed: bool = Field(description="Every billable item of the period is settled (and there is at least one).")

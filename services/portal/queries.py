@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -111,11 +111,19 @@ class ScheduleQuery(ListQuery):
     estimate_quantity: Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=10)] | None = Field(
         None, description="Estimated consumption per period, applied to the item's current and future unbilled "
                           "rows (marked estimated; never billed).")
+    estimate_period: date | None = Field(
+        None, description="The start of the one period whose estimate was edited: it is estimated at "
+                          "estimate_period_quantity, the unbilled periods before it are treated as actual (no "
+                          "estimate), the later ones keep estimate_quantity.")
+    estimate_period_quantity: Annotated[Decimal, Field(ge=0, max_digits=28, decimal_places=10)] | None = Field(
+        None, description="The edited period's estimated consumption.")
 
     @model_validator(mode="after")
     def _an_estimate_names_its_item(self) -> ScheduleQuery:
-        if (self.estimate_item is None) != (self.estimate_quantity is None):
-            raise ValueError("an estimate needs both estimate_item and estimate_quantity")
+        if (self.estimate_period is None) != (self.estimate_period_quantity is None):
+            raise ValueError("an edited period's estimate needs both estimate_period and estimate_period_quantity")
+        if (self.estimate_item is None) != (self.estimate_quantity is None and self.estimate_period is None):
+            raise ValueError("an estimate needs estimate_item and estimate_quantity (or an edited period's estimate)")
         return self
 
 

@@ -156,10 +156,11 @@ async def contract_page(request: Request, customer_id: str, contract_id: str) ->
     async def schedule(sources: Sources, customer_id: str, query: q.ScheduleQuery) -> models.Page[Any]:
         nonlocal estimate_problem
         try:
-            nets = await estimates.for_schedule(request.app.state.actions.rating_api, contract_id, query)
+            estimate = await estimates.for_schedule(request.app.state.actions.rating_api, contract_id, query)
+            found = await details.billing_schedule(sources, customer_id, contract_id, query, estimate)
         except (ActionRefused, ServiceUnavailable) as error:
-            nets, estimate_problem = None, f"estimate not applied: {error}"
-        found = await details.billing_schedule(sources, customer_id, contract_id, query, nets)
+            estimate_problem = f"estimate not applied: {error}"
+            found = await details.billing_schedule(sources, customer_id, contract_id, query)
         assert found is not None  # the contract was found above, in the same customer's data
         return found
 

@@ -381,3 +381,34 @@ async def test_an_estimate_entered_on_the_contract_page_recalculates_the_schedul
     await page.get_by_role("link", name="Remove estimate").click()
     await expect(current.locator("td[data-col='estimated_net']")).to_have_text(["—", "—"])
     await page.close()
+
+
+async def test_one_periods_estimate_edited_on_the_contract_page(browser, portal_url, databases):
+    contract = new_contract_id("browser-estimate-edit")
+    customer = f"CUST-{contract}"
+    await given_priced_contract(databases, contract, customer)
+    page = await browser.new_page()
+    await page.goto(f"{portal_url}/customers/{customer}/contracts/{contract}")
+    schedule = page.get_by_role("form", name="Filter billing schedule")
+    await schedule.get_by_label("Item").select_option("api-calls")
+    await schedule.get_by_label("Periods").select_option("future")
+    await schedule.get_by_role("button", name="Filter").click()
+    estimate = page.get_by_role("form", name="Estimate consumption")
+    await estimate.get_by_label("Estimate for").select_option("api-calls")
+    await estimate.get_by_label("Quantity per period").fill("600")
+    await estimate.get_by_role("button", name="Apply estimate").click()
+    future = page.locator("#schedule tbody tr")
+    await expect(future.locator("td[data-col='estimated_net']")).to_have_text(["10.00 EUR (est.)"] * 12)  # 500 x 0.02
+
+    # Edit the second future period: the first is then treated as actual, the later ones keep 600.
+    second = future.nth(1)
+    await second.get_by_label("Estimated quantity").fill("2600")
+    await second.get_by_role("button", name="Edit").click()
+    await expect(future.locator("td[data-col='estimated_net']")).to_have_text(
+        ["—", "35.00 EUR (est.)"] + ["10.00 EUR (est.)"] * 10)  # 1000 x 0.02 + 1500 x 0.01 after 100 free
+    await expect(future.nth(1).locator("td[data-col='estimated_quantity']")).to_contain_text("(edited)")
+    await expect(future.nth(1).get_by_label("Estimated quantity")).to_have_value("2600")
+    await expect(future.locator("td[data-col='net']")).to_have_text(["0.00 EUR"] * 12)  # a forecast, never billed
+    await page.get_by_role("link", name="Remove estimate").click()
+    await expect(future.locator("td[data-col='estimated_net']")).to_have_text(["—"] * 12)
+    await page.close()

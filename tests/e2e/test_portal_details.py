@@ -126,6 +126,34 @@ async def test_an_estimate_is_applied_to_the_unbilled_current_and_future_periods
     assert unknown.status_code == 422 and "fax" in unknown.json()["detail"]
 
 
+async def test_editing_one_periods_estimate_clears_the_skipped_periods_before_it(invoiced_contract):
+    client, base, contract, _ = invoiced_contract
+    path = f"{base}/contracts/{contract}/schedule"
+    unbilled = {"item_code": "storage", "limit": 50, "sort": "period_start"}
+    rows = (await client.get(path, params={**unbilled, "timing": "future"})).json()["items"]
+    third = rows[2]["period_start"]  # the current period and two future ones are skipped
+    edited = {**unbilled, "estimate_item": "storage", "estimate_quantity": "1234", "estimate_period": third,
+              "estimate_period_quantity": "500"}
+    current = (await client.get(path, params={**edited, "timing": "current"})).json()["items"]
+    future = (await client.get(path, params={**edited, "timing": "future"})).json()["items"]
+    assert [(r["estimated"], r["estimated_net"]) for r in current + future[:2]] == [(False, None)] * 3
+    # 500 x 0.10 = 50.00 in the edited period; the later ones keep 1234 x 0.10 = 123.40
+    assert (future[2]["period_start"], future[2]["estimated_quantity"], future[2]["estimated_net"],
+            future[2]["estimate_edited"], future[2]["net"]) == (third, "500", "50.00", True, "0.00")
+    assert {(r["estimated_quantity"], r["estimated_net"], r["estimate_edited"]) for r in future[3:]} == {
+        ("1234", "123.40", False)}
+    assert len(future) == 12
+
+    alone = (await client.get(path, params={**unbilled, "timing": "future", "estimate_item": "storage",
+                                            "estimate_period": third, "estimate_period_quantity": "500"})).json()
+    assert [r["estimated_net"] for r in alone["items"] if r["estimated"]] == ["50.00"]  # only that period
+
+    billed = await client.get(path, params={**edited, "estimate_period": "2026-11-01"})
+    assert billed.status_code == 422 and "no unbilled period of storage begins on 2026-11-01" in billed.json()["detail"]
+    halfway = await client.get(path, params={"estimate_item": "storage", "estimate_period": third})
+    assert halfway.status_code == 422
+
+
 async def test_a_schedule_rows_billing_detail_has_its_price_bands_and_usage_events(invoiced_contract):
     client, base, contract, number = invoiced_contract
     calls = (await client.get(f"{base}/contracts/{contract}/schedule/api-calls/2026-11-01")).json()
