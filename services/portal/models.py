@@ -91,6 +91,8 @@ class Customer(BaseModel):
     vat_id: str | None
     email: str | None
     address_lines: list[str]
+    created_at: datetime
+    updated_at: datetime = Field(description="When the customer's profile last changed.")
 
 
 class BillableItem(BaseModel):

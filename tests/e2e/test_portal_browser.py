@@ -99,6 +99,18 @@ async def test_a_billing_user_filters_items_creates_vouchers_and_opens_the_pdf(
     await expect(document.locator("td[data-col='gross_total']")).to_have_text("208.31 EUR")
     await expect(rows(page, "items").locator("td[data-col='document']")).to_have_text([number, number])
 
+    # The summary: the balance once the invoice's VAT is booked (175.05 + 33.26), when the customer was
+    # created and last changed, and the customer's actions leading to their forms.
+    await reload_until(page, "208.31 EUR", "[data-testid='balance-EUR']", "the invoice's VAT on the ledger")
+    for fact in ("created_at", "updated_at"):
+        await expect(page.locator(f"[data-fact='{fact}']")).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d UTC$"))
+    actions = page.get_by_role("navigation", name="Customer actions")
+    for link, target in [("Add order", "#purchase-title"), ("Create documents", "#contract-actions"),
+                         ("Add payment account", "#account-title")]:
+        await expect(actions.get_by_role("link", name=link)).to_have_attribute("href", target)
+    await actions.get_by_role("link", name="Add payment account").click()
+    await expect(page.get_by_role("form", name="Add payment account")).to_be_in_viewport()
+
     # Open its PDF: the stored document, with its number and total.
     pdf_link = document.get_by_role("link", name=f"Open PDF of {number}")
     response = await page.request.get(portal_url + await pdf_link.get_attribute("href"))

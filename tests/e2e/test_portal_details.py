@@ -202,6 +202,25 @@ async def test_a_schedule_rows_usage_events_are_paged_on_the_server(databases, b
             [("2026-11-07", "300")], None)
 
 
+async def test_the_customer_summary_says_when_it_was_created_and_last_changed(databases, portal_url, rating_api_url):
+    contract = new_contract_id("portal-customer-dates")
+    customer = f"CUST-{contract}"
+    await given_priced_contract(databases, contract, customer)
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as portal, \
+            httpx.AsyncClient(base_url=rating_api_url, timeout=10) as rating_api:
+        created = (await portal.get(f"/api/customers/{customer}")).json()
+        assert created["created_at"] == created["updated_at"]
+        spec = (await rating_api.get(f"/contracts/{contract}")).json()
+        assert (await rating_api.put(f"/contracts/{contract}", json=spec)).status_code == 200
+        unchanged = (await portal.get(f"/api/customers/{customer}")).json()
+        assert unchanged["updated_at"] == created["updated_at"]  # the same profile again is no change
+        spec["customer"]["email"] = "billing@example.com"
+        assert (await rating_api.put(f"/contracts/{contract}", json=spec)).status_code == 200
+        changed = (await portal.get(f"/api/customers/{customer}")).json()
+    assert changed["email"] == "billing@example.com" and changed["created_at"] == created["created_at"]
+    assert datetime.fromisoformat(changed["updated_at"]) > datetime.fromisoformat(created["updated_at"])
+
+
 async def test_purchases_of_one_day_are_one_order(invoiced_contract):
     client, base, contract, number = invoiced_contract
     orders = (await client.get(f"{base}/orders")).json()

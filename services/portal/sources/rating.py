@@ -17,6 +17,7 @@ customers = table(
     "customers",
     column("customer_id", String), column("name", String), column("country", String), column("vat_id", String),
     column("email", String), column("address_lines", JSONB),
+    column("created_at", DateTime(timezone=True)), column("updated_at", DateTime(timezone=True)),
 )
 contracts = table(
     "contracts",
