@@ -104,7 +104,7 @@ async def schedule_line(sources: Sources, customer_id: str, contract_id: str, it
         price_detail=[models.PriceDetailBand(
             from_quantity=_optional(band.from_quantity), to_quantity=_optional(band.to_quantity),
             unit_price=domain.plain_number(band.unit_price), quantity=domain.plain_number(band.quantity),
-            net=Money(band.quantity * band.unit_price, row.currency).amount) for band in bands],
+            net=Money.round(band.quantity * band.unit_price, row.currency).amount) for band in bands],
         usage=[models.UsageEvent(event_id=event.event_id, occurred_at=event.occurred_at,
                                  quantity=domain.plain_number(event.quantity),
                                  meter_reading=_optional(event.meter_reading), billable_item_id=event.billable_item_id)

@@ -15,7 +15,7 @@ from ops.observe import wait_until
 from shared import topics
 from shared.events import PaymentKind, PaymentReceived, derive_id
 from shared.runtime import publish_event
-from tests.e2e.conftest import (DEADLINE_S, given_priced_contract, new_contract_id, publish_usage, request_billing_run,
+from tests.e2e.conftest import (DEADLINE_S, given_contract, given_priced_contract, new_contract_id, publish_usage, request_billing_run,
                                 usage, wait_for_rows)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -183,23 +183,25 @@ async def test_a_schedule_rows_billing_detail_has_its_price_bands_and_usage_even
 async def test_a_schedule_rows_usage_events_are_paged_on_the_server(databases, broker, portal_url):
     contract = new_contract_id("portal-line-usage")
     customer = f"CUST-{contract}"
-    await given_priced_contract(databases, contract, customer)
-    await publish_usage(broker, *(usage(contract, "storage", quantity, day=day)
-                                  for quantity, day in [("100", 3), ("200", 5), ("300", 7)]))
-    path = f"/api/customers/{customer}/contracts/{contract}/schedule/storage/2026-11-01"
+    await given_contract(databases, contract, {"api-calls": "0.0125"}, customer_id=customer)
+    await publish_usage(broker, *(usage(contract, "api-calls", quantity, day=day)
+                                  for quantity, day in [("100", 3), ("200", 5), ("301", 7)]))
+    path = f"/api/customers/{customer}/contracts/{contract}/schedule/api-calls/2026-11-01"
     async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
 
         async def all_rated() -> bool:
-            return (await client.get(path)).json()["row"]["consumed"] == "600"
+            return (await client.get(path)).json()["row"]["consumed"] == "601"
 
         await wait_until(all_rated, timeout_s=DEADLINE_S, what="the three usage events rated")
         first = (await client.get(path, params={"limit": 2})).json()
         assert [(e["occurred_at"][:10], e["quantity"]) for e in first["usage"]] == [("2026-11-03", "100"),
                                                                                    ("2026-11-05", "200")]
-        assert first["row"]["net"] == "60.00"  # 600 x 0.10
+        # 601 x 0.0125 = 7.5125, rounded half up once: 7.51, in the row and its one band
+        assert first["row"]["net"] == "7.51"
+        assert [(b["unit_price"], b["quantity"], b["net"]) for b in first["price_detail"]] == [("0.0125", "601", "7.51")]
         second = (await client.get(path, params={"limit": 2, "after": first["next"]})).json()
         assert ([(e["occurred_at"][:10], e["quantity"]) for e in second["usage"]], second["next"]) == (
-            [("2026-11-07", "300")], None)
+            [("2026-11-07", "301")], None)
 
 
 async def test_the_customer_summary_says_when_it_was_created_and_last_changed(databases, portal_url, rating_api_url):
