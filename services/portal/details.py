@@ -124,7 +124,7 @@ async def _refuse_an_edit_of_no_estimated_row(sources: Sources, contract: Row[An
         if edited.estimated:
             return
     raise domain.ActionRefused(f"no unbilled period of {estimate.item_code} begins on {estimate.edited_start}: "
-                        "only a current or future period nothing of was billed can have an estimate")
+                               "only a current or future period nothing of was billed can have an estimate")
 
 
 def _periods_in_term(contract: Row[Any], today: date) -> list[Period]:
