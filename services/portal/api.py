@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
@@ -122,12 +123,29 @@ async def billing_schedule(customer_id: str, contract_id: str, sources: SourcesD
     """The billing schedule: one row per item and billing period of the term (an open-ended contract's up to
     12 periods ahead), with what was rated into it, credited on it and whether it was invoiced. With
     `estimate_item` and `estimate_quantity`, rating's estimate of that consumption per period is applied to
-    the item's current and future unbilled rows (marked estimated)."""
+    the item's current and future unbilled rows (marked estimated). With `estimate_period` and
+    `estimate_period_quantity`, that one period's estimate is edited: the unbilled periods before it are
+    treated as actual (no estimate), the later ones keep `estimate_quantity`; 422 unless it begins an
+    unbilled period."""
     if await details.contract(sources, customer_id, contract_id) is None:
         raise HTTPException(404, f"customer {customer_id} has no contract {contract_id}")
-    nets = await estimates.for_schedule(request.app.state.actions.rating_api, contract_id, query)
-    found = await details.billing_schedule(sources, customer_id, contract_id, query, nets)
+    estimate = await estimates.for_schedule(request.app.state.actions.rating_api, contract_id, query)
+    found = await details.billing_schedule(sources, customer_id, contract_id, query, estimate)
     assert found is not None  # the contract is the customer's (above)
+    return found
+
+
+@router.get("/customers/{customer_id}/contracts/{contract_id}/schedule/{item_code}/{period_start}",
+            tags=["billing data"])
+async def schedule_line(customer_id: str, contract_id: str, item_code: str, period_start: date, sources: SourcesDep,
+                        query: Annotated[q.LineUsageQuery, Query()]) -> models.ScheduleLine:
+    """A billing schedule row's billing detail ("View billing detail"): the row, its price detail per band
+    (from, to, unit price, quantity, net) and the usage events billed in it, `limit` at a time in the order
+    they were used (pass `next` as `after` for the next page)."""
+    found = await details.schedule_line(sources, customer_id, contract_id, item_code, period_start, query)
+    if found is None:
+        raise HTTPException(404, f"customer {customer_id}'s contract {contract_id} has no item {item_code} "
+                                 f"with a billing period beginning {period_start}")
     return found
 
 

@@ -16,7 +16,7 @@ from services.portal import queries as q
 from services.portal.reads import Sources, document_fields, money, open_item
 from services.portal.sources import invoicing, payments, rating, settlement
 from shared.money import Money
-from shared.periods import business_day, start_of_day
+from shared.periods import Period, business_day, start_of_day
 
 ZERO = Decimal(0)
 
@@ -56,32 +56,95 @@ async def contract(sources: Sources, customer_id: str, contract_id: str) -> mode
 
 
 async def billing_schedule(sources: Sources, customer_id: str, contract_id: str, query: q.ScheduleQuery,
-                           estimated_nets: dict[date, Decimal] | None = None,
+                           estimate: schedule.Estimate | None = None,
                            now: datetime | None = None) -> models.Page[models.ScheduleRow] | None:
     """One row per item and billing period of the term, a page of them; only the page's periods are read.
-    With the query's estimate, `estimated_nets` (period start -> net, from rating) are applied to the
-    estimated item's current and future rows that nothing of was billed.
-
-    What a row shows comes from rating (what was rated into the period, whatever number of usage
-    events it stands for), settlement (which of those items are settled, what was credited on
-    them) and invoicing (the invoices of the runs that settled them).
+    The `estimate` (the query's, priced by rating) is applied to the estimated item's current and
+    future rows that nothing of was billed; ActionRefused if its edited period is not such a row.
     """
     async with sources.rating.read() as connection:
         row = await rating.contract(connection, customer_id, contract_id)
         if row is None:
             return None
-        items = [item for item in (await rating.items_of(connection, [contract_id]))[contract_id]
-                 if query.item_code in (None, item.item_code)]
+        contract_items = (await rating.items_of(connection, [contract_id]))[contract_id]
+    today = business_day(now or datetime.now(UTC), row.time_zone)
+    term = _periods_in_term(row, today)
+    if estimate is not None and estimate.edited_start is not None:
+        await _refuse_an_edit_of_no_estimated_row(sources, row, term, contract_items, today, estimate)
+    items = [item for item in contract_items if query.item_code in (None, item.item_code)]
+    periods = [period for period in term if query.timing in (None, schedule.timing(period, today))]
+    if query.order.descending:
+        periods.reverse()
+    cells = [(period, item) for period in periods for item in items]
+    page = cells[query.offset:query.offset + query.limit]
+    return models.Page(items=await _schedule_rows(sources, row, page, today, estimate), total=len(cells),
+                       limit=query.limit, offset=query.offset, sort=query.sort)
+
+
+async def schedule_line(sources: Sources, customer_id: str, contract_id: str, item_code: str, period_start: date,
+                        query: q.LineUsageQuery, now: datetime | None = None) -> models.ScheduleLine | None:
+    """A schedule row's billing detail: the row, its price detail per band, and a page of its usage
+    events; None unless the item is the customer's contract's and the period one of its term."""
+    async with sources.rating.read() as connection:
+        row = await rating.contract(connection, customer_id, contract_id)
+        if row is None:
+            return None
+        item = next((item for item in (await rating.items_of(connection, [contract_id]))[contract_id]
+                     if item.item_code == item_code), None)
         today = business_day(now or datetime.now(UTC), row.time_zone)
-        terms = schedule.billing_schedule(row.starts_on, row.ends_on, row.billing_cycle, row.period_months,
-                                          row.alignment_date)
-        periods = [period for period in schedule.periods_in_term(terms, today)
-                   if query.timing in (None, schedule.timing(period, today))]
-        if query.order.descending:
-            periods.reverse()
-        cells = [(period, item) for period in periods for item in items]
-        page = cells[query.offset:query.offset + query.limit]
-        starts = sorted({period.start for period, _ in page})
+        period = next((period for period in _periods_in_term(row, today) if period.start == period_start), None)
+        if item is None or period is None:
+            return None
+        bands = await rating.price_detail(connection, contract_id, item_code, period_start)
+        events = await rating.usage_events(connection, contract_id, item_code, period_start, query.cursor,
+                                           query.limit)
+    [schedule_row] = await _schedule_rows(sources, row, [(period, item)], today, None)
+    return models.ScheduleLine(
+        row=schedule_row,
+        price_detail=[models.PriceDetailBand(
+            from_quantity=_optional(band.from_quantity), to_quantity=_optional(band.to_quantity),
+            unit_price=domain.plain_number(band.unit_price), quantity=domain.plain_number(band.quantity),
+            net=Money.round(band.quantity * band.unit_price, row.currency).amount) for band in bands],
+        usage=[models.UsageEvent(event_id=event.event_id, occurred_at=event.occurred_at,
+                                 quantity=domain.plain_number(event.quantity),
+                                 meter_reading=_optional(event.meter_reading), billable_item_id=event.billable_item_id)
+               for event in events],
+        limit=query.limit,
+        next=q.usage_cursor(events[-1].occurred_at, events[-1].event_id) if len(events) == query.limit else None)
+
+
+async def _refuse_an_edit_of_no_estimated_row(sources: Sources, contract: Row[Any], term: list[Period],
+                                              items: list[Row[Any]], today: date, estimate: schedule.Estimate) -> None:
+    """An edited period's estimate is shown on its row only if the row takes an estimate (current or
+    future, nothing of it billed): edits of any other period are refused, not silently dropped."""
+    period = next((period for period in term if period.start == estimate.edited_start), None)
+    item = next((item for item in items if item.item_code == estimate.item_code), None)
+    if period is not None and item is not None:
+        [edited] = await _schedule_rows(sources, contract, [(period, item)], today, estimate)
+        if edited.estimated:
+            return
+    raise domain.ActionRefused(f"no unbilled period of {estimate.item_code} begins on {estimate.edited_start}: "
+                               "only a current or future period nothing of was billed can have an estimate")
+
+
+def _periods_in_term(contract: Row[Any], today: date) -> list[Period]:
+    return schedule.periods_in_term(schedule.billing_schedule(
+        contract.starts_on, contract.ends_on, contract.billing_cycle, contract.period_months, contract.alignment_date),
+        today)
+
+
+async def _schedule_rows(sources: Sources, contract: Row[Any], cells: list[tuple[Period, Row[Any]]], today: date,
+                         estimate: schedule.Estimate | None) -> list[models.ScheduleRow]:
+    """The rows of (period, item) cells; `estimate` is applied to its item's current and future rows
+    that nothing of was billed.
+
+    What a row shows comes from rating (what was rated into the period, whatever number of usage
+    events it stands for), settlement (which of those items are settled, what was credited on
+    them) and invoicing (the invoices of the runs that settled them).
+    """
+    contract_id = contract.contract_id
+    starts = sorted({period.start for period, _ in cells})
+    async with sources.rating.read() as connection:
         rated = await rating.rated_periods(connection, contract_id, starts)
     async with sources.settlement.read() as connection:
         settled = await settlement.settled_periods(connection, contract_id, starts)
@@ -89,7 +152,7 @@ async def billing_schedule(sources: Sources, customer_id: str, contract_id: str,
     async with sources.invoicing.read() as connection:
         documents = await invoicing.documents_of_runs(connection, run_ids)
 
-    def schedule_row(period, item) -> models.ScheduleRow:
+    def schedule_row(period: Period, item: Row[Any]) -> models.ScheduleRow:
         key = (item.item_code, period.start)
         use, held = rated.get(key), settled.get(key)
         state = schedule.Settled(held.items, held.settled) if held else schedule.Settled()
@@ -100,13 +163,13 @@ async def billing_schedule(sources: Sources, customer_id: str, contract_id: str,
             return ZERO if source is None else getattr(source, name)
 
         def amount(source: Row[Any] | None, name: str) -> Decimal:
-            return Money(figure(source, name), row.currency).amount
+            return Money(figure(source, name), contract.currency).amount
 
-        estimated_net = None
-        if (item.item_code == query.estimate_item and schedule.timing(period, today) is not models.Timing.PAST
+        estimated = None
+        if (estimate is not None and item.item_code == estimate.item_code
+                and schedule.timing(period, today) is not models.Timing.PAST
                 and state.status in (models.BillingStatus.NOTHING_RATED, models.BillingStatus.UNBILLED)):
-            estimated_net = (estimated_nets or {}).get(period.start)
-        estimated = estimated_net is not None
+            estimated = estimate.periods.get(period.start)
 
         return models.ScheduleRow(
             item_code=item.item_code, description=item.description, period_start=period.start,
@@ -117,14 +180,14 @@ async def billing_schedule(sources: Sources, customer_id: str, contract_id: str,
             billable=domain.plain_number(figure(use, "billable_quantity")),
             unit_price=domain.plain_number(use.unit_price if use else item.unit_price),
             discount=amount(use, "discount"), net=amount(use, "net"), credit=amount(held, "credit"),
-            termination_credit=amount(held, "termination_credit"), currency=row.currency, estimated=estimated,
-            estimated_quantity=domain.plain_number(query.estimate_quantity) if estimated else None,
-            estimated_net=Money(estimated_net, row.currency).amount if estimated else None,
+            termination_credit=amount(held, "termination_credit"), currency=contract.currency,
+            estimated=estimated is not None, estimate_edited=estimated is not None and estimated.edited,
+            estimated_quantity=domain.plain_number(estimated.quantity) if estimated else None,
+            estimated_net=Money(estimated.net, contract.currency).amount if estimated else None,
             billed=state.status is models.BillingStatus.BILLED, status=state.status,
             invoices=sorted(invoices, key=lambda doc: doc.number))
 
-    return models.Page(items=[schedule_row(period, item) for period, item in page], total=len(cells),
-                       limit=query.limit, offset=query.offset, sort=query.sort)
+    return [schedule_row(period, item) for period, item in cells]
 
 
 def order_id(contract_id: str, ordered_on: date) -> str:

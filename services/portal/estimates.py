@@ -1,7 +1,8 @@
 """Estimated consumption: what an item's unbilled periods would cost if a quantity were used in each.
 
 Rating prices it (its price plans, minimums included: GET /contracts/{id}/estimate); the portal
-shows it on the billing schedule's rows and never stores or bills it.
+shows it on the billing schedule's rows and never stores or bills it: the estimate, and one period's
+edited estimate, live in the page's address (the schedule's query).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from urllib.parse import quote
 import httpx
 
 from services.portal import queries as q
+from services.portal import schedule
 from services.portal.actions import ask
 
 # As many periods as rating estimates at most: an open-ended contract's schedule shows fewer.
@@ -28,8 +30,15 @@ async def estimated_nets(rating_api: httpx.AsyncClient, contract_id: str, item_c
 
 
 async def for_schedule(rating_api: httpx.AsyncClient, contract_id: str,
-                       query: q.ScheduleQuery) -> dict[date, Decimal] | None:
-    """The estimate the schedule's query asks for, if any (call it for a contract known to be the customer's)."""
-    if query.estimate_item is None or query.estimate_quantity is None:
+                       query: q.ScheduleQuery) -> schedule.Estimate | None:
+    """The estimate the schedule's query asks for, if any: the item's quantity per period and one
+    period's edited one, each priced by rating (call it for a contract known to be the customer's)."""
+    if query.estimate_item is None:
         return None
-    return await estimated_nets(rating_api, contract_id, query.estimate_item, query.estimate_quantity)
+    nets = {} if query.estimate_quantity is None else await estimated_nets(
+        rating_api, contract_id, query.estimate_item, query.estimate_quantity)
+    edited = None
+    if query.estimate_period is not None and query.estimate_period_quantity is not None:
+        edited = schedule.EditedPeriod(query.estimate_period, query.estimate_period_quantity, await estimated_nets(
+            rating_api, contract_id, query.estimate_item, query.estimate_period_quantity))
+    return schedule.estimate(query.estimate_item, query.estimate_quantity, nets, edited)

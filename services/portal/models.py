@@ -91,6 +91,8 @@ class Customer(BaseModel):
     vat_id: str | None
     email: str | None
     address_lines: list[str]
+    created_at: datetime
+    updated_at: datetime = Field(description="When the customer's profile last changed.")
 
 
 class BillableItem(BaseModel):
@@ -229,11 +231,45 @@ class ScheduleRow(BaseModel):
     currency: str
     estimated: bool = Field(description="An estimated consumption was applied: the estimated figures are a forecast, "
                                         "never billed.")
+    estimate_edited: bool = Field(description="This period's estimate was edited on its own (estimate_period).")
     estimated_quantity: DecimalString | None
     estimated_net: DecimalString | None = Field(description="What rating's price plan makes of the estimated quantity.")
     billed: bool = Field(description="Every billable item of the period is settled (and there is at least one).")
     status: BillingStatus
     invoices: list[DocumentRef] = Field(description="The invoices that billed the period's items.")
+
+
+class PriceDetailBand(BaseModel):
+    """One band of a period's price detail: the quantity charged at the band's unit price."""
+
+    from_quantity: DecimalString | None = Field(description="None for a per-unit or package plan's one band.")
+    to_quantity: DecimalString | None = Field(description="None for an open-ended band.")
+    unit_price: DecimalString
+    quantity: DecimalString = Field(description="Billable units in the band (packages for a package plan).")
+    net: DecimalString = Field(description="quantity x unit price, rounded to the currency, before the item's "
+                                           "discount and maximum (which the row's discount shows).")
+
+
+class UsageEvent(BaseModel):
+    """One usage event behind a schedule row, and the billable item it is billed in."""
+
+    event_id: uuid.UUID
+    occurred_at: datetime
+    quantity: DecimalString = Field(description="What it consumed: its quantity, or a meter reading's difference "
+                                                "to the one before.")
+    meter_reading: DecimalString | None
+    billable_item_id: uuid.UUID
+
+
+class ScheduleLine(BaseModel):
+    """A billing schedule row's billing detail: the row, its price detail per band and a page of the
+    usage events behind it."""
+
+    row: ScheduleRow
+    price_detail: list[PriceDetailBand]
+    usage: list[UsageEvent]
+    limit: int
+    next: str | None = Field(description="Pass as `after` for the next page of usage events; None on the last one.")
 
 
 class OrderItem(BaseModel):

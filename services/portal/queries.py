@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -109,12 +111,53 @@ class ScheduleQuery(ListQuery):
     estimate_quantity: Annotated[Decimal, Field(gt=0, max_digits=28, decimal_places=10)] | None = Field(
         None, description="Estimated consumption per period, applied to the item's current and future unbilled "
                           "rows (marked estimated; never billed).")
+    estimate_period: date | None = Field(
+        None, description="The start of the one period whose estimate was edited: it is estimated at "
+                          "estimate_period_quantity, the unbilled periods before it are treated as actual (no "
+                          "estimate), the later ones keep estimate_quantity.")
+    estimate_period_quantity: Annotated[Decimal, Field(ge=0, max_digits=28, decimal_places=10)] | None = Field(
+        None, description="The edited period's estimated consumption.")
 
     @model_validator(mode="after")
     def _an_estimate_names_its_item(self) -> ScheduleQuery:
-        if (self.estimate_item is None) != (self.estimate_quantity is None):
-            raise ValueError("an estimate needs both estimate_item and estimate_quantity")
+        if (self.estimate_period is None) != (self.estimate_period_quantity is None):
+            raise ValueError("an edited period's estimate needs both estimate_period and estimate_period_quantity")
+        if (self.estimate_item is None) != (self.estimate_quantity is None and self.estimate_period is None):
+            raise ValueError("an estimate needs estimate_item and estimate_quantity (or an edited period's estimate)")
         return self
+
+
+class LineUsageQuery(BaseModel):
+    """A page of the usage events behind a schedule row: keyset-paged (follow `next`), as a row can
+    stand for millions of events."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(25, ge=1, le=MAX_PAGE_SIZE, description="Events per page.")
+    after: str | None = Field(None, max_length=100, description="The `next` of the page before; none: the first page.")
+
+    @property
+    def cursor(self) -> tuple[datetime, uuid.UUID] | None:
+        return None if self.after is None else parse_cursor(self.after)
+
+    @model_validator(mode="after")
+    def _a_cursor_the_api_gave_out(self) -> LineUsageQuery:
+        if self.after is not None:
+            parse_cursor(self.after)
+        return self
+
+
+def usage_cursor(occurred_at: datetime, event_id: uuid.UUID) -> str:
+    """The cursor after an event: its instant and id, the order events are listed in."""
+    return f"{occurred_at.isoformat()}|{event_id}"
+
+
+def parse_cursor(text: str) -> tuple[datetime, uuid.UUID]:
+    occurred_at, _, event_id = text.partition("|")
+    try:
+        return datetime.fromisoformat(occurred_at), uuid.UUID(event_id)
+    except ValueError:
+        raise ValueError(f"after={text!r} is not a cursor this API gave out") from None
 
 
 class OrderQuery(PeriodQuery):

@@ -62,7 +62,8 @@ async def customer(sources: Sources, customer_id: str) -> models.Customer | None
     if row is None:
         return None
     return models.Customer(customer_id=row.customer_id, name=row.name, country=row.country, vat_id=row.vat_id,
-                           email=row.email, address_lines=row.address_lines)
+                           email=row.email, address_lines=row.address_lines, created_at=row.created_at,
+                           updated_at=row.updated_at)
 
 
 async def billable_items(sources: Sources, customer_id: str,

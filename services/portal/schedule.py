@@ -10,7 +10,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any, Mapping
 
-from services.portal.domain import plain_number
+from services.portal.domain import ActionRefused, plain_number
 from services.portal.models import BillingStatus, OrderStatus, PriceBand, PricePlan, Timing
 from shared.events import BillingCycle
 from shared.periods import BillingSchedule, Period
@@ -93,6 +93,55 @@ class Settled:
         if self.settled == self.items:
             return BillingStatus.BILLED
         return BillingStatus.PARTLY_BILLED if self.settled else BillingStatus.UNBILLED
+
+
+@dataclass(frozen=True, slots=True)
+class EstimatedPeriod:
+    quantity: Decimal
+    net: Decimal  # what rating's price plan makes of the quantity in the period
+    edited: bool = False  # this period's estimate was edited on its own
+
+
+@dataclass(frozen=True, slots=True)
+class Estimate:
+    """An item's estimated consumption on the schedule, per period start. A forecast: never stored or billed."""
+
+    item_code: str
+    periods: Mapping[date, EstimatedPeriod]
+
+    @property
+    def edited_start(self) -> date | None:
+        return next((start for start, period in self.periods.items() if period.edited), None)
+
+
+@dataclass(frozen=True, slots=True)
+class EditedPeriod:
+    """One period's estimate edited on its own: its start, the quantity, and rating's net of that
+    quantity per unbilled period."""
+
+    start: date
+    quantity: Decimal
+    nets: Mapping[date, Decimal]
+
+
+def estimate(item_code: str, quantity: Decimal | None, nets: Mapping[date, Decimal],
+             edited: EditedPeriod | None = None) -> Estimate:
+    """The item's estimate: `quantity` in every unbilled period (`nets`: rating's net of it per period start).
+
+    As billing users edit the lines of an estimate in order: editing one period's estimate sets
+    that period's quantity, the unbilled periods before it are treated as if their actual
+    consumption had been entered (their estimate is cleared), and the periods after it keep the
+    item's estimate. Only an unbilled period (one rating estimates) can be edited.
+    """
+    periods = {} if quantity is None else {start: EstimatedPeriod(quantity, net) for start, net in nets.items()}
+    if edited is None:
+        return Estimate(item_code, periods)
+    if edited.start not in edited.nets:
+        raise ActionRefused(f"no unbilled period of {item_code} begins on {edited.start.isoformat()}: "
+                            "only those can have an estimate")
+    later = {start: period for start, period in periods.items() if start > edited.start}
+    return Estimate(item_code, {edited.start: EstimatedPeriod(edited.quantity, edited.nets[edited.start], edited=True),
+                                **later})
 
 
 def order_status(billed: list[bool], cancelled: list[bool]) -> OrderStatus:

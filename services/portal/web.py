@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlencode
@@ -155,10 +156,11 @@ async def contract_page(request: Request, customer_id: str, contract_id: str) ->
     async def schedule(sources: Sources, customer_id: str, query: q.ScheduleQuery) -> models.Page[Any]:
         nonlocal estimate_problem
         try:
-            nets = await estimates.for_schedule(request.app.state.actions.rating_api, contract_id, query)
+            estimate = await estimates.for_schedule(request.app.state.actions.rating_api, contract_id, query)
+            found = await details.billing_schedule(sources, customer_id, contract_id, query, estimate)
         except (ActionRefused, ServiceUnavailable) as error:
-            nets, estimate_problem = None, f"estimate not applied: {error}"
-        found = await details.billing_schedule(sources, customer_id, contract_id, query, nets)
+            estimate_problem = f"estimate not applied: {error}"
+            found = await details.billing_schedule(sources, customer_id, contract_id, query)
         assert found is not None  # the contract was found above, in the same customer's data
         return found
 
@@ -172,6 +174,25 @@ async def contract_page(request: Request, customer_id: str, contract_id: str) ->
         "customer": customer, "contract": contract, "sections": sections, "estimate_problem": estimate_problem,
         "summary": await reads.ledger_summary(sources, customer_id), "links": PageLinks(request.url.path, params),
     })
+
+
+@router.get("/customers/{customer_id}/contracts/{contract_id}/schedule/{item_code}/{period_start}",
+            response_class=HTMLResponse)
+async def schedule_line_page(request: Request, customer_id: str, contract_id: str, item_code: str,
+                             period_start: date) -> Response:
+    """A schedule row's billing detail: the row, its price detail per band and its usage events, paged."""
+    sources: Sources = request.app.state.sources
+    customer = await _customer(sources, customer_id)
+    try:
+        query, problem = q.LineUsageQuery.model_validate(
+            {name: value for name, value in request.query_params.items() if value}), None
+    except ValidationError as error:
+        query, problem = q.LineUsageQuery(), f"first page shown ({error.errors()[0]['msg']})"
+    line = await details.schedule_line(sources, customer_id, contract_id, item_code, period_start, query)
+    if line is None:
+        raise HTTPException(404, f"contract {contract_id} has no item {item_code} with a period beginning {period_start}")
+    return templates.TemplateResponse(request, "schedule_line.html", {
+        "customer": customer, "contract_id": contract_id, "line": line, "query": query, "problem": problem})
 
 
 @router.get("/customers/{customer_id}/documents/{number}", response_class=HTMLResponse)

@@ -12,7 +12,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Collection, Iterable, Mapping, Sequence
 
-from sqlalchemy import func, select, tuple_, update
+from sqlalchemy import func, or_, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -145,10 +145,12 @@ async def contract_ids_to_close(session: AsyncSession, as_of: date) -> list[str]
 
 
 async def save_customer(session: AsyncSession, customer: CustomerProfile) -> None:
+    """Create or change the customer; `updated_at` moves only when the profile differs from the stored one."""
     values = customer.model_dump(mode="json")
-    await session.execute(
-        insert(customers).values(values).on_conflict_do_update(index_elements=["customer_id"], set_=values)
-    )
+    statement = insert(customers).values(values)
+    await session.execute(statement.on_conflict_do_update(
+        index_elements=["customer_id"], set_={**values, "updated_at": func.now()},
+        where=or_(*(customers.c[name].is_distinct_from(statement.excluded[name]) for name in values))))
 
 
 async def save_contract(session: AsyncSession, spec: ContractSpec) -> int:

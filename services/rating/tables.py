@@ -34,6 +34,10 @@ customers = Table(
     Column("city", String(200)),
     # shared.events.EInvoicing; none: Factur-X with nothing XRechnung needs.
     Column("e_invoicing", JSONB(none_as_null=True)),
+    # When it was created, and when its profile last changed (a contract change that repeats the
+    # profile as it is leaves it).
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
 contracts = Table(

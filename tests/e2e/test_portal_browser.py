@@ -105,6 +105,18 @@ async def test_a_billing_user_filters_items_creates_vouchers_and_opens_the_pdf(
     await expect(document.locator("td[data-col='gross_total']")).to_have_text("208.31 EUR")
     await expect(rows(page, "items").locator("td[data-col='document']")).to_have_text([number, number])
 
+    # The summary: the balance once the invoice's VAT is booked (175.05 + 33.26), when the customer was
+    # created and last changed, and the customer's actions leading to their forms.
+    await reload_until(page, "208.31 EUR", "[data-testid='balance-EUR']", "the invoice's VAT on the ledger")
+    for fact in ("created_at", "updated_at"):
+        await expect(page.locator(f"[data-fact='{fact}']")).to_have_text(re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d UTC$"))
+    actions = page.get_by_role("navigation", name="Customer actions")
+    for link, target in [("Add order", "#purchase-title"), ("Create documents", "#contract-actions"),
+                         ("Add payment account", "#account-title")]:
+        await expect(actions.get_by_role("link", name=link)).to_have_attribute("href", target)
+    await actions.get_by_role("link", name="Add payment account").click()
+    await expect(page.get_by_role("form", name="Add payment account")).to_be_in_viewport()
+
     # Open its PDF: the stored document, with its number and total.
     pdf_link = document.get_by_role("link", name=f"Open PDF of {number}")
     response = await page.request.get(portal_url + await pdf_link.get_attribute("href"))
@@ -199,6 +211,25 @@ async def test_a_contracts_details_its_billing_schedule_ledger_and_invoice(brows
     for row in (storage, api_calls):
         await expect(row.locator("td[data-col='billed']")).to_have_text("yes")
         await expect(row.locator("td[data-col='invoice'] a")).to_have_text(number)
+
+    # The API calls row's billing detail: the bands after the 100 free units, and the usage event behind it.
+    await api_calls.get_by_role("link", name="View billing detail").click()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(
+        "Billing detail: API calls (api-calls), 2026-11-01 – 2026-11-30")
+    line = page.get_by_test_id("line-header")
+    await expect(line.locator("[data-fact='billable']")).to_have_text("2500")
+    await expect(line.locator("[data-fact='net']")).to_have_text("35.00 EUR")
+    await expect(line.locator("[data-fact='invoice'] a")).to_have_text(number)
+    bands = page.locator("#price-detail tbody tr")
+    await expect(bands.locator("td[data-col='to_quantity']")).to_have_text(["1000", "∞"])
+    await expect(bands.locator("td[data-col='quantity']")).to_have_text(["1000", "1500"])
+    await expect(bands.locator("td[data-col='net']")).to_have_text(["20.00 EUR", "15.00 EUR"])  # x 0.02, x 0.01
+    events = page.locator("#usage tbody tr")
+    await expect(events.locator("td[data-col='quantity']")).to_have_text(["2600"])
+    await expect(events.locator("td[data-col='occurred_at']")).to_have_text(["2026-11-12T09:30:00+00:00"])
+    await expect(page.get_by_role("link", name=f"Contract {contract}")).to_be_visible()
+    await page.go_back()
+    await expect(page.get_by_role("heading", level=1)).to_have_text(f"Contract {contract}")
 
     # The contract's ledger: receivables, then the invoice's VAT (158.40 x 19 % = 30.096 -> 30.10).
     ledger = page.locator("#ledger table[data-columns='ledger'] tbody tr")
@@ -367,4 +398,35 @@ async def test_an_estimate_entered_on_the_contract_page_recalculates_the_schedul
     await expect(current).to_have_count(2)
     await page.get_by_role("link", name="Remove estimate").click()
     await expect(current.locator("td[data-col='estimated_net']")).to_have_text(["—", "—"])
+    await page.close()
+
+
+async def test_one_periods_estimate_edited_on_the_contract_page(browser, portal_url, databases):
+    contract = new_contract_id("browser-estimate-edit")
+    customer = f"CUST-{contract}"
+    await given_priced_contract(databases, contract, customer)
+    page = await browser.new_page()
+    await page.goto(f"{portal_url}/customers/{customer}/contracts/{contract}")
+    schedule = page.get_by_role("form", name="Filter billing schedule")
+    await schedule.get_by_label("Item").select_option("api-calls")
+    await schedule.get_by_label("Periods").select_option("future")
+    await schedule.get_by_role("button", name="Filter").click()
+    estimate = page.get_by_role("form", name="Estimate consumption")
+    await estimate.get_by_label("Estimate for").select_option("api-calls")
+    await estimate.get_by_label("Quantity per period").fill("600")
+    await estimate.get_by_role("button", name="Apply estimate").click()
+    future = page.locator("#schedule tbody tr")
+    await expect(future.locator("td[data-col='estimated_net']")).to_have_text(["10.00 EUR (est.)"] * 12)  # 500 x 0.02
+
+    # Edit the second future period: the first is then treated as actual, the later ones keep 600.
+    second = future.nth(1)
+    await second.get_by_label("Estimated quantity").fill("2600")
+    await second.get_by_role("button", name="Edit").click()
+    await expect(future.locator("td[data-col='estimated_net']")).to_have_text(
+        ["—", "35.00 EUR (est.)"] + ["10.00 EUR (est.)"] * 10)  # 1000 x 0.02 + 1500 x 0.01 after 100 free
+    await expect(future.nth(1).locator("td[data-col='estimated_quantity']")).to_contain_text("(edited)")
+    await expect(future.nth(1).get_by_label("Estimated quantity")).to_have_value("2600")
+    await expect(future.locator("td[data-col='net']")).to_have_text(["0.00 EUR"] * 12)  # a forecast, never billed
+    await page.get_by_role("link", name="Remove estimate").click()
+    await expect(future.locator("td[data-col='estimated_net']")).to_have_text(["—"] * 12)
     await page.close()

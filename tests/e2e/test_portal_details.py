@@ -15,7 +15,7 @@ from ops.observe import wait_until
 from shared import topics
 from shared.events import PaymentKind, PaymentReceived, derive_id
 from shared.runtime import publish_event
-from tests.e2e.conftest import (DEADLINE_S, given_priced_contract, new_contract_id, publish_usage, request_billing_run,
+from tests.e2e.conftest import (DEADLINE_S, given_contract, given_priced_contract, new_contract_id, publish_usage, request_billing_run,
                                 usage, wait_for_rows)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -124,6 +124,103 @@ async def test_an_estimate_is_applied_to_the_unbilled_current_and_future_periods
     assert (await client.get(path, params={"estimate_item": "storage"})).status_code == 422
     unknown = await client.get(path, params={"estimate_item": "fax", "estimate_quantity": "1"})
     assert unknown.status_code == 422 and "fax" in unknown.json()["detail"]
+
+
+async def test_editing_one_periods_estimate_clears_the_skipped_periods_before_it(invoiced_contract):
+    client, base, contract, _ = invoiced_contract
+    path = f"{base}/contracts/{contract}/schedule"
+    unbilled = {"item_code": "storage", "limit": 50, "sort": "period_start"}
+    rows = (await client.get(path, params={**unbilled, "timing": "future"})).json()["items"]
+    third = rows[2]["period_start"]  # the current period and two future ones are skipped
+    edited = {**unbilled, "estimate_item": "storage", "estimate_quantity": "1234", "estimate_period": third,
+              "estimate_period_quantity": "500"}
+    current = (await client.get(path, params={**edited, "timing": "current"})).json()["items"]
+    future = (await client.get(path, params={**edited, "timing": "future"})).json()["items"]
+    assert [(r["estimated"], r["estimated_net"]) for r in current + future[:2]] == [(False, None)] * 3
+    # 500 x 0.10 = 50.00 in the edited period; the later ones keep 1234 x 0.10 = 123.40
+    assert (future[2]["period_start"], future[2]["estimated_quantity"], future[2]["estimated_net"],
+            future[2]["estimate_edited"], future[2]["net"]) == (third, "500", "50.00", True, "0.00")
+    assert {(r["estimated_quantity"], r["estimated_net"], r["estimate_edited"]) for r in future[3:]} == {
+        ("1234", "123.40", False)}
+    assert len(future) == 12
+
+    alone = (await client.get(path, params={**unbilled, "timing": "future", "estimate_item": "storage",
+                                            "estimate_period": third, "estimate_period_quantity": "500"})).json()
+    assert [r["estimated_net"] for r in alone["items"] if r["estimated"]] == ["50.00"]  # only that period
+
+    billed = await client.get(path, params={**edited, "estimate_period": "2026-11-01"})
+    assert billed.status_code == 422 and "no unbilled period of storage begins on 2026-11-01" in billed.json()["detail"]
+    halfway = await client.get(path, params={"estimate_item": "storage", "estimate_period": third})
+    assert halfway.status_code == 422
+
+
+async def test_a_schedule_rows_billing_detail_has_its_price_bands_and_usage_events(invoiced_contract):
+    client, base, contract, number = invoiced_contract
+    calls = (await client.get(f"{base}/contracts/{contract}/schedule/api-calls/2026-11-01")).json()
+    assert (calls["row"]["consumed"], calls["row"]["free"], calls["row"]["billable"], calls["row"]["net"],
+            [i["number"] for i in calls["row"]["invoices"]]) == ("2600", "100", "2500", "35.00", [number])
+    # 100 free, then the bands: 1000 x 0.02 = 20.00 and 1500 x 0.01 = 15.00
+    assert [(b["from_quantity"], b["to_quantity"], b["unit_price"], b["quantity"], b["net"])
+            for b in calls["price_detail"]] == [("0", "1000", "0.02", "1000", "20.00"),
+                                                ("1000", None, "0.01", "1500", "15.00")]
+    assert [(e["occurred_at"], e["quantity"], e["meter_reading"]) for e in calls["usage"]] == [
+        ("2026-11-12T09:30:00Z", "2600", None)]
+    assert calls["next"] is None
+    storage = (await client.get(f"{base}/contracts/{contract}/schedule/storage/2026-11-01")).json()
+    assert [(b["from_quantity"], b["to_quantity"], b["unit_price"], b["quantity"], b["net"])
+            for b in storage["price_detail"]] == [(None, None, "0.1", "1234", "123.40")]  # per unit: 1234 x 0.10
+    october = (await client.get(f"{base}/contracts/{contract}/schedule/storage/2026-10-01")).json()
+    assert (october["row"]["status"], october["price_detail"], october["usage"]) == ("nothing rated", [], [])
+
+    for unknown in ("storage/2026-11-15", "fax/2026-11-01", "storage/2025-12-01"):
+        assert (await client.get(f"{base}/contracts/{contract}/schedule/{unknown}")).status_code == 404, unknown
+    assert (await client.get(f"/api/customers/NOBODY/contracts/{contract}/schedule/storage/2026-11-01")
+            ).status_code == 404
+    unreadable = await client.get(f"{base}/contracts/{contract}/schedule/storage/2026-11-01", params={"after": "x"})
+    assert unreadable.status_code == 422
+
+
+async def test_a_schedule_rows_usage_events_are_paged_on_the_server(databases, broker, portal_url):
+    contract = new_contract_id("portal-line-usage")
+    customer = f"CUST-{contract}"
+    await given_contract(databases, contract, {"api-calls": "0.0125"}, customer_id=customer)
+    await publish_usage(broker, *(usage(contract, "api-calls", quantity, day=day)
+                                  for quantity, day in [("100", 3), ("200", 5), ("301", 7)]))
+    path = f"/api/customers/{customer}/contracts/{contract}/schedule/api-calls/2026-11-01"
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
+
+        async def all_rated() -> bool:
+            return (await client.get(path)).json()["row"]["consumed"] == "601"
+
+        await wait_until(all_rated, timeout_s=DEADLINE_S, what="the three usage events rated")
+        first = (await client.get(path, params={"limit": 2})).json()
+        assert [(e["occurred_at"][:10], e["quantity"]) for e in first["usage"]] == [("2026-11-03", "100"),
+                                                                                   ("2026-11-05", "200")]
+        # 601 x 0.0125 = 7.5125, rounded half up once: 7.51, in the row and its one band
+        assert first["row"]["net"] == "7.51"
+        assert [(b["unit_price"], b["quantity"], b["net"]) for b in first["price_detail"]] == [("0.0125", "601", "7.51")]
+        second = (await client.get(path, params={"limit": 2, "after": first["next"]})).json()
+        assert ([(e["occurred_at"][:10], e["quantity"]) for e in second["usage"]], second["next"]) == (
+            [("2026-11-07", "301")], None)
+
+
+async def test_the_customer_summary_says_when_it_was_created_and_last_changed(databases, portal_url, rating_api_url):
+    contract = new_contract_id("portal-customer-dates")
+    customer = f"CUST-{contract}"
+    await given_priced_contract(databases, contract, customer)
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as portal, \
+            httpx.AsyncClient(base_url=rating_api_url, timeout=10) as rating_api:
+        created = (await portal.get(f"/api/customers/{customer}")).json()
+        assert created["created_at"] == created["updated_at"]
+        spec = (await rating_api.get(f"/contracts/{contract}")).json()
+        assert (await rating_api.put(f"/contracts/{contract}", json=spec)).status_code == 200
+        unchanged = (await portal.get(f"/api/customers/{customer}")).json()
+        assert unchanged["updated_at"] == created["updated_at"]  # the same profile again is no change
+        spec["customer"]["email"] = "billing@example.com"
+        assert (await rating_api.put(f"/contracts/{contract}", json=spec)).status_code == 200
+        changed = (await portal.get(f"/api/customers/{customer}")).json()
+    assert changed["email"] == "billing@example.com" and changed["created_at"] == created["created_at"]
+    assert datetime.fromisoformat(changed["updated_at"]) > datetime.fromisoformat(created["updated_at"])
 
 
 async def test_purchases_of_one_day_are_one_order(invoiced_contract):

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 
 from services.portal import schedule
+from services.portal.domain import ActionRefused
 from services.portal.models import BillingStatus, OrderStatus, Timing
 from shared.periods import Period
 
@@ -74,3 +75,36 @@ def test_a_period_is_billed_once_all_its_items_are_settled(items, settled, statu
     ([True, True], [True, False], OrderStatus.BILLED), ([True, True], [True, True], OrderStatus.CANCELLED)])
 def test_an_order_is_cancelled_once_all_its_purchases_are(billed, cancelled, status):
     assert schedule.order_status(billed, cancelled) is status
+
+
+JAN, FEB, MAR, APR = (date(2027, month, 1) for month in (1, 2, 3, 4))
+# rating's net of 1234 x 0.10 and of 500 x 0.10 in each unbilled period
+NETS_1234 = {JAN: Decimal("123.40"), FEB: Decimal("123.40"), MAR: Decimal("123.40"), APR: Decimal("123.40")}
+NETS_500 = {JAN: Decimal("50.00"), FEB: Decimal("50.00"), MAR: Decimal("50.00"), APR: Decimal("50.00")}
+
+
+def figures(estimate: schedule.Estimate) -> dict[date, tuple[Decimal, Decimal, bool]]:
+    return {start: (period.quantity, period.net, period.edited) for start, period in estimate.periods.items()}
+
+
+def test_an_estimate_applies_to_every_unbilled_period():
+    estimate = schedule.estimate("storage", Decimal(1234), NETS_1234)
+    assert figures(estimate) == {start: (1234, Decimal("123.40"), False) for start in (JAN, FEB, MAR, APR)}
+
+
+def test_editing_one_period_clears_the_skipped_ones_before_it_and_keeps_the_later_ones():
+    edited = schedule.EditedPeriod(MAR, Decimal(500), NETS_500)
+    estimate = schedule.estimate("storage", Decimal(1234), NETS_1234, edited)
+    # January and February skipped: treated as actual, no estimate; April keeps the item's
+    assert figures(estimate) == {MAR: (500, Decimal("50.00"), True), APR: (1234, Decimal("123.40"), False)}
+
+
+def test_one_period_can_be_estimated_without_an_estimate_for_the_item():
+    estimate = schedule.estimate("storage", None, {}, schedule.EditedPeriod(FEB, Decimal(500), NETS_500))
+    assert figures(estimate) == {FEB: (500, Decimal("50.00"), True)}
+
+
+def test_only_an_unbilled_period_can_be_edited():
+    with pytest.raises(ActionRefused, match="no unbilled period of storage begins on 2026-11-01"):
+        schedule.estimate("storage", Decimal(1234), NETS_1234,
+                          schedule.EditedPeriod(date(2026, 11, 1), Decimal(500), NETS_500))

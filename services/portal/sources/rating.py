@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import date
+import uuid
+from datetime import date, datetime
 from typing import Any, Sequence
 
-from sqlalchemy import Date, DateTime, Integer, Numeric, String, column, func, select, table
+from sqlalchemy import Date, DateTime, Integer, Numeric, String, Uuid, cast, column, func, select, table, true, tuple_
 from sqlalchemy.dialects.postgresql import JSONB, aggregate_order_by, array_agg
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -16,6 +17,7 @@ customers = table(
     "customers",
     column("customer_id", String), column("name", String), column("country", String), column("vat_id", String),
     column("email", String), column("address_lines", JSONB),
+    column("created_at", DateTime(timezone=True)), column("updated_at", DateTime(timezone=True)),
 )
 contracts = table(
     "contracts",
@@ -38,6 +40,15 @@ billable_items = table(
     column("net", Numeric), column("discount", Numeric), column("period_start", Date),
     column("occurred_at", DateTime(timezone=True)), column("previous_reading", Numeric),
     column("current_reading", Numeric),
+    # What the item added to each band of its period (rating's PriceBand list, decimal strings).
+    column("price_breakdown", JSONB),
+)
+# Every rated usage event and the billable item it is billed in: the usage behind a schedule row.
+rated_usage = table(
+    "rated_usage",
+    column("event_id", Uuid), column("billable_item_id", Uuid), column("contract_id", String),
+    column("item_code", String), column("period_start", Date), column("occurred_at", DateTime(timezone=True)),
+    column("quantity", Numeric), column("meter_reading", Numeric),
 )
 
 CUSTOMER_SORTS = {"customer_id": customers.c.customer_id, "name": customers.c.name}
@@ -110,6 +121,50 @@ async def rated_periods(connection: AsyncConnection, contract_id: str,
         .where(items.contract_id == contract_id, items.period_start.in_(period_starts))
         .group_by(items.item_code, items.period_start))
     return {(row.item_code, row.period_start): row for row in rows}
+
+
+async def price_detail(connection: AsyncConnection, contract_id: str, item_code: str,
+                       period_start: date) -> list[Row[Any]]:
+    """The period's price detail, band by band: (from, to, unit price) and the quantity charged in it.
+
+    Each billable item's breakdown is what it added to its period's bands, so their sums are the
+    bands of the period's total quantity (a volume band the period moved beyond sums to zero and is
+    left out). Per-unit and package plans have one band without bounds.
+    """
+    band = func.jsonb_array_elements(billable_items.c.price_breakdown).table_valued(column("value", JSONB)).alias("band")
+
+    def field(name: str) -> Any:
+        return cast(band.c.value[name].astext, Numeric)
+
+    from_quantity, to_quantity, unit_price = field("from_quantity"), field("to_quantity"), field("unit_price")
+    quantity = func.sum(field("quantity"))
+    rows = await connection.execute(
+        select(from_quantity.label("from_quantity"), to_quantity.label("to_quantity"),
+               unit_price.label("unit_price"), quantity.label("quantity"))
+        .select_from(billable_items.join(band, true()))
+        .where(billable_items.c.contract_id == contract_id, billable_items.c.item_code == item_code,
+               billable_items.c.period_start == period_start)
+        .group_by(from_quantity, to_quantity, unit_price)
+        .having(quantity != 0)
+        .order_by(from_quantity.asc().nulls_first(), unit_price))
+    return list(rows)
+
+
+async def usage_events(connection: AsyncConnection, contract_id: str, item_code: str, period_start: date,
+                       after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[Row[Any]]:
+    """The usage events billed in the period, in the order they were used, `limit` after `after` (the
+    last row's occurred_at and event_id): keyset-paged over rating's line index, so a page costs the
+    same however many events the period has and however deep the page is."""
+    events = rated_usage.c
+    query = (select(events.event_id, events.billable_item_id, events.occurred_at, events.quantity,
+                    events.meter_reading)
+             .where(events.contract_id == contract_id, events.item_code == item_code,
+                    events.period_start == period_start)
+             .order_by(events.occurred_at, events.event_id)
+             .limit(limit))
+    if after is not None:
+        query = query.where(tuple_(events.occurred_at, events.event_id) > after)
+    return list(await connection.execute(query))
 
 
 async def time_zones(connection: AsyncConnection, contract_ids: Sequence[str]) -> dict[str, str]:
