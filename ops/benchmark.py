@@ -142,7 +142,7 @@ def summary(runs: list[Results]) -> str:
 def _number(value: float, unit: str) -> str:
     if not unit:  # a ratio
         return f"{value:.2f}"
-    return f"{value:,.1f} {unit}" if abs(value) < 100 else f"{value:,.0f} {unit}"
+    return f"{value:,.1f} {unit}" if abs(value) < 100 and value != int(value) else f"{value:,.0f} {unit}"
 
 
 def peak_rss_mb(pid: int) -> float:
