@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay, wait_exponential
 
 from shared import metrics, topics
-from shared.db import Database, MessagingTables
+from shared.db import Database, MessagingTables, unnested
 from shared.errors import DependencyNotReady, Rejected
 from shared.events import DeadLetter, InvalidMessage, Message, derive_id, encode_event, parse_event
 from shared.logs import about_message
@@ -262,12 +262,12 @@ class Consumer:
                 applied.refused.append((record, _reused_id(event)))
         async with self.database.transaction() as session:
             # One statement with two array parameters, however big the batch: no per-row parameters.
+            claims = unnested(inbox, ("event_id", "payload_digest"),
+                              [(event_id, digest) for event_id, (_, _, digest) in first.items()])
             claimed = set((await session.execute(
-                pg_insert(inbox).from_select(["consumer", "event_id", "payload_digest"], select(
-                    literal(self.name, String), func.unnest(bindparam("ids", list(first), type_=ARRAY(Uuid))),
-                    func.unnest(bindparam("digests", [digest for _, _, digest in first.values()],
-                                          type_=ARRAY(String))),
-                )).on_conflict_do_nothing().returning(inbox.c.event_id),
+                pg_insert(inbox).from_select(["event_id", "payload_digest", "consumer"],
+                                             claims.add_columns(literal(self.name, String)))
+                .on_conflict_do_nothing().returning(inbox.c.event_id),
             )).scalars())
             earlier = [event_id for event_id in first if event_id not in claimed]
             if earlier:

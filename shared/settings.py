@@ -3,7 +3,7 @@
 Nothing configured: every service talks to the local stack under $BILLING_STACK_DIR (default
 `.stack` in the working directory). In production set BILLING_KAFKA_BOOTSTRAP_SERVERS and each
 service's <SERVICE>_DATABASE_URL. Kafka over TLS and SASL/SCRAM: BILLING_KAFKA_SECURITY_PROTOCOL and
-the settings beside it (README, "Production settings"); PostgreSQL over TLS: `?ssl=verify-full` on
+the settings beside it (README, "Configuration" and "Security"); PostgreSQL over TLS: `?ssl=verify-full` on
 the database URLs (asyncpg), with the CA in PGSSLROOTCERT.
 """
 

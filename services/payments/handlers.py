@@ -273,9 +273,10 @@ async def add_payment_account(session: AsyncSession, customer_id: str, method: P
     account = domain.new_payment_account(uuid.uuid4(), customer_id, method, first_of_customer=not existing,
                                          make_default=make_default, **details)
     if not await store.add_account(session, account):
-        held_by = (f"mandate reference {account.mandate_reference}" if account.mandate_reference
-                   else f"{account.provider} token {account.provider_token}")
-        raise domain.InvalidPaymentAccount(f"{held_by} belongs to another payment account already")
+        # Either unique detail may be the one taken (a provider's direct debit has both).
+        held = [f"mandate reference {account.mandate_reference}"] if account.mandate_reference else []
+        held += [f"{account.provider} token {account.provider_token}"] if account.provider_token else []
+        raise domain.InvalidPaymentAccount(f"{' or '.join(held)} belongs to another payment account already")
     await _announce_default_account(session, customer_id)
     return account
 

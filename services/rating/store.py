@@ -213,12 +213,12 @@ async def lock_period_usage(session: AsyncSession, keys: Iterable[StateKey]) -> 
     ordered = sorted(set(keys))
     if not ordered:
         return {}
+    key = [period_usage.c[name] for name in STATE_KEY_COLUMNS]
     rows = (
         await session.execute(
             select(period_usage)
-            .where(tuple_(period_usage.c.contract_id, period_usage.c.item_code, period_usage.c.period_start)
-                   .in_(unnested(period_usage, STATE_KEY_COLUMNS, ordered)))
-            .order_by(period_usage.c.contract_id, period_usage.c.item_code, period_usage.c.period_start)
+            .where(tuple_(*key).in_(unnested(period_usage, STATE_KEY_COLUMNS, ordered)))
+            .order_by(*key)
             .with_for_update()
         )
     ).all()
