@@ -3,6 +3,8 @@ CREATE DATABASE rating;
 CREATE DATABASE settlement;
 CREATE DATABASE invoicing;
 CREATE DATABASE payments;
+-- Operators, API tokens and sessions, checked by every HTTP surface (shared.access).
+CREATE DATABASE access;
 
 -- The portal reads every service's database and writes none: a role that may only SELECT, on the
 -- tables the services' migrations create later too (default privileges of the owner, billing).

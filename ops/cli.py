@@ -13,7 +13,7 @@ import typer
 
 from ops.stack import LocalStack, create_topics, database_urls
 from shared.db import migrate, new_revision
-from shared.settings import DEFAULT_KAFKA_PORT, KafkaSettings, stack_dir
+from shared.settings import DEFAULT_KAFKA_PORT, AccessSettings, KafkaSettings, stack_dir
 
 app = typer.Typer(help="Usage billing pipeline operations.", no_args_is_help=True)
 stack_app = typer.Typer(help="The embedded local servers (PostgreSQL and Apache Kafka, or Tansu without Java).",
@@ -32,6 +32,7 @@ async def prepare() -> None:
     await create_topics(KafkaSettings())
     for service, url in database_urls().items():
         await migrate(service, url)
+    await migrate("access", AccessSettings().database_url)
 
 
 @stack_app.command("up")
@@ -110,18 +111,28 @@ def dead_letters_replay(
     import uuid
 
     from ops.dead_letters import list_letters, replay
+    from shared.access.commands import authorized, record_in_access
+    from shared.access.domain import Role
+    from shared.access.store import Change
     from shared.runtime import create_broker
 
     if not event_ids and not consumer:
         raise typer.BadParameter("name dead letter ids or --consumer")
     kafka = KafkaSettings()
+    actor = authorized(Role.admin, "dead-letters replay")
 
     async def run() -> list:
         letters = await list_letters(kafka.bootstrap_servers, consumer=consumer,
                                      event_ids=[uuid.UUID(value) for value in event_ids or []])
         async with create_broker(kafka, client_id="billing-cli") as broker:
             await broker.start()
-            return await replay(broker, letters)
+            outcomes = await replay(broker, letters)
+        replayed = [str(letter.event_id) for letter, problem in outcomes if not problem]
+        if replayed:
+            await record_in_access(Change(actor, "dead-letters.replay", ", ".join(replayed)[:500], {
+                "topics": sorted({letter.source_topic for letter, problem in outcomes if not problem}),
+                "event_ids": replayed}))
+        return outcomes
 
     outcomes = asyncio.run(run())
     for letter, problem in outcomes:

@@ -37,6 +37,8 @@ BROKERS = ("kafka", "tansu")
 STOP_GRACE_S = {"kafka": 60.0, "tansu": 5.0}
 
 SERVICES = ("rating", "settlement", "invoicing", "payments")
+# The databases the local stack creates: each service's, and the access database every surface checks.
+DATABASES = (*SERVICES, "access")
 
 
 def database_urls() -> dict[str, str]:
@@ -126,9 +128,9 @@ class LocalStack:
     def _start_postgres(self) -> str:
         server = _pgserver().get_server(self.root / "pg", cleanup_mode=None)
         existing = server.psql("SELECT datname FROM pg_database;")
-        for service in SERVICES:
-            if f" {service}\n" not in existing:
-                server.psql(f"CREATE DATABASE {service};")
+        for database in DATABASES:
+            if f" {database}\n" not in existing:
+                server.psql(f"CREATE DATABASE {database};")
         # postgresql://postgres:@/postgres?host=/path/to/socket/dir
         return server.get_uri().split("host=", 1)[1]
 

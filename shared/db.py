@@ -98,6 +98,8 @@ def messaging_tables(metadata: MetaData) -> MessagingTables:
         # of being retried forever ahead of the rows behind it.
         Column("quarantined_at", DateTime(timezone=True)),
         Column("quarantine_reason", String(2000)),
+        # Who caused the event, when a person or token did (published as the billing-actor header).
+        Column("actor", String(200)),
         Index("outbox_pending", "id", postgresql_where=text("published_at IS NULL AND quarantined_at IS NULL")),
     )
     parked = Table(

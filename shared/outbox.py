@@ -14,13 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, UnknownProducerId
-from sqlalchemy import func, select, update
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from shared.access.domain import ACTOR_HEADER
+from shared.access.store import Change, record
 from shared.db import Database, MessagingTables, advisory_lock_key, copy_rows
 from shared.events import Message, encode_event
 from shared.loop import BackgroundLoop
@@ -33,13 +35,40 @@ class Outgoing:
     event: Message
 
 
-async def write_outbox(session: AsyncSession, tables: MessagingTables, outgoing: Sequence[Outgoing]) -> None:
+async def write_outbox(session: AsyncSession, tables: MessagingTables, outgoing: Sequence[Outgoing],
+                       actor: str | None = None) -> None:
+    """Add the rows in the caller's transaction; `actor` (who caused them) travels as a header."""
     if not outgoing:
         return
     # COPY: a consumer's batch writes a row per event it emits, often hundreds.
-    await copy_rows(session, tables.outbox, ("event_id", "topic", "key", "payload"), [
-        (message.event.event_id, message.topic, message.event.key, encode_event(message.event))
+    await copy_rows(session, tables.outbox, ("event_id", "topic", "key", "payload", "actor"), [
+        (message.event.event_id, message.topic, message.event.key, encode_event(message.event), actor)
         for message in outgoing])
+
+
+async def operate(database: Database, tables: MessagingTables, use_case: Callable[..., Awaitable[list[Outgoing]]],
+                  *args, audit: Table | None = None, change: Change | None = None) -> list[Outgoing]:
+    """Run an operator's or an API's use case in one transaction with its events in the outbox and,
+    when a person or token asked for it, `change` in the `audit` trail and its actor on the events."""
+    async with database.transaction() as session:
+        outgoing = await _not_written_before(session, tables, await use_case(session, *args))
+        await write_outbox(session, tables, outgoing, change.actor.label if change else None)
+        # A request sent again (the same request id, a resubmitted form) changes nothing: no record.
+        if change is not None and outgoing:
+            assert audit is not None, "a change is recorded in the database's audit trail"
+            await record(session, audit, change)
+    return outgoing
+
+
+async def _not_written_before(session: AsyncSession, tables: MessagingTables,
+                              outgoing: list[Outgoing]) -> list[Outgoing]:
+    """The events whose ids are not in the outbox yet: a request's events derive their ids from its
+    request id, so a repeated request finds them there (published or not)."""
+    if not outgoing:
+        return outgoing
+    written = set((await session.execute(select(tables.outbox.c.event_id).where(
+        tables.outbox.c.event_id.in_([message.event.event_id for message in outgoing])))).scalars())
+    return [message for message in outgoing if message.event.event_id not in written]
 
 
 # What the broker answers an idempotent producer whose sequence numbers are out of step with its
@@ -121,7 +150,7 @@ class OutboxRelay:
             rows = (
                 await session.execute(
                     select(self.outbox.c.id, self.outbox.c.event_id, self.outbox.c.topic, self.outbox.c.key,
-                           self.outbox.c.payload)
+                           self.outbox.c.payload, self.outbox.c.actor)
                     .where(self.outbox.c.published_at.is_(None), self.outbox.c.quarantined_at.is_(None))
                     .order_by(self.outbox.c.id)
                     .limit(self.batch_size)
@@ -136,7 +165,9 @@ class OutboxRelay:
             deliveries = {}
             for row in rows:
                 try:
-                    deliveries[row.id] = await producer.send(row.topic, row.payload, key=row.key.encode())
+                    deliveries[row.id] = await producer.send(
+                        row.topic, row.payload, key=row.key.encode(),
+                        headers=[(ACTOR_HEADER, row.actor.encode())] if row.actor else None)
                 except Exception as error:
                     if not is_permanent(error):
                         raise

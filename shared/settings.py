@@ -229,3 +229,39 @@ def local_database_url(database: str) -> str:
     socket_dir = local_stack_state().get("postgres_socket_dir", str(stack_dir() / "pg"))
     return f"postgresql+asyncpg://postgres@/{database}?host={socket_dir}"
 
+
+
+class AccessSettings(BaseSettings):
+    """Who may call the HTTP surfaces and operator commands (ACCESS_*; see shared.access).
+
+    `token` is an operator command's credential (ACCESS_TOKEN, or the file ACCESS_TOKEN in
+    BILLING_SECRETS_DIR). The OpenID Connect provider is optional: without `oidc_issuer` operators
+    sign in with the local user store's passwords only.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="ACCESS_", secrets_dir=os.environ.get("BILLING_SECRETS_DIR"),
+                                      hide_input_in_errors=True)
+
+    database_url: str = ""
+    token: SecretStr = SecretStr("")
+    session_hours: float = 8.0
+    # Sign-in is refused for a name or an address with this many failures in the window.
+    sign_in_failure_limit: int = 5
+    sign_in_window_s: float = 900.0
+    # Session cookies are Secure (sent over HTTPS only; browsers treat http://localhost as secure).
+    secure_cookies: bool = True
+    # Signs the OpenID Connect sign-in's short-lived state cookie; set it in production (a random
+    # value per start otherwise, so a restart only cancels sign-ins in progress).
+    state_secret: SecretStr = SecretStr("")
+    oidc_issuer: str = ""
+    oidc_client_id: str = ""
+    oidc_client_secret: SecretStr = SecretStr("")
+    # The claim that holds the operator's role (viewer, clerk or admin); without it, a person the
+    # provider signs in must already be an operator (by e-mail) in the local user store.
+    oidc_role_claim: str = ""
+
+    @model_validator(mode="after")
+    def _local_database_by_default(self) -> AccessSettings:
+        if not self.database_url:
+            self.database_url = local_database_url("access")
+        return self

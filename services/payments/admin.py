@@ -17,6 +17,10 @@ from services.payments import handlers, store, webhooks
 from services.payments.domain import InvalidPaymentAccount, PaymentMethod
 from services.payments.providers import WebhookRefused
 from services.payments.settings import PaymentsSettings
+from services.payments.tables import audit_records
+from shared.access.commands import authorized
+from shared.access.domain import Role
+from shared.access.store import Change, record
 from shared.db import Database, migrate
 from shared.errors import Rejected
 
@@ -26,14 +30,18 @@ cli = typer.Typer(help="Payments administration: payment accounts, open items (O
 T = TypeVar("T")
 
 
-def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+def _in_transaction(work: Callable[[AsyncSession], Awaitable[T]], change: Change | None = None) -> T:
+    """`work` in one transaction of payments' database, with `change` (a command's) in its audit trail."""
     async def run() -> T:
         settings = PaymentsSettings()
         await migrate("payments", settings.database_url)
         database = Database(settings.database_url)
         try:
             async with database.transaction() as session:
-                return await work(session)
+                done = await work(session)
+                if change is not None:
+                    await record(session, audit_records, change)
+                return done
         finally:
             await database.dispose()
 
@@ -61,11 +69,13 @@ def add_account(
 ) -> None:
     """Add a payment account (the customer's first becomes the default) and print it as JSON."""
     signed_on = date.fromisoformat(mandate_signed_on) if mandate_signed_on else None
+    actor = authorized(Role.admin, "add-account")
     try:
         account = _in_transaction(lambda session: handlers.add_payment_account(
             session, customer_id, method, make_default=make_default, holder_name=holder, iban=iban, bic=bic,
             mandate_reference=mandate_reference, mandate_signed_on=signed_on, provider=provider,
-            provider_token=token))
+            provider_token=token), Change(actor, "payment-account.add", customer_id, {
+                "method": method, "provider": provider, "make_default": make_default}))
     except InvalidPaymentAccount as error:
         raise typer.BadParameter(str(error)) from None
     _echo_json({"account_id": account.account_id, "customer_id": account.customer_id, "method": account.method,
@@ -84,8 +94,10 @@ def accounts(customer_id: str) -> None:
 @cli.command("set-default")
 def set_default(customer_id: str, account_id: uuid.UUID) -> None:
     """Make one of the customer's accounts the default (the previous one stops being it)."""
+    actor = authorized(Role.admin, "set-default")
     try:
-        _in_transaction(lambda session: handlers.set_default_payment_account(session, customer_id, account_id))
+        _in_transaction(lambda session: handlers.set_default_payment_account(session, customer_id, account_id),
+                        Change(actor, "payment-account.default", customer_id, {"account_id": str(account_id)}))
     except InvalidPaymentAccount as error:
         raise typer.BadParameter(str(error)) from None
     typer.echo(f"{account_id} is now the default of {customer_id}")
@@ -143,9 +155,12 @@ def place_held(
     customer_id: Annotated[str, typer.Option(help="Its customer.")],
 ) -> None:
     """Say whose a held provider transaction is (`billing reconcile` lists them as HELD); it is then published."""
+    actor = authorized(Role.clerk, "place-held")
     try:
         event = _in_transaction(lambda session: handlers.place_held(session, provider, provider_event_id,
-                                                                    contract_id, customer_id))
+                                                                    contract_id, customer_id),
+                                Change(actor, "payment.place-held", f"{provider} {provider_event_id}", {
+                                    "contract_id": contract_id, "customer_id": customer_id}))
     except Rejected as error:
         raise typer.BadParameter(str(error)) from None
     except WebhookRefused as refused:

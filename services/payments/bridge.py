@@ -43,6 +43,7 @@ from services.payments.providers.stripe import StripeScheme
 from services.payments.settings import PaymentsSettings
 from services.payments.webhooks import GenericScheme, ProviderWebhook
 from shared import health, metrics
+from shared.access.guard import Guard, guarded
 from shared.http import SecurityHeaders
 from shared.db import Database, migrate
 from shared.events import PaymentKind, PaymentStatus
@@ -73,8 +74,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     configure_logging()
     await migrate("payments", settings.database_url)
     app.state.database = database = Database(settings.database_url)
+    # The operator routes (/operations) are for signed-in staff and tokens; webhooks have signatures.
+    app.state.guard = guard = await Guard.open()
     app.state.readiness = Readiness({"database": database_reachable(database.engine),
-                                     "migrations": schema_at_head("payments", database.engine)})
+                                     "migrations": schema_at_head("payments", database.engine),
+                                     "access database": database_reachable(guard.database.engine)})
     gocardless_api = (GoCardlessApi(settings.gocardless_api_url, settings.gocardless_access_token.get_secret_value())
                       if settings.gocardless_access_token is not None else None)
     app.state.schemes = configured_schemes(settings, gocardless_api)
@@ -85,6 +89,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if gocardless_api is not None:
             await gocardless_api.aclose()
         await app.state.database.dispose()
+        await guard.close()
 
 
 app = FastAPI(
@@ -92,6 +97,7 @@ app = FastAPI(
     summary="Signed payment-provider webhooks in, payments.received events out.",
     lifespan=lifespan,
 )
+guarded(app)
 app.add_middleware(SecurityHeaders)
 app.include_router(health.router)
 app.include_router(metrics.router)

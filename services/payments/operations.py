@@ -1,9 +1,10 @@
 """Payments' operator routes, served by the bridge's HTTP app (payments' one HTTP app): credit moved
 by hand between open items, and payment accounts. The portal's actions call them.
 
-Thin: each runs one use case of services.payments.handlers in one transaction of payments' database;
-a refused one (422) changes nothing. Unlike /webhooks they carry no signature: expose them only
-where billing staff reach them, never to the providers' side (see the README).
+Thin: each runs one use case of services.payments.handlers in one transaction of payments' database
+with its audit record; a refused one (422) changes nothing. Unlike /webhooks they need a signed-in
+person's session or an API token (shared.access): assignments a billing clerk, payment accounts an
+administrator.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.payments import handlers
 from services.payments.domain import InvalidPaymentAccount, PaymentMethod
+from services.payments.tables import audit_records
+from shared.access.guard import Clerk, Admin
+from shared.access.store import Change, record
 from shared.errors import Rejected
 from shared.events import Amount
 from shared.money import Money, MoneyError
@@ -62,10 +66,13 @@ class AccountAdded(BaseModel):
     describe: str
 
 
-async def _in_transaction(request: Request, use_case: Callable[[AsyncSession], Awaitable[Any]]) -> Any:
+async def _in_transaction(request: Request, use_case: Callable[[AsyncSession], Awaitable[Any]],
+                          change: Change) -> Any:
     try:
         async with request.app.state.database.transaction() as session:
-            return await use_case(session)
+            done = await use_case(session)
+            await record(session, audit_records, change)
+            return done
     except (Rejected, InvalidPaymentAccount, MoneyError) as refused:
         raise HTTPException(422, str(refused)) from None
 
@@ -76,33 +83,40 @@ def _moved(money: Money | None) -> Moved:
 
 
 @router.post("/assignments", response_model=Moved)
-async def assign(body: AssignmentRequest, request: Request) -> Moved:
+async def assign(body: AssignmentRequest, request: Request, actor: Clerk) -> Moved:
     """Assign a payment's credit (money no item holds) to an open item of its contract."""
     assignment = await _in_transaction(request, lambda session: handlers.assign_by_hand(
-        session, body.payment_event_id, body.document_id, body.amount, body.request_id))
+        session, body.payment_event_id, body.document_id, body.amount, body.request_id),
+        Change(actor, "payment.assign", str(body.document_id), body.model_dump(mode="json")))
     return _moved(None if assignment is None else assignment.amount)
 
 
 @router.post("/assignments/undo", response_model=Moved)
-async def undo(body: ByHand, request: Request) -> Moved:
+async def undo(body: ByHand, request: Request, actor: Clerk) -> Moved:
     """Undo what a payment pays of an item: the item is open again by as much, the money the payment's credit."""
     held = await _in_transaction(request, lambda session: handlers.undo_assignment(
-        session, body.payment_event_id, body.document_id, body.request_id))
+        session, body.payment_event_id, body.document_id, body.request_id),
+        Change(actor, "payment.unassign", str(body.document_id), body.model_dump(mode="json")))
     return _moved(None if held is None else held.amount)
 
 
 @router.post("/customers/{customer_id}/payment-accounts", response_model=AccountAdded, status_code=201)
-async def add_account(customer_id: str, body: AccountRequest, request: Request) -> AccountAdded:
+async def add_account(customer_id: str, body: AccountRequest, request: Request,
+                      actor: Admin) -> AccountAdded:
     """Add a payment account (SEPA direct debit with its mandate, card token, bank transfer); the
     customer's first, or one added with `make_default`, is the default."""
     details = body.model_dump(exclude={"method", "make_default"})
     account = await _in_transaction(request, lambda session: handlers.add_payment_account(
-        session, customer_id, body.method, make_default=body.make_default, **details))
+        session, customer_id, body.method, make_default=body.make_default, **details),
+        Change(actor, "payment-account.add", customer_id, {"method": body.method, "provider": body.provider,
+                                                           "make_default": body.make_default}))
     return AccountAdded(account_id=account.account_id, is_default=account.is_default, describe=account.describe())
 
 
 @router.post("/customers/{customer_id}/payment-accounts/{account_id}/default", status_code=204)
-async def set_default(customer_id: str, account_id: uuid.UUID, request: Request) -> None:
+async def set_default(customer_id: str, account_id: uuid.UUID, request: Request,
+                      actor: Admin) -> None:
     """Make the account the customer's default (the previous one stops being it)."""
     await _in_transaction(request, lambda session: handlers.set_default_payment_account(
-        session, customer_id, account_id))
+        session, customer_id, account_id),
+        Change(actor, "payment-account.default", customer_id, {"account_id": str(account_id)}))

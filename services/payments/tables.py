@@ -19,10 +19,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
+from shared.access.tables import audit_table
 from shared.db import messaging_tables
 
 metadata = MetaData()
 messaging = messaging_tables(metadata)
+# Who changed what through the API and the operator commands, in the transaction of the change.
+audit_records = audit_table(metadata)
 
 # What the customer owes, item by item (OPOS): invoices, and what payments open themselves
 # (chargeback fees, money paid back beyond what the customer had paid).

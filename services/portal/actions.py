@@ -1,26 +1,24 @@
-"""The quick actions: each goes the way any other producer's would, never into another service's tables.
+"""The quick actions: each goes through the API of the service whose data it changes, never into
+another service's tables, with the caller's own credential (their session or API token), so that
+the service checks their role again and records them in its audit trail.
 
-Usage and billing runs are published to their topics (the portal acting as an upstream product
-and as an operator); purchases and cancellations are rating's to decide, through its HTTP API;
-cancelled orders' credits are settlement's, and credit moved by hand and payment accounts are
-payments', each through its HTTP API.
+Usage entered by hand, purchases and cancellations are rating's; billing runs (vouchers) and
+cancelled orders' credits are settlement's; credit moved by hand and payment accounts are payments'.
 """
 
 from __future__ import annotations
 
+import copy
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 import httpx
-from faststream.kafka import KafkaBroker
 
 from services.portal import details, domain, models
 from services.portal.reads import Sources
 from services.portal.sources import payments, rating
-from shared import topics
-from shared.runtime import publish_event
 
 
 class UnknownContract(domain.ActionRefused):
@@ -32,13 +30,35 @@ class ServiceUnavailable(RuntimeError):
 
 
 class Actions:
-    def __init__(self, sources: Sources, broker: KafkaBroker, rating_api: httpx.AsyncClient,
-                 settlement_api: httpx.AsyncClient, payments_api: httpx.AsyncClient) -> None:
+    def __init__(self, sources: Sources, rating_api: httpx.AsyncClient, settlement_api: httpx.AsyncClient,
+                 payments_api: httpx.AsyncClient, credential: str | None = None) -> None:
         self.sources = sources
-        self.broker = broker
         self.rating_api = rating_api
         self.settlement_api = settlement_api
         self.payments_api = payments_api
+        self.credential = credential
+
+    def on_behalf_of(self, credential: str | None) -> Actions:
+        """The actions as the caller: the services' APIs see (and audit) them, not the portal."""
+        acting = copy.copy(self)
+        acting.credential = credential
+        return acting
+
+    async def ask(self, api: httpx.AsyncClient, service: str, method: str, path: str, **request: Any) -> Any:
+        """A request to a service's API; its answer's JSON. Refusals are the service's reasons, outages its absence."""
+        headers = {"Authorization": f"Bearer {self.credential}"} if self.credential else {}
+        try:
+            response = await api.request(method, path, headers=headers, **request)
+        except httpx.TransportError as error:
+            raise ServiceUnavailable(f"{service}'s API is not reachable at {api.base_url}: {error}") from error
+        if response.status_code >= 500:
+            raise ServiceUnavailable(f"{service}'s API failed ({response.status_code}) on {path}")
+        if response.status_code >= 400:
+            raise domain.ActionRefused(f"{service} refused it: {_detail(response)}")
+        return response.json() if response.content else None
+
+    async def _post(self, api: httpx.AsyncClient, service: str, path: str, body: dict[str, Any]) -> Any:
+        return await self.ask(api, service, "POST", path, json=body)
 
     async def _contracts(self, customer_id: str, contract_ids: list[str]) -> dict[str, Any]:
         """The customer's contracts named, with their items; a contract of someone else is refused."""
@@ -57,31 +77,33 @@ class Actions:
             raise domain.ActionRefused(f"contract {contract_id} has no item {request.item_code!r}")
         event = domain.usage_recorded(request.request_id, contract_id, request.item_code, request.quantity,
                                       request.day, datetime.now(UTC))
-        await publish_event(self.broker, topics.USAGE_RECORDED, event, event.key)
+        await self._post(self.rating_api, "rating", f"/contracts/{quote(contract_id, safe='')}/usage",
+                         event.model_dump(mode="json", exclude_none=True))
         return models.ActionResult(
             message=f"usage of {format(request.quantity, 'f')} {request.item_code} recorded for {contract_id}; "
                     "it is rated in a moment", event_ids=[event.event_id])
 
     async def request_billing_runs(self, customer_id: str, request: models.BillingRunRequest) -> models.ActionResult:
+        if not request.contract_ids:
+            raise domain.ActionRefused("select at least one contract")
         await self._contracts(customer_id, request.contract_ids)
-        requests = domain.billing_run_requests(request.request_id, request.contract_ids, datetime.now(UTC))
-        for event in requests:
-            await publish_event(self.broker, topics.BILLING_RUNS_REQUESTED, event, event.key)
+        runs = await self._post(self.settlement_api, "settlement", "/billing-runs",
+                                {"request_id": str(request.request_id), "contract_ids": request.contract_ids})
         return models.ActionResult(
-            message=f"vouchers requested for {', '.join(event.contract_id for event in requests)}; "
+            message=f"vouchers requested for {', '.join(run['contract_id'] for run in runs)}; "
                     "the documents appear once invoicing has issued them",
-            event_ids=[event.event_id for event in requests])
+            event_ids=[uuid.UUID(run["event_id"]) for run in runs])
 
     async def add_purchase(self, customer_id: str, contract_id: str, request: models.PurchaseRequest) -> models.ActionResult:
         await self._contracts(customer_id, [contract_id])
-        await _call(self.rating_api, "rating", f"/contracts/{contract_id}/purchases", request.model_dump(mode="json"))
+        await self._post(self.rating_api, "rating", f"/contracts/{contract_id}/purchases", request.model_dump(mode="json"))
         return models.ActionResult(message=f"purchase of {format(request.quantity, 'f')} {request.item_code} "
                                            f"added to {contract_id}")
 
     async def cancel_contracts(self, customer_id: str, request: models.CancellationRequest) -> models.ActionResult:
         await self._contracts(customer_id, request.contract_ids)
         for contract_id in request.contract_ids:
-            await _call(self.rating_api, "rating", f"/contracts/{contract_id}/cancel",
+            await self._post(self.rating_api, "rating", f"/contracts/{contract_id}/cancel",
                         {"ends_on": request.ends_on.isoformat()})
         return models.ActionResult(message=f"{', '.join(request.contract_ids)} cancelled as of "
                                            f"{request.ends_on.isoformat()}")
@@ -97,7 +119,7 @@ class Actions:
         if unbilled:
             raise domain.ActionRefused(f"not billed yet, so nothing to credit: {', '.join(unbilled)}; "
                                        "create vouchers first")
-        runs = await _call(self.settlement_api, "settlement", "/orders/cancellations",
+        runs = await self._post(self.settlement_api, "settlement", "/orders/cancellations",
                            {"billable_item_ids": [str(item.billable_item_id) for item in purchases]})
         if not runs:
             return models.ActionResult(message=f"{', '.join(request.order_ids)} were cancelled before; nothing credited")
@@ -120,24 +142,24 @@ class Actions:
     async def assign_payment(self, customer_id: str, request: models.AssignmentRequest) -> models.ActionResult:
         """Assign a payment's credit to an open item the billing user chose."""
         payment, item = await self._payment_and_item(customer_id, request.payment_event_id, request.document_id)
-        moved = await _call(self.payments_api, "payments", "/operations/assignments", request.model_dump(mode="json"))
+        moved = await self._post(self.payments_api, "payments", "/operations/assignments", request.model_dump(mode="json"))
         return _moved(moved, f"{payment.kind} {payment.payment_id}", "assigned to",
                       item.invoice_number or str(item.document_id))
 
     async def undo_assignment(self, customer_id: str, request: models.UndoAssignmentRequest) -> models.ActionResult:
         payment, item = await self._payment_and_item(customer_id, request.payment_event_id, request.document_id)
-        moved = await _call(self.payments_api, "payments", "/operations/assignments/undo",
+        moved = await self._post(self.payments_api, "payments", "/operations/assignments/undo",
                             request.model_dump(mode="json"))
         return _moved(moved, f"{payment.kind} {payment.payment_id}", "taken back from",
                       item.invoice_number or str(item.document_id))
 
     async def add_payment_account(self, customer_id: str, request: models.PaymentAccountRequest) -> models.ActionResult:
-        added = await _call(self.payments_api, "payments", f"/operations/customers/{quote(customer_id, safe='')}"
+        added = await self._post(self.payments_api, "payments", f"/operations/customers/{quote(customer_id, safe='')}"
                             "/payment-accounts", request.model_dump(mode="json", exclude_none=True))
         return models.ActionResult(message=f"{added['describe']} added{' as the default' if added['is_default'] else ''}")
 
     async def set_default_payment_account(self, customer_id: str, account_id: uuid.UUID) -> models.ActionResult:
-        await _call(self.payments_api, "payments", f"/operations/customers/{quote(customer_id, safe='')}"
+        await self._post(self.payments_api, "payments", f"/operations/customers/{quote(customer_id, safe='')}"
                     f"/payment-accounts/{account_id}/default", {})
         return models.ActionResult(message=f"payment account {account_id} is now the default")
 
@@ -146,23 +168,6 @@ def _moved(moved: dict[str, Any], payment: str, how: str, reference: str) -> mod
     if moved["amount"] is None:
         return models.ActionResult(message=f"that was done before; nothing moved for {payment}")
     return models.ActionResult(message=f"{moved['amount']} {moved['currency']} of {payment} {how} {reference}")
-
-
-async def _call(api: httpx.AsyncClient, service: str, path: str, body: dict[str, Any]) -> Any:
-    return await ask(api, service, "POST", path, json=body)
-
-
-async def ask(api: httpx.AsyncClient, service: str, method: str, path: str, **request: Any) -> Any:
-    """A request to a service's API; its answer's JSON. Refusals are the service's reasons, outages its absence."""
-    try:
-        response = await api.request(method, path, **request)
-    except httpx.TransportError as error:
-        raise ServiceUnavailable(f"{service}'s API is not reachable at {api.base_url}: {error}") from error
-    if response.status_code >= 500:
-        raise ServiceUnavailable(f"{service}'s API failed ({response.status_code}) on {path}")
-    if response.status_code >= 400:
-        raise domain.ActionRefused(f"{service} refused it: {_detail(response)}")
-    return response.json() if response.content else None
 
 
 def _detail(response: httpx.Response) -> str:

@@ -13,8 +13,11 @@ from services.portal import details, estimates, models, reads
 from services.portal import queries as q
 from services.portal.actions import Actions
 from services.portal.reads import Sources
+from shared.access.domain import Role
+from shared.access.guard import Admin, Clerk, credential_of, requires
 
-router = APIRouter(prefix="/api")
+# Reading needs a viewer at least (on the router); each action names the role it needs.
+router = APIRouter(prefix="/api", dependencies=[Depends(requires(Role.viewer))])
 
 
 def get_sources(request: Request) -> Sources:
@@ -22,7 +25,8 @@ def get_sources(request: Request) -> Sources:
 
 
 def get_actions(request: Request) -> Actions:
-    return request.app.state.actions
+    """The actions as the caller, whose credential the services' APIs check (and audit) again."""
+    return request.app.state.actions.on_behalf_of(credential_of(request)[0])
 
 
 SourcesDep = Annotated[Sources, Depends(get_sources)]
@@ -129,7 +133,7 @@ async def billing_schedule(customer_id: str, contract_id: str, sources: SourcesD
     unbilled period."""
     if await details.contract(sources, customer_id, contract_id) is None:
         raise HTTPException(404, f"customer {customer_id} has no contract {contract_id}")
-    estimate = await estimates.for_schedule(request.app.state.actions.rating_api, contract_id, query)
+    estimate = await estimates.for_schedule(get_actions(request), contract_id, query)
     found = await details.billing_schedule(sources, customer_id, contract_id, query, estimate)
     assert found is not None  # the contract is the customer's (above)
     return found
@@ -199,35 +203,35 @@ async def ledger_summary(customer_id: CustomerDep, sources: SourcesDep) -> model
 
 @router.post("/customers/{customer_id}/contracts/{contract_id}/usage", tags=["actions"], status_code=202)
 async def record_usage(customer_id: str, contract_id: str, request: models.UsageRequest,
-                       actions: ActionsDep) -> models.ActionResult:
-    """Publish a usage.recorded event for the contract (rated asynchronously)."""
+                       actions: ActionsDep, _: Clerk) -> models.ActionResult:
+    """Record usage for the contract through rating's API (rated asynchronously)."""
     return await actions.record_usage(customer_id, contract_id, request)
 
 
 @router.post("/customers/{customer_id}/contracts/{contract_id}/purchases", tags=["actions"], status_code=201)
 async def add_purchase(customer_id: str, contract_id: str, request: models.PurchaseRequest,
-                       actions: ActionsDep) -> models.ActionResult:
+                       actions: ActionsDep, _: Clerk) -> models.ActionResult:
     """Add a one-time purchase item to the contract through rating's API."""
     return await actions.add_purchase(customer_id, contract_id, request)
 
 
 @router.post("/customers/{customer_id}/billing-runs", tags=["actions"], status_code=202)
 async def create_vouchers(customer_id: str, request: models.BillingRunRequest,
-                          actions: ActionsDep) -> models.ActionResult:
-    """Create vouchers: request a billing run per contract on billing-runs.requested."""
+                          actions: ActionsDep, _: Clerk) -> models.ActionResult:
+    """Create vouchers: request a billing run per contract through settlement's API."""
     return await actions.request_billing_runs(customer_id, request)
 
 
 @router.post("/customers/{customer_id}/cancellations", tags=["actions"])
 async def cancel_contracts(customer_id: str, request: models.CancellationRequest,
-                           actions: ActionsDep) -> models.ActionResult:
+                           actions: ActionsDep, _: Admin) -> models.ActionResult:
     """Cancel the contracts on a date through rating's API."""
     return await actions.cancel_contracts(customer_id, request)
 
 
 @router.post("/customers/{customer_id}/orders/cancellations", tags=["actions"])
 async def cancel_orders(customer_id: str, request: models.OrderCancellationRequest,
-                        actions: ActionsDep) -> models.ActionResult:
+                        actions: ActionsDep, _: Clerk) -> models.ActionResult:
     """Create a credit note for the orders: settlement's API credits their billed purchases in full (once),
     and invoicing issues the credit note that corrects their invoice."""
     return await actions.cancel_orders(customer_id, request)
@@ -235,26 +239,26 @@ async def cancel_orders(customer_id: str, request: models.OrderCancellationReque
 
 @router.post("/customers/{customer_id}/assignments", tags=["actions"])
 async def assign_payment(customer_id: CustomerDep, request: models.AssignmentRequest,
-                         actions: ActionsDep) -> models.ActionResult:
+                         actions: ActionsDep, _: Clerk) -> models.ActionResult:
     """Assign a payment's credit to a chosen open item of its contract, through payments' API."""
     return await actions.assign_payment(customer_id, request)
 
 
 @router.post("/customers/{customer_id}/assignments/undo", tags=["actions"])
 async def undo_assignment(customer_id: CustomerDep, request: models.UndoAssignmentRequest,
-                          actions: ActionsDep) -> models.ActionResult:
+                          actions: ActionsDep, _: Clerk) -> models.ActionResult:
     """Undo what a payment pays of an item: the item is open again and the money the customer's credit."""
     return await actions.undo_assignment(customer_id, request)
 
 
 @router.post("/customers/{customer_id}/payment-accounts", tags=["actions"], status_code=201)
 async def add_payment_account(customer_id: CustomerDep, request: models.PaymentAccountRequest,
-                              actions: ActionsDep) -> models.ActionResult:
+                              actions: ActionsDep, _: Admin) -> models.ActionResult:
     """Add a SEPA direct debit (with its mandate), a card (its provider's token) or a bank transfer account."""
     return await actions.add_payment_account(customer_id, request)
 
 
 @router.post("/customers/{customer_id}/payment-accounts/{account_id}/default", tags=["actions"])
 async def set_default_payment_account(customer_id: CustomerDep, account_id: uuid.UUID,
-                                      actions: ActionsDep) -> models.ActionResult:
+                                      actions: ActionsDep, _: Admin) -> models.ActionResult:
     return await actions.set_default_payment_account(customer_id, account_id)

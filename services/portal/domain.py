@@ -7,12 +7,11 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from decimal import Decimal
-from typing import Iterable, Sequence
+from typing import Iterable
 
-from shared.events import BillingRunRequested, UsageRecorded, derive_id
+from shared.events import UsageRecorded
 from shared.money import Money
 
-REQUESTED_BY = "portal"
 # Usage recorded for a past day is stamped at its noon (UTC), well inside the day in Europe's zones.
 PAST_USAGE_TIME = time(12, 0)
 
@@ -34,17 +33,6 @@ def usage_recorded(request_id: uuid.UUID, contract_id: str, item_code: str, quan
     """The portal as an upstream product: the request's id is the event id, so a resubmitted form is one usage."""
     return UsageRecorded(event_id=request_id, occurred_at=usage_instant(day, now), contract_id=contract_id,
                          item_code=item_code, quantity=quantity)
-
-
-def billing_run_requests(request_id: uuid.UUID, contract_ids: Sequence[str], now: datetime) -> list[BillingRunRequested]:
-    """Create vouchers: one billing run per contract, settling what was used up to now."""
-    if not contract_ids:
-        raise ActionRefused("select at least one contract")
-    return [
-        BillingRunRequested(event_id=derive_id(str(request_id), f"portal-run:{contract_id}"), occurred_at=now,
-                            contract_id=contract_id, cutoff=now, requested_by=REQUESTED_BY)
-        for contract_id in dict.fromkeys(contract_ids)
-    ]
 
 
 def minor_units(amount: Decimal, currency: str) -> Decimal:

@@ -11,34 +11,32 @@ from datetime import date
 from decimal import Decimal
 from urllib.parse import quote
 
-import httpx
-
 from services.portal import queries as q
 from services.portal import schedule
-from services.portal.actions import ask
+from services.portal.actions import Actions
 
 # As many periods as rating estimates at most: an open-ended contract's schedule shows fewer.
 MAX_PERIODS = 120
 
 
-async def estimated_nets(rating_api: httpx.AsyncClient, contract_id: str, item_code: str,
+async def estimated_nets(actions: Actions, contract_id: str, item_code: str,
                          quantity: Decimal) -> dict[date, Decimal]:
     """Period start -> the net rating expects of `quantity` of the item in that unbilled (not closed) period."""
-    answer = await ask(rating_api, "rating", "GET", f"/contracts/{quote(contract_id, safe='')}/estimate",
+    answer = await actions.ask(actions.rating_api, "rating", "GET", f"/contracts/{quote(contract_id, safe='')}/estimate",
                        params={"item_code": item_code, "quantity": format(quantity, "f"), "periods": MAX_PERIODS})
     return {date.fromisoformat(period["period_start"]): Decimal(str(period["net"])) for period in answer["periods"]}
 
 
-async def for_schedule(rating_api: httpx.AsyncClient, contract_id: str,
+async def for_schedule(actions: Actions, contract_id: str,
                        query: q.ScheduleQuery) -> schedule.Estimate | None:
     """The estimate the schedule's query asks for, if any: the item's quantity per period and one
     period's edited one, each priced by rating (call it for a contract known to be the customer's)."""
     if query.estimate_item is None:
         return None
     nets = {} if query.estimate_quantity is None else await estimated_nets(
-        rating_api, contract_id, query.estimate_item, query.estimate_quantity)
+        actions, contract_id, query.estimate_item, query.estimate_quantity)
     edited = None
     if query.estimate_period is not None and query.estimate_period_quantity is not None:
         edited = schedule.EditedPeriod(query.estimate_period, query.estimate_period_quantity, await estimated_nets(
-            rating_api, contract_id, query.estimate_item, query.estimate_period_quantity))
+            actions, contract_id, query.estimate_item, query.estimate_period_quantity))
     return schedule.estimate(query.estimate_item, query.estimate_quantity, nets, edited)

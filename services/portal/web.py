@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 from pydantic import BaseModel, ValidationError
 
 from services.portal import details, estimates, models, reads
@@ -25,9 +26,28 @@ from services.portal import queries as q
 from services.portal.actions import Actions, ServiceUnavailable
 from services.portal.domain import ActionRefused
 from services.portal.reads import Sources
+from shared.access.domain import Actor, Role, csrf_token_of
+from shared.access.guard import CSRF_FIELD, Admin, Clerk, credential_of, requires
 
-router = APIRouter(include_in_schema=False)
+async def signed_in(request: Request) -> Actor:
+    """Every page needs a signed-in viewer at least (401: sent to sign in); the page shows who it is
+    and its forms carry the session's anti-forgery token."""
+    actor = await requires(Role.viewer)(request)
+    secret, from_cookie = credential_of(request)
+    request.state.actor = actor
+    request.state.csrf = csrf_token_of(secret) if secret and from_cookie else ""
+    return actor
+
+
+router = APIRouter(include_in_schema=False, dependencies=[Depends(signed_in)])
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+
+
+def csrf_input(request: Request) -> Markup:
+    return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, getattr(request.state, "csrf", ""))
+
+
+templates.env.globals["csrf_input"] = csrf_input
 
 
 @dataclass(frozen=True)
@@ -156,7 +176,7 @@ async def contract_page(request: Request, customer_id: str, contract_id: str) ->
     async def schedule(sources: Sources, customer_id: str, query: q.ScheduleQuery) -> models.Page[Any]:
         nonlocal estimate_problem
         try:
-            estimate = await estimates.for_schedule(request.app.state.actions.rating_api, contract_id, query)
+            estimate = await estimates.for_schedule(_actions(request), contract_id, query)
             found = await details.billing_schedule(sources, customer_id, contract_id, query, estimate)
         except (ActionRefused, ServiceUnavailable) as error:
             estimate_problem = f"estimate not applied: {error}"
@@ -209,7 +229,7 @@ async def _act(request: Request, customer_id: str, form_to_action: Callable[[Act
                ) -> RedirectResponse:
     form = await request.form()
     try:
-        result = await form_to_action(request.app.state.actions, form)
+        result = await form_to_action(_actions(request), form)
         outcome = {"notice": result.message}
     except ValidationError as error:
         outcome = {"error": "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())}
@@ -218,12 +238,16 @@ async def _act(request: Request, customer_id: str, form_to_action: Callable[[Act
     return RedirectResponse(f"/customers/{customer_id}?{urlencode(outcome)}", status_code=303)
 
 
+def _actions(request: Request) -> Actions:
+    return request.app.state.actions.on_behalf_of(credential_of(request)[0])
+
+
 def _model(model: type[BaseModel], form: Any, *fields: str) -> Any:
     return model.model_validate({name: form.get(name) for name in fields if form.get(name) not in (None, "")})
 
 
 @router.post("/customers/{customer_id}/actions/usage")
-async def add_usage(request: Request, customer_id: str) -> RedirectResponse:
+async def add_usage(request: Request, customer_id: str, _: Clerk) -> RedirectResponse:
     def record(actions: Actions, form: Any) -> Awaitable[models.ActionResult]:
         # One select offers every contract's items: its values are "<contract>/<item code>".
         contract_id, _, item_code = str(form.get("contract_item", "")).partition("/")
@@ -235,7 +259,7 @@ async def add_usage(request: Request, customer_id: str) -> RedirectResponse:
 
 
 @router.post("/customers/{customer_id}/actions/purchase")
-async def add_purchase(request: Request, customer_id: str) -> RedirectResponse:
+async def add_purchase(request: Request, customer_id: str, _: Clerk) -> RedirectResponse:
     return await _act(request, customer_id, lambda actions, form: actions.add_purchase(
         customer_id, str(form.get("contract_id", "")),
         _model(models.PurchaseRequest, form, "item_code", "description", "quantity", "unit_price", "purchased_on",
@@ -243,46 +267,46 @@ async def add_purchase(request: Request, customer_id: str) -> RedirectResponse:
 
 
 @router.post("/customers/{customer_id}/actions/vouchers")
-async def create_vouchers(request: Request, customer_id: str) -> RedirectResponse:
+async def create_vouchers(request: Request, customer_id: str, _: Clerk) -> RedirectResponse:
     return await _act(request, customer_id, lambda actions, form: actions.request_billing_runs(
         customer_id, models.BillingRunRequest.model_validate(
             {"request_id": form.get("request_id"), "contract_ids": form.getlist("contract_id")})))
 
 
 @router.post("/customers/{customer_id}/actions/cancel")
-async def cancel_contracts(request: Request, customer_id: str) -> RedirectResponse:
+async def cancel_contracts(request: Request, customer_id: str, _: Admin) -> RedirectResponse:
     return await _act(request, customer_id, lambda actions, form: actions.cancel_contracts(
         customer_id, models.CancellationRequest.model_validate(
             {"ends_on": form.get("ends_on") or None, "contract_ids": form.getlist("contract_id")})))
 
 
 @router.post("/customers/{customer_id}/actions/cancel-orders")
-async def cancel_orders(request: Request, customer_id: str) -> RedirectResponse:
+async def cancel_orders(request: Request, customer_id: str, _: Clerk) -> RedirectResponse:
     return await _act(request, customer_id, lambda actions, form: actions.cancel_orders(
         customer_id, models.OrderCancellationRequest.model_validate({"order_ids": form.getlist("order_id")})))
 
 
 @router.post("/customers/{customer_id}/actions/assign")
-async def assign_payment(request: Request, customer_id: str) -> RedirectResponse:
+async def assign_payment(request: Request, customer_id: str, _: Clerk) -> RedirectResponse:
     return await _act(request, customer_id, lambda actions, form: actions.assign_payment(
         customer_id, _model(models.AssignmentRequest, form, "request_id", "payment_event_id", "document_id", "amount")))
 
 
 @router.post("/customers/{customer_id}/actions/undo-assignment")
-async def undo_assignment(request: Request, customer_id: str) -> RedirectResponse:
+async def undo_assignment(request: Request, customer_id: str, _: Clerk) -> RedirectResponse:
     return await _act(request, customer_id, lambda actions, form: actions.undo_assignment(
         customer_id, _model(models.UndoAssignmentRequest, form, "request_id", "payment_event_id", "document_id")))
 
 
 @router.post("/customers/{customer_id}/actions/payment-account")
-async def add_payment_account(request: Request, customer_id: str) -> RedirectResponse:
+async def add_payment_account(request: Request, customer_id: str, _: Admin) -> RedirectResponse:
     return await _act(request, customer_id, lambda actions, form: actions.add_payment_account(
         customer_id, _model(models.PaymentAccountRequest, form, "method", "holder_name", "iban", "bic",
                             "mandate_reference", "mandate_signed_on", "provider", "provider_token", "make_default")))
 
 
 @router.post("/customers/{customer_id}/actions/default-account")
-async def set_default_payment_account(request: Request, customer_id: str) -> RedirectResponse:
+async def set_default_payment_account(request: Request, customer_id: str, _: Admin) -> RedirectResponse:
     async def make_default(actions: Actions, form: Any) -> models.ActionResult:
         try:
             account_id = uuid.UUID(str(form.get("account_id", "")))

@@ -22,6 +22,9 @@ from services.rating.contracts import CONTRACT_LIST, operate, read, save_contrac
 from services.rating.scheduler import close_due
 from services.rating.settings import RatingSettings
 from services.rating.specs import CancellationSpec, PurchaseSpec
+from shared.access.commands import authorized
+from shared.access.domain import Role
+from shared.access.store import Change
 from shared.db import Database, migrate
 from shared.errors import Rejected
 from shared.events import RatedItem
@@ -70,10 +73,12 @@ def load_contracts_command(path: Path) -> None:
     Each change is published on contracts.changed by the rating worker's outbox relay.
     """
     specs = CONTRACT_LIST.validate_json(path.read_bytes())
+    actor = authorized(Role.admin, "load-contracts")
 
     async def run() -> list[int]:
         async with rating_database() as database:
-            return await save_contracts(database, specs)
+            return await save_contracts(database, specs, Change(actor, "contracts.load", ", ".join(
+                spec.contract_id for spec in specs), {"file": path.name, "contracts": len(specs)}))
 
     revisions = _run(run())
     typer.echo(json.dumps({spec.contract_id: revision for spec, revision in zip(specs, revisions, strict=True)}))
@@ -92,10 +97,11 @@ def close_periods_command(
     announcing each closed period to settlement; late usage then bills in the next one."""
     now = parse_instant(as_of, day_at=time(12)) if as_of else datetime.now(UTC)
     grace = RatingSettings().close_grace_days if grace_days is None else grace_days
+    actor = authorized(Role.clerk, "close-periods")
 
     async def run() -> list[Outgoing]:
         async with rating_database() as database:
-            return await close_due(database, now, grace_days=grace, contract_ids=contract)
+            return await close_due(database, now, grace_days=grace, contract_ids=contract, actor=actor)
 
     emitted = _run(run())
     charged = [outgoing for outgoing in emitted if isinstance(outgoing.event, RatedItem)]
@@ -112,11 +118,13 @@ def add_purchase_command(
     """Add a one-time purchase item to a contract (billed as an item on items.rated)."""
     purchase = PurchaseSpec(item_code=item_code, description=description, quantity=quantity, unit_price=unit_price,
                             purchased_on=purchased_on or date.today(), purchase_id=purchase_id)
+    actor = authorized(Role.clerk, "add-purchase")
 
     async def run() -> list[Outgoing]:
         async with rating_database() as database:
             return await operate(database, handlers.add_purchase, contract_id, purchase, seller_country(),
-                                 timedelta(seconds=RatingSettings().max_future_skew_s))
+                                 timedelta(seconds=RatingSettings().max_future_skew_s),
+                                 change=Change(actor, "purchase.add", contract_id, purchase.model_dump(mode="json")))
 
     _echo_items(_run(run()))
 
@@ -124,10 +132,13 @@ def add_purchase_command(
 @cli.command("cancel-contract")
 def cancel_contract_command(contract_id: str, ends_on: Annotated[str, typer.Option(help="The last day (ISO).")]) -> None:
     """Cancel a contract on a date (its last day); publishes contracts.changed."""
+    actor = authorized(Role.admin, "cancel-contract")
+    cancellation = CancellationSpec(ends_on=ends_on)
 
     async def run() -> list[Outgoing]:
         async with rating_database() as database:
-            return await operate(database, handlers.cancel_contract, contract_id, CancellationSpec(ends_on=ends_on))
+            return await operate(database, handlers.cancel_contract, contract_id, cancellation,
+                                 change=Change(actor, "contract.cancel", contract_id, cancellation.model_dump(mode="json")))
 
     for message in _run(run()):
         typer.echo(f"{message.event.contract_id} cancelled on {ends_on}")

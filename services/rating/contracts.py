@@ -10,9 +10,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rating import handlers
 from services.rating.specs import CONTRACT_LIST, ContractSpec
-from services.rating.tables import messaging
+from services.rating.tables import audit_records, messaging
+from shared import outbox
+from shared.access.store import Change
 from shared.db import Database
-from shared.outbox import Outgoing, write_outbox
+from shared.outbox import Outgoing
 from shared.settings import SellerSettings
 
 __all__ = ["CONTRACT_LIST", "ContractSpec", "operate", "read", "save_contracts"]
@@ -20,12 +22,10 @@ __all__ = ["CONTRACT_LIST", "ContractSpec", "operate", "read", "save_contracts"]
 T = TypeVar("T")
 
 
-async def operate(database: Database, use_case: Callable[..., Awaitable[list[Outgoing]]], *args) -> list[Outgoing]:
-    """Run a use case in one transaction, its events into the outbox."""
-    async with database.transaction() as session:
-        outgoing = await use_case(session, *args)
-        await write_outbox(session, messaging, outgoing)
-    return outgoing
+async def operate(database: Database, use_case: Callable[..., Awaitable[list[Outgoing]]], *args,
+                  change: Change | None = None) -> list[Outgoing]:
+    """Run a use case in one transaction, its events into the outbox, `change` into the audit trail."""
+    return await outbox.operate(database, messaging, use_case, *args, audit=audit_records, change=change)
 
 
 async def read(database: Database, query: Callable[..., Awaitable[T]], *args) -> T:
@@ -33,7 +33,7 @@ async def read(database: Database, query: Callable[..., Awaitable[T]], *args) ->
         return await query(session, *args)
 
 
-async def save_contracts(database: Database, specs: list[ContractSpec]) -> list[int]:
+async def save_contracts(database: Database, specs: list[ContractSpec], change: Change | None = None) -> list[int]:
     """Create or replace contracts (and their customers); returns each contract's new revision.
 
     All or none: a contract refused (e.g. one invoicing could not tax) refuses the whole batch."""
@@ -48,5 +48,5 @@ async def save_contracts(database: Database, specs: list[ContractSpec]) -> list[
         return outgoing
 
     revisions: list[int] = []
-    await operate(database, save_all)
+    await operate(database, save_all, change=change)
     return revisions

@@ -18,6 +18,8 @@ from services.rating import handlers, store
 from services.rating.contracts import operate, read
 from shared.db import Database
 from shared.loop import BackgroundLoop
+from shared.access.domain import Actor
+from shared.access.store import Change
 from shared.outbox import Outgoing
 
 log = logging.getLogger("billing.rating.period-close")
@@ -26,14 +28,17 @@ LATEST_UTC_OFFSET = timedelta(hours=14)
 
 
 async def close_due(database: Database, now: datetime, *, grace_days: int = 0,
-                    contract_ids: Sequence[str] | None = None) -> list[Outgoing]:
-    """Close every contract's due periods (of `contract_ids` only, if given); returns what it emitted."""
+                    contract_ids: Sequence[str] | None = None, actor: Actor | None = None) -> list[Outgoing]:
+    """Close every contract's due periods (of `contract_ids` only, if given); returns what it emitted.
+    Closed for an `actor` (an operator's command), each contract's close is in the audit trail."""
     # The latest business day anywhere at `now` (UTC+14): each contract then goes by its own.
     due = await read(database, store.contract_ids_to_close, (now + LATEST_UTC_OFFSET).date())
     charged: list[Outgoing] = []
     for contract_id in due if contract_ids is None else [cid for cid in due if cid in contract_ids]:
         try:
-            charged.extend(await operate(database, handlers.close_periods, contract_id, now, grace_days))
+            change = None if actor is None else Change(actor, "periods.close", contract_id, {
+                "as_of": now.isoformat(), "grace_days": grace_days})
+            charged.extend(await operate(database, handlers.close_periods, contract_id, now, grace_days, change=change))
         except Exception:
             # One contract's failure must not hold up the others; it is closed again next tick.
             log.exception("closing the periods of %s failed", contract_id)

@@ -22,15 +22,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.settlement import domain, handlers, store
 from services.settlement.scheduler import run_due
 from services.settlement.settings import SettlementSettings
-from services.settlement.tables import messaging
-from shared import topics
+from services.settlement.tables import audit_records, messaging
+from shared import outbox
+from shared.access.commands import authorized
+from shared.access.domain import Role
+from shared.access.store import Change, record
 from shared.db import Database, migrate
-from shared.events import BillingRunRequested, ReceivablesPosted, derive_id
-from shared.outbox import Outgoing, write_outbox
+from shared.events import ReceivablesPosted, derive_id
+from shared.outbox import Outgoing
 from shared.periods import parse_instant
-from shared.runtime import create_broker, publish_event
 from shared.money import Money
-from shared.settings import KafkaSettings
 
 cli = typer.Typer(help="Settlement administration.", no_args_is_help=True)
 
@@ -46,12 +47,10 @@ async def settlement_database() -> AsyncIterator[Database]:
         await database.dispose()
 
 
-async def operate(database: Database, use_case: Callable[..., Awaitable[list[Outgoing]]], *args) -> list[Outgoing]:
-    """Run an operator's use case in one transaction, its events into the outbox."""
-    async with database.transaction() as session:
-        outgoing = await use_case(session, *args)
-        await write_outbox(session, messaging, outgoing)
-    return outgoing
+async def operate(database: Database, use_case: Callable[..., Awaitable[list[Outgoing]]], *args,
+                  change: Change | None = None) -> list[Outgoing]:
+    """Run a use case in one transaction, its events into the outbox, `change` into the audit trail."""
+    return await outbox.operate(database, messaging, use_case, *args, audit=audit_records, change=change)
 
 
 def granted_credit_id(item_id: uuid.UUID, amount: Decimal, reason: str) -> uuid.UUID:
@@ -76,10 +75,11 @@ def run_due_command(
     """Do what the worker's scheduler does at AS_OF: settle the requested runs whose cutoff has passed by then
     (a period is billed when rating closes it: see rating's close-periods)."""
     instant = parse_instant(as_of) if as_of else datetime.now(UTC)
+    actor = authorized(Role.clerk, "run-due")
 
     async def run() -> list[uuid.UUID]:
         async with settlement_database() as database:
-            return await run_due(database, instant, contract_ids=contract or None)
+            return await run_due(database, instant, contract_ids=contract or None, actor=actor)
 
     settled = asyncio.run(run())
     typer.echo(f"{len(settled)} run(s) settled as of {instant.isoformat()}")
@@ -93,20 +93,20 @@ def create_vouchers_command(
     cutoff: Annotated[str, typer.Option(help="Settle what was used before this (ISO, UTC); default now. "
                                              "A later cutoff waits for the scheduler.")] = "",
 ) -> None:
-    """Request a billing run for each contract on billing-runs.requested."""
+    """Request a billing run for each contract on billing-runs.requested (through settlement's outbox:
+    a running settlement worker publishes and settles them)."""
     now = datetime.now(UTC)
     until = parse_instant(cutoff) if cutoff else now
+    actor = authorized(Role.clerk, "create-vouchers")
 
-    async def run() -> None:
-        async with create_broker(KafkaSettings(), client_id="settlement-admin") as broker:
-            await broker.start()
-            for contract_id in contracts:
-                request = BillingRunRequested(event_id=uuid.uuid4(), occurred_at=now, contract_id=contract_id,
-                                              cutoff=until, requested_by="operator")
-                await publish_event(broker, topics.BILLING_RUNS_REQUESTED, request, request.key)
-                typer.echo(f"requested {request.event_id} for {contract_id}, cutoff {until.isoformat()}")
+    async def run() -> list[Outgoing]:
+        async with settlement_database() as database:
+            return await operate(database, handlers.request_billing_runs, uuid.uuid4(), contracts, until, now,
+                                 actor.label, change=Change(actor, "billing-run.request", ", ".join(contracts),
+                                                            {"cutoff": until.isoformat()}))
 
-    asyncio.run(run())
+    for message in asyncio.run(run()):
+        typer.echo(f"requested {message.event.event_id} for {message.event.contract_id}, cutoff {until.isoformat()}")
 
 
 @cli.command("grant-credit")
@@ -118,11 +118,13 @@ def grant_credit_command(
 ) -> None:
     """Credit part of a billed item: a credit memo on the ledger and a credit note from invoicing."""
     value = Decimal(amount)
+    actor = authorized(Role.clerk, "grant-credit")
 
     async def run() -> list[Outgoing]:
         async with settlement_database() as database:
             return await operate(database, handlers.grant_credit, item, value, reason,
-                                 credit_id or granted_credit_id(item, value, reason), datetime.now(UTC))
+                                 credit_id or granted_credit_id(item, value, reason), datetime.now(UTC),
+                                 change=Change(actor, "credit.grant", str(item), {"amount": amount, "reason": reason}))
 
     outgoing = asyncio.run(run())
     if not outgoing:
@@ -135,10 +137,12 @@ def cancel_order_command(
     item: Annotated[list[uuid.UUID], typer.Option(help="A billed item of the order (repeatable).")],
 ) -> None:
     """Cancel billed orders: credit each item's net in full (what earlier credits left of it)."""
+    actor = authorized(Role.clerk, "cancel-order")
 
     async def run() -> list[Outgoing]:
         async with settlement_database() as database:
-            return await operate(database, handlers.cancel_order, item, datetime.now(UTC))
+            return await operate(database, handlers.cancel_order, item, datetime.now(UTC),
+                                 change=Change(actor, "order.cancel", ", ".join(map(str, item)), {}))
 
     outgoing = asyncio.run(run())
     if not outgoing:
@@ -152,10 +156,14 @@ def reverse_entry_command(
     reason: Annotated[str, typer.Option(help="Why it is reversed.")],
 ) -> None:
     """Reverse a payment, chargeback or refund booked in error (the original entry is never changed)."""
+    actor = authorized(Role.admin, "reverse-entry")
 
     async def run() -> domain.LedgerEntry | None:
         async with settlement_database() as database, database.transaction() as session:
-            return await handlers.reverse_entry(session, entry, reason, datetime.now(UTC))
+            reversal = await handlers.reverse_entry(session, entry, reason, datetime.now(UTC))
+            if reversal is not None:
+                await record(session, audit_records, Change(actor, "entry.reverse", str(entry), {"reason": reason}))
+            return reversal
 
     reversal = asyncio.run(run())
     if reversal is None:

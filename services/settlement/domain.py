@@ -27,7 +27,15 @@ from enum import StrEnum
 from typing import Iterable, Mapping, Sequence
 
 from shared.errors import Rejected
-from shared.events import ChargeKind, ContractStatus, CreditReason, CustomerProfile, TaxCategory, derive_id
+from shared.events import (
+    BillingRunRequested,
+    ChargeKind,
+    ContractStatus,
+    CreditReason,
+    CustomerProfile,
+    TaxCategory,
+    derive_id,
+)
 from shared.money import Money
 
 
@@ -547,3 +555,14 @@ def post_transaction(account: Account, entry_type: EntryType, amount: Money, fee
                               description=f"Chargeback fee: {payment_id}", booked_at=booked_at,
                               payment_id=payment_id, document_number=document_number)
     return account, [entry, fee_entry]
+
+
+def billing_run_requests(request_id: uuid.UUID, contract_ids: Sequence[str], cutoff: datetime, now: datetime,
+                         requested_by: str) -> list[BillingRunRequested]:
+    """One billing run per contract named (once each). The event ids derive from the request id, so a
+    request sent again asks for the same runs, which settlement's inbox then drops."""
+    if not contract_ids:
+        raise Rejected("name at least one contract")
+    return [BillingRunRequested(event_id=derive_id(str(request_id), f"billing-run:{contract_id}"), occurred_at=now,
+                                contract_id=contract_id, cutoff=cutoff, requested_by=requested_by)
+            for contract_id in dict.fromkeys(contract_ids)]

@@ -419,3 +419,12 @@ def receivables_posted(run: SettlementRun, account: Account, customer: CustomerP
         credit_total=(run.credit_total + run.adjustment).amount,
         ledger_balance=account.balance.amount,
     )
+
+
+
+async def request_billing_runs(session: AsyncSession, request_id: uuid.UUID, contract_ids: Sequence[str],
+                               cutoff: datetime, now: datetime, requested_by: str) -> list[Outgoing]:
+    """Vouchers asked for by a person or token, onto billing-runs.requested through the outbox (the
+    worker settles them as any other request)."""
+    return [Outgoing(topics.BILLING_RUNS_REQUESTED, run) for run in domain.billing_run_requests(
+        request_id, contract_ids, cutoff, now, requested_by)]

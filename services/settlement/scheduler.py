@@ -18,7 +18,10 @@ from datetime import UTC, datetime
 from typing import Callable, Sequence
 
 from services.settlement import handlers, store
-from services.settlement.tables import messaging
+from services.settlement.tables import audit_records, messaging
+from shared.access.domain import Actor
+from shared.access.store import Change
+from shared.access.store import record as record_change
 from shared.db import Database
 from shared.loop import BackgroundLoop
 from shared.outbox import write_outbox
@@ -33,8 +36,9 @@ def system_clock() -> datetime:
 
 
 async def run_due(database: Database, as_of: datetime, *, contract_ids: Sequence[str] | None = None,
-                  clock: Clock = system_clock) -> list[uuid.UUID]:
+                  clock: Clock = system_clock, actor: Actor | None = None) -> list[uuid.UUID]:
     """Settle what is due at `as_of` (for `contract_ids` only, if given); returns the runs it settled.
+    Settled for an `actor` (an operator's command), each run is in the audit trail.
 
     Entries are booked at `clock()`: the ledger says when it was written, whatever instant was asked about.
     """
@@ -51,7 +55,10 @@ async def run_due(database: Database, as_of: datetime, *, contract_ids: Sequence
                 if record is None:
                     break
                 outgoing = await handlers.settle_open_run(session, record, booked_at=clock())
-                await write_outbox(session, messaging, outgoing)
+                await write_outbox(session, messaging, outgoing, actor.label if actor else None)
+                if actor is not None and outgoing:
+                    await record_change(session, audit_records, Change(actor, "billing-run.settle", record.contract_id, {
+                        "settlement_run_id": str(record.settlement_run_id), "as_of": as_of.isoformat()}))
         except Exception:
             if record is None:
                 raise

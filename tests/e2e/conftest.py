@@ -29,6 +29,7 @@ from sqlalchemy import func, select
 
 from ops.cli import prepare
 from ops.observe import Databases, dead_letters, wait_until
+from ops.operators import issue_tokens
 from ops.stack import LocalStack, chosen_broker, describe_broker, free_port
 from ops.workers import Workers
 from services.invoicing.tables import documents
@@ -38,12 +39,20 @@ from services.rating.tables import rated_usage
 from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import messaging as settlement_messaging
 from shared import topics
+from shared.access.domain import Role
+from shared.access.guard import Guard
 from shared.events import BillingRunRequested, DeadLetter, PaymentKind, PaymentReceived, UsageRecorded, derive_id
 from shared.runtime import create_broker, publish_event
 from shared.settings import KafkaSettings
 
 # Group joins on the local broker take seconds, and the first test also waits for all workers.
 DEADLINE_S = 90.0
+
+
+def as_role(role: Role = Role.admin) -> dict[str, str]:
+    """The headers of a machine client holding a token of `role` (issued when the pipeline starts;
+    kept in the environment, since pytest's conftest module and the tests' import of it differ)."""
+    return {"Authorization": f"Bearer {os.environ[f'TESTS_{role.name.upper()}_TOKEN']}"}
 
 
 BROKER_RUN_ON = pytest.StashKey[str]()
@@ -93,6 +102,11 @@ def pipeline(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Conf
     stack.up()
     try:
         asyncio.run(prepare())
+        # Every HTTP surface and data-changing command asks for credentials: a token per role, the
+        # administrator's for the operator commands the tests run (ACCESS_TOKEN).
+        tokens = asyncio.run(issue_tokens({f"tests-{role.name}": role for role in Role}, "tests"))
+        os.environ.update({f"TESTS_{role.name.upper()}_TOKEN": tokens[f"tests-{role.name}"] for role in Role})
+        os.environ["ACCESS_TOKEN"] = tokens["tests-admin"]
         workers.start_all()
         yield Pipeline(root, KafkaSettings(), workers, stack)
         assert not workers.crashed(), f"workers died during the tests; see {root / 'logs'}"
@@ -141,6 +155,14 @@ async def broker(pipeline: Pipeline) -> AsyncIterator[KafkaBroker]:
     async with create_broker(pipeline.kafka, client_id="tests") as connected:
         await connected.start()
         yield connected
+
+
+@pytest_asyncio.fixture(scope="session", loop_scope="session")
+async def access_guard(pipeline: Pipeline) -> AsyncIterator[Guard]:
+    """The access database's checks, for an API app served in the test's own process."""
+    guard = await Guard.open()
+    yield guard
+    await guard.close()
 
 
 @pytest_asyncio.fixture(scope="session", loop_scope="session")

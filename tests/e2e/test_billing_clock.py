@@ -30,6 +30,7 @@ from shared import topics
 from shared.events import BillingRunRequested, ReceivablesPosted, UsageRecorded
 from shared.periods import business_day
 from shared.runtime import publish_event
+from tests.e2e.conftest import as_role
 from tests.e2e.conftest import DEADLINE_S, new_contract_id, pdf_text_via_admin, wait_for_settlement_to_hold
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -51,7 +52,7 @@ def tick(day: str) -> datetime:
 async def put_contract(rating_api_url: str, contract: str, **terms) -> None:
     body = {"customer": {"customer_id": f"CUST-{contract}", "name": f"Customer of {contract}", "country": "DE",
                          "vat_id": "DE811907980"}, "currency": "EUR", **terms}
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers=as_role()) as client:
         answer = await client.put(f"{rating_api_url}/contracts/{contract}", json=body)
     assert answer.status_code == 200, answer.text
 
@@ -259,7 +260,7 @@ async def test_five_thousand_events_of_one_period_become_one_invoice_line_whose_
 
     # The events behind the line, page by page from rating's API, each naming the item it is billed in.
     seen, after = [], None
-    async with httpx.AsyncClient(timeout=30) as client:
+    async with httpx.AsyncClient(timeout=30, headers=as_role()) as client:
         while True:
             page = (await client.get(f"{rating_api_url}/contracts/{contract}/lines/api/2026-10-01/usage",
                                      params={"limit": 1000, **({"after": after} if after else {})})).json()

@@ -28,6 +28,7 @@ from services.invoicing.tables import customer_payment_accounts, document_einvoi
 from shared import topics
 from shared.events import CustomerProfile, EInvoiceFormat, ReceivablesPosted, SettlementItem
 from shared.runtime import publish_event
+from tests.e2e.conftest import as_role
 from tests.e2e.conftest import (
     DEADLINE_S,
     new_contract_id,
@@ -57,7 +58,7 @@ async def put_contract(rating_api_url: str, contract: str, customer: dict) -> ht
     body = {"customer": {"customer_id": f"CUST-{contract}", **customer}, "currency": "EUR",
             "starts_on": "2026-01-01",
             "items": [{"item_code": "api-calls", "description": "API calls", "unit_price": "0.10"}]}
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers=as_role()) as client:
         return await client.put(f"{rating_api_url}/contracts/{contract}", json=body)
 
 
@@ -74,7 +75,7 @@ async def test_an_xrechnung_customer_gets_a_valid_xrechnung_and_its_factur_x_pdf
     assert (invoice.net_total, invoice.tax_total, invoice.gross_total) == (
         Decimal("123.40"), Decimal("23.45"), Decimal("146.85"))
 
-    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10, headers=as_role()) as client:
         [listed] = (await client.get(f"/api/customers/CUST-{contract}/documents")).json()["items"]
         assert listed["xml_url"] == f"/api/customers/CUST-{contract}/documents/{invoice.number}/xml"
         answer = await client.get(listed["xml_url"])
@@ -141,7 +142,7 @@ async def test_a_customer_paying_by_sepa_direct_debit_gets_invoices_naming_manda
     await wait_for_settlement_to_hold(databases, contract, events=1)
     await request_billing_run(broker, contract)
     invoice = await wait_for_invoice(databases, contract)
-    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10, headers=as_role()) as client:
         xml = (await client.get(f"/api/customers/{customer}/documents/{invoice.number}/xml")).content
         pdf = (await client.get(f"/api/customers/{customer}/documents/{invoice.number}/pdf")).content
     # A Factur-X customer's e-invoice is the XML its PDF carries.

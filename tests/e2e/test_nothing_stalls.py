@@ -31,6 +31,7 @@ from services.settlement.tables import contract_accounts
 from shared import topics
 from shared.events import PaymentKind, PaymentReceived
 from shared.runtime import publish_event
+from tests.e2e.conftest import as_role
 from tests.e2e.conftest import (
     DEADLINE_S,
     given_contract,
@@ -64,7 +65,7 @@ async def test_a_purchase_of_an_item_the_contract_does_not_have_is_invoiced_with
     await given_contract(databases, contract, {"api-calls": "0.0125"}, country="PL")
     reconciled_at_the_end.add(contract)
     await publish_usage(broker, usage(contract, "api-calls", "8000"))  # 100.00, standard
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers=as_role()) as client:
         answer = await client.post(f"{rating_api_url}/contracts/{contract}/purchases", json={
             "item_code": "setup", "description": "Setup", "quantity": "1", "unit_price": "49.90",
             "purchased_on": "2026-11-15", "purchase_id": "P-1", "tax_category": "reduced"})

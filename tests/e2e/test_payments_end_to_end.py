@@ -36,6 +36,7 @@ from services.settlement.tables import messaging as settlement_messaging
 from shared import topics
 from shared.events import DocumentCreated, DocumentType, PaymentReceived, derive_id
 from shared.runtime import publish_event
+from tests.e2e.conftest import as_role
 from tests.e2e.conftest import (
     DEADLINE_S,
     given_contract,
@@ -76,7 +77,7 @@ def bridge_process(pipeline) -> Iterator[str]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def bridge(bridge_process: str) -> AsyncIterator[Bridge]:
-    async with httpx.AsyncClient(timeout=10) as client:
+    async with httpx.AsyncClient(timeout=10, headers=as_role()) as client:
         yield Bridge(bridge_process, client)
 
 

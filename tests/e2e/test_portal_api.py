@@ -26,6 +26,7 @@ from services.portal.sources import Source
 from shared import topics
 from shared.events import PaymentKind, PaymentReceived, derive_id
 from shared.runtime import publish_event
+from tests.e2e.conftest import as_role
 from tests.e2e.conftest import (DEADLINE_S, given_contract, new_contract_id, publish_usage, request_billing_run, usage,
                                 wait_for_rows)
 
@@ -42,7 +43,7 @@ async def billed_customer(broker, databases, portal_url):
     await publish_usage(broker, usage(api, "api-calls", "12000", day=3),  # 150.00
                         usage(api, "api-calls", "8500", day=17),  # 106.25
                         usage(sms, "sms", "1234", day=11))  # 92.55
-    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10, headers=as_role()) as client:
         base = f"/api/customers/{customer}"
         await wait_for_rows(client, f"{base}/billable-items", 3)
         await request_billing_run(broker, api)
@@ -137,7 +138,7 @@ async def test_bad_parameters_are_422(billed_customer, params):
 
 
 async def test_unknown_customers_are_404(portal_url):
-    async with httpx.AsyncClient(base_url=portal_url) as client:
+    async with httpx.AsyncClient(base_url=portal_url, headers=as_role()) as client:
         assert (await client.get("/api/customers/NOBODY/documents")).status_code == 404
         assert (await client.get("/customers/NOBODY")).status_code == 404
 
@@ -169,13 +170,14 @@ async def test_the_portal_reads_in_read_only_transactions(pipeline):
         await source.dispose()
 
 
-async def test_purchases_and_cancellations_are_asked_of_ratings_api(billed_customer, broker):
-    """Until rating's API runs in this pipeline: the requests the portal sends it, and how answers map."""
+async def test_purchases_and_cancellations_are_asked_of_ratings_api(billed_customer):
+    """The requests the portal sends rating's API (with the caller's own credential), and how answers map."""
     client, base, api, sms, number = billed_customer
     customer = base.rsplit("/", 1)[1]
     sent: list[tuple[str, dict]] = []
 
     def rating(request: httpx.Request) -> httpx.Response:
+        assert request.headers["authorization"] == "Bearer bis_caller_secret"  # the caller's, not the portal's
         sent.append((request.url.path, json.loads(request.content)))
         if request.url.path.endswith("/cancel") and json.loads(request.content)["ends_on"] < "2026-01-01":
             return httpx.Response(422, json={"detail": "ends before the contract starts"})
@@ -184,7 +186,7 @@ async def test_purchases_and_cancellations_are_asked_of_ratings_api(billed_custo
     sources = Sources.of(PortalSettings())
     try:
         async with httpx.AsyncClient(base_url="http://rating.test", transport=httpx.MockTransport(rating)) as api_client:
-            actions = Actions(sources, broker, api_client, api_client, api_client)
+            actions = Actions(sources, api_client, api_client, api_client).on_behalf_of("bis_caller_secret")
             purchase_id = uuid.uuid4()
             await actions.add_purchase(customer, api, PurchaseRequest(
                 purchase_id=purchase_id, item_code="setup", description="Setup fee", quantity=Decimal("1"), unit_price=Decimal("49.90"),
@@ -205,14 +207,14 @@ async def test_purchases_and_cancellations_are_asked_of_ratings_api(billed_custo
                                                                              ends_on=date(2026, 12, 31)))
         async with httpx.AsyncClient(base_url="http://127.0.0.1:9") as unreachable:
             with pytest.raises(ServiceUnavailable):
-                await Actions(sources, broker, unreachable, unreachable, unreachable).cancel_contracts(
+                await Actions(sources, unreachable, unreachable, unreachable).cancel_contracts(
                     customer, CancellationRequest(contract_ids=[api], ends_on=date(2026, 12, 31)))
     finally:
         await sources.dispose()
 
 
 async def test_every_answer_carries_the_security_headers_and_pages_a_content_security_policy(portal_url):
-    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10, headers=as_role()) as client:
         page = await client.get("/customers")
         api = await client.get("/openapi.json")
     assert page.status_code == 200

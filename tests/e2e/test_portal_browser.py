@@ -17,6 +17,7 @@ import pytest_asyncio
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 from pypdf import PdfReader
 
+from tests.e2e.conftest import as_role
 from tests.e2e.conftest import (DEADLINE_S, given_contract, given_priced_contract, new_contract_id, publish_usage,
                                 request_billing_run, two_invoices_and_a_payment, usage)
 
@@ -252,7 +253,7 @@ async def test_a_credit_note_for_selected_orders(browser, portal_url, broker, da
     contract = new_contract_id("browser-orders")
     customer = f"CUST-{contract}"
     await given_contract(databases, contract, {"api-calls": "0.0125"}, customer_id=customer)
-    async with httpx.AsyncClient(base_url=portal_url) as client:
+    async with httpx.AsyncClient(base_url=portal_url, headers=as_role()) as client:
         for code, quantity, price, day in [("setup", "2", "49.90", "2026-11-20"), ("cable", "3", "5", "2026-11-20"),
                                            ("router", "1", "120", "2026-11-24")]:
             answer = await client.post(f"/api/customers/{customer}/contracts/{contract}/purchases", json={
@@ -285,7 +286,7 @@ async def test_a_credit_note_for_selected_orders(browser, portal_url, broker, da
 
 
 async def test_a_payment_undone_and_assigned_by_hand_on_the_page(browser, portal_url, broker, databases):
-    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10, headers=as_role()) as client:
         base, contract = await two_invoices_and_a_payment(broker, databases, client, "browser-opos")
         first, second = (await client.get(f"{base}/open-items", params={"sort": "-amount"})).json()["items"]
     customer = base.rsplit("/", 1)[1]

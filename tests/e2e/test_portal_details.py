@@ -15,6 +15,7 @@ from ops.observe import wait_until
 from shared import topics
 from shared.events import PaymentKind, PaymentReceived, derive_id
 from shared.runtime import publish_event
+from tests.e2e.conftest import as_role
 from tests.e2e.conftest import (DEADLINE_S, given_contract, given_priced_contract, new_contract_id, publish_usage, request_billing_run,
                                 usage, wait_for_rows)
 
@@ -33,7 +34,7 @@ async def invoiced_contract(broker, databases, portal_url):
     customer = f"CUST-{contract}"
     await given_priced_contract(databases, contract, customer)
     await publish_usage(broker, usage(contract, "storage", "1234", day=10), usage(contract, "api-calls", "2600", day=12))
-    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10, headers=as_role()) as client:
         base = f"/api/customers/{customer}"
         for code, description, quantity, price in [("setup", "Setup fee", "2", "49.90"), ("cable", "Cable", "3", "5")]:
             answer = await client.post(f"{base}/contracts/{contract}/purchases", json={
@@ -187,7 +188,7 @@ async def test_a_schedule_rows_usage_events_are_paged_on_the_server(databases, b
     await publish_usage(broker, *(usage(contract, "api-calls", quantity, day=day)
                                   for quantity, day in [("100", 3), ("200", 5), ("301", 7)]))
     path = f"/api/customers/{customer}/contracts/{contract}/schedule/api-calls/2026-11-01"
-    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10, headers=as_role()) as client:
 
         async def all_rated() -> bool:
             return (await client.get(path)).json()["row"]["consumed"] == "601"
@@ -208,8 +209,8 @@ async def test_the_customer_summary_says_when_it_was_created_and_last_changed(da
     contract = new_contract_id("portal-customer-dates")
     customer = f"CUST-{contract}"
     await given_priced_contract(databases, contract, customer)
-    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as portal, \
-            httpx.AsyncClient(base_url=rating_api_url, timeout=10) as rating_api:
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10, headers=as_role()) as portal, \
+            httpx.AsyncClient(base_url=rating_api_url, timeout=10, headers=as_role()) as rating_api:
         created = (await portal.get(f"/api/customers/{customer}")).json()
         assert created["created_at"] == created["updated_at"]
         spec = (await rating_api.get(f"/contracts/{contract}")).json()

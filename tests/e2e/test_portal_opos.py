@@ -10,6 +10,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
+from tests.e2e.conftest import as_role
 from tests.e2e.conftest import given_contract, new_contract_id, open_amounts_are, two_invoices_and_a_payment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -17,7 +18,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
 async def client(portal_url):
-    async with httpx.AsyncClient(base_url=portal_url, timeout=10) as opened:
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10, headers=as_role()) as opened:
         yield opened
 
 

@@ -51,6 +51,7 @@ from services.payments.tables import open_items, payment_accounts, payments, web
 from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import contract_accounts, ledger_entries
 from services.settlement.tables import messaging as settlement_messaging
+from tests.e2e.conftest import as_role
 from tests.e2e.conftest import (
     DEADLINE_S,
     given_contract,
@@ -126,7 +127,7 @@ def bridge_url(pipeline, gocardless_api) -> Iterator[str]:
 
 @pytest_asyncio.fixture(loop_scope="session")
 async def client() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=20) as opened:
+    async with httpx.AsyncClient(timeout=20, headers=as_role()) as opened:
         yield opened
 
 

@@ -34,6 +34,7 @@ from services.settlement.tables import billable_items as settled_items
 from shared import topics
 from shared.events import UsageRecorded
 from shared.runtime import publish_event
+from tests.e2e.conftest import as_role
 from tests.e2e.conftest import DEADLINE_S, new_contract_id, wait_for_dead_letter
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -111,10 +112,11 @@ def per_item_and_period(rows: list, field: str) -> dict:
     return totals
 
 
-async def test_a_mixed_stream_is_rated_into_the_expected_items_and_dead_letters(pipeline, broker, databases):
+async def test_a_mixed_stream_is_rated_into_the_expected_items_and_dead_letters(pipeline, broker, databases,
+                                                                               access_guard):
     contract_id = new_contract_id("rating")
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(databases["rating"])),
-                                 base_url="http://rating") as api:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(databases["rating"], access_guard)),
+                                 base_url="http://rating", headers=as_role()) as api:
         created = await api.put(f"/contracts/{contract_id}", json=contract_body())
         assert created.status_code == 200, created.text
         purchase = await api.post(f"/contracts/{contract_id}/purchases", json={

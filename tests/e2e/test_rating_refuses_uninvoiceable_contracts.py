@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from services.rating.api import create_app
 from services.rating.tables import contracts, customers, messaging
+from tests.e2e.conftest import as_role
 from tests.e2e.conftest import new_contract_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
@@ -41,10 +42,10 @@ async def nothing_written(databases, contract_id: str) -> bool:
     return not any(found)
 
 
-async def test_the_api_refuses_a_reduced_item_for_a_danish_consumer_and_accepts_belgian_and_polish_ones(databases):
+async def test_the_api_refuses_a_reduced_item_for_a_danish_consumer_and_accepts_belgian_and_polish_ones(databases, access_guard):
     danish, belgian, polish = (new_contract_id(f"vat-{country}") for country in ("dk", "be", "pl"))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(databases["rating"])),
-                                 base_url="http://rating") as api:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(databases["rating"], access_guard)),
+                                 base_url="http://rating", headers=as_role()) as api:
         refused = await api.put(f"/contracts/{danish}", json=contract_body(danish, "DK", "reduced"))
         assert refused.status_code == 422
         assert "DK has no reduced VAT rate: an item in tax category 'reduced'" in refused.json()["detail"]
@@ -70,11 +71,11 @@ async def test_load_contracts_refuses_the_whole_file_when_one_contract_could_not
     assert await nothing_written(databases, fine) and await nothing_written(databases, refused)
 
 
-async def test_purchases_and_currency_changes_that_later_stages_would_refuse_are_refused_at_the_api(databases):
+async def test_purchases_and_currency_changes_that_later_stages_would_refuse_are_refused_at_the_api(databases, access_guard):
     danish = new_contract_id("vat-purchase-dk")
     body = contract_body(danish, "DK", "standard")
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(databases["rating"])),
-                                 base_url="http://rating") as api:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(databases["rating"], access_guard)),
+                                 base_url="http://rating", headers=as_role()) as api:
         assert (await api.put(f"/contracts/{danish}", json=body)).status_code == 200
 
         def purchase(**changes) -> dict:

@@ -13,7 +13,6 @@ from services.portal import domain
 from services.portal import queries as q
 from services.portal.listing import Period, Sort
 from services.portal.web import SECTIONS, PageLinks, section_query
-from shared.events import derive_id
 from shared.money import Money
 
 NOW = datetime(2026, 11, 23, 9, 15, tzinfo=UTC)
@@ -61,18 +60,6 @@ def test_usage_for_today_happens_now_and_for_a_past_day_at_its_noon():
     assert domain.usage_instant(date(2026, 11, 3), NOW) == datetime(2026, 11, 3, 12, 0, tzinfo=UTC)
     with pytest.raises(domain.ActionRefused, match="future day"):
         domain.usage_instant(date(2026, 11, 24), NOW)
-
-
-def test_create_vouchers_requests_one_run_per_contract_with_ids_from_the_request():
-    request_id = uuid.uuid4()
-    runs = domain.billing_run_requests(request_id, ["C-1", "C-2", "C-1"], NOW)
-    assert [(r.contract_id, r.cutoff, r.requested_by) for r in runs] == [("C-1", NOW, "portal"), ("C-2", NOW, "portal")]
-    assert [r.event_id for r in runs] == [derive_id(str(request_id), "portal-run:C-1"),
-                                         derive_id(str(request_id), "portal-run:C-2")]
-    # The same request again (a resubmitted form) is the same events, which settlement applies once.
-    assert domain.billing_run_requests(request_id, ["C-1"], NOW)[0].event_id == runs[0].event_id
-    with pytest.raises(domain.ActionRefused):
-        domain.billing_run_requests(request_id, [], NOW)
 
 
 def test_numbers_are_written_plainly_and_amounts_at_their_minor_unit():

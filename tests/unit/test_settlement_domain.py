@@ -401,3 +401,18 @@ def test_a_run_of_only_negative_lines_is_a_credit_memo_alone():
     event = receivables_posted(run, moved, CUSTOMER, AT)
     assert (event.items, event.total, event.credit_total, event.ledger_balance) == (
         [], Decimal(0), Decimal("19.92"), Decimal("80.08"))
+
+
+def test_vouchers_requested_are_one_run_per_contract_with_ids_from_the_request():
+    request_id = uuid.uuid4()
+    now = datetime(2026, 12, 3, 9, tzinfo=UTC)
+    cutoff = datetime(2026, 12, 1, tzinfo=UTC)
+    runs = domain.billing_run_requests(request_id, ["C-1", "C-2", "C-1"], cutoff, now, "user:erika")
+    assert [(r.contract_id, r.cutoff, r.occurred_at, r.requested_by) for r in runs] == [
+        ("C-1", cutoff, now, "user:erika"), ("C-2", cutoff, now, "user:erika")]
+    assert [r.event_id for r in runs] == [derive_id(str(request_id), "billing-run:C-1"),
+                                         derive_id(str(request_id), "billing-run:C-2")]
+    # The same request again (a resubmitted form) is the same events, which settlement applies once.
+    assert domain.billing_run_requests(request_id, ["C-1"], cutoff, now, "user:erika")[0].event_id == runs[0].event_id
+    with pytest.raises(Rejected):
+        domain.billing_run_requests(request_id, [], cutoff, now, "user:erika")
