@@ -17,7 +17,7 @@ import json
 import secrets
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
 from authlib.integrations.starlette_client import OAuth, OAuthError
@@ -171,7 +171,7 @@ async def provider_callback(request: Request) -> Response:
 
 class TokenRequest(BaseModel):
     name: str = Field(min_length=1, max_length=100, description="What the token is for (a system, a script).")
-    role: Role = Field(description="Its scope: viewer (read only), clerk or admin.")
+    role: Literal["viewer", "clerk", "admin"] = Field(description="Its scope: viewer (read only), clerk or admin.")
     expires_in_days: int | None = Field(None, ge=1, le=3650)
 
 
@@ -198,10 +198,10 @@ async def create_token(body: TokenRequest, request: Request, actor: Admin) -> Is
     """Create an API token for a machine client (administrators)."""
     expires_at = datetime.now(UTC) + timedelta(days=body.expires_in_days) if body.expires_in_days else None
     async with _guard(request).database.transaction() as session:
-        issued = await store.create_token(session, body.name, body.role, actor.label, expires_at)
+        issued = await store.create_token(session, body.name, Role.named(body.role), actor.label, expires_at)
         await store.record(session, audit_records, Change(actor, "token.create", issued.credential_id, {
-            "name": body.name, "role": body.role.name, "expires_at": expires_at.isoformat() if expires_at else None}))
-    return IssuedToken(token_id=issued.credential_id, token=issued.secret, name=body.name, role=body.role.name,
+            "name": body.name, "role": body.role, "expires_at": expires_at.isoformat() if expires_at else None}))
+    return IssuedToken(token_id=issued.credential_id, token=issued.secret, name=body.name, role=body.role,
                        expires_at=expires_at)
 
 

@@ -238,27 +238,27 @@ async def cancel_orders(customer_id: str, request: models.OrderCancellationReque
 
 
 @router.post("/customers/{customer_id}/assignments", tags=["actions"])
-async def assign_payment(customer_id: CustomerDep, request: models.AssignmentRequest,
-                         actions: ActionsDep, _: Clerk) -> models.ActionResult:
+async def assign_payment(_: Clerk, customer_id: CustomerDep, request: models.AssignmentRequest,
+                         actions: ActionsDep) -> models.ActionResult:
     """Assign a payment's credit to a chosen open item of its contract, through payments' API."""
     return await actions.assign_payment(customer_id, request)
 
 
 @router.post("/customers/{customer_id}/assignments/undo", tags=["actions"])
-async def undo_assignment(customer_id: CustomerDep, request: models.UndoAssignmentRequest,
-                          actions: ActionsDep, _: Clerk) -> models.ActionResult:
+async def undo_assignment(_: Clerk, customer_id: CustomerDep, request: models.UndoAssignmentRequest,
+                          actions: ActionsDep) -> models.ActionResult:
     """Undo what a payment pays of an item: the item is open again and the money the customer's credit."""
     return await actions.undo_assignment(customer_id, request)
 
 
 @router.post("/customers/{customer_id}/payment-accounts", tags=["actions"], status_code=201)
-async def add_payment_account(customer_id: CustomerDep, request: models.PaymentAccountRequest,
-                              actions: ActionsDep, _: Admin) -> models.ActionResult:
+async def add_payment_account(_: Admin, customer_id: CustomerDep, request: models.PaymentAccountRequest,
+                              actions: ActionsDep) -> models.ActionResult:
     """Add a SEPA direct debit (with its mandate), a card (its provider's token) or a bank transfer account."""
     return await actions.add_payment_account(customer_id, request)
 
 
 @router.post("/customers/{customer_id}/payment-accounts/{account_id}/default", tags=["actions"])
-async def set_default_payment_account(customer_id: CustomerDep, account_id: uuid.UUID,
-                                      actions: ActionsDep, _: Admin) -> models.ActionResult:
+async def set_default_payment_account(_: Admin, customer_id: CustomerDep, account_id: uuid.UUID,
+                                      actions: ActionsDep) -> models.ActionResult:
     return await actions.set_default_payment_account(customer_id, account_id)

@@ -39,6 +39,9 @@ async def signed_in(request: Request) -> Actor:
     return actor
 
 
+signed_in.required_role = Role.viewer  # type: ignore[attr-defined]  # as `requires` marks its own
+
+
 router = APIRouter(include_in_schema=False, dependencies=[Depends(signed_in)])
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 

@@ -17,6 +17,8 @@ import pytest_asyncio
 from playwright.async_api import BrowserContext, Page, async_playwright, expect
 from pypdf import PdfReader
 
+from ops.operators import ensure_operator
+from shared.access.domain import Role
 from tests.e2e.conftest import as_role
 from tests.e2e.conftest import (DEADLINE_S, given_contract, given_priced_contract, new_contract_id, publish_usage,
                                 request_billing_run, two_invoices_and_a_payment, usage)
@@ -28,8 +30,21 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
+OPERATOR, PASSWORD = "erika", "correct horse battery staple"
+
+
+async def sign_in(page: Page, portal_url: str, username: str = OPERATOR, password: str = PASSWORD) -> None:
+    await page.goto(f"{portal_url}/customers")
+    await expect(page).to_have_url(re.compile(r"/sign-in\?next=/customers$"))  # no session yet
+    await page.get_by_label("Name").fill(username)
+    await page.get_by_label("Password").fill(password)
+    await page.get_by_role("button", name="Sign in").click()
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="session")
-async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[BrowserContext]:
+async def browser(tmp_path_factory: pytest.TempPathFactory, portal_url: str) -> AsyncIterator[BrowserContext]:
+    """Chromium with a billing administrator signed in to the portal."""
+    await ensure_operator(OPERATOR, "Erika Mustermann", Role.admin, PASSWORD)
     async with async_playwright() as playwright:
         context = await playwright.chromium.launch_persistent_context(
             tmp_path_factory.mktemp("chromium-profile"), executable_path=CHROMIUM, headless=True,
@@ -39,6 +54,10 @@ async def browser(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Bro
         refused: list[str] = []
         context.on("page", lambda page: page.on("console", lambda message: refused.append(message.text)
                                                 if "Content Security Policy" in message.text else None))
+        page = await context.new_page()
+        await sign_in(page, portal_url)
+        await expect(page.get_by_test_id("signed-in")).to_contain_text("erika (admin)")
+        await page.close()
         yield context
         await context.close()
         assert refused == []
@@ -431,3 +450,24 @@ async def test_one_periods_estimate_edited_on_the_contract_page(browser, portal_
     await page.get_by_role("link", name="Remove estimate").click()
     await expect(future.locator("td[data-col='estimated_net']")).to_have_text(["—"] * 12)
     await page.close()
+
+
+async def test_an_operator_signs_out_and_in_again_and_a_wrong_password_is_refused(portal_url, browser):
+    await ensure_operator("max", "Max Mustermann", Role.viewer, "another long password")
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        page = await (await chromium.new_context()).new_page()
+        await sign_in(page, portal_url, "max", "not his password at all")
+        await expect(page.get_by_role("alert")).to_have_text("wrong name or password")
+        await page.get_by_label("Name").fill("max")
+        await page.get_by_label("Password").fill("another long password")
+        await page.get_by_role("button", name="Sign in").click()
+        await expect(page).to_have_url(re.compile(r"/customers$"))
+        await expect(page.get_by_test_id("signed-in")).to_contain_text("max (viewer)")
+        await expect(page.get_by_role("link", name="Audit trail")).to_have_count(0)  # administrators only
+
+        await page.get_by_role("button", name="Sign out").click()
+        await expect(page).to_have_url(re.compile(r"/sign-in$"))
+        await page.goto(f"{portal_url}/customers")  # the session ended on the server, not just in the browser
+        await expect(page).to_have_url(re.compile(r"/sign-in\?next=/customers$"))
+        await chromium.close()

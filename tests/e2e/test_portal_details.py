@@ -291,6 +291,10 @@ async def test_a_credit_note_for_an_order(invoiced_contract, databases):
 
     again = await client.post(f"{base}/orders/cancellations", json={"order_ids": [order_id]})
     assert again.status_code == 200 and "cancelled before" in again.json()["message"]
+    # Settlement recorded the credit with who asked for it; the repeat changed nothing and is not there.
+    credits = [r for r in (await client.get("/api/audit", params={"action": "order.cancel"})).json()
+               if sorted(r["details"]["billable_item_ids"]) == sorted(item["billable_item_id"] for item in order["items"])]
+    assert [(r["service"], r["actor"], r["role"]) for r in credits] == [("settlement", "token:tests-admin", "admin")]
 
 
 async def test_an_order_that_cannot_be_credited_is_refused(invoiced_contract):

@@ -59,6 +59,14 @@ async def test_a_payment_undone_and_assigned_by_hand_keeps_open_items_and_the_le
     [ledger] = (await client.get(f"{base}/ledger/summary")).json()["contracts"]
     assert ledger["balance"] == "98.50"
 
+    # Payments recorded each move with who asked (the portal forwarded the caller's token), once.
+    trail = (await client.get("/api/audit", params={"actor": "token:tests-admin"})).json()
+    moves = [(r["service"], r["action"], r["target"]) for r in trail if r["action"].startswith("payment.")
+             and r["target"] in (first["document_id"], second["document_id"])]
+    assert moves == [("payments", "payment.assign", first["document_id"]),
+                     ("payments", "payment.assign", second["document_id"]),
+                     ("payments", "payment.unassign", first["document_id"])]  # newest first; the repeat is none
+
     foreign = await client.post(f"/api/customers/CUST-{new_contract_id('nobody')}/assignments", json=to_second)
     assert foreign.status_code == 404
     other_customer = await given_other_customer(databases)
