@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -26,6 +27,7 @@ from sqlalchemy import func, select
 
 from ops.cli import local_stack
 from ops.observe import Databases, dead_letters, wait_until
+from ops.operators import ensure_operator, issue_tokens
 from ops.stack import create_topics, describe_broker, free_port
 from ops.workers import Workers
 from services.invoicing.tables import customer_payment_accounts, document_einvoices, documents
@@ -41,13 +43,15 @@ from services.settlement.tables import billable_items as settled_items
 from services.settlement.tables import contract_accounts, ledger_entries
 from services.settlement.tables import messaging as settlement_messaging
 from shared import topics
+from shared.access.domain import Role
 from shared.db import migrate
 from shared.events import BillingRunRequested, UsageRecorded, derive_id
 from shared.runtime import create_broker, publish_event
 from shared.money import Money
-from shared.settings import KafkaSettings, stack_dir
+from shared.settings import AccessSettings, KafkaSettings, stack_dir
 
 SETTLEMENT_INBOX = settlement_messaging.inbox
+DEMO_OPERATOR = "demo"  # the administrator the demo signs in as (a new password each run)
 DEMO_PROVIDER = "demo-psp"  # the provider whose webhook secret the payments settings hold by default
 
 # ACME receives XRechnung (with its purchase order as buyer reference) and pays by direct debit.
@@ -263,6 +267,7 @@ async def run_pipeline(root, workers: Workers) -> tuple[str, str]:
     try:
         for service, url in databases.urls.items():
             await migrate(service, url)
+        await migrate("access", AccessSettings().database_url)
         await save_contracts(databases["rating"], CONTRACTS)
         _step(f"loaded {len(CONTRACTS)} contracts; starting the rating, settlement, invoicing and payments workers "
               "and the payments webhook bridge")
@@ -288,12 +293,24 @@ async def run_pipeline(root, workers: Workers) -> tuple[str, str]:
         await databases.dispose()
 
 
+async def demo_access(portal_url: str) -> tuple[str, str]:
+    """A demo administrator (a new random password each run) and an API token for scripts; what to
+    tell the person running the demo."""
+    password = secrets.token_urlsafe(12)
+    await ensure_operator(DEMO_OPERATOR, "Demo Operator", Role.admin, password)
+    tokens = await issue_tokens({"demo-scripts": Role.admin}, "demo")
+    return password, (f"\nSign in to the portal at {portal_url}/sign-in as {DEMO_OPERATOR!r} with password "
+                      f"{password!r} (an administrator).\nFor scripts and curl, an API token (admin): "
+                      f"curl -H 'Authorization: Bearer {tokens['demo-scripts']}' {portal_url}/api/customers")
+
+
 BROWSER_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
 
-def screenshot(url: str, output: Path) -> None:
-    """The whole page at `url` as a PNG, taken with Debian's headless Chromium (ops/install-browser.sh)."""
+def screenshot(url: str, output: Path, password: str) -> None:
+    """The whole page at `url` as a PNG, taken with Debian's headless Chromium (ops/install-browser.sh),
+    signed in as the demo operator."""
     from playwright.sync_api import sync_playwright  # a test dependency; only this option needs it
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -303,7 +320,11 @@ def screenshot(url: str, output: Path) -> None:
             viewport={"width": 1400, "height": 900})
         try:
             page = browser.new_page()
-            page.goto(url)
+            page.goto(url)  # to the sign-in page, and back once signed in
+            page.get_by_label("Name").fill(DEMO_OPERATOR)
+            page.get_by_label("Password").fill(password)
+            page.get_by_role("button", name="Sign in").click()
+            page.wait_for_url(url)
             page.screenshot(path=output, full_page=True)
         finally:
             browser.close()
@@ -339,11 +360,12 @@ def run_demo(*, serve: bool = False, screenshot_to: Path | None = None) -> int:
     workers = Workers(root / "logs")
     try:
         report, portal_url = asyncio.run(run_pipeline(root, workers))
-        print(report)
+        password, sign_in = asyncio.run(demo_access(portal_url))
+        print(report + sign_in)
         if screenshot_to:
             first = CONTRACTS[0]
             screenshot(f"{portal_url}/customers/{first.customer.customer_id}/contracts/{first.contract_id}",
-                       screenshot_to)
+                       screenshot_to, password)
         _step(f"done in {time.monotonic() - started:.1f}s; worker logs in {root / 'logs'}")
         if serve:
             serve_until_interrupted()
