@@ -67,11 +67,14 @@ class AccountAdded(BaseModel):
 
 
 async def _in_transaction(request: Request, use_case: Callable[[AsyncSession], Awaitable[Any]],
-                          change: Change) -> Any:
+                          change: Change, *, once: bool = False) -> Any:
+    """The use case and its audit record in one transaction; with `once`, a None outcome (a request
+    id carried out before) changed nothing and is not recorded."""
     try:
         async with request.app.state.database.transaction() as session:
             done = await use_case(session)
-            await record(session, audit_records, change)
+            if done is not None or not once:
+                await record(session, audit_records, change)
             return done
     except (Rejected, InvalidPaymentAccount, MoneyError) as refused:
         raise HTTPException(422, str(refused)) from None
@@ -87,7 +90,7 @@ async def assign(body: AssignmentRequest, request: Request, actor: Clerk) -> Mov
     """Assign a payment's credit (money no item holds) to an open item of its contract."""
     assignment = await _in_transaction(request, lambda session: handlers.assign_by_hand(
         session, body.payment_event_id, body.document_id, body.amount, body.request_id),
-        Change(actor, "payment.assign", str(body.document_id), body.model_dump(mode="json")))
+        Change(actor, "payment.assign", str(body.document_id), body.model_dump(mode="json")), once=True)
     return _moved(None if assignment is None else assignment.amount)
 
 
@@ -96,7 +99,7 @@ async def undo(body: ByHand, request: Request, actor: Clerk) -> Moved:
     """Undo what a payment pays of an item: the item is open again by as much, the money the payment's credit."""
     held = await _in_transaction(request, lambda session: handlers.undo_assignment(
         session, body.payment_event_id, body.document_id, body.request_id),
-        Change(actor, "payment.unassign", str(body.document_id), body.model_dump(mode="json")))
+        Change(actor, "payment.unassign", str(body.document_id), body.model_dump(mode="json")), once=True)
     return _moved(None if held is None else held.amount)
 
 

@@ -217,7 +217,7 @@ async def test_the_bridge_reports_its_health_and_documents_its_webhook(bridge):
     live = await bridge.client.get(f"{bridge.url}/health/live")
     assert (live.status_code, live.json()) == (200, {"status": "ok"})
     ready = await bridge.client.get(f"{bridge.url}/health/ready")
-    assert (ready.status_code, ready.json()) == (200, {"status": "ok", "checked": ["database", "migrations"]})
+    assert (ready.status_code, ready.json()) == (200, {"status": "ok", "checked": ["access database", "database", "migrations"]})
     assert "process_cpu_seconds_total" in (await bridge.client.get(f"{bridge.url}/metrics")).text
     spec = (await bridge.client.get(f"{bridge.url}/openapi.json")).json()
     operation = spec["paths"]["/webhooks/{provider}"]["post"]
