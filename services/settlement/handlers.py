@@ -296,6 +296,8 @@ class Postings:
     accounts: dict[str, Account]
     entries: list[LedgerEntry] = field(default_factory=list)
     settled: list[store.Settled] = field(default_factory=list)
+    # The contracts `settle` was asked for, each once.
+    settling: set[str] = field(default_factory=set)
     forgotten: list[uuid.UUID] = field(default_factory=list)
     outgoing: list[Outgoing] = field(default_factory=list)
     rejected: dict[uuid.UUID, Rejected] = field(default_factory=dict)
@@ -313,7 +315,8 @@ class Postings:
         """Settle `unsettled` (the run's items, as unsettled_items sums them) with the credits due on them.
 
         At most one run per contract: its items are settled by what selects them (store.save_runs)."""
-        assert record.contract_id not in {one.run.contract_id for one in self.settled}, record.contract_id
+        assert record.contract_id not in self.settling, record.contract_id
+        self.settling.add(record.contract_id)
         run = domain.settle(record.settlement_run_id, self.accounts[record.contract_id], record.cutoff, unsettled,
                             contract)
         if run is None:
