@@ -180,19 +180,24 @@ async def customer_summary(session: AsyncSession, customer_id: str) -> list[Cont
 # --- the contract replica ---------------------------------------------------------------------
 
 
-async def save_contract(session: AsyncSession, terms: ContractTerms) -> bool:
-    """Keep `terms` unless a newer revision is already held; True if they were kept."""
-    values = dict(customer_id=terms.customer_id, currency=terms.currency, starts_on=terms.starts_on,
-                  ends_on=terms.ends_on, status=terms.status.value, revision=terms.revision,
-                  customer=terms.customer.model_dump(mode="json") if terms.customer else None)
-    saved = await session.execute(
-        insert(contracts)
-        .values(contract_id=terms.contract_id, **values)
-        .on_conflict_do_update(index_elements=[contracts.c.contract_id], set_=values,
-                               where=contracts.c.revision < terms.revision)
-        .returning(contracts.c.contract_id)
-    )
-    return saved.first() is not None
+_CONTRACT_TERMS = ("customer_id", "currency", "starts_on", "ends_on", "status", "revision", "customer")
+_keep_contract = insert(contracts)
+_keep_contract = _keep_contract.on_conflict_do_update(
+    index_elements=[contracts.c.contract_id], set_={name: _keep_contract.excluded[name] for name in _CONTRACT_TERMS},
+    where=contracts.c.revision < _keep_contract.excluded.revision,
+).returning(contracts.c.contract_id)
+
+
+async def save_contracts(session: AsyncSession, snapshots: Sequence[ContractTerms]) -> int:
+    """Keep the snapshots (one per contract) unless a newer revision is already held; how many were kept."""
+    if not snapshots:
+        return 0
+    saved = await session.execute(_keep_contract, [
+        dict(contract_id=terms.contract_id, customer_id=terms.customer_id, currency=terms.currency,
+             starts_on=terms.starts_on, ends_on=terms.ends_on, status=terms.status.value, revision=terms.revision,
+             customer=terms.customer.model_dump(mode="json") if terms.customer else None)
+        for terms in snapshots])
+    return len(saved.all())
 
 
 async def find_contracts(session: AsyncSession, contract_ids: Iterable[str]) -> dict[str, ContractTerms]:
