@@ -101,20 +101,19 @@ class Money:
 
     @classmethod
     def sum(cls, amounts: Iterable[Money], currency: str) -> Money:
-        total = cls.zero(currency)
+        # The amounts are added as Decimals and the total checked once, not each partial sum.
+        total = Decimal(0)
         for amount in amounts:
-            total = total + amount
-        return total
+            _same_currency(currency, amount)
+            total += amount.amount
+        return cls(total, currency)
 
     @property
     def minor_units(self) -> int:
         return int(self.amount.scaleb(exponent(self.currency)))
 
     def _same_currency(self, other: Money) -> None:
-        if not isinstance(other, Money):
-            raise TypeError(f"cannot combine Money with {type(other).__name__}")
-        if other.currency != self.currency:
-            raise MoneyError(f"cannot combine {self.currency} with {other.currency}")
+        _same_currency(self.currency, other)
 
     def __add__(self, other: Money) -> Money:
         self._same_currency(other)
@@ -169,6 +168,13 @@ class Money:
 
     def __str__(self) -> str:
         return f"{self.amount:,.{exponent(self.currency)}f} {self.currency}"
+
+
+def _same_currency(currency: str, other: Money) -> None:
+    if not isinstance(other, Money):
+        raise TypeError(f"cannot combine Money with {type(other).__name__}")
+    if other.currency != currency:
+        raise MoneyError(f"cannot combine {currency} with {other.currency}")
 
 
 @functools.cache
