@@ -118,7 +118,8 @@ def _book(account: Account, entry_type: EntryType, amount: Money, entry_id: uuid
         raise Rejected(
             f"contract {account.contract_id} is kept in {account.balance.currency}, not {amount.currency}"
         )
-    moved = replace(account, balance=account.balance + amount, last_sequence=account.last_sequence + 1)
+    # Made directly rather than with dataclasses.replace, which costs several times more, once per entry.
+    moved = Account(account.contract_id, account.customer_id, account.balance + amount, account.last_sequence + 1)
     entry = LedgerEntry(
         entry_id=entry_id,
         contract_id=account.contract_id,

@@ -443,9 +443,10 @@ def _upsert_runs(rows: Sequence[tuple]) -> Insert:
     """The runs (rows of SETTLED_RUN_COLUMNS) stored as settled, over what was recorded of them, in one statement."""
     statement = insert(settlement_runs).from_select(SETTLED_RUN_COLUMNS,
                                                     unnested(settlement_runs, SETTLED_RUN_COLUMNS, rows))
+    excluded = statement.excluded  # a new alias on every access
     return statement.on_conflict_do_update(
         index_elements=[settlement_runs.c.settlement_run_id],
-        set_={name: statement.excluded[name] for name in SETTLED_RUN_COLUMNS[2:]},
+        set_={name: excluded[name] for name in SETTLED_RUN_COLUMNS[2:]},
         where=settlement_runs.c.status != RunStatus.COMPLETE.value,
     )
 
