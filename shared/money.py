@@ -7,6 +7,7 @@ Unit prices and quantities stay unrounded Decimals; only amounts are Money.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Iterable, Sequence
@@ -60,6 +61,12 @@ def to_decimal(value: str | int | Decimal) -> Decimal:
     return result
 
 
+@functools.cache
+def _quantum(currency: str) -> Decimal:
+    """The currency's minor unit (0.01 for EUR); computed once per currency, as every amount needs it."""
+    return Decimal(1).scaleb(-exponent(currency))
+
+
 @dataclass(frozen=True, slots=True)
 class Money:
     """An amount already at its currency's minor unit; arithmetic never needs to round again."""
@@ -68,13 +75,16 @@ class Money:
     currency: str
 
     def __post_init__(self) -> None:
-        amount = to_decimal(self.amount)
-        quantum = Decimal(1).scaleb(-exponent(self.currency))
-        if amount != amount.quantize(quantum, rounding=ROUNDING):
+        amount = self.amount
+        # Most amounts are finite Decimals already (sums, parsed events): checked without to_decimal's round trip.
+        if type(amount) is not Decimal or not amount.is_finite():
+            amount = to_decimal(amount)
+        quantized = amount.quantize(_quantum(self.currency), rounding=ROUNDING)
+        if amount != quantized:
             raise MoneyError(
                 f"{amount} has more decimals than {self.currency} allows; use Money.round to round it"
             )
-        object.__setattr__(self, "amount", amount.quantize(quantum))
+        object.__setattr__(self, "amount", quantized)
 
     @classmethod
     def of(cls, amount: str | int | Decimal, currency: str) -> Money:
@@ -83,29 +93,27 @@ class Money:
     @classmethod
     def round(cls, amount: str | int | Decimal, currency: str) -> Money:
         """The one place where amounts are rounded: to the minor unit, ROUND_HALF_UP."""
-        quantum = Decimal(1).scaleb(-exponent(currency))
-        return cls(to_decimal(amount).quantize(quantum, rounding=ROUNDING), currency)
+        return cls(to_decimal(amount).quantize(_quantum(currency), rounding=ROUNDING), currency)
 
     @classmethod
     def zero(cls, currency: str) -> Money:
-        return cls(Decimal(0), currency)
+        return _zero(currency)
 
     @classmethod
     def sum(cls, amounts: Iterable[Money], currency: str) -> Money:
-        total = cls.zero(currency)
+        # The amounts are added as Decimals and the total checked once, not each partial sum.
+        total = Decimal(0)
         for amount in amounts:
-            total = total + amount
-        return total
+            _same_currency(currency, amount)
+            total += amount.amount
+        return cls(total, currency)
 
     @property
     def minor_units(self) -> int:
         return int(self.amount.scaleb(exponent(self.currency)))
 
     def _same_currency(self, other: Money) -> None:
-        if not isinstance(other, Money):
-            raise TypeError(f"cannot combine Money with {type(other).__name__}")
-        if other.currency != self.currency:
-            raise MoneyError(f"cannot combine {self.currency} with {other.currency}")
+        _same_currency(self.currency, other)
 
     def __add__(self, other: Money) -> Money:
         self._same_currency(other)
@@ -160,3 +168,16 @@ class Money:
 
     def __str__(self) -> str:
         return f"{self.amount:,.{exponent(self.currency)}f} {self.currency}"
+
+
+def _same_currency(currency: str, other: Money) -> None:
+    if not isinstance(other, Money):
+        raise TypeError(f"cannot combine Money with {type(other).__name__}")
+    if other.currency != currency:
+        raise MoneyError(f"cannot combine {currency} with {other.currency}")
+
+
+@functools.cache
+def _zero(currency: str) -> Money:
+    # Money is immutable, so every sum can start from the same zero of its currency.
+    return Money(Decimal(0), currency)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import uuid
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping, Sequence
 
-from sqlalchemy import bindparam, func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -23,11 +24,15 @@ from services.invoicing.tables import (
     documents,
     number_series,
 )
+from shared.db import copy_rows, unnested
 from shared.events import DocumentType, EInvoiceFormat, PaymentAccountsChanged, TaxCategory
 
 
 def _party_json(party: Party) -> dict[str, Any]:
-    return {**dataclasses.asdict(party), "address_lines": list(party.address_lines)}
+    # Field by field: a party holds only strings, so asdict's deep copy of each is wasted, once per
+    # document and snapshot.
+    return {**{field.name: getattr(party, field.name) for field in dataclasses.fields(party)},
+            "address_lines": list(party.address_lines)}
 
 
 def _party(data: dict[str, Any]) -> Party:
@@ -60,7 +65,8 @@ async def save_contract_terms(session: AsyncSession, snapshots: Sequence[Contrac
 
 
 async def find_contract_terms(session: AsyncSession, contract_ids: Iterable[str]) -> dict[str, ContractTerms]:
-    rows = await session.execute(select(contract_terms).where(contract_terms.c.contract_id.in_(set(contract_ids))))
+    rows = await session.execute(select(contract_terms).where(contract_terms.c.contract_id.in_(
+        unnested(contract_terms, ("contract_id",), [(contract_id,) for contract_id in set(contract_ids)]))))
     return {
         row.contract_id: ContractTerms(
             contract_id=row.contract_id,
@@ -95,7 +101,8 @@ async def save_payment_accounts(session: AsyncSession, changes: Sequence[Payment
 async def direct_debits(session: AsyncSession, customer_ids: Iterable[str]) -> dict[str, DirectDebit]:
     """The customers whose default account is an active SEPA mandate, with it."""
     rows = await session.execute(select(customer_payment_accounts).where(
-        customer_payment_accounts.c.customer_id.in_(set(customer_ids)),
+        customer_payment_accounts.c.customer_id.in_(unnested(
+            customer_payment_accounts, ("customer_id",), [(customer_id,) for customer_id in set(customer_ids)])),
         customer_payment_accounts.c.mandate_reference.is_not(None)))
     return {row.customer_id: DirectDebit(row.mandate_reference, row.iban) for row in rows}
 
@@ -169,87 +176,53 @@ class Issued:
     einvoices: tuple[EInvoice, ...] = ()
 
 
+DOCUMENT_COLUMNS = ("document_id", "document_type", "number", "status", "settlement_run_id", "contract_id",
+                    "customer_id", "currency", "issue_date", "due_date", "service_period_start", "service_period_end",
+                    "net_total", "tax_total", "gross_total", "seller", "customer", "payment_terms", "notes",
+                    "corrects_number")
+LINE_COLUMNS = ("document_id", "line_no", "item_code", "description", "quantity", "unit_price", "discount", "net",
+                "period_start", "period_end", "tax_category", "vat_category", "vat_rate", "credit_reason",
+                "corrects_number")
+
+
 async def add_documents(session: AsyncSession, issued: Sequence[Issued]) -> None:
+    """Store the documents with their lines, line sources, tax lines, PDFs and e-invoices, each
+    table with COPY: a batch issues hundreds of documents, each a row in four tables or more."""
     if not issued:
         return
-    await session.execute(insert(documents), [_document_row(one.document) for one in issued])
-    await session.execute(
-        insert(document_lines),
-        [
-            {
-                "document_id": one.document.document_id,
-                "line_no": line.line_no,
-                "item_code": line.item_code,
-                "description": line.description,
-                "quantity": line.quantity,
-                "unit_price": line.unit_price,
-                "discount": line.discount.amount,
-                "net": line.net.amount,
-                "period_start": line.period_start,
-                "period_end": line.period_end,
-                "tax_category": line.tax_category.value,
-                "vat_category": line.vat.category.value,
-                "vat_rate": line.vat.rate,
-                "credit_reason": line.credit_reason.value if line.credit_reason else None,
-                "corrects_number": line.corrects_number,
-            }
-            for one in issued
-            for line in one.document.lines
-        ],
-    )
-    await session.execute(
-        insert(document_line_sources),
-        [
-            {"source_id": source_id, "document_id": one.document.document_id, "line_no": line.line_no}
-            for one in issued
-            for line in one.document.lines
-            for source_id in line.source_ids
-        ],
-    )
-    await session.execute(
-        insert(document_tax_lines),
-        [
-            {"document_id": one.document.document_id, "vat_category": line.vat.category.value,
-             "vat_rate": line.vat.rate, "base": line.base.amount, "tax": line.tax.amount}
-            for one in issued
-            for line in one.document.tax_lines
-        ],
-    )
-    pdfs = [{"document_id": one.document.document_id, "content": one.pdf, "sha256": one.pdf_sha256}
-            for one in issued if one.pdf is not None]
+    await copy_rows(session, documents, DOCUMENT_COLUMNS, [_document_row(one.document) for one in issued])
+    await copy_rows(session, document_lines, LINE_COLUMNS, [
+        (one.document.document_id, line.line_no, line.item_code, line.description, line.quantity, line.unit_price,
+         line.discount.amount, line.net.amount, line.period_start, line.period_end, line.tax_category.value,
+         line.vat.category.value, line.vat.rate, line.credit_reason.value if line.credit_reason else None,
+         line.corrects_number)
+        for one in issued for line in one.document.lines])
+    await copy_rows(session, document_line_sources, ("source_id", "document_id", "line_no"), [
+        (source_id, one.document.document_id, line.line_no)
+        for one in issued for line in one.document.lines for source_id in line.source_ids])
+    await copy_rows(session, document_tax_lines, ("document_id", "vat_category", "vat_rate", "base", "tax"), [
+        (one.document.document_id, line.vat.category.value, line.vat.rate, line.base.amount, line.tax.amount)
+        for one in issued for line in one.document.tax_lines])
+    pdfs = [(one.document.document_id, one.pdf, one.pdf_sha256) for one in issued if one.pdf is not None]
     if pdfs:
-        await session.execute(insert(document_pdfs), pdfs)
-    einvoices = [{"document_id": one.document.document_id, "format": xml.format.value, "content": xml.content,
-                  "sha256": xml.sha256, "validation": xml.validation}
+        await copy_rows(session, document_pdfs, ("document_id", "content", "sha256"), pdfs)
+    einvoices = [(one.document.document_id, xml.format.value, xml.content, xml.sha256, xml.validation)
                  for one in issued for xml in one.einvoices]
     if einvoices:
-        await session.execute(insert(document_einvoices), einvoices)
+        await copy_rows(session, document_einvoices, ("document_id", "format", "content", "sha256", "validation"),
+                        einvoices)
 
 
-def _document_row(document: Document) -> dict[str, Any]:
+def _document_row(document: Document) -> tuple:
+    """The document as a row of DOCUMENT_COLUMNS; its JSON columns as JSON text, which is what
+    COPY takes for jsonb."""
     period_start, period_end = document.service_period
-    return dict(
-        document_id=document.document_id,
-        document_type=document.document_type.value,
-        number=document.number,
-        status=document.status.value,
-        settlement_run_id=document.settlement_run_id,
-        contract_id=document.contract_id,
-        customer_id=document.customer_id,
-        currency=document.currency,
-        issue_date=document.issue_date,
-        due_date=document.due_date,
-        service_period_start=period_start,
-        service_period_end=period_end,
-        net_total=document.net_total.amount,
-        tax_total=document.tax_total.amount,
-        gross_total=document.gross_total.amount,
-        seller=_party_json(document.seller),
-        customer=_party_json(document.customer),
-        payment_terms=document.payment_terms,
-        notes=list(document.notes),
-        corrects_number=document.corrects_number,
-    )
+    return (document.document_id, document.document_type.value, document.number, document.status.value,
+            document.settlement_run_id, document.contract_id, document.customer_id, document.currency,
+            document.issue_date, document.due_date, period_start, period_end, document.net_total.amount,
+            document.tax_total.amount, document.gross_total.amount, json.dumps(_party_json(document.seller)),
+            json.dumps(_party_json(document.customer)), document.payment_terms, json.dumps(list(document.notes)),
+            document.corrects_number)
 
 
 async def pdf_by_number(session: AsyncSession, number: str) -> bytes | None:

@@ -13,12 +13,11 @@ from shared.events import (
     PeriodClosed,
     RatedItem,
 )
-from shared.inbox import each_in_savepoint
 from shared.runtime import ServiceRuntime
 
 settings = SettlementSettings()
 runtime = ServiceRuntime.create("settlement", settings, messaging, publishes=[topics.RECEIVABLES_POSTED])
-runtime.subscribe_batch(topics.CONTRACTS_CHANGED, ContractChanged, each_in_savepoint(handlers.record_contract))
+runtime.subscribe_batch(topics.CONTRACTS_CHANGED, ContractChanged, handlers.record_contracts)
 runtime.subscribe_batch(topics.ITEMS_RATED, RatedItem, handlers.record_rated_items)
 runtime.subscribe(topics.PERIODS_CLOSED, PeriodClosed, handlers.bill_closed_period)
 runtime.subscribe_batch(topics.BILLING_RUNS_REQUESTED, BillingRunRequested, handlers.run_billing)

@@ -35,7 +35,7 @@ from shared.events import (
     SettlementItem,
     derive_id,
 )
-from shared.inbox import BatchOutcome
+from shared.inbox import BatchOutcome, each_in_savepoint
 from shared.outbox import Outgoing
 from shared.money import Money
 
@@ -62,11 +62,31 @@ async def record_rated_items(session: AsyncSession, events: Sequence[RatedItem])
     return BatchOutcome(rejected=refused)
 
 
+async def record_contracts(session: AsyncSession, events: Sequence[ContractChanged]) -> BatchOutcome:
+    """Keep each contract's newest snapshot: a batch without a cancellation in one statement, as
+    applying them one by one would leave the same snapshots; one with a cancellation one by one
+    in offset order (each in a savepoint), as a cancellation may credit fees (record_contract)."""
+    if any(_terms(event).terminated_on is not None for event in events):
+        return await _record_each_contract(session, events)
+    newest: dict[str, ContractTerms] = {}
+    for terms in map(_terms, events):
+        if terms.contract_id not in newest or terms.revision > newest[terms.contract_id].revision:
+            newest[terms.contract_id] = terms
+    kept = await store.save_contracts(session, list(newest.values()))
+    if kept < len(events):
+        log.info("%d contract snapshot(s) not newer than the ones held; ignored", len(events) - kept)
+    return BatchOutcome()
+
+
+def _terms(event: ContractChanged) -> ContractTerms:
+    return ContractTerms(event.contract_id, event.customer.customer_id, event.currency, event.starts_on,
+                         event.ends_on, event.status, event.revision, event.customer)
+
+
 async def record_contract(session: AsyncSession, event: ContractChanged) -> list[Outgoing]:
     """Keep the newest snapshot; a cancellation credits the prepaid recurring fees beyond its last day."""
-    terms = ContractTerms(event.contract_id, event.customer.customer_id, event.currency, event.starts_on,
-                          event.ends_on, event.status, event.revision, event.customer)
-    if not await store.save_contract(session, terms):
+    terms = _terms(event)
+    if not await store.save_contracts(session, [terms]):
         log.info("contract %s revision %s is not newer than the one held; ignored", terms.contract_id, terms.revision)
         return []
     if terms.terminated_on is None:
@@ -81,6 +101,9 @@ async def record_contract(session: AsyncSession, event: ContractChanged) -> list
     record = RunRecord(derive_id(event.event_id, "termination-run"), terms.contract_id, event.occurred_at,
                        RunStatus.OPEN, f"cancellation on {terms.terminated_on.isoformat()}")
     return await _post_credits(session, account, record, due, booked_at=event.occurred_at)
+
+
+_record_each_contract = each_in_savepoint(record_contract)
 
 
 async def run_billing(session: AsyncSession, events: Sequence[BillingRunRequested]) -> BatchOutcome:
@@ -296,6 +319,8 @@ class Postings:
     accounts: dict[str, Account]
     entries: list[LedgerEntry] = field(default_factory=list)
     settled: list[store.Settled] = field(default_factory=list)
+    # The contracts `settle` was asked for, each once.
+    settling: set[str] = field(default_factory=set)
     forgotten: list[uuid.UUID] = field(default_factory=list)
     outgoing: list[Outgoing] = field(default_factory=list)
     rejected: dict[uuid.UUID, Rejected] = field(default_factory=dict)
@@ -313,7 +338,8 @@ class Postings:
         """Settle `unsettled` (the run's items, as unsettled_items sums them) with the credits due on them.
 
         At most one run per contract: its items are settled by what selects them (store.save_runs)."""
-        assert record.contract_id not in {one.run.contract_id for one in self.settled}, record.contract_id
+        assert record.contract_id not in self.settling, record.contract_id
+        self.settling.add(record.contract_id)
         run = domain.settle(record.settlement_run_id, self.accounts[record.contract_id], record.cutoff, unsettled,
                             contract)
         if run is None:

@@ -9,9 +9,10 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Iterable, Sequence
 
-from sqlalchemy import ARRAY, Date, DateTime, String, Uuid, and_, bindparam, case, delete, func, literal, null, or_, select, tuple_, update
+from sqlalchemy import (ARRAY, Date, DateTime, Integer, Numeric, String, Table, Uuid, and_, bindparam, case, delete,
+                        func, literal, null, or_, select, tuple_, update)
 from sqlalchemy.sql.expression import ColumnElement
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.settlement.domain import (
@@ -33,6 +34,7 @@ from services.settlement.tables import (
     ledger_entries,
     settlement_runs,
 )
+from shared.db import copy_rows, unnested
 from shared.events import ChargeKind, ContractStatus, CreditReason, CustomerProfile, RatedItem, TaxCategory
 from shared.money import Money
 
@@ -48,21 +50,30 @@ async def lock_accounts_opening(session: AsyncSession, owners: Iterable[tuple[st
     """Lock the accounts of (contract, customer, currency), opening those that are new. Locked in
     contract order, so concurrent batches never deadlock."""
     owners = sorted(set(owners))
-    await session.execute(
-        insert(contract_accounts).on_conflict_do_nothing(),
-        [{"contract_id": contract_id, "customer_id": customer_id, "currency": currency, "balance": 0,
-          "last_sequence": 0} for contract_id, customer_id, currency in owners],
-    )
+    if owners:
+        opened = unnested(contract_accounts, ("contract_id", "customer_id", "currency"), owners)
+        await session.execute(
+            insert(contract_accounts)
+            .from_select(["contract_id", "customer_id", "currency", "balance", "last_sequence"],
+                         opened.add_columns(literal(0, Numeric), literal(0, Integer)))
+            .on_conflict_do_nothing())
     return await lock_accounts(session, {contract_id for contract_id, _, _ in owners})
 
 
 async def lock_accounts(session: AsyncSession, contract_ids: Iterable[str]) -> dict[str, Account]:
     """The accounts of those contracts that have one, locked in contract order until the transaction ends."""
     rows = await session.execute(
-        select(contract_accounts).where(contract_accounts.c.contract_id.in_(set(contract_ids)))
+        select(contract_accounts).where(_among(contract_accounts, contract_ids))
         .order_by(contract_accounts.c.contract_id).with_for_update()
     )
     return {row.contract_id: _account(row) for row in rows}
+
+
+def _among(table: Table, contract_ids: Iterable[str]) -> ColumnElement:
+    """`table`'s rows of those contracts, as one array parameter: a batch's hundreds of contract ids
+    as IN (...) would be a parameter each, and a statement text of its own for every batch size."""
+    return table.c.contract_id.in_(unnested(table, ("contract_id",), [(contract_id,) for contract_id in
+                                                                       sorted(set(contract_ids))]))
 
 
 async def lock_account(session: AsyncSession, contract_id: str) -> Account | None:
@@ -73,11 +84,9 @@ def _account(row) -> Account:
     return Account(row.contract_id, row.customer_id, Money(row.balance, row.currency), row.last_sequence)
 
 
-_move_account = (
-    update(contract_accounts)
-    .where(contract_accounts.c.contract_id == bindparam("account_id"))
-    .values(balance=bindparam("new_balance"), last_sequence=bindparam("new_last_sequence"))
-)
+LEDGER_ENTRY_COLUMNS = ("entry_id", "contract_id", "customer_id", "sequence", "entry_type", "amount", "currency",
+                        "balance", "description", "settlement_run_id", "payment_id", "document_number",
+                        "reverses_entry_id", "booked_at")
 
 
 async def save_postings(session: AsyncSession, accounts: Iterable[Account], entries: Sequence[LedgerEntry]) -> None:
@@ -85,33 +94,18 @@ async def save_postings(session: AsyncSession, accounts: Iterable[Account], entr
     if not entries:
         return
     booked_on = {entry.contract_id for entry in entries}
+    moved = unnested(contract_accounts, ("contract_id", "balance", "last_sequence"), [
+        (account.contract_id, account.balance.amount, account.last_sequence)
+        for account in accounts if account.contract_id in booked_on]).subquery()
     await session.execute(
-        _move_account,
-        [{"account_id": account.contract_id, "new_balance": account.balance.amount,
-          "new_last_sequence": account.last_sequence} for account in accounts if account.contract_id in booked_on],
-    )
-    await session.execute(
-        insert(ledger_entries),
-        [
-            {
-                "entry_id": entry.entry_id,
-                "contract_id": entry.contract_id,
-                "customer_id": entry.customer_id,
-                "sequence": entry.sequence,
-                "entry_type": entry.entry_type.value,
-                "amount": entry.amount.amount,
-                "currency": entry.amount.currency,
-                "balance": entry.balance.amount,
-                "description": entry.description,
-                "settlement_run_id": entry.settlement_run_id,
-                "payment_id": entry.payment_id,
-                "document_number": entry.document_number,
-                "reverses_entry_id": entry.reverses_entry_id,
-                "booked_at": entry.booked_at,
-            }
-            for entry in entries
-        ],
-    )
+        update(contract_accounts).where(contract_accounts.c.contract_id == moved.c.contract_id)
+        .values(balance=moved.c.balance, last_sequence=moved.c.last_sequence))
+    # COPY: a batch of runs or documents books an entry or more on each of hundreds of accounts.
+    await copy_rows(session, ledger_entries, LEDGER_ENTRY_COLUMNS, [
+        (entry.entry_id, entry.contract_id, entry.customer_id, entry.sequence, entry.entry_type.value,
+         entry.amount.amount, entry.amount.currency, entry.balance.amount, entry.description,
+         entry.settlement_run_id, entry.payment_id, entry.document_number, entry.reverses_entry_id, entry.booked_at)
+        for entry in entries])
 
 
 async def payment_already_posted(session: AsyncSession, payment_id: str, entry_type: EntryType) -> bool:
@@ -186,23 +180,28 @@ async def customer_summary(session: AsyncSession, customer_id: str) -> list[Cont
 # --- the contract replica ---------------------------------------------------------------------
 
 
-async def save_contract(session: AsyncSession, terms: ContractTerms) -> bool:
-    """Keep `terms` unless a newer revision is already held; True if they were kept."""
-    values = dict(customer_id=terms.customer_id, currency=terms.currency, starts_on=terms.starts_on,
-                  ends_on=terms.ends_on, status=terms.status.value, revision=terms.revision,
-                  customer=terms.customer.model_dump(mode="json") if terms.customer else None)
-    saved = await session.execute(
-        insert(contracts)
-        .values(contract_id=terms.contract_id, **values)
-        .on_conflict_do_update(index_elements=[contracts.c.contract_id], set_=values,
-                               where=contracts.c.revision < terms.revision)
-        .returning(contracts.c.contract_id)
-    )
-    return saved.first() is not None
+_CONTRACT_TERMS = ("customer_id", "currency", "starts_on", "ends_on", "status", "revision", "customer")
+_keep_contract = insert(contracts)
+_keep_contract = _keep_contract.on_conflict_do_update(
+    index_elements=[contracts.c.contract_id], set_={name: _keep_contract.excluded[name] for name in _CONTRACT_TERMS},
+    where=contracts.c.revision < _keep_contract.excluded.revision,
+).returning(contracts.c.contract_id)
+
+
+async def save_contracts(session: AsyncSession, snapshots: Sequence[ContractTerms]) -> int:
+    """Keep the snapshots (one per contract) unless a newer revision is already held; how many were kept."""
+    if not snapshots:
+        return 0
+    saved = await session.execute(_keep_contract, [
+        dict(contract_id=terms.contract_id, customer_id=terms.customer_id, currency=terms.currency,
+             starts_on=terms.starts_on, ends_on=terms.ends_on, status=terms.status.value, revision=terms.revision,
+             customer=terms.customer.model_dump(mode="json") if terms.customer else None)
+        for terms in snapshots])
+    return len(saved.all())
 
 
 async def find_contracts(session: AsyncSession, contract_ids: Iterable[str]) -> dict[str, ContractTerms]:
-    rows = await session.execute(select(contracts).where(contracts.c.contract_id.in_(set(contract_ids))))
+    rows = await session.execute(select(contracts).where(_among(contracts, contract_ids)))
     return {row.contract_id: ContractTerms(row.contract_id, row.customer_id, row.currency, row.starts_on, row.ends_on,
                                            ContractStatus(row.status), row.revision,
                                            CustomerProfile.model_validate(row.customer) if row.customer else None)
@@ -290,7 +289,7 @@ async def unsettled_items(session: AsyncSession, contract_ids: Iterable[str], cu
                    func.sum(billable_items.c.discount).label("discount"),
                    # What _item reads of an item: an unsettled one has no run and no credit yet.
                    null().label("settlement_run_id"), literal(0).label("credited"))
-            .where(billable_items.c.contract_id.in_(set(contract_ids)), billable_items.c.settlement_run_id.is_(None),
+            .where(_among(billable_items, contract_ids), billable_items.c.settlement_run_id.is_(None),
                    _due(cutoff, billed_through))
             .group_by(*key, one_by_one)
             .order_by(billable_items.c.period_start, billable_items.c.item_code, billable_items.c.unit_price,
@@ -436,14 +435,20 @@ class Settled:
     settled_at: datetime
 
 
-_upsert_run = insert(settlement_runs)
-_upsert_run = _upsert_run.on_conflict_do_update(
-    index_elements=[settlement_runs.c.settlement_run_id],
-    set_={name: _upsert_run.excluded[name] for name in (
-        "customer_id", "currency", "cutoff", "status", "total", "credit_total", "adjustment_total", "requested_by",
-        "period_start", "period_end", "settled_at")},
-    where=settlement_runs.c.status != RunStatus.COMPLETE.value,
-)
+SETTLED_RUN_COLUMNS = ("settlement_run_id", "contract_id", "customer_id", "currency", "cutoff", "status", "total",
+                       "credit_total", "adjustment_total", "requested_by", "period_start", "period_end", "settled_at")
+
+
+def _upsert_runs(rows: Sequence[tuple]) -> Insert:
+    """The runs (rows of SETTLED_RUN_COLUMNS) stored as settled, over what was recorded of them, in one statement."""
+    statement = insert(settlement_runs).from_select(SETTLED_RUN_COLUMNS,
+                                                    unnested(settlement_runs, SETTLED_RUN_COLUMNS, rows))
+    excluded = statement.excluded  # a new alias on every access
+    return statement.on_conflict_do_update(
+        index_elements=[settlement_runs.c.settlement_run_id],
+        set_={name: excluded[name] for name in SETTLED_RUN_COLUMNS[2:]},
+        where=settlement_runs.c.status != RunStatus.COMPLETE.value,
+    )
 
 # Each run's items (at most one run per contract in a batch) to the run, if no run took them
 # yet: one statement for a whole batch of runs, however many items they hold.
@@ -465,16 +470,12 @@ async def save_runs(session: AsyncSession, settled: Sequence[Settled]) -> None:
     """Store the runs as complete, settle their items and keep their credits; fails if another run got an item first."""
     if not settled:
         return
-    await session.execute(_upsert_run, [
-        dict(settlement_run_id=one.run.settlement_run_id, contract_id=one.run.contract_id,
-             customer_id=one.run.customer_id, currency=one.run.total.currency, cutoff=one.run.cutoff,
-             status=RunStatus.COMPLETE.value, total=one.run.receivable.amount,
-             credit_total=(one.run.credit_total + one.run.adjustment).amount,
-             adjustment_total=one.run.adjustment.amount,
-             requested_by=one.record.requested_by, period_start=one.record.period_start,
-             period_end=one.record.period_end, settled_at=one.settled_at)
-        for one in settled
-    ])
+    await session.execute(_upsert_runs([
+        (one.run.settlement_run_id, one.run.contract_id, one.run.customer_id, one.run.total.currency, one.run.cutoff,
+         RunStatus.COMPLETE.value, one.run.receivable.amount, (one.run.credit_total + one.run.adjustment).amount,
+         one.run.adjustment.amount, one.record.requested_by, one.record.period_start, one.record.period_end,
+         one.settled_at)
+        for one in settled]))
     with_items = [one for one in settled if one.run.items]
     if len({one.run.contract_id for one in with_items}) != len(with_items):
         raise RuntimeError("a batch settles one run per contract at most: their items could not be told apart")
