@@ -163,11 +163,15 @@ def _sign_in_form(page: httpx.Response) -> dict[str, str]:
             "cookie": page.cookies["billing_sign_in"]}
 
 
-async def _signed_in(client: httpx.AsyncClient, username: str, password: str) -> httpx.Response:
+async def _signed_in(client: httpx.AsyncClient, username: str, password: str,
+                     forwarded_for: str | None = None) -> httpx.Response:
     form = _sign_in_form(await client.get("/sign-in"))
+    headers = {"Cookie": f"billing_sign_in={form['cookie']}"}
+    if forwarded_for:
+        headers["X-Forwarded-For"] = forwarded_for  # as the proxy in front of the portal sets it
     return await client.post("/sign-in", data={"username": username, "password": password,
                                                "form_secret": form["form_secret"], "next": "/customers"},
-                             headers={"Cookie": f"billing_sign_in={form['cookie']}"})
+                             headers=headers)
 
 
 async def test_a_form_without_the_sessions_anti_forgery_token_is_refused(portal_url, databases):
@@ -209,13 +213,21 @@ async def test_a_form_without_the_sessions_anti_forgery_token_is_refused(portal_
 
 
 async def test_sign_in_is_refused_after_five_failures_even_with_the_right_password(portal_url):
+    """Counted per name and per client address (from a documentation range, so that the other tests'
+    sign-ins from this machine are not the ones refused)."""
     await ensure_operator("brute", "Target", Role.viewer, "the right long password")
+    await ensure_operator("bystander", "Bystander", Role.viewer, "the bystander's password")
+    attacker = f"203.0.113.{uuid.uuid4().int % 250 + 1}"
     async with httpx.AsyncClient(base_url=portal_url, timeout=10) as client:
         for _ in range(5):
-            assert (await _signed_in(client, "brute", "a wrong guess!!")).status_code == 401
-        blocked = await _signed_in(client, "brute", "the right long password")
+            assert (await _signed_in(client, "brute", "a wrong guess!!", attacker)).status_code == 401
+        blocked = await _signed_in(client, "brute", "the right long password", attacker)
         assert blocked.status_code == 429 and int(blocked.headers["retry-after"]) > 0
         assert SESSION_COOKIE not in blocked.cookies
+        # The name is blocked from anywhere, and the address for any name.
+        assert (await _signed_in(client, "brute", "the right long password", "198.51.100.9")).status_code == 429
+        assert (await _signed_in(client, "bystander", "the bystander's password", attacker)).status_code == 429
+        assert (await _signed_in(client, "bystander", "the bystander's password", "198.51.100.9")).status_code == 303
 
 
 async def test_a_revoked_token_is_refused_from_its_next_request_on(portal_url):
