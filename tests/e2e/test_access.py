@@ -20,7 +20,7 @@ from ops.operators import ensure_operator
 from services.rating.tables import messaging as rating_messaging
 from shared.access.domain import Role
 from shared.access.guard import SESSION_COOKIE
-from tests.e2e.conftest import as_role, given_contract, new_contract_id
+from tests.e2e.conftest import as_role, given_contract, new_contract_id, publish_usage, usage, wait_for_dead_letter
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -276,3 +276,19 @@ async def test_operator_commands_that_change_data_need_a_token_of_their_role(pip
     tokens = _command("services.access.admin", "create-token", "sneaky", "--role", "admin",
                       token=os.environ["TESTS_CLERK_TOKEN"])
     assert tokens.returncode == 2 and "needs the admin role" in tokens.stderr
+
+
+async def test_a_dead_letter_replayed_by_an_administrator_is_in_the_audit_trail(pipeline, broker, databases,
+                                                                                portal_url):
+    contract = new_contract_id("access-replay")
+    await given_contract(databases, contract, {"sms": "0.10"})
+    await publish_usage(broker, usage(contract, "fax", "3"))  # the contract has no fax: dead-lettered
+    letter = await wait_for_dead_letter(pipeline, contract, "has no item 'fax'")
+    replayed = _command("ops.cli", "dead-letters", "replay", str(letter.event_id), token=os.environ["TESTS_ADMIN_TOKEN"])
+    assert replayed.returncode == 0 and f"replayed {letter.event_id} -> usage.recorded" in replayed.stdout, \
+        replayed.stderr
+    async with httpx.AsyncClient(base_url=portal_url, timeout=10, headers=as_role()) as client:
+        trail = (await client.get("/api/audit", params={"action": "dead-letters.replay"})).json()
+    [record] = [r for r in trail if str(letter.event_id) in r["details"]["event_ids"]]
+    assert (record["service"], record["actor"], record["details"]["topics"]) == (
+        "access", "token:tests-admin", ["usage.recorded"])
