@@ -18,7 +18,8 @@ from typing import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, UnknownProducerId
-from sqlalchemy import Table, func, select, update
+from sqlalchemy import Table, Uuid, any_, bindparam, func, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.access.domain import ACTOR_HEADER
@@ -66,8 +67,11 @@ async def _not_written_before(session: AsyncSession, tables: MessagingTables,
     request id, so a repeated request finds them there (published or not)."""
     if not outgoing:
         return outgoing
+    # One array parameter: a batch of contracts loaded at once has more events than PostgreSQL
+    # takes parameters (32,767).
+    ids = bindparam("event_ids", [message.event.event_id for message in outgoing], type_=ARRAY(Uuid))
     written = set((await session.execute(select(tables.outbox.c.event_id).where(
-        tables.outbox.c.event_id.in_([message.event.event_id for message in outgoing])))).scalars())
+        tables.outbox.c.event_id == any_(ids)))).scalars())
     return [message for message in outgoing if message.event.event_id not in written]
 
 
