@@ -16,13 +16,12 @@ import typer
 from sqlalchemy import exists, or_, select
 
 from shared.access import store
-from shared.access.commands import authorized, command_source, open_access_database
+from shared.access.commands import access_session, authorized, command_source
 from shared.access.domain import Actor, Role
 from shared.access.store import Change
 from shared.access.tables import api_tokens, audit_records, operators
 
 cli = typer.Typer(help="Access: operators (people) and API tokens (machine clients).", no_args_is_help=True)
-BOOTSTRAP = Actor("user", "bootstrap", Role.admin)
 
 
 async def _has_administrator(session) -> bool:
@@ -34,28 +33,20 @@ async def _has_administrator(session) -> bool:
 def _administrator(role: Role, command: str) -> Actor:
     """An admin token's holder, or `bootstrap` for the first administrator of an empty installation."""
     async def first_admin() -> bool:
-        database = await open_access_database()
-        try:
-            async with database.transaction() as session:
-                return role is Role.admin and not await _has_administrator(session)
-        finally:
-            await database.dispose()
+        async with access_session() as session:
+            return not await _has_administrator(session)
 
-    if asyncio.run(first_admin()):
-        return Actor("user", BOOTSTRAP.name, Role.admin, command_source())
+    if role is Role.admin and asyncio.run(first_admin()):
+        return Actor("user", "bootstrap", Role.admin, command_source())
     return authorized(Role.admin, command)
 
 
 async def _in_access(change: Change, use) -> object:
-    database = await open_access_database()
-    try:
-        async with database.transaction() as session:
-            done = await use(session)
-            if done is not False:  # False: nothing to change (no such operator or token)
-                await store.record(session, audit_records, change)
-            return done
-    finally:
-        await database.dispose()
+    async with access_session() as session:
+        done = await use(session)
+        if done is not False:  # False: nothing to change (no such operator or token)
+            await store.record(session, audit_records, change)
+        return done
 
 
 RoleOption = Annotated[str, typer.Option(help="viewer (read only), clerk (usage, purchases, vouchers, credit "
@@ -139,12 +130,8 @@ def tokens() -> None:
     authorized(Role.admin, "tokens")
 
     async def listed():
-        database = await open_access_database()
-        try:
-            async with database.transaction() as session:
-                return await store.all_tokens(session)
-        finally:
-            await database.dispose()
+        async with access_session() as session:
+            return await store.all_tokens(session)
 
     for token in asyncio.run(listed()):
         state = f"revoked {token.revoked_at:%Y-%m-%d}" if token.revoked_at else "active"

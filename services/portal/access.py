@@ -16,30 +16,28 @@ import io
 import json
 import secrets
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
 from authlib.integrations.starlette_client import OAuth, OAuthError
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
-from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
-from sqlalchemy import MetaData, select
+from sqlalchemy import select
 
+from services.portal.web import templates
 from shared.access import store
-from shared.access.domain import Actor, Refused, Role, sign_in_blocked
+from shared.access.domain import Actor, Role, sign_in_blocked
 from shared.access.guard import SESSION_COOKIE, Admin, Guard, Viewer, source_of
 from shared.access.store import Change
-from shared.access.tables import audit_records, audit_table
+from shared.access.tables import audit_records
 from shared.settings import AccessSettings
 
 router = APIRouter()
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 SIGN_IN_COOKIE = "billing_sign_in"  # the sign-in form's own anti-forgery value (no session yet)
-# The services' audit trails the portal merges, beside the access database's own.
+# The services' audit trails the portal merges, beside the access database's own (every one is
+# shaped like it: shared.access.tables.audit_table).
 AUDITED_SERVICES = ("rating", "settlement", "payments")
-_audit = audit_table(MetaData())
 
 
 def safe_next(target: str | None) -> str:
@@ -216,7 +214,7 @@ async def revoke_token(token_id: str, request: Request, actor: Admin) -> None:
     """Revoke a token: refused from its next request on (administrators)."""
     async with _guard(request).database.transaction() as session:
         if not await store.revoke_token(session, token_id, actor.label, datetime.now(UTC)):
-            raise Refused(404, f"no active token {token_id}")
+            raise HTTPException(404, f"no active token {token_id}")
         await store.record(session, audit_records, Change(actor, "token.revoke", token_id, {}))
 
 
@@ -237,23 +235,23 @@ async def audit_trail(request: Request, since: datetime | None, until: datetime 
     found: list[AuditRecord] = []
     sources = [(name, source) for name, source in request.app.state.sources.items() if name in AUDITED_SERVICES]
     sources.append(("access", request.app.state.access_source))
-    query = select(_audit).order_by(_audit.c.recorded_at.desc(), _audit.c.id.desc()).limit(limit)
-    for column, value in ((_audit.c.actor, actor), (_audit.c.action, action)):
+    audit = audit_records
+    query = select(audit).order_by(audit.c.recorded_at.desc(), audit.c.id.desc()).limit(limit)
+    for column, value in ((audit.c.actor, actor), (audit.c.action, action)):
         if value:
             query = query.where(column == value)
     if since:
-        query = query.where(_audit.c.recorded_at >= since)
+        query = query.where(audit.c.recorded_at >= since)
     if until:
-        query = query.where(_audit.c.recorded_at < until)
+        query = query.where(audit.c.recorded_at < until)
     for service, source in sources:
         async with source.read() as connection:
-            found.extend(AuditRecord(service=service, **{name: getattr(row, name) for name in (
-                "recorded_at", "actor", "role", "source", "action", "target", "details")})
-                for row in await connection.execute(query))
+            found.extend(AuditRecord.model_validate({**row._mapping, "service": service})
+                         for row in await connection.execute(query))
     return sorted(found, key=lambda record: record.recorded_at, reverse=True)[:limit]
 
 
-AUDIT_COLUMNS = ("recorded_at", "service", "actor", "role", "source", "action", "target", "details")
+AUDIT_COLUMNS = tuple(AuditRecord.model_fields)
 
 
 @router.get("/api/audit", tags=["access"], response_model=list[AuditRecord])

@@ -26,28 +26,16 @@ from services.portal import queries as q
 from services.portal.actions import Actions, ServiceUnavailable
 from services.portal.domain import ActionRefused
 from services.portal.reads import Sources
-from shared.access.domain import Actor, Role, csrf_token_of
-from shared.access.guard import CSRF_FIELD, Admin, Clerk, credential_of, requires
+from shared.access.domain import Role
+from shared.access.guard import CSRF_FIELD, Admin, Clerk, credential_of, csrf_token, requires
 
-async def signed_in(request: Request) -> Actor:
-    """Every page needs a signed-in viewer at least (401: sent to sign in); the page shows who it is
-    and its forms carry the session's anti-forgery token."""
-    actor = await requires(Role.viewer)(request)
-    secret, from_cookie = credential_of(request)
-    request.state.actor = actor
-    request.state.csrf = csrf_token_of(secret) if secret and from_cookie else ""
-    return actor
-
-
-signed_in.required_role = Role.viewer  # type: ignore[attr-defined]  # as `requires` marks its own
-
-
-router = APIRouter(include_in_schema=False, dependencies=[Depends(signed_in)])
+# Every page needs a signed-in viewer at least (401: sent to sign in); base.html shows who it is.
+router = APIRouter(include_in_schema=False, dependencies=[Depends(requires(Role.viewer))])
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
 
 
 def csrf_input(request: Request) -> Markup:
-    return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, getattr(request.state, "csrf", ""))
+    return Markup('<input type="hidden" name="{}" value="{}">').format(CSRF_FIELD, csrf_token(request))
 
 
 templates.env.globals["csrf_input"] = csrf_input

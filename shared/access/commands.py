@@ -7,9 +7,12 @@ from __future__ import annotations
 import asyncio
 import getpass
 import socket
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import AsyncIterator
 
 import typer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from shared.access import store
 from shared.access.domain import Actor, Refused, Role, require
@@ -30,17 +33,11 @@ def authorized(role: Role, command: str) -> Actor:
     secret = settings.token.get_secret_value()
 
     async def look_up() -> Actor | None:
-        if not secret:
-            return None
-        database = await open_access_database(settings)
-        try:
-            async with database.transaction() as session:
-                return await store.actor_of(session, secret, command_source(), datetime.now(UTC))
-        finally:
-            await database.dispose()
+        async with access_session(settings) as session:
+            return await store.actor_of(session, secret, command_source(), datetime.now(UTC))
 
     try:
-        return require(asyncio.run(look_up()), role, command)
+        return require(asyncio.run(look_up()) if secret else None, role, command)
     except Refused as refused:
         reason = refused.detail if secret else (
             f"{command} needs an API token of the {role.name} role in ACCESS_TOKEN "
@@ -49,18 +46,21 @@ def authorized(role: Role, command: str) -> Actor:
         raise typer.Exit(2) from None
 
 
-async def open_access_database(settings: AccessSettings | None = None) -> Database:
+@asynccontextmanager
+async def access_session(settings: AccessSettings | None = None) -> AsyncIterator[AsyncSession]:
+    """One transaction of the access database (migrated first), for a command or a local setup."""
     settings = settings or AccessSettings()
     await migrate("access", settings.database_url)
-    return Database(settings.database_url, pool_size=1)
+    database = Database(settings.database_url, pool_size=1)
+    try:
+        async with database.transaction() as session:
+            yield session
+    finally:
+        await database.dispose()
 
 
 async def record_in_access(change: Change) -> None:
     """For a change no service database holds (a dead letter replayed onto its topic): the access
     database's own audit trail."""
-    database = await open_access_database()
-    try:
-        async with database.transaction() as session:
-            await store.record(session, audit_records, change)
-    finally:
-        await database.dispose()
+    async with access_session() as session:
+        await store.record(session, audit_records, change)

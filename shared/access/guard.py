@@ -17,7 +17,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from shared.access import store
-from shared.access.domain import Actor, Refused, Role, csrf_matches, require
+from shared.access.domain import Actor, Refused, Role, csrf_matches, csrf_token_of, require
 from shared.db import Database, migrate
 from shared.settings import AccessSettings
 
@@ -42,6 +42,13 @@ class Guard:
         await self.database.dispose()
 
     async def actor(self, request: Request) -> Actor | None:
+        """Who the request's credential belongs to, looked up once per request (a page checks its
+        viewer and its form's role; both ask here) and kept as `request.state.actor` for the page."""
+        if not hasattr(request.state, "actor"):
+            request.state.actor = await self._look_up(request)
+        return request.state.actor
+
+    async def _look_up(self, request: Request) -> Actor | None:
         secret, from_cookie = credential_of(request)
         if secret is None:
             return None
@@ -66,6 +73,12 @@ def source_of(request: Request) -> str | None:
     peer = request.client.host if request.client else None
     forwarded = request.headers.get("x-forwarded-for")
     return f"{forwarded.split(',')[0].strip()} via {peer}"[:100] if forwarded else peer
+
+
+def csrf_token(request: Request) -> str:
+    """The anti-forgery token a page's forms carry: the session's, when the cookie signed it in."""
+    secret, from_cookie = credential_of(request)
+    return csrf_token_of(secret) if secret and from_cookie else ""
 
 
 async def _check_csrf(request: Request, session_secret: str) -> None:
