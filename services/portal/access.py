@@ -151,20 +151,24 @@ async def provider_callback(request: Request) -> Response:
     claims = token.get("userinfo") or {}
     guard = _guard(request)
     subject = f"{claims.get('iss', guard.settings.oidc_issuer)}|{claims['sub']}"
+    role_claim = guard.settings.oidc_role_claim
+    claimed = claims.get(role_claim) if role_claim else None
+    claimed_role = Role.named(claimed) if claimed in Role.__members__ else None
     async with guard.database.transaction() as session:
         operator = await store.operator_by_oidc(session, subject, claims.get("email") if claims.get("email_verified") else None)
-        role_claim = guard.settings.oidc_role_claim
-        if operator is None and role_claim and claims.get(role_claim) in Role.__members__:
+        if operator is None and claimed_role is not None:
             username = str(claims.get("preferred_username") or claims["sub"])[:100]
-            await store.add_operator(session, username, str(claims.get("name") or username)[:200],
-                                     Role.named(claims[role_claim]), None, None)
+            await store.add_operator(session, username, str(claims.get("name") or username)[:200], claimed_role,
+                                     None, None)
             await store.link_oidc(session, username, subject)
-            operator = await store.operator(session, username)
+        elif operator is not None and claimed_role is not None and operator.role != claimed_role.name:
+            # The provider's claim decides the role: the sessions' permissions come from the store.
+            await store.set_role(session, operator.username, claimed_role)
+        if claimed_role is not None:
+            operator = await store.operator_by_oidc(session, subject, None)
     if operator is None or operator.disabled_at is not None:
         return _sign_in_form(request, next, "you are not an operator of this portal: ask an administrator", 403)
-    role = Role.named(claims[role_claim]) if role_claim and claims.get(role_claim) in Role.__members__ \
-        else Role.named(operator.role)
-    return await _signed_in(request, operator.username, role, next, "openid-connect")
+    return await _signed_in(request, operator.username, Role.named(operator.role), next, "openid-connect")
 
 
 class TokenRequest(BaseModel):

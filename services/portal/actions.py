@@ -89,6 +89,8 @@ class Actions:
         await self._contracts(customer_id, request.contract_ids)
         runs = await self._post(self.settlement_api, "settlement", "/billing-runs",
                                 {"request_id": str(request.request_id), "contract_ids": request.contract_ids})
+        if not runs:  # the same request id again (a resubmitted form): settlement requested nothing more
+            return models.ActionResult(message="those vouchers were requested before; nothing more requested")
         return models.ActionResult(
             message=f"vouchers requested for {', '.join(run['contract_id'] for run in runs)}; "
                     "the documents appear once invoicing has issued them",

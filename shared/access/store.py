@@ -81,6 +81,10 @@ async def set_password(session: AsyncSession, username: str, password: str) -> b
     return changed.rowcount == 1
 
 
+async def set_role(session: AsyncSession, username: str, role: Role) -> None:
+    await session.execute(update(operators).where(operators.c.username == username).values(role=role.name))
+
+
 async def disable_operator(session: AsyncSession, username: str, now: datetime) -> bool:
     """Disabled: signed out everywhere at once (their sessions stop matching), kept for the audit."""
     changed = await session.execute(update(operators).where(operators.c.username == username,

@@ -104,6 +104,7 @@ async def test_each_role_may_what_it_should_and_the_audit_trail_names_who_did_it
     usage = {"request_id": str(uuid.uuid4()), "item_code": "sms", "quantity": "250", "day": "2026-11-20"}
     purchase = {"item_code": "setup", "description": "Setup", "quantity": "1", "unit_price": "49.90",
                 "purchased_on": "2026-11-20"}
+    vouchers = {"request_id": str(uuid.uuid4()), "contract_ids": [contract]}
     async with httpx.AsyncClient(base_url=portal_url, timeout=10) as portal, \
             httpx.AsyncClient(base_url=rating_api_url, timeout=10) as rating:
         # A contract change is an administrator's; a billing clerk's is refused and changes nothing.
@@ -121,9 +122,11 @@ async def test_each_role_may_what_it_should_and_the_audit_trail_names_who_did_it
                                   headers=as_role(Role.viewer))).status_code == 403
         for path, body, status in ((f"{base}/contracts/{contract}/usage", usage, 202),
                                    (f"{base}/contracts/{contract}/purchases", purchase, 201),
-                                   (f"{base}/billing-runs", {"contract_ids": [contract]}, 202)):
+                                   (f"{base}/billing-runs", vouchers, 202)):
             answer = await portal.post(path, json=body, headers=as_role(Role.clerk))
             assert answer.status_code == status, answer.text
+        again = await portal.post(f"{base}/billing-runs", json=vouchers, headers=as_role(Role.clerk))
+        assert again.json()["message"] == "those vouchers were requested before; nothing more requested"
         # Cancelling a contract is an administrator's.
         cancel = {"contract_ids": [contract], "ends_on": "2026-12-31"}
         assert (await portal.post(f"{base}/cancellations", json=cancel, headers=as_role(Role.clerk))).status_code == 403

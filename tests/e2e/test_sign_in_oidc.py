@@ -135,6 +135,14 @@ async def test_a_person_the_provider_vouches_for_signs_in_with_the_role_it_names
         forged = await client.get(f"{portal_url}/sign-in/oidc/callback", params={"code": code, "state": "forged"})
         assert forged.status_code == 401 and SESSION_COOKIE not in forged.cookies
 
+        # The provider's claim decides the role: promoted there, the next session is an administrator's.
+        provider.person["billing_role"] = "admin"
+        start = await client.get(f"{portal_url}/sign-in/oidc")
+        again = await client.get((await client.get(start.headers["location"])).headers["location"])
+        promoted = again.cookies[SESSION_COOKIE]
+        page = await client.get(f"{portal_url}/customers", headers={"Cookie": f"{SESSION_COOKIE}={promoted}"})
+        assert f"oidc-{subject[:8]} (admin)" in page.text
+
         trail = (await client.get(f"{portal_url}/api/audit", params={"action": "sign-in"}, headers=as_role())).json()
         assert any(r["actor"] == f"user:oidc-{subject[:8]}" and r["details"] == {"method": "openid-connect"}
                    for r in trail)
