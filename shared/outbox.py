@@ -1,9 +1,10 @@
 """The outbox: what a service emits is written in the transaction of the change that caused it,
 and a relay publishes it afterwards.
 
-`write_outbox` adds the rows inside the caller's transaction. `OutboxRelay` (one active per
-service database, by advisory lock) reads unpublished rows in id order, publishes them with
-acks=all and marks them published. A crash between publishing and marking republishes the same
+`write_outbox` adds the rows inside the caller's transaction and notifies the database's relays
+(PostgreSQL delivers a NOTIFY when the transaction commits, to every process listening, whichever
+process wrote the rows). `OutboxRelay` (one active per service database, by advisory lock) reads
+unpublished rows in id order, publishes them with acks=all and marks them published. A crash between publishing and marking republishes the same
 event ids, which every consumer's inbox drops. A row the broker can never take (larger than the
 producer's request limit, or refused by the broker for good) is quarantined with its reason, so it
 does not hold up the rows behind it; operators see it in `billing status`/`reconcile`.
@@ -20,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, UnknownProducerId
 from sqlalchemy import Table, Uuid, any_, bindparam, func, select, update
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.access.domain import ACTOR_HEADER
 from shared.access.store import Change, record
@@ -36,6 +37,10 @@ class Outgoing:
     event: Message
 
 
+# The channel each service database's relays listen on (NOTIFY is per database).
+OUTBOX_CHANNEL = "outbox"
+
+
 async def write_outbox(session: AsyncSession, tables: MessagingTables, outgoing: Sequence[Outgoing],
                        actor: str | None = None) -> None:
     """Add the rows in the caller's transaction; `actor` (who caused them) travels as a header."""
@@ -45,6 +50,7 @@ async def write_outbox(session: AsyncSession, tables: MessagingTables, outgoing:
     await copy_rows(session, tables.outbox, ("event_id", "topic", "key", "payload", "actor"), [
         (message.event.event_id, message.topic, message.event.key, encode_event(message.event), actor)
         for message in outgoing])
+    await session.execute(select(func.pg_notify(OUTBOX_CHANNEL, "")))
 
 
 async def operate(database: Database, tables: MessagingTables, use_case: Callable[..., Awaitable[list[Outgoing]]],
@@ -102,8 +108,10 @@ class OutboxRelay:
         self.lock_key = advisory_lock_key(f"outbox-relay:{name}")
         self.log = logging.getLogger(f"billing.{name}.relay")
         self._producer: AIOKafkaProducer | None = None
-        # Woken by this process's consumers when they commit outbox rows, so those are published at
-        # once; polling remains for rows written elsewhere (the webhook bridge, operators' commands).
+        # Woken by the database's notification when rows are committed, by any process (this
+        # worker's consumers, the APIs, the webhook bridge, operators' commands), so they are
+        # published at once. The poll only catches what arrived while the listener was reconnecting.
+        self._listener: AsyncConnection | None = None
         self.loop = BackgroundLoop(self.client_id, self._tick, settings.outbox_poll_interval_s, self.log)
 
     def start(self) -> None:
@@ -112,18 +120,31 @@ class OutboxRelay:
     async def stop(self) -> None:
         await self.loop.stop()
         await self._disconnect()
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.close()
 
     async def _disconnect(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
 
-    def wake(self) -> None:
-        """New rows were committed: publish them now rather than at the next poll."""
-        self.loop.wake()
-
     async def _tick(self) -> bool:
+        await self._listen()
         return await self.publish_pending() >= self.batch_size
+
+    async def _listen(self) -> None:
+        """Listen for committed rows on a connection of its own, again after it was lost."""
+        if self._listener is not None and not self._listener.invalidated \
+                and not (await self._listener.get_raw_connection()).driver_connection.is_closed():
+            return
+        if self._listener is not None:
+            await self._listener.close()
+            self._listener = None
+        listener = await self.database.engine.connect()
+        raw = (await listener.get_raw_connection()).driver_connection
+        await raw.add_listener(OUTBOX_CHANNEL, lambda *_: self.loop.wake())
+        self._listener = listener
 
     async def _connected(self) -> AIOKafkaProducer:
         if self._producer is None:

@@ -110,7 +110,6 @@ class ServiceRuntime:
 
         def committed(applied, outgoing: Sequence[Outgoing]) -> None:
             if outgoing:
-                self.relay.wake()
                 metrics.count_emitted(self.name, outgoing)
             self.parked.committed(applied)
 

@@ -194,8 +194,9 @@ class ServiceSettings(BaseSettings):
     service: ClassVar[str]
 
     database_url: str = ""
-    # How often the outbox relay looks for new rows when nothing woke it up.
-    outbox_poll_interval_s: float = 0.05
+    # How often the outbox relay looks for new rows when no notification woke it up (notifications
+    # are missed only while its listening connection is re-established).
+    outbox_poll_interval_s: float = 1.0
     outbox_batch_size: int = 500
     # How long a consumer retries a batch that fails transiently (database or broker away) before
     # it nacks it, so that it is redelivered and retried again.
