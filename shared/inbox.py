@@ -38,7 +38,7 @@ import asyncpg
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 from faststream.kafka import KafkaBroker
-from sqlalchemy import String, Uuid, any_, bindparam, delete, func, literal, select, text
+from sqlalchemy import String, Uuid, any_, bindparam, delete, func, select, text
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
@@ -46,7 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay, wait_exponential
 
 from shared import metrics, topics
-from shared.db import Database, MessagingTables, unnested
+from shared.db import CompiledOnce, Database, MessagingTables, column_arrays, unnested
 from shared.errors import DependencyNotReady, Rejected
 from shared.events import DeadLetter, InvalidMessage, Message, derive_id, encode_event, parse_event
 from shared.logs import about_message
@@ -55,6 +55,9 @@ from shared.outbox import Outgoing, write_outbox
 from shared.settings import ServiceSettings
 
 E = TypeVar("E", bound=Message)
+
+# What the inbox records of each event it claims (besides the consumer's name).
+CLAIMED_COLUMNS = ("event_id", "payload_digest")
 
 # Dead letters keep the offending payload whole up to this size (as text, or base64 when it is not
 # UTF-8), so that any message a consumer can have read is replayable: the dead letter itself must
@@ -193,26 +196,32 @@ class Consumer:
         self.redrive_batch = settings.batch_max_records
         self.on_commit = on_commit
         self.log = logging.getLogger(f"billing.{name}")
+        # One statement with two array parameters, however big the batch: no per-row parameters.
+        inbox = tables.inbox
+        self._claim = CompiledOnce(
+            pg_insert(inbox).from_select([*CLAIMED_COLUMNS, "consumer"], unnested(inbox, CLAIMED_COLUMNS).add_columns(
+                bindparam("consumer", type_=String))).on_conflict_do_nothing().returning(inbox.c.event_id))
 
     async def consume_batch(self, records: Sequence[ConsumerRecord]) -> None:
         """Apply a polled batch in ONE transaction: one commit (and fsync) for hundreds of messages."""
         if not records:
             return
+        latest_accepted = datetime.now(UTC) + self.max_future_skew
         one = records[0] if len(records) == 1 else None
         with about_message(consumer=self.name, topic=records[0].topic, partition=one and one.partition,
                            offset=one and one.offset):
             parsed: list[tuple[ConsumerRecord, Message]] = []
             for record in records:
                 try:
-                    parsed.append((record, self._parse(record.value or b"")))
+                    parsed.append((record, self._parse(record.value or b"", latest_accepted)))
                 except (InvalidMessage, Rejected) as error:
                     await self.dead_letter_record(record, error)
             if parsed:
                 await self._apply_parsed(parsed)
 
-    def _parse(self, payload: bytes) -> Message:
+    def _parse(self, payload: bytes, latest_accepted: datetime) -> Message:
         event = parse_event(self.schema, payload)
-        if event.occurred_at > datetime.now(UTC) + self.max_future_skew:
+        if event.occurred_at > latest_accepted:
             raise Rejected(f"occurred_at {event.occurred_at.isoformat()} is too far in the future")
         return event
 
@@ -261,15 +270,10 @@ class Consumer:
             elif seen[2] != digest:
                 applied.refused.append((record, _reused_id(event)))
         async with self.database.transaction() as session:
-            # One statement with two array parameters, however big the batch: no per-row parameters.
-            claims = unnested(inbox, ("event_id", "payload_digest"),
-                              [(event_id, digest) for event_id, (_, _, digest) in first.items()])
-            claimed = set((await session.execute(
-                pg_insert(inbox).from_select(["event_id", "payload_digest", "consumer"],
-                                             claims.add_columns(literal(self.name, String)))
-                .on_conflict_do_nothing().returning(inbox.c.event_id),
-            )).scalars())
-            earlier = [event_id for event_id in first if event_id not in claimed]
+            claimed = {row[0] for row in await self._claim.execute(session, consumer=self.name, **column_arrays(
+                CLAIMED_COLUMNS, [(event_id, digest) for event_id, (_, _, digest) in first.items()]))}
+            # Mostly every event is new: then no lookup per event (asyncpg's UUIDs hash slowly).
+            earlier = [] if len(claimed) == len(first) else [event_id for event_id in first if event_id not in claimed]
             if earlier:
                 done = dict((await session.execute(
                     select(inbox.c.event_id, inbox.c.payload_digest)
@@ -280,7 +284,7 @@ class Consumer:
                     if done.get(event_id) != digest:
                         applied.refused.append((record, _reused_id(event)))
                 self.log.info("%d event(s) already applied; skipping the duplicates", len(earlier))
-            new = [(record, event) for record, event, _ in first.values() if event.event_id in claimed]
+            new = [(record, event) for record, event, _ in first.values() if not earlier or event.event_id in claimed]
             outcome = await self.apply_batch(session, [event for _, event in new]) if new else BatchOutcome()
             waiting = dict(outcome.parked)
             # Unclaimed, so that a replay after a fix (or the re-drive of a parked one) is applied, not dropped.

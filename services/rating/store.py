@@ -35,7 +35,7 @@ from services.rating.tables import (
     period_usage,
     rated_usage,
 )
-from shared.db import copy_rows, unnested
+from shared.db import CompiledOnce, column_arrays, copy_rows, unnested
 from shared.events import BillingCycle, ContractStatus, CustomerProfile
 from shared.periods import Period
 
@@ -226,19 +226,22 @@ async def lock_period_usage(session: AsyncSession, keys: Iterable[StateKey]) -> 
             for row in rows}
 
 
+_PERIOD_USAGE_COLUMNS = (*STATE_KEY_COLUMNS, "period_end", "quantity", "net", "discount")
+_new_period_usage = insert(period_usage).from_select(_PERIOD_USAGE_COLUMNS,
+                                                     unnested(period_usage, _PERIOD_USAGE_COLUMNS))
+_save_period_usage = CompiledOnce(_new_period_usage.on_conflict_do_update(
+    index_elements=list(STATE_KEY_COLUMNS),
+    set_={"quantity": _new_period_usage.excluded.quantity, "net": _new_period_usage.excluded.net,
+          "discount": _new_period_usage.excluded.discount},
+))
+
+
 async def save_period_usage(session: AsyncSession, states: Mapping[StateKey, tuple[PeriodUsage, date]]) -> None:
     """Write the new cumulative states (with each period's end) in one statement."""
-    if not states:
-        return
-    columns = (*STATE_KEY_COLUMNS, "period_end", "quantity", "net", "discount")
-    statement = insert(period_usage).from_select(columns, unnested(period_usage, columns, [
-        (*key, period_end, state.quantity, state.net, state.discount)
-        for key, (state, period_end) in sorted(states.items())]))
-    await session.execute(statement.on_conflict_do_update(
-        index_elements=list(STATE_KEY_COLUMNS),
-        set_={"quantity": statement.excluded.quantity, "net": statement.excluded.net,
-              "discount": statement.excluded.discount},
-    ))
+    if states:
+        await _save_period_usage.execute(session, **column_arrays(_PERIOD_USAGE_COLUMNS, [
+            (*key, period_end, state.quantity, state.net, state.discount)
+            for key, (state, period_end) in sorted(states.items())]))
 
 
 async def lock_meters(session: AsyncSession, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], MeterState]:

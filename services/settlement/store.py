@@ -9,8 +9,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Iterable, Sequence
 
-from sqlalchemy import (ARRAY, Date, DateTime, Integer, Numeric, String, Table, Uuid, and_, bindparam, case, delete,
-                        func, literal, null, or_, select, tuple_, update)
+from sqlalchemy import (ARRAY, Date, DateTime, String, Table, Uuid, and_, bindparam, case, delete,
+                        func, literal, literal_column, null, or_, select, tuple_, update)
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.dialects.postgresql import Insert, insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -34,7 +34,7 @@ from services.settlement.tables import (
     ledger_entries,
     settlement_runs,
 )
-from shared.db import copy_rows, unnested
+from shared.db import CompiledOnce, column_arrays, copy_rows, unnested
 from shared.events import ChargeKind, ContractStatus, CreditReason, CustomerProfile, RatedItem, TaxCategory
 from shared.money import Money
 
@@ -51,13 +51,16 @@ async def lock_accounts_opening(session: AsyncSession, owners: Iterable[tuple[st
     contract order, so concurrent batches never deadlock."""
     owners = sorted(set(owners))
     if owners:
-        opened = unnested(contract_accounts, ("contract_id", "customer_id", "currency"), owners)
-        await session.execute(
-            insert(contract_accounts)
-            .from_select(["contract_id", "customer_id", "currency", "balance", "last_sequence"],
-                         opened.add_columns(literal(0, Numeric), literal(0, Integer)))
-            .on_conflict_do_nothing())
+        await _open_accounts.execute(session, **column_arrays(_OWNER_COLUMNS, owners))
     return await lock_accounts(session, {contract_id for contract_id, _, _ in owners})
+
+
+_OWNER_COLUMNS = ("contract_id", "customer_id", "currency")
+_open_accounts = CompiledOnce(
+    insert(contract_accounts)
+    .from_select([*_OWNER_COLUMNS, "balance", "last_sequence"],
+                 unnested(contract_accounts, _OWNER_COLUMNS).add_columns(literal_column("0"), literal_column("0")))
+    .on_conflict_do_nothing())
 
 
 async def lock_accounts(session: AsyncSession, contract_ids: Iterable[str]) -> dict[str, Account]:
@@ -211,32 +214,22 @@ async def find_contracts(session: AsyncSession, contract_ids: Iterable[str]) -> 
 # --- billable items and credits ---------------------------------------------------------------
 
 
+_ITEM_COLUMNS = ("billable_item_id", "contract_id", "customer_id", "item_code", "description", "currency", "quantity",
+                 "unit_price", "net", "period_start", "period_end", "occurred_at", "charge_kind", "tax_category",
+                 "discount")
+_add_billable_items = CompiledOnce(
+    insert(billable_items).from_select(_ITEM_COLUMNS, unnested(billable_items, _ITEM_COLUMNS)).on_conflict_do_nothing())
+
+
 async def add_billable_items(session: AsyncSession, items: Sequence[RatedItem]) -> None:
-    if not items:
-        return
-    await session.execute(
-        insert(billable_items).on_conflict_do_nothing(),
-        [
-            {
-                "billable_item_id": item.billable_item_id,
-                "contract_id": item.contract_id,
-                "customer_id": item.customer_id,
-                "item_code": item.item_code,
-                "description": item.description,
-                "currency": item.currency,
-                "quantity": item.billable_quantity,
-                "unit_price": item.unit_price,
-                "net": item.net,
-                "period_start": item.period_start,
-                "period_end": item.period_end,
-                "occurred_at": item.occurred_at,
-                "charge_kind": item.charge_kind.value,
-                "tax_category": item.tax_category.value if item.tax_category else None,
-                "discount": item.discount,
-            }
-            for item in items
-        ],
-    )
+    """Keep the items, in one statement of one array per column; an item received before is kept as it was."""
+    if items:
+        await _add_billable_items.execute(session, **column_arrays(_ITEM_COLUMNS, [
+            (item.billable_item_id, item.contract_id, item.customer_id, item.item_code, item.description,
+             item.currency, item.billable_quantity, item.unit_price, item.net, item.period_start, item.period_end,
+             item.occurred_at, item.charge_kind.value, item.tax_category.value if item.tax_category else None,
+             item.discount)
+            for item in items]))
 
 
 _credited = (
