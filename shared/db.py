@@ -94,10 +94,13 @@ class CompiledOnce:
         compiled = statement.compile(dialect=asyncpg_dialect())
         self.sql = str(compiled)
         self.parameters = tuple(compiled.positiontup or ())
+        # The statement's own values (a status it compares with); the callers give the arrays.
+        self.constants = {name: value for name, value in compiled.params.items() if value != []}
 
     async def execute(self, session: AsyncSession, **values: object) -> list:
         """Run it in the session's transaction; returns the rows it returns (asyncpg records)."""
-        return await (await in_transaction(session)).fetch(self.sql, *(values[name] for name in self.parameters))
+        arguments = {**self.constants, **values}
+        return await (await in_transaction(session)).fetch(self.sql, *(arguments[name] for name in self.parameters))
 
 
 class MessagingTables(NamedTuple):

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 from sqlalchemy import (ARRAY, Date, DateTime, String, Table, Uuid, and_, bindparam, case, delete,
                         func, literal, literal_column, null, or_, select, tuple_, update)
 from sqlalchemy.sql.expression import ColumnElement
-from sqlalchemy.dialects.postgresql import Insert, insert
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.settlement.domain import (
@@ -396,20 +396,22 @@ async def runs(session: AsyncSession, contract_id: str) -> list[RunRecord]:
     return [_record(row) for row in rows]
 
 
+RECORDED_RUN_COLUMNS = ("settlement_run_id", "contract_id", "customer_id", "currency", "cutoff", "status",
+                        "requested_by", "period_start", "period_end")
+_record_runs = CompiledOnce(
+    insert(settlement_runs)
+    .from_select([*RECORDED_RUN_COLUMNS, "total", "credit_total"],
+                 unnested(settlement_runs, RECORDED_RUN_COLUMNS).add_columns(literal_column("0"), literal_column("0")))
+    .on_conflict_do_nothing())
+
+
 async def record_runs(session: AsyncSession, account_rows: Sequence[tuple[Account, RunRecord]]) -> None:
     """Record runs that are to settle later; a run already recorded (or settled) stays as it is."""
-    if not account_rows:
-        return
-    await session.execute(
-        insert(settlement_runs).on_conflict_do_nothing(),
-        [
-            dict(settlement_run_id=run.settlement_run_id, contract_id=run.contract_id,
-                 customer_id=account.customer_id, currency=account.balance.currency, cutoff=run.cutoff,
-                 status=run.status.value, total=0, credit_total=0, requested_by=run.requested_by,
-                 period_start=run.period_start, period_end=run.period_end)
-            for account, run in account_rows
-        ],
-    )
+    if account_rows:
+        await _record_runs.execute(session, **column_arrays(RECORDED_RUN_COLUMNS, [
+            (run.settlement_run_id, run.contract_id, account.customer_id, account.balance.currency, run.cutoff,
+             run.status.value, run.requested_by, run.period_start, run.period_end)
+            for account, run in account_rows]))
 
 
 async def forget_runs(session: AsyncSession, settlement_run_ids: Sequence[uuid.UUID]) -> None:
@@ -432,16 +434,14 @@ SETTLED_RUN_COLUMNS = ("settlement_run_id", "contract_id", "customer_id", "curre
                        "credit_total", "adjustment_total", "requested_by", "period_start", "period_end", "settled_at")
 
 
-def _upsert_runs(rows: Sequence[tuple]) -> Insert:
-    """The runs (rows of SETTLED_RUN_COLUMNS) stored as settled, over what was recorded of them, in one statement."""
-    statement = insert(settlement_runs).from_select(SETTLED_RUN_COLUMNS,
-                                                    unnested(settlement_runs, SETTLED_RUN_COLUMNS, rows))
-    excluded = statement.excluded  # a new alias on every access
-    return statement.on_conflict_do_update(
-        index_elements=[settlement_runs.c.settlement_run_id],
-        set_={name: excluded[name] for name in SETTLED_RUN_COLUMNS[2:]},
-        where=settlement_runs.c.status != RunStatus.COMPLETE.value,
-    )
+_settled_runs = insert(settlement_runs).from_select(SETTLED_RUN_COLUMNS,
+                                                    unnested(settlement_runs, SETTLED_RUN_COLUMNS))
+# The runs stored as settled, over what was recorded of them, in one statement.
+_upsert_runs = CompiledOnce(_settled_runs.on_conflict_do_update(
+    index_elements=[settlement_runs.c.settlement_run_id],
+    set_={name: _settled_runs.excluded[name] for name in SETTLED_RUN_COLUMNS[2:]},
+    where=settlement_runs.c.status != RunStatus.COMPLETE.value,
+))
 
 # Each run's items (at most one run per contract in a batch) to the run, if no run took them
 # yet: one statement for a whole batch of runs, however many items they hold.
@@ -463,7 +463,7 @@ async def save_runs(session: AsyncSession, settled: Sequence[Settled]) -> None:
     """Store the runs as complete, settle their items and keep their credits; fails if another run got an item first."""
     if not settled:
         return
-    await session.execute(_upsert_runs([
+    await _upsert_runs.execute(session, **column_arrays(SETTLED_RUN_COLUMNS, [
         (one.run.settlement_run_id, one.run.contract_id, one.run.customer_id, one.run.total.currency, one.run.cutoff,
          RunStatus.COMPLETE.value, one.run.receivable.amount, (one.run.credit_total + one.run.adjustment).amount,
          one.run.adjustment.amount, one.record.requested_by, one.record.period_start, one.record.period_end,
