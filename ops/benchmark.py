@@ -544,10 +544,12 @@ async def _async(value: bool) -> bool:
 async def work_off(kafka: KafkaSettings, databases: Databases, specs: list[ContractSpec], events: int,
                    label: str) -> float:
     """Seconds from publishing `events` usage events (as fast as the producer can) until every one
-    is rated and settlement holds every item they became."""
+    is rated and settlement holds every item they became. The events are made before the clock
+    starts: building them (pydantic models with derived ids) is the load generator's work."""
     before = await count(databases, "rating", rated_usage)
+    usage = usage_events(events, specs, label)
     started = time.perf_counter()
-    await publish(kafka, topics.USAGE_RECORDED, usage_events(events, specs, label))
+    await publish(kafka, topics.USAGE_RECORDED, usage)
     await wait_until(lambda: _all_rated_and_held(databases, before + events), timeout_s=3600,
                      what=f"{events:,} events ({label}) rated and held by settlement", poll_s=0.1)
     return time.perf_counter() - started
