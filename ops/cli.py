@@ -170,7 +170,7 @@ def crash_harness(
 
 @app.command("benchmark")
 def benchmark(
-    events: Annotated[int, typer.Option(help="Usage events per throughput measurement.")] = 20_000,
+    events: Annotated[int, typer.Option(help="Usage events per throughput measurement.")] = 100_000,
     contracts: Annotated[int, typer.Option(help="Contracts those events are spread over.")] = 200,
     run_contracts: Annotated[int, typer.Option(help="Contracts in the billing-run measurement.")] = 100_000,
     latency_rate: Annotated[int, typer.Option(help="Offered load for the latency measurement, ev/s.")] = 1_000,
