@@ -34,6 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
@@ -77,6 +78,13 @@ def unnested(table: Table, columns: Sequence[str], rows: Sequence[tuple] = ()) -
     arrays = column_arrays(columns, rows)
     return select(*(func.unnest(bindparam(parameter, arrays[parameter], type_=ARRAY(table.c[name].type))).label(name)
                     for name, parameter in zip(columns, arrays, strict=True)))
+
+
+def among(column: Column, values: Iterable) -> ColumnElement[bool]:
+    """`column IN (values)` with the values as one array parameter: a batch's hundreds of ids as
+    IN (...) would be a parameter each, and a statement text of its own for every batch size, and
+    more ids than PostgreSQL takes parameters (32,767) would not go at all."""
+    return column.in_(unnested(column.table, (column.name,), [(value,) for value in sorted(set(values))]))
 
 
 def column_arrays(columns: Sequence[str], rows: Sequence[tuple]) -> dict[str, list]:

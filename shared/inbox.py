@@ -38,15 +38,14 @@ import asyncpg
 from aiokafka import ConsumerRecord
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError, RequestTimedOutError
 from faststream.kafka import KafkaBroker
-from sqlalchemy import String, Uuid, any_, bindparam, delete, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import String, bindparam, delete, func, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay, wait_exponential
 
 from shared import metrics, topics
-from shared.db import CompiledOnce, Database, MessagingTables, column_arrays, unnested
+from shared.db import CompiledOnce, Database, MessagingTables, among, column_arrays, unnested
 from shared.errors import DependencyNotReady, Rejected
 from shared.events import DeadLetter, InvalidMessage, Message, derive_id, encode_event, parse_event
 from shared.logs import about_message
@@ -295,8 +294,7 @@ class Consumer:
             # Whatever is settled now (applied, refused or a duplicate) is no longer parked.
             await session.execute(delete(parked_table).where(
                 parked_table.c.consumer == self.name,
-                parked_table.c.event_id == any_(bindparam(
-                    "settled", [event_id for event_id in first if event_id not in waiting], type_=ARRAY(Uuid)))))
+                among(parked_table.c.event_id, [event_id for event_id in first if event_id not in waiting])))
             for record, event in new:
                 if event.event_id in outcome.rejected:
                     applied.refused.append((record, outcome.rejected[event.event_id]))

@@ -4,10 +4,11 @@ and a relay publishes it afterwards.
 `write_outbox` adds the rows inside the caller's transaction and notifies the database's relays
 (PostgreSQL delivers a NOTIFY when the transaction commits, to every process listening, whichever
 process wrote the rows). `OutboxRelay` (one active per service database, by advisory lock) reads
-unpublished rows in id order, publishes them with acks=all and marks them published. A crash between publishing and marking republishes the same
-event ids, which every consumer's inbox drops. A row the broker can never take (larger than the
-producer's request limit, or refused by the broker for good) is quarantined with its reason, so it
-does not hold up the rows behind it; operators see it in `billing status`/`reconcile`.
+unpublished rows in id order, publishes them with acks=all and marks them published. A crash
+between publishing and marking republishes the same event ids, which every consumer's inbox drops.
+A row the broker can never take (larger than the producer's request limit, or refused by the
+broker for good) is quarantined with its reason, so it does not hold up the rows behind it;
+operators see it in `billing status`/`reconcile`.
 """
 
 from __future__ import annotations
@@ -19,13 +20,12 @@ from typing import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, UnknownProducerId
-from sqlalchemy import Table, Uuid, any_, bindparam, func, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.access.domain import ACTOR_HEADER
 from shared.access.store import Change, record
-from shared.db import Database, MessagingTables, advisory_lock_key, copy_rows
+from shared.db import Database, MessagingTables, advisory_lock_key, among, copy_rows
 from shared.events import Message, encode_event
 from shared.loop import BackgroundLoop
 from shared.settings import KafkaSettings, ServiceSettings
@@ -74,10 +74,9 @@ async def _not_written_before(session: AsyncSession, tables: MessagingTables,
     if not outgoing:
         return outgoing
     # One array parameter: a batch of contracts loaded at once has more events than PostgreSQL
-    # takes parameters (32,767).
-    ids = bindparam("event_ids", [message.event.event_id for message in outgoing], type_=ARRAY(Uuid))
+    # takes parameters.
     written = set((await session.execute(select(tables.outbox.c.event_id).where(
-        tables.outbox.c.event_id == any_(ids)))).scalars())
+        among(tables.outbox.c.event_id, [message.event.event_id for message in outgoing])))).scalars())
     return [message for message in outgoing if message.event.event_id not in written]
 
 
@@ -120,9 +119,7 @@ class OutboxRelay:
     async def stop(self) -> None:
         await self.loop.stop()
         await self._disconnect()
-        listener, self._listener = self._listener, None
-        if listener is not None:
-            await listener.close()
+        await self._stop_listening()
 
     async def _disconnect(self) -> None:
         producer, self._producer = self._producer, None
@@ -138,13 +135,16 @@ class OutboxRelay:
         if self._listener is not None and not self._listener.invalidated \
                 and not (await self._listener.get_raw_connection()).driver_connection.is_closed():
             return
-        if self._listener is not None:
-            await self._listener.close()
-            self._listener = None
+        await self._stop_listening()
         listener = await self.database.engine.connect()
         raw = (await listener.get_raw_connection()).driver_connection
         await raw.add_listener(OUTBOX_CHANNEL, lambda *_: self.loop.wake())
         self._listener = listener
+
+    async def _stop_listening(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            await listener.close()
 
     async def _connected(self) -> AIOKafkaProducer:
         if self._producer is None:

@@ -24,7 +24,7 @@ from services.invoicing.tables import (
     documents,
     number_series,
 )
-from shared.db import copy_rows, unnested
+from shared.db import among, copy_rows
 from shared.events import DocumentType, EInvoiceFormat, PaymentAccountsChanged, TaxCategory
 
 
@@ -65,8 +65,7 @@ async def save_contract_terms(session: AsyncSession, snapshots: Sequence[Contrac
 
 
 async def find_contract_terms(session: AsyncSession, contract_ids: Iterable[str]) -> dict[str, ContractTerms]:
-    rows = await session.execute(select(contract_terms).where(contract_terms.c.contract_id.in_(
-        unnested(contract_terms, ("contract_id",), [(contract_id,) for contract_id in set(contract_ids)]))))
+    rows = await session.execute(select(contract_terms).where(among(contract_terms.c.contract_id, contract_ids)))
     return {
         row.contract_id: ContractTerms(
             contract_id=row.contract_id,
@@ -101,8 +100,7 @@ async def save_payment_accounts(session: AsyncSession, changes: Sequence[Payment
 async def direct_debits(session: AsyncSession, customer_ids: Iterable[str]) -> dict[str, DirectDebit]:
     """The customers whose default account is an active SEPA mandate, with it."""
     rows = await session.execute(select(customer_payment_accounts).where(
-        customer_payment_accounts.c.customer_id.in_(unnested(
-            customer_payment_accounts, ("customer_id",), [(customer_id,) for customer_id in set(customer_ids)])),
+        among(customer_payment_accounts.c.customer_id, customer_ids),
         customer_payment_accounts.c.mandate_reference.is_not(None)))
     return {row.customer_id: DirectDebit(row.mandate_reference, row.iban) for row in rows}
 

@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Iterable, Sequence
 
-from sqlalchemy import (ARRAY, Date, DateTime, String, Table, Uuid, and_, bindparam, case, delete,
+from sqlalchemy import (ARRAY, Date, DateTime, String, Uuid, and_, bindparam, case, delete,
                         func, literal, literal_column, null, or_, select, tuple_, update)
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.dialects.postgresql import insert
@@ -34,7 +34,7 @@ from services.settlement.tables import (
     ledger_entries,
     settlement_runs,
 )
-from shared.db import CompiledOnce, column_arrays, copy_rows, unnested
+from shared.db import CompiledOnce, among, column_arrays, copy_rows, unnested
 from shared.events import ChargeKind, ContractStatus, CreditReason, CustomerProfile, RatedItem, TaxCategory
 from shared.money import Money
 
@@ -66,17 +66,10 @@ _open_accounts = CompiledOnce(
 async def lock_accounts(session: AsyncSession, contract_ids: Iterable[str]) -> dict[str, Account]:
     """The accounts of those contracts that have one, locked in contract order until the transaction ends."""
     rows = await session.execute(
-        select(contract_accounts).where(_among(contract_accounts, contract_ids))
+        select(contract_accounts).where(among(contract_accounts.c.contract_id, contract_ids))
         .order_by(contract_accounts.c.contract_id).with_for_update()
     )
     return {row.contract_id: _account(row) for row in rows}
-
-
-def _among(table: Table, contract_ids: Iterable[str]) -> ColumnElement:
-    """`table`'s rows of those contracts, as one array parameter: a batch's hundreds of contract ids
-    as IN (...) would be a parameter each, and a statement text of its own for every batch size."""
-    return table.c.contract_id.in_(unnested(table, ("contract_id",), [(contract_id,) for contract_id in
-                                                                       sorted(set(contract_ids))]))
 
 
 async def lock_account(session: AsyncSession, contract_id: str) -> Account | None:
@@ -204,7 +197,7 @@ async def save_contracts(session: AsyncSession, snapshots: Sequence[ContractTerm
 
 
 async def find_contracts(session: AsyncSession, contract_ids: Iterable[str]) -> dict[str, ContractTerms]:
-    rows = await session.execute(select(contracts).where(_among(contracts, contract_ids)))
+    rows = await session.execute(select(contracts).where(among(contracts.c.contract_id, contract_ids)))
     return {row.contract_id: ContractTerms(row.contract_id, row.customer_id, row.currency, row.starts_on, row.ends_on,
                                            ContractStatus(row.status), row.revision,
                                            CustomerProfile.model_validate(row.customer) if row.customer else None)
@@ -282,7 +275,7 @@ async def unsettled_items(session: AsyncSession, contract_ids: Iterable[str], cu
                    func.sum(billable_items.c.discount).label("discount"),
                    # What _item reads of an item: an unsettled one has no run and no credit yet.
                    null().label("settlement_run_id"), literal(0).label("credited"))
-            .where(_among(billable_items, contract_ids), billable_items.c.settlement_run_id.is_(None),
+            .where(among(billable_items.c.contract_id, contract_ids), billable_items.c.settlement_run_id.is_(None),
                    _due(cutoff, billed_through))
             .group_by(*key, one_by_one)
             .order_by(billable_items.c.period_start, billable_items.c.item_code, billable_items.c.unit_price,
