@@ -27,13 +27,16 @@ from sqlalchemy import (
     Select,
     Uuid,
     bindparam,
+    event,
     func,
+    insert,
     select,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
@@ -41,7 +44,12 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 class Database:
     def __init__(self, url: str, *, pool_size: int = 5) -> None:
         self.url = url
-        self.engine = create_async_engine(url, pool_size=pool_size, pool_pre_ping=True)
+        # No pool_pre_ping: it costs three round trips per checkout (BEGIN, ";", ROLLBACK), more than
+        # many a small batch's own statements. A connection the server closed (a restart) is known to
+        # asyncpg without asking; one that broke silently fails its first statement, which is a
+        # transient error the consumers retry on a fresh connection.
+        self.engine = create_async_engine(url, pool_size=pool_size)
+        event.listen(self.engine.sync_engine, "checkout", _refuse_closed)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
 
     @asynccontextmanager
@@ -54,6 +62,11 @@ class Database:
         await self.engine.dispose()
 
 
+def _refuse_closed(dbapi_connection, _record, _proxy) -> None:
+    if dbapi_connection.driver_connection.is_closed():
+        raise DisconnectionError("the server closed this connection")  # the pool connects again
+
+
 async def in_transaction(session: AsyncSession) -> asyncpg.Connection:
     """The session's asyncpg connection, inside the session's transaction. SQLAlchemy's adapter
     begins the transaction lazily, at its own first statement: a statement sent to asyncpg before
@@ -64,16 +77,10 @@ async def in_transaction(session: AsyncSession) -> asyncpg.Connection:
     return pooled.driver_connection
 
 
-async def copy_rows(session: AsyncSession, table: Table, columns: Sequence[str], rows: Iterable[tuple]) -> None:
-    """Write rows with PostgreSQL's COPY on the session's own connection (so in its transaction):
-    for the one row per event of a hot path, several times faster than a multi-row INSERT."""
-    await (await in_transaction(session)).copy_records_to_table(table.name, columns=list(columns), records=rows)
-
-
 def unnested(table: Table, columns: Sequence[str], rows: Sequence[tuple] = ()) -> Select:
     """The rows as a SELECT of one array parameter per column (unnest in lockstep): one statement
     with as many parameters as columns however many rows, where SQLAlchemy would otherwise build
-    and send parameters per row (an upsert's or a lookup's batch; plain inserts use `copy_rows`).
+    and send parameters per row (an upsert's, a lookup's or `insert_rows`' batch).
     Without rows, for a `CompiledOnce` statement that takes them as `column_arrays`."""
     arrays = column_arrays(columns, rows)
     return select(*(func.unnest(bindparam(parameter, arrays[parameter], type_=ARRAY(table.c[name].type))).label(name)
@@ -109,6 +116,29 @@ class CompiledOnce:
         """Run it in the session's transaction; returns the rows it returns (asyncpg records)."""
         arguments = {**self.constants, **values}
         return await (await in_transaction(session)).fetch(self.sql, *(arguments[name] for name in self.parameters))
+
+
+# Fewer rows than this go as one INSERT of unnested arrays, in one round trip; more with COPY,
+# which takes two (the COPY, then its data) but encodes rows faster. At low traffic a consumer's
+# batch is a handful of rows, and its round trips are most of what it costs.
+COPY_FROM_ROWS = 100
+
+
+async def insert_rows(session: AsyncSession, table: Table, columns: Sequence[str], rows: Iterable[tuple]) -> None:
+    """Write rows on the session's own connection (so in its transaction): for the one row per
+    event of a hot path, one statement however many rows, many with PostgreSQL's COPY."""
+    rows = list(rows)
+    if not rows:
+        return
+    if len(rows) < COPY_FROM_ROWS:
+        await _inserting(table, tuple(columns)).execute(session, **column_arrays(columns, rows))
+        return
+    await (await in_transaction(session)).copy_records_to_table(table.name, columns=list(columns), records=rows)
+
+
+@functools.cache
+def _inserting(table: Table, columns: tuple[str, ...]) -> CompiledOnce:
+    return CompiledOnce(insert(table).from_select(columns, unnested(table, columns)))
 
 
 class MessagingTables(NamedTuple):

@@ -24,7 +24,7 @@ from services.invoicing.tables import (
     documents,
     number_series,
 )
-from shared.db import among, copy_rows
+from shared.db import among, insert_rows
 from shared.events import DocumentType, EInvoiceFormat, PaymentAccountsChanged, TaxCategory
 
 
@@ -188,26 +188,26 @@ async def add_documents(session: AsyncSession, issued: Sequence[Issued]) -> None
     table with COPY: a batch issues hundreds of documents, each a row in four tables or more."""
     if not issued:
         return
-    await copy_rows(session, documents, DOCUMENT_COLUMNS, [_document_row(one.document) for one in issued])
-    await copy_rows(session, document_lines, LINE_COLUMNS, [
+    await insert_rows(session, documents, DOCUMENT_COLUMNS, [_document_row(one.document) for one in issued])
+    await insert_rows(session, document_lines, LINE_COLUMNS, [
         (one.document.document_id, line.line_no, line.item_code, line.description, line.quantity, line.unit_price,
          line.discount.amount, line.net.amount, line.period_start, line.period_end, line.tax_category.value,
          line.vat.category.value, line.vat.rate, line.credit_reason.value if line.credit_reason else None,
          line.corrects_number)
         for one in issued for line in one.document.lines])
-    await copy_rows(session, document_line_sources, ("source_id", "document_id", "line_no"), [
+    await insert_rows(session, document_line_sources, ("source_id", "document_id", "line_no"), [
         (source_id, one.document.document_id, line.line_no)
         for one in issued for line in one.document.lines for source_id in line.source_ids])
-    await copy_rows(session, document_tax_lines, ("document_id", "vat_category", "vat_rate", "base", "tax"), [
+    await insert_rows(session, document_tax_lines, ("document_id", "vat_category", "vat_rate", "base", "tax"), [
         (one.document.document_id, line.vat.category.value, line.vat.rate, line.base.amount, line.tax.amount)
         for one in issued for line in one.document.tax_lines])
     pdfs = [(one.document.document_id, one.pdf, one.pdf_sha256) for one in issued if one.pdf is not None]
     if pdfs:
-        await copy_rows(session, document_pdfs, ("document_id", "content", "sha256"), pdfs)
+        await insert_rows(session, document_pdfs, ("document_id", "content", "sha256"), pdfs)
     einvoices = [(one.document.document_id, xml.format.value, xml.content, xml.sha256, xml.validation)
                  for one in issued for xml in one.einvoices]
     if einvoices:
-        await copy_rows(session, document_einvoices, ("document_id", "format", "content", "sha256", "validation"),
+        await insert_rows(session, document_einvoices, ("document_id", "format", "content", "sha256", "validation"),
                         einvoices)
 
 

@@ -35,7 +35,7 @@ from services.rating.tables import (
     period_usage,
     rated_usage,
 )
-from shared.db import CompiledOnce, column_arrays, copy_rows, unnested
+from shared.db import CompiledOnce, column_arrays, insert_rows, unnested
 from shared.events import BillingCycle, ContractStatus, CustomerProfile
 from shared.periods import Period
 
@@ -372,7 +372,7 @@ _RATED_USAGE_COLUMNS = ("event_id", "billable_item_id", "contract_id", "item_cod
 async def add_rated_usage(session: AsyncSession, usage: Sequence[RatedUsage]) -> None:
     """Record every rated event with its item, in one COPY; an event rated twice fails loudly."""
     if usage:
-        await copy_rows(session, rated_usage, _RATED_USAGE_COLUMNS, [
+        await insert_rows(session, rated_usage, _RATED_USAGE_COLUMNS, [
             (event.event_id, event.billable_item_id, event.contract_id, event.item_code, event.period_start,
              event.occurred_at, event.quantity, event.meter_reading) for event in usage])
 
@@ -385,7 +385,7 @@ async def add_billable_items(session: AsyncSession, items: list[BillableItem]) -
     second item for the same source fails loudly."""
     if items:
         rows = [{**row, "price_breakdown": json.dumps(row["price_breakdown"])} for row in map(_row, items)]
-        await copy_rows(session, billable_items, _BILLABLE_ITEM_COLUMNS,
+        await insert_rows(session, billable_items, _BILLABLE_ITEM_COLUMNS,
                         [tuple(row[name] for name in _BILLABLE_ITEM_COLUMNS) for row in rows])
 
 

@@ -34,7 +34,7 @@ from services.settlement.tables import (
     ledger_entries,
     settlement_runs,
 )
-from shared.db import CompiledOnce, among, column_arrays, copy_rows, unnested
+from shared.db import CompiledOnce, among, column_arrays, insert_rows, unnested
 from shared.events import ChargeKind, ContractStatus, CreditReason, CustomerProfile, RatedItem, TaxCategory
 from shared.money import Money
 
@@ -97,7 +97,7 @@ async def save_postings(session: AsyncSession, accounts: Iterable[Account], entr
         update(contract_accounts).where(contract_accounts.c.contract_id == moved.c.contract_id)
         .values(balance=moved.c.balance, last_sequence=moved.c.last_sequence))
     # COPY: a batch of runs or documents books an entry or more on each of hundreds of accounts.
-    await copy_rows(session, ledger_entries, LEDGER_ENTRY_COLUMNS, [
+    await insert_rows(session, ledger_entries, LEDGER_ENTRY_COLUMNS, [
         (entry.entry_id, entry.contract_id, entry.customer_id, entry.sequence, entry.entry_type.value,
          entry.amount.amount, entry.amount.currency, entry.balance.amount, entry.description,
          entry.settlement_run_id, entry.payment_id, entry.document_number, entry.reverses_entry_id, entry.booked_at)
