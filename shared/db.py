@@ -13,6 +13,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import (
+    any_,
     BigInteger,
     Column,
     DateTime,
@@ -88,10 +89,13 @@ def unnested(table: Table, columns: Sequence[str], rows: Sequence[tuple] = ()) -
 
 
 def among(column: Column, values: Iterable) -> ColumnElement[bool]:
-    """`column IN (values)` with the values as one array parameter: a batch's hundreds of ids as
+    """`column = ANY(values)` with the values as one array parameter: a batch's hundreds of ids as
     IN (...) would be a parameter each, and a statement text of its own for every batch size, and
-    more ids than PostgreSQL takes parameters (32,767) would not go at all."""
-    return column.in_(unnested(column.table, (column.name,), [(value,) for value in sorted(set(values))]))
+    more ids than PostgreSQL takes parameters (32,767) would not go at all. As `= ANY` PostgreSQL
+    looks the values up in the column's index; as `IN (SELECT unnest(...))` it hash-joined them
+    with a scan of the whole table once a contract had many rows (110 ms instead of 15)."""
+    return column == any_(bindparam(f"{column.name}_values", sorted(set(values)), type_=ARRAY(column.type),
+                                    unique=True))
 
 
 def column_arrays(columns: Sequence[str], rows: Sequence[tuple]) -> dict[str, list]:

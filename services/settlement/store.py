@@ -9,7 +9,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Iterable, Sequence
 
-from sqlalchemy import (ARRAY, Date, DateTime, String, Uuid, and_, bindparam, case, delete,
+from sqlalchemy import (ARRAY, Date, DateTime, String, Uuid, and_, any_, bindparam, case, delete,
                         func, literal, literal_column, null, or_, select, tuple_, update)
 from sqlalchemy.sql.expression import ColumnElement
 from sqlalchemy.dialects.postgresql import insert
@@ -437,9 +437,12 @@ _upsert_runs = CompiledOnce(_settled_runs.on_conflict_do_update(
 ))
 
 # Each run's items (at most one run per contract in a batch) to the run, if no run took them
-# yet: one statement for a whole batch of runs, however many items they hold.
+# yet: one statement for a whole batch of runs, however many items they hold. The contracts are
+# named once more as `= ANY(...)`, which PostgreSQL looks up in the index: joined only with the
+# runs, it scanned every unsettled item of every contract (180 ms a batch at 450,000 items).
+_contract_ids = bindparam("contract_ids", type_=ARRAY(String))
 _settling = select(
-    func.unnest(bindparam("contract_ids", type_=ARRAY(String))).label("contract_id"),
+    func.unnest(_contract_ids).label("contract_id"),
     func.unnest(bindparam("run_ids", type_=ARRAY(Uuid))).label("run_id"),
     func.unnest(bindparam("cutoffs", type_=ARRAY(DateTime(timezone=True)))).label("cutoff"),
     func.unnest(bindparam("billed_through", type_=ARRAY(Date))).label("billed_through"),
@@ -447,8 +450,8 @@ _settling = select(
 _settle_items = (
     update(billable_items)
     .values(settlement_run_id=_settling.c.run_id)
-    .where(billable_items.c.contract_id == _settling.c.contract_id, billable_items.c.settlement_run_id.is_(None),
-           _due(_settling.c.cutoff, _settling.c.billed_through))
+    .where(billable_items.c.contract_id == _settling.c.contract_id, billable_items.c.contract_id == any_(_contract_ids),
+           billable_items.c.settlement_run_id.is_(None), _due(_settling.c.cutoff, _settling.c.billed_through))
 )
 
 
