@@ -380,7 +380,13 @@ async def _reached(databases: Databases, service: str, table, target: int) -> bo
 
 
 async def publish(kafka: KafkaSettings, topic: str, events: list) -> None:
-    await produce(kafka, topic, [(event.key.encode(), encode_event(event)) for event in events])
+    await produce(kafka, topic, encoded(events))
+
+
+def encoded(events: list) -> list[tuple[bytes, bytes]]:
+    """The (key, value) messages of events: encoded before a clock starts, as making the load is
+    the load generator's work (100,000 pydantic encodes are a second of the machine's CPU)."""
+    return [(event.key.encode(), encode_event(event)) for event in events]
 
 
 async def stage_rating(kafka, databases, workers, specs, results, baseline_rates, processes: int, events: int,
@@ -522,10 +528,10 @@ async def billing_run(kafka: KafkaSettings, databases: Databases, workers: Worke
     await wait_until(lambda: _async(_started_lines(log) > starts), timeout_s=120, what="invoicing to start")
     docs_before = await count(databases, "invoicing", documents)
     now = datetime.now(UTC)
-    requests = [BillingRunRequested(event_id=derive_id(f"bench-run-{prefix}", spec.contract_id), occurred_at=now,
-                                    contract_id=spec.contract_id, cutoff=now) for spec in specs]
+    requests = encoded([BillingRunRequested(event_id=derive_id(f"bench-run-{prefix}", spec.contract_id),
+                                            occurred_at=now, contract_id=spec.contract_id, cutoff=now) for spec in specs])
     started = time.perf_counter()
-    await publish(kafka, topics.BILLING_RUNS_REQUESTED, requests)
+    await produce(kafka, topics.BILLING_RUNS_REQUESTED, requests)
     await time_until(databases, "invoicing", documents, docs_before + contracts, "documents of the run")
     return time.perf_counter() - started
 
@@ -543,10 +549,10 @@ async def settle_backlog(kafka: KafkaSettings, databases: Databases, specs: list
                                     .where(unsettled, settled_items.c.contract_id.in_(contract_ids)))
     settled_before = await settled()
     now = datetime.now(UTC)
+    requests = encoded([BillingRunRequested(event_id=derive_id("bench-settle", contract_id), occurred_at=now,
+                                            contract_id=contract_id, cutoff=now) for contract_id in contract_ids])
     started = time.perf_counter()
-    await publish(kafka, topics.BILLING_RUNS_REQUESTED, [
-        BillingRunRequested(event_id=derive_id("bench-settle", contract_id), occurred_at=now,
-                            contract_id=contract_id, cutoff=now) for contract_id in contract_ids])
+    await produce(kafka, topics.BILLING_RUNS_REQUESTED, requests)
 
     await until_counted(settled, settled_before + backlog, "the stage's items to settle")
     return backlog / (time.perf_counter() - started)
@@ -563,12 +569,12 @@ async def _async(value: bool) -> bool:
 async def work_off(kafka: KafkaSettings, databases: Databases, specs: list[ContractSpec], events: int,
                    label: str) -> float:
     """Seconds from publishing `events` usage events (as fast as the producer can) until every one
-    is rated and settlement holds every item they became. The events are made before the clock
-    starts: building them (pydantic models with derived ids) is the load generator's work."""
+    is rated and settlement holds every item they became. The events are made and encoded before
+    the clock starts (`encoded`)."""
     before = await count(databases, "rating", rated_usage)
-    usage = usage_events(events, specs, label)
+    usage = encoded(usage_events(events, specs, label))
     started = time.perf_counter()
-    await publish(kafka, topics.USAGE_RECORDED, usage)
+    await produce(kafka, topics.USAGE_RECORDED, usage)
     await until_rated_and_held(databases, before + events, f"{events:,} events ({label}) rated and held by settlement",
                                timeout_s=3600)
     return time.perf_counter() - started
