@@ -47,7 +47,11 @@ def create_broker(settings: KafkaSettings, client_id: str) -> KafkaBroker:
     )
 
 
-def consumer_options(group_id: str, settings: KafkaSettings) -> dict[str, Any]:
+# What a lingering fetch waits for (ServiceSettings.fetch_linger_ms): a few hundred messages.
+FETCH_LINGER_MIN_BYTES = 256 * 1024
+
+
+def consumer_options(group_id: str, settings: KafkaSettings, linger_ms: int = 0) -> dict[str, Any]:
     """Subscriber options for a pipeline consumer. Acknowledged by hand: a failed batch is nacked
     (rewound and redelivered), an applied one's offsets committed behind it (shared.offsets)."""
     return {
@@ -56,7 +60,8 @@ def consumer_options(group_id: str, settings: KafkaSettings) -> dict[str, Any]:
         "ack_policy": AckPolicy.MANUAL,
         "session_timeout_ms": settings.session_timeout_ms,
         "heartbeat_interval_ms": settings.heartbeat_interval_ms,
-        "fetch_max_wait_ms": settings.fetch_max_wait_ms,
+        "fetch_max_wait_ms": linger_ms or settings.fetch_max_wait_ms,
+        "fetch_min_bytes": FETCH_LINGER_MIN_BYTES if linger_ms else 1,
     }
 
 
@@ -129,7 +134,8 @@ class ServiceRuntime:
             offsets.applied(message.consumer, message.raw_message)
 
         self.broker.subscriber(
-            topic, **consumer_options(consumer.name, self.kafka), batch=True, decoder=_undecoded,
+            topic, **consumer_options(consumer.name, self.kafka, self.settings.fetch_linger_ms), batch=True,
+            decoder=_undecoded,
             max_records=self.settings.batch_max_records, batch_timeout_ms=self.settings.batch_timeout_ms,
             title=consumer.name, description=f"{schema.__name__} -> {apply_batch.__name__}",
         )(handle)

@@ -210,6 +210,11 @@ class ServiceSettings(BaseSettings):
     # most batch_timeout_ms for a poll to fill when the topic is quiet.
     batch_max_records: int = 500
     batch_timeout_ms: int = 20
+    # How long the broker may hold a consumer's fetch for a batch's worth of messages
+    # (FETCH_LINGER_MIN_BYTES) while its topic is quiet; 0 answers a fetch as soon as there is
+    # anything. A stage off the path anybody waits on trades that much delay for fewer, fuller
+    # batches: each costs round trips and a commit however few messages it holds.
+    fetch_linger_ms: int = 0
     # Events stamped further in the future than this are refused: clocks drift, but not by days.
     max_future_skew_s: float = 86_400.0
     # The worker's own HTTP endpoint (health and /metrics); 0 turns it off. With `--workers N`

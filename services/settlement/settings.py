@@ -11,6 +11,10 @@ class SettlementSettings(ServiceSettings):
     # are billed when rating announces them closed); 0 turns it off (`python -m
     # services.settlement.admin run-due` does the same on demand).
     scheduler_interval_s: float = 60.0
+    # Rated items wait in settlement for their billing run, nobody waits on their arrival: a fetch
+    # may wait this long for a fuller batch. At 1,000 items/s that made settlement's intake take
+    # 13 % of a core instead of 31 %, which the latency-bound stages before it get instead.
+    fetch_linger_ms: int = 200
     # The HTTP API (`python -m services.settlement.api`): cancelled orders' credits.
     api_host: str = "127.0.0.1"
     api_port: int = 8092
