@@ -30,11 +30,10 @@ from sqlalchemy import (
     bindparam,
     event,
     func,
-    insert,
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, Insert, insert
 from sqlalchemy.dialects.postgresql.asyncpg import dialect as asyncpg_dialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DisconnectionError
@@ -48,7 +47,7 @@ class Database:
         # No pool_pre_ping: it costs three round trips per checkout (BEGIN, ";", ROLLBACK), more than
         # many a small batch's own statements. A connection the server closed (a restart) is known to
         # asyncpg without asking; one that broke silently fails its first statement, which is a
-        # transient error the consumers retry on a fresh connection.
+        # transient error: a consumer retries it on a fresh connection, an API request fails once.
         self.engine = create_async_engine(url, pool_size=pool_size)
         event.listen(self.engine.sync_engine, "checkout", _refuse_closed)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
@@ -129,8 +128,8 @@ COPY_FROM_ROWS = 100
 
 
 async def insert_rows(session: AsyncSession, table: Table, columns: Sequence[str], rows: Iterable[tuple]) -> None:
-    """Write rows on the session's own connection (so in its transaction): for the one row per
-    event of a hot path, one statement however many rows, many with PostgreSQL's COPY."""
+    """Write rows on the session's own connection (so in its transaction), in one statement
+    however many rows: a few as one INSERT (`inserting`), many with PostgreSQL's COPY."""
     rows = list(rows)
     if not rows:
         return
@@ -140,9 +139,15 @@ async def insert_rows(session: AsyncSession, table: Table, columns: Sequence[str
     await (await in_transaction(session)).copy_records_to_table(table.name, columns=list(columns), records=rows)
 
 
+def inserting(table: Table, columns: Sequence[str]) -> Insert:
+    """PostgreSQL's INSERT of the rows given as `column_arrays` (`unnested`), for a `CompiledOnce`:
+    one statement for a batch of any size, which may go on with ON CONFLICT or RETURNING."""
+    return insert(table).from_select(columns, unnested(table, columns))
+
+
 @functools.cache
 def _inserting(table: Table, columns: tuple[str, ...]) -> CompiledOnce:
-    return CompiledOnce(insert(table).from_select(columns, unnested(table, columns)))
+    return CompiledOnce(inserting(table, columns))
 
 
 class MessagingTables(NamedTuple):

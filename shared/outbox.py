@@ -21,12 +21,12 @@ from typing import Awaitable, Callable, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, UnknownProducerId
-from sqlalchemy import Table, exists, func, insert, select, update
+from sqlalchemy import Table, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.access.domain import ACTOR_HEADER
 from shared.access.store import Change, record
-from shared.db import CompiledOnce, Database, MessagingTables, advisory_lock_key, among, column_arrays, unnested
+from shared.db import CompiledOnce, Database, MessagingTables, advisory_lock_key, among, column_arrays, inserting
 from shared.events import Message, encode_event
 from shared.loop import BackgroundLoop
 from shared.settings import KafkaSettings, ServiceSettings
@@ -58,8 +58,7 @@ _OUTBOX_COLUMNS = ("event_id", "topic", "key", "payload", "actor")
 @functools.cache
 def _writing(outbox: Table) -> CompiledOnce:
     """The rows and the relays' notification in one statement: one round trip for a consumer's batch."""
-    written = insert(outbox).from_select(_OUTBOX_COLUMNS, unnested(outbox, _OUTBOX_COLUMNS)) \
-        .returning(outbox.c.id).cte("written")
+    written = inserting(outbox, _OUTBOX_COLUMNS).returning(outbox.c.id).cte("written")
     return CompiledOnce(select(func.pg_notify(OUTBOX_CHANNEL, "")).where(exists(select(written.c.id))))
 
 

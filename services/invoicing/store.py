@@ -185,7 +185,8 @@ LINE_COLUMNS = ("document_id", "line_no", "item_code", "description", "quantity"
 
 async def add_documents(session: AsyncSession, issued: Sequence[Issued]) -> None:
     """Store the documents with their lines, line sources, tax lines, PDFs and e-invoices, each
-    table with COPY: a batch issues hundreds of documents, each a row in four tables or more."""
+    table in one statement (`insert_rows`): a batch issues hundreds of documents, each a row in four
+    tables or more."""
     if not issued:
         return
     await insert_rows(session, documents, DOCUMENT_COLUMNS, [_document_row(one.document) for one in issued])
@@ -208,12 +209,12 @@ async def add_documents(session: AsyncSession, issued: Sequence[Issued]) -> None
                  for one in issued for xml in one.einvoices]
     if einvoices:
         await insert_rows(session, document_einvoices, ("document_id", "format", "content", "sha256", "validation"),
-                        einvoices)
+                          einvoices)
 
 
 def _document_row(document: Document) -> tuple:
     """The document as a row of DOCUMENT_COLUMNS; its JSON columns as JSON text, which is what
-    COPY takes for jsonb."""
+    COPY and the arrays of an INSERT take for jsonb."""
     period_start, period_end = document.service_period
     return (document.document_id, document.document_type.value, document.number, document.status.value,
             document.settlement_run_id, document.contract_id, document.customer_id, document.currency,

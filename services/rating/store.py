@@ -35,7 +35,7 @@ from services.rating.tables import (
     period_usage,
     rated_usage,
 )
-from shared.db import CompiledOnce, column_arrays, insert_rows, unnested
+from shared.db import CompiledOnce, column_arrays, insert_rows, inserting, unnested
 from shared.events import BillingCycle, ContractStatus, CustomerProfile
 from shared.periods import Period
 
@@ -227,8 +227,7 @@ async def lock_period_usage(session: AsyncSession, keys: Iterable[StateKey]) -> 
 
 
 _PERIOD_USAGE_COLUMNS = (*STATE_KEY_COLUMNS, "period_end", "quantity", "net", "discount")
-_new_period_usage = insert(period_usage).from_select(_PERIOD_USAGE_COLUMNS,
-                                                     unnested(period_usage, _PERIOD_USAGE_COLUMNS))
+_new_period_usage = inserting(period_usage, _PERIOD_USAGE_COLUMNS)
 _save_period_usage = CompiledOnce(_new_period_usage.on_conflict_do_update(
     index_elements=list(STATE_KEY_COLUMNS),
     set_={"quantity": _new_period_usage.excluded.quantity, "net": _new_period_usage.excluded.net,
@@ -370,7 +369,7 @@ _RATED_USAGE_COLUMNS = ("event_id", "billable_item_id", "contract_id", "item_cod
 
 
 async def add_rated_usage(session: AsyncSession, usage: Sequence[RatedUsage]) -> None:
-    """Record every rated event with its item, in one COPY; an event rated twice fails loudly."""
+    """Record every rated event with its item, in one statement; an event rated twice fails loudly."""
     if usage:
         await insert_rows(session, rated_usage, _RATED_USAGE_COLUMNS, [
             (event.event_id, event.billable_item_id, event.contract_id, event.item_code, event.period_start,
@@ -381,12 +380,12 @@ _BILLABLE_ITEM_COLUMNS = tuple(column.name for column in billable_items.columns 
 
 
 async def add_billable_items(session: AsyncSession, items: list[BillableItem]) -> None:
-    """Insert new items in one COPY (a batch at a low rate holds an item for almost every event); a
+    """Insert new items in one statement (a batch at a low rate holds an item for almost every event); a
     second item for the same source fails loudly."""
     if items:
         rows = [{**row, "price_breakdown": json.dumps(row["price_breakdown"])} for row in map(_row, items)]
         await insert_rows(session, billable_items, _BILLABLE_ITEM_COLUMNS,
-                        [tuple(row[name] for name in _BILLABLE_ITEM_COLUMNS) for row in rows])
+                          [tuple(row[name] for name in _BILLABLE_ITEM_COLUMNS) for row in rows])
 
 
 async def add_new_billable_items(session: AsyncSession, items: list[BillableItem]) -> list[BillableItem]:

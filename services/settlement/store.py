@@ -34,7 +34,7 @@ from services.settlement.tables import (
     ledger_entries,
     settlement_runs,
 )
-from shared.db import CompiledOnce, among, column_arrays, insert_rows, unnested
+from shared.db import CompiledOnce, among, column_arrays, insert_rows, inserting, unnested
 from shared.events import ChargeKind, ContractStatus, CreditReason, CustomerProfile, RatedItem, TaxCategory
 from shared.money import Money
 
@@ -96,7 +96,7 @@ async def save_postings(session: AsyncSession, accounts: Iterable[Account], entr
     await session.execute(
         update(contract_accounts).where(contract_accounts.c.contract_id == moved.c.contract_id)
         .values(balance=moved.c.balance, last_sequence=moved.c.last_sequence))
-    # COPY: a batch of runs or documents books an entry or more on each of hundreds of accounts.
+    # One statement (COPY for hundreds): a batch of runs or documents books an entry or more on each account.
     await insert_rows(session, ledger_entries, LEDGER_ENTRY_COLUMNS, [
         (entry.entry_id, entry.contract_id, entry.customer_id, entry.sequence, entry.entry_type.value,
          entry.amount.amount, entry.amount.currency, entry.balance.amount, entry.description,
@@ -211,7 +211,7 @@ _ITEM_COLUMNS = ("billable_item_id", "contract_id", "customer_id", "item_code", 
                  "unit_price", "net", "period_start", "period_end", "occurred_at", "charge_kind", "tax_category",
                  "discount")
 _add_billable_items = CompiledOnce(
-    insert(billable_items).from_select(_ITEM_COLUMNS, unnested(billable_items, _ITEM_COLUMNS)).on_conflict_do_nothing())
+    inserting(billable_items, _ITEM_COLUMNS).on_conflict_do_nothing())
 
 
 async def add_billable_items(session: AsyncSession, items: Sequence[RatedItem]) -> None:
@@ -427,8 +427,7 @@ SETTLED_RUN_COLUMNS = ("settlement_run_id", "contract_id", "customer_id", "curre
                        "credit_total", "adjustment_total", "requested_by", "period_start", "period_end", "settled_at")
 
 
-_settled_runs = insert(settlement_runs).from_select(SETTLED_RUN_COLUMNS,
-                                                    unnested(settlement_runs, SETTLED_RUN_COLUMNS))
+_settled_runs = inserting(settlement_runs, SETTLED_RUN_COLUMNS)
 # The runs stored as settled, over what was recorded of them, in one statement.
 _upsert_runs = CompiledOnce(_settled_runs.on_conflict_do_update(
     index_elements=[settlement_runs.c.settlement_run_id],
