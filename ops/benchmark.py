@@ -319,16 +319,14 @@ async def until_counted(read: Callable[[], Awaitable[int]], target: int, what: s
     database being measured (15-30 ms), and ten a second throughout took a sixth of a core from
     the stages it timed."""
     started = time.perf_counter()
-    first = await read()
-    while True:
-        counted = await read()
-        if counted >= target and (finished is None or await finished()):
-            return
+    first = counted = await read()
+    while not (counted >= target and (finished is None or await finished())):
         elapsed = time.perf_counter() - started
         if elapsed > timeout_s:
             raise TimeoutError(f"timed out after {timeout_s}s waiting for {what} ({counted:,} of {target:,})")
         rate = (counted - first) / elapsed if counted > first else 0.0
         await asyncio.sleep(min(2.0, max(0.1, (target - counted) / rate / 2)) if rate else 0.5)
+        counted = await read()
 
 
 async def sustained_rate(databases: Databases, service: str, table, target: int, what: str) -> float:
