@@ -181,7 +181,7 @@ async def _validate(drafts: dict[uuid.UUID, list[domain.Document]]
     reports = dict(zip((draft.document_id for draft in documents), await render_pool.check(documents), strict=True))
     parked = {}
     for event_id, run in drafts.items():
-        failures = [f"{draft.document_type.value} as {format_}: {report.summary()}" for draft in run
+        failures = [f"{draft.document_type.value} as {format_}: {report.summary}" for draft in run
                     for format_, report in reports[draft.document_id].items() if not report.passed]
         if failures:
             log.warning("settlement run %s not issued, its e-invoice fails validation: %s",
@@ -189,7 +189,7 @@ async def _validate(drafts: dict[uuid.UUID, list[domain.Document]]
             parked[event_id] = DependencyNotReady(
                 f"settlement run {run[0].settlement_run_id} is not issued, its e-invoice fails validation (fix the "
                 f"seller settings or the customer; it is issued when re-driven): {' | '.join(failures)}"[:2000])
-    return parked, {(document_id, format_): report.summary()
+    return parked, {(document_id, format_): report.summary
                     for document_id, by_format in reports.items() for format_, report in by_format.items()}
 
 

@@ -6,7 +6,10 @@ consumer heartbeats and every other batch; done in threads they would hold the G
 `INVOICING_RENDER_PROCESSES` worker processes (spawned, so no state of the parent's event loop or
 database connections is inherited), each of which compiles the schematron once when it starts.
 
-Both steps are pure: a document in, bytes or a report out; the handler decides what is issued.
+Both steps are pure: a document in, bytes or a verdict out; the handler decides what is issued.
+The PDF and e-invoice libraries (reportlab, pypdf, Pillow, factur-x, lxml: about 34 MB of the
+worker's 125 MB at start) are imported by the render processes only, so what comes back to the
+worker is plain data: bytes, and each e-invoice's verdict as a `Checked`.
 """
 
 from __future__ import annotations
@@ -19,15 +22,17 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Sequence
 
-from services.invoicing import einvoice, pdf
 from services.invoicing.domain import Document
 from shared.events import EInvoiceFormat
 
-_validator: einvoice.Validator | None = None
+# The render process's validator (services.invoicing.einvoice.Validator), built when it starts.
+_validator = None
 
 
 def _start_process() -> None:
     global _validator
+    from services.invoicing import einvoice  # only in the render processes (see the module's docstring)
+
     _validator = einvoice.Validator()
 
 
@@ -35,11 +40,22 @@ def _ready() -> int:
     return os.getpid()
 
 
-def check(draft: Document) -> dict[EInvoiceFormat, einvoice.Report]:
-    """The validation report of each e-invoice the draft is issued as (einvoice.formats)."""
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """What the worker needs of an e-invoice's validation report (einvoice.Report)."""
+
+    passed: bool
+    summary: str
+
+
+def check(draft: Document) -> dict[EInvoiceFormat, Checked]:
+    """The verdict on each e-invoice the draft is issued as (einvoice.formats)."""
+    from services.invoicing import einvoice
+
     assert _validator is not None, "check runs in a process the pool started"
-    return {format_: _validator.validate(einvoice.cii_xml(draft, format_), format_)
-            for format_ in einvoice.formats(draft)}
+    reports = {format_: _validator.validate(einvoice.cii_xml(draft, format_), format_)
+               for format_ in einvoice.formats(draft)}
+    return {format_: Checked(report.passed, report.summary()) for format_, report in reports.items()}
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +76,8 @@ class Rendered:
 
 
 def render(document: Document, with_einvoice: bool) -> Rendered:
+    from services.invoicing import einvoice, pdf
+
     xmls = tuple(XmlFile(format_, xml, hashlib.sha256(xml).hexdigest())
                  for format_ in (einvoice.formats(document) if with_einvoice else ())
                  for xml in [einvoice.cii_xml(document, format_)])
@@ -85,7 +103,7 @@ class RenderPool:
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self._executor(), _ready) for _ in range(self._processes)))
 
-    async def check(self, drafts: Sequence[Document]) -> list[dict[EInvoiceFormat, einvoice.Report]]:
+    async def check(self, drafts: Sequence[Document]) -> list[dict[EInvoiceFormat, Checked]]:
         loop = asyncio.get_running_loop()
         return list(await asyncio.gather(*(loop.run_in_executor(self._executor(), check, draft) for draft in drafts)))
 
