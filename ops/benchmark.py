@@ -35,6 +35,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from sqlalchemy import func, select
 
+from ops import load
 from ops.benchmark_period import one_big_period
 from ops.observe import Databases, wait_until
 from ops.reconcile import examine
@@ -188,7 +189,8 @@ def usage_events(count: int, specs: list[ContractSpec], label: str) -> list[Usag
 
 
 async def produce(kafka: KafkaSettings, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
-    """Publish (key, value) pairs with acks=all, idempotent where the relays are; returns seconds."""
+    """The aiokafka baseline: publish (key, value) pairs with acks=all, idempotent where the relays
+    are; returns seconds. (The benchmark's loads go through librdkafka, ops.load.)"""
     producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all", linger_ms=5,
                                 enable_idempotence=kafka.idempotent_producer)
     await producer.start()
@@ -226,6 +228,7 @@ async def baseline(kafka: KafkaSettings, databases: Databases, events: list[Usag
     await admin.start()
     try:  # Apache Kafka creates no topic by itself here (auto.create.topics.enable=false)
         await admin.create_topics([NewTopic("bench.baseline", kafka.partitions, kafka.replication_factor),
+                                   NewTopic("bench.baseline-librdkafka", kafka.partitions, kafka.replication_factor),
                                    NewTopic("bench.raw-out", 1, kafka.replication_factor)])
     finally:
         await admin.close()
@@ -233,6 +236,9 @@ async def baseline(kafka: KafkaSettings, databases: Databases, events: list[Usag
     consume_s = await consume_all(kafka.bootstrap_servers, "bench.baseline", len(messages))
     results.add("baseline: aiokafka produce (acks=all)", f"{len(messages) / produce_s:,.0f} msg/s",
                 number=len(messages) / produce_s, unit="msg/s")
+    load_s = await load.publish(kafka, "bench.baseline-librdkafka", messages)
+    results.add("baseline: librdkafka produce (acks=all), the load generator", f"{len(messages) / load_s:,.0f} msg/s",
+                number=len(messages) / load_s, unit="msg/s")
     results.add("baseline: aiokafka consume (getmany)", f"{len(messages) / consume_s:,.0f} msg/s",
                 number=len(messages) / consume_s, unit="msg/s")
     connection = await asyncpg.connect(databases.urls["rating"].replace("postgresql+asyncpg", "postgresql"))
@@ -257,17 +263,25 @@ async def baseline(kafka: KafkaSettings, databases: Databases, events: list[Usag
         await connection.close()
     results.add("baseline: asyncpg executemany inserts", f"{len(events) / insert_s:,.0f} rows/s",
                 number=len(events) / insert_s, unit="rows/s")
-    raw = await raw_pipeline(kafka, databases, "bench.baseline", len(messages))
+    raw = await raw_pipeline(kafka, databases, "bench.baseline", len(messages), durable=True)
     results.add("baseline: raw pipeline (consume, dedupe, store, commit, produce)", f"{raw:,.0f} ev/s",
                 number=raw, unit="ev/s")
+    unlogged = await raw_pipeline(kafka, databases, "bench.baseline", len(messages), durable=False)
+    results.add("  the same into a temporary table (no WAL, gone with its session)", f"{unlogged:,.0f} ev/s",
+                key="raw pipeline, temporary table", number=unlogged, unit="ev/s")
     return {"consume": len(messages) / consume_s, "insert": len(events) / insert_s, "raw": raw}
 
 
-async def raw_pipeline(kafka: KafkaSettings, databases: Databases, topic: str, count: int) -> float:
+async def raw_pipeline(kafka: KafkaSettings, databases: Databases, topic: str, count: int, durable: bool) -> float:
     """The physical limit of this design on this machine, in events per second: one process that
     consumes the usage messages of `topic`, deduplicates them by event id and stores them in
     PostgreSQL in one statement per poll (unnest, ON CONFLICT DO NOTHING), commits, produces one
-    message per poll and commits its offsets; no validation, no pricing."""
+    message per poll and commits its offsets; no validation, no pricing.
+
+    `durable` stores them in an ordinary table, as the design must (what is acknowledged survives a
+    crash of PostgreSQL): its commit waits for the write-ahead log, as every stage's does. Otherwise
+    in a temporary table, which writes no WAL and is lost with its session: faster than anything
+    that keeps money can be, so it is printed for comparison, never used as the baseline."""
     connection = await asyncpg.connect(databases.urls["rating"].replace("postgresql+asyncpg", "postgresql"))
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=kafka.bootstrap_servers, group_id=f"bench-raw-{uuid.uuid4()}",
                                 auto_offset_reset="earliest", enable_auto_commit=False,
@@ -277,8 +291,9 @@ async def raw_pipeline(kafka: KafkaSettings, databases: Databases, topic: str, c
     await consumer.start()
     await producer.start()
     try:
-        await connection.execute("CREATE TEMP TABLE raw_usage (event_id uuid PRIMARY KEY, contract_id text,"
-                                 " payload text)")
+        await connection.execute("DROP TABLE IF EXISTS raw_usage")
+        await connection.execute(f"CREATE {'' if durable else 'TEMP '}TABLE raw_usage (event_id uuid PRIMARY KEY,"
+                                 " contract_id text, payload text)")
         seen, started = 0, None
         while seen < count:
             batches = await consumer.getmany(timeout_ms=500, max_records=RatingSettings().batch_max_records)
@@ -297,6 +312,7 @@ async def raw_pipeline(kafka: KafkaSettings, databases: Databases, topic: str, c
             seen += len(records)
         return count / (time.perf_counter() - (started or time.perf_counter()))
     finally:
+        await connection.execute("DROP TABLE IF EXISTS raw_usage")
         await producer.stop()
         await consumer.stop()
         await connection.close()
@@ -378,7 +394,7 @@ async def _reached(databases: Databases, service: str, table, target: int) -> bo
 
 
 async def publish(kafka: KafkaSettings, topic: str, events: list) -> None:
-    await produce(kafka, topic, encoded(events))
+    await load.publish(kafka, topic, encoded(events))
 
 
 def encoded(events: list) -> list[tuple[bytes, bytes]]:
@@ -474,7 +490,7 @@ async def run(config: BenchmarkConfig, root: Path) -> Results:
 
         if config.period_events:
             print(f"one contract, {config.period_events:,} usage events in one period, to its invoice")
-            await one_big_period(kafka, databases, config.period_events, produce, results.add)
+            await one_big_period(kafka, databases, config.period_events, load.publish, results.add)
             record_rss(workers, results)
 
         # Everything above went through the real pipeline: the four services must agree on every
@@ -529,7 +545,7 @@ async def billing_run(kafka: KafkaSettings, databases: Databases, workers: Worke
     requests = encoded([BillingRunRequested(event_id=derive_id(f"bench-run-{prefix}", spec.contract_id),
                                             occurred_at=now, contract_id=spec.contract_id, cutoff=now) for spec in specs])
     started = time.perf_counter()
-    await produce(kafka, topics.BILLING_RUNS_REQUESTED, requests)
+    await load.publish(kafka, topics.BILLING_RUNS_REQUESTED, requests)
     await time_until(databases, "invoicing", documents, docs_before + contracts, "documents of the run")
     return time.perf_counter() - started
 
@@ -550,7 +566,7 @@ async def settle_backlog(kafka: KafkaSettings, databases: Databases, specs: list
     requests = encoded([BillingRunRequested(event_id=derive_id("bench-settle", contract_id), occurred_at=now,
                                             contract_id=contract_id, cutoff=now) for contract_id in contract_ids])
     started = time.perf_counter()
-    await produce(kafka, topics.BILLING_RUNS_REQUESTED, requests)
+    await load.publish(kafka, topics.BILLING_RUNS_REQUESTED, requests)
 
     await until_counted(settled, settled_before + backlog, "the stage's items to settle")
     return backlog / (time.perf_counter() - started)
@@ -572,7 +588,7 @@ async def work_off(kafka: KafkaSettings, databases: Databases, specs: list[Contr
     before = await count(databases, "rating", rated_usage)
     usage = encoded(usage_events(events, specs, label))
     started = time.perf_counter()
-    await produce(kafka, topics.USAGE_RECORDED, usage)
+    await load.publish(kafka, topics.USAGE_RECORDED, usage)
     await until_rated_and_held(databases, before + events, f"{events:,} events ({label}) rated and held by settlement",
                                timeout_s=3600)
     return time.perf_counter() - started
@@ -588,53 +604,39 @@ def add_latency(results: Results, latencies: list[float], label: str) -> None:
 
 async def measure_latency(kafka: KafkaSettings, specs: list[ContractSpec], config: BenchmarkConfig,
                           label: str) -> list[float]:
-    """Publish at a steady rate and time each event until its rated item appears on items.rated.
+    """Publish at a steady rate and time each event until its rated item can be read off items.rated.
 
-    The load generator shares the machine with what it measures, so it spends little: its producer
-    lingers 5 ms as Kafka's own clients and librdkafka do by default (a request per few events,
-    not one per event), it wakes every millisecond only to send what is due, and it reads of each
-    item only the ids of the events it rated."""
-    consumer = AIOKafkaConsumer(topics.ITEMS_RATED, bootstrap_servers=kafka.bootstrap_servers,
-                                group_id=f"bench-latency-{uuid.uuid4()}", auto_offset_reset="latest",
-                                fetch_max_wait_ms=kafka.fetch_max_wait_ms,
-                                session_timeout_ms=6000, heartbeat_interval_ms=500)
-    await consumer.start()
-    while not consumer.assignment():
-        await asyncio.sleep(0.1)
-    await consumer.seek_to_end()
-    producer = AIOKafkaProducer(bootstrap_servers=kafka.bootstrap_servers, acks="all", linger_ms=5,
-                                enable_idempotence=kafka.idempotent_producer)
-    await producer.start()
+    Both ends are librdkafka (ops.load), as an upstream product and a downstream reader would be,
+    spending little of the machine they share with what they measure: the producer lingers 5 ms
+    (librdkafka's default: a request per few events), the loop wakes only to send what is due,
+    and the reader takes of each item only the ids of the events it rated."""
+    total = int(config.latency_rate * config.latency_seconds)
+    messages = [(str(event.event_id), event.key.encode(), encode_event(event))
+                for event in usage_events(total, specs, label)]
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
-    total = int(config.latency_rate * config.latency_seconds)
-    messages = [(str(event.event_id), encode_event(event), event.key.encode())
-                for event in usage_events(total, specs, label)]
 
-    async def receive() -> None:
-        while len(latencies) < total:
-            batches = await consumer.getmany(timeout_ms=200)
-            arrived = time.perf_counter()
-            for records in batches.values():
-                for record in records:
-                    latencies.extend((arrived - sent_at[event_id]) * 1000
-                                     for event_id in json.loads(record.value)["source_event_ids"]
-                                     if event_id in sent_at)
+    def rated(value: bytes, arrived: float) -> None:
+        latencies.extend((arrived - sent_at[event_id]) * 1000 for event_id in json.loads(value)["source_event_ids"]
+                         if event_id in sent_at)
 
-    receiver = asyncio.create_task(receive())
-    interval = 1 / config.latency_rate
-    began = time.perf_counter()
-    sent = 0
-    while sent < total:
-        due = min(total, int((time.perf_counter() - began) / interval) + 1)
-        for event_id, payload, key in messages[sent:due]:
-            sent_at[event_id] = time.perf_counter()
-            await producer.send(topics.USAGE_RECORDED, payload, key=key)
-        sent = due
-        await asyncio.sleep(max(0.0, began + sent * interval - time.perf_counter()))
-    await asyncio.wait_for(receiver, timeout=300)
-    await producer.stop()
-    await consumer.stop()
+    reader = load.TopicReader(kafka, topics.ITEMS_RATED, rated)
+    try:
+        producer = load.LoadProducer(kafka)
+        interval = 1 / config.latency_rate
+        began = time.perf_counter()
+        sent = 0
+        while sent < total:
+            due = min(total, int((time.perf_counter() - began) / interval) + 1)
+            for event_id, key, payload in messages[sent:due]:
+                sent_at[event_id] = time.perf_counter()
+                producer.send(topics.USAGE_RECORDED, key, payload)
+            sent = due
+            await asyncio.sleep(max(0.0, began + sent * interval - time.perf_counter()))
+        await asyncio.to_thread(producer.flush)
+        await wait_until(lambda: _async(len(latencies) >= total), timeout_s=300, what="every event's rated item")
+    finally:
+        await asyncio.to_thread(reader.close)
     return latencies
 
 
