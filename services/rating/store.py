@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
+from dataclasses import replace
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Collection, Iterable, Mapping, Sequence
@@ -35,7 +36,7 @@ from services.rating.tables import (
     period_usage,
     rated_usage,
 )
-from shared.db import CompiledOnce, column_arrays, insert_rows, inserting, unnested
+from shared.db import CompiledOnce, among, column_arrays, insert_rows, inserting, unnested
 from shared.events import BillingCycle, ContractStatus, CustomerProfile
 from shared.periods import Period
 
@@ -57,27 +58,65 @@ def _contract(row, items: list[ContractItemSpec]) -> Contract:
     )
 
 
+class ContractCache:
+    """The contracts this process rated lately, as of their revision: every change of a contract
+    or its items goes through `save_contract`, which bumps the revision, so a cached contract of
+    the revision the database holds is the contract. Only `closed_through`, which the period close
+    moves without a new revision, is read each time. Building a contract from its rows (its items'
+    terms validated by pydantic) was the largest part of a batch of a few dozen events."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._contracts: OrderedDict[str, tuple[int, Contract]] = OrderedDict()
+
+    def get(self, contract_id: str, revision: int, closed_through: date | None) -> Contract | None:
+        cached = self._contracts.get(contract_id)
+        if cached is None or cached[0] != revision:
+            return None
+        self._contracts.move_to_end(contract_id)
+        contract = cached[1]
+        return contract if contract.closed_through == closed_through else replace(contract,
+                                                                                 closed_through=closed_through)
+
+    def put(self, revision: int, contract: Contract) -> None:
+        self._contracts[contract.contract_id] = (revision, contract)
+        self._contracts.move_to_end(contract.contract_id)
+        if len(self._contracts) > self.size:
+            self._contracts.popitem(last=False)
+
+
+# About 2 KB a contract: a worker keeps the contracts of a few thousand customers' usage at hand.
+_cached = ContractCache(size=10_000)
+
+
 async def load_contracts(session: AsyncSession, contract_ids: Collection[str], *,
                          for_update: bool = False) -> dict[str, Contract]:
-    """The contracts with their items, in one query, locked against concurrent changes.
+    """The contracts with their items, locked against concurrent changes: one query for their
+    revisions and the lock, one more for those not cached at their revision.
 
     Rating takes a share lock, so usage of a contract is never rated while its periods are
     being closed (an exclusive lock) or the contract is replaced.
     """
-    query = (
-        select(contracts, contract_items.c.terms)
-        .join(contract_items, contract_items.c.contract_id == contracts.c.contract_id)
-        .where(contracts.c.contract_id.in_(sorted(contract_ids)))
+    locked = (await session.execute(
+        select(contracts.c.contract_id, contracts.c.revision, contracts.c.closed_through)
+        .where(among(contracts.c.contract_id, sorted(contract_ids)))
         .order_by(contracts.c.contract_id)
-        .with_for_update(read=not for_update, of=contracts)
-    )
-    rows_by_contract = defaultdict(list)
-    for row in (await session.execute(query)).all():
-        rows_by_contract[row.contract_id].append(row)
-    return {
-        contract_id: _contract(rows[0], [ContractItemSpec.model_validate(row.terms) for row in rows])
-        for contract_id, rows in rows_by_contract.items()
-    }
+        .with_for_update(read=not for_update)
+    )).all()
+    found = {row.contract_id: _cached.get(row.contract_id, row.revision, row.closed_through) for row in locked}
+    missing = [contract_id for contract_id, contract in found.items() if contract is None]
+    if missing:
+        rows_by_contract = defaultdict(list)
+        for row in (await session.execute(
+            select(contracts, contract_items.c.terms)
+            .join(contract_items, contract_items.c.contract_id == contracts.c.contract_id)
+            .where(among(contracts.c.contract_id, missing))
+        )).all():
+            rows_by_contract[row.contract_id].append(row)
+        for contract_id, rows in rows_by_contract.items():
+            found[contract_id] = _contract(rows[0], [ContractItemSpec.model_validate(row.terms) for row in rows])
+            _cached.put(rows[0].revision, found[contract_id])
+    return {contract_id: contract for contract_id, contract in found.items() if contract is not None}
 
 
 async def find_contract(session: AsyncSession, contract_id: str, *, for_update: bool = False) -> Contract | None:

@@ -282,3 +282,24 @@ async def test_saving_a_contract_publishes_its_whole_state_with_a_growing_revisi
     assert [(s.revision, sorted(i.item_code for i in s.items)) for s in snapshots] == [
         (1, ["api-calls"]), (2, ["api-calls", "sms"])]
     assert snapshots[1].customer.customer_id == f"CUST-{contract}" and snapshots[1].customer.country == "DE"
+
+
+async def test_a_new_price_rates_the_usage_that_comes_after_it_in_the_running_worker(broker, databases,
+                                                                                     reconciled_at_the_end):
+    """The worker keeps the contracts it rated at hand (by revision): a contract changed after
+    some of its usage was rated must price what comes next, and the period's items add up to the
+    period's price of all of its usage at the price in force."""
+    contract = new_contract_id("reprice")
+    reconciled_at_the_end.add(contract)
+    await given_contract(databases, contract, {"api-calls": "0.10"})
+    await publish_usage(broker, usage(contract, "api-calls", "10"))  # 10 x 0.10 = 1.00
+    await wait_settlement_holds(databases, contract, "1.00")
+
+    await given_contract(databases, contract, {"api-calls": "0.25"})
+    await publish_usage(broker, usage(contract, "api-calls", "10", day=11))
+    await wait_settlement_holds(databases, contract, "5.00")  # 20 x 0.25 for November: 1.00 + 4.00
+
+    items = await rows(databases, "rating", select(rated_items.c.unit_price, rated_items.c.net)
+                       .where(rated_items.c.contract_id == contract).order_by(rated_items.c.rated_at))
+    assert [(row.unit_price, row.net) for row in items] == [(Decimal("0.10"), Decimal("1.00")),
+                                                           (Decimal("0.25"), Decimal("4.00"))]
