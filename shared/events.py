@@ -702,4 +702,5 @@ def parse_event(schema: type[E], payload: bytes) -> E:
 
 
 def encode_event(event: BaseModel) -> bytes:
-    return event.model_dump_json().encode()
+    # model_dump_json's bytes, without its decoding to str (and the encoding back) of every message.
+    return event.__pydantic_serializer__.to_json(event)

@@ -50,6 +50,8 @@ def exponent(currency: str) -> int:
 
 def to_decimal(value: str | int | Decimal) -> Decimal:
     """A finite Decimal from a string, int or Decimal; floats are refused because they are inexact."""
+    if type(value) is Decimal and value.is_finite():  # most amounts are already (immutable) Decimals
+        return value
     if isinstance(value, bool) or not isinstance(value, (str, int, Decimal)):
         raise MoneyError(f"amounts must be given as str, int or Decimal, not {type(value).__name__}")
     try:

@@ -292,7 +292,7 @@ def rate(consumed: Sequence[Consumption], contract: Contract, placement: Placeme
     billed_in = (contract.first_open_period() or period) if closed else period
     plan, currency = item.plan, contract.currency
     before, after = plan.price(state.quantity), plan.price(state.quantity + quantity)
-    net = plan.settled_net(after.quantity, currency, closed=closed)
+    net = plan.settled(after, currency, closed=closed)
     discount = Money.round(after.gross, currency) - Money.round(after.net, currency)
     free = after.free_quantity - before.free_quantity
     rated = BillableItem(

@@ -108,7 +108,11 @@ class PricePlan:
 
     def settled_net(self, quantity: Decimal, currency: str, *, closed: bool) -> Money:
         """The period's net so far, rounded once; a closed period owes at least its minimum."""
-        net = Money.round(self.price(quantity).net, currency)
+        return self.settled(self.price(quantity), currency, closed=closed)
+
+    def settled(self, price: Price, currency: str, *, closed: bool) -> Money:
+        """`settled_net` of a quantity already priced (`price`)."""
+        net = Money.round(price.net, currency)
         if closed and self.minimum is not None:
             return max(net, Money.round(self.minimum, currency))
         return net
