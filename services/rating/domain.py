@@ -99,14 +99,15 @@ class Contract:
     closed_through: date | None = None
     # The business time zone its days (and so its periods) begin and end in.
     time_zone: str = "UTC"
+    # Its billing schedule, made once: every usage event is placed in one of its periods.
+    schedule: BillingSchedule = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "schedule", BillingSchedule(self.starts_on, self.ends_on, self.billing_cycle,
+                                                             self.period_months, self.alignment_date))
 
     def is_active_on(self, day: date) -> bool:
         return self.starts_on <= day and (self.ends_on is None or day <= self.ends_on)
-
-    @property
-    def schedule(self) -> BillingSchedule:
-        return BillingSchedule(self.starts_on, self.ends_on, self.billing_cycle, self.period_months,
-                               self.alignment_date)
 
     def day_of(self, instant: datetime) -> date:
         """The contract's business day `instant` falls on."""
