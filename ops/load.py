@@ -10,7 +10,8 @@ written in bursts can wait for the next fetch to time out: that is the reader's 
 pipeline's. The aiokafka baselines (plain produce and consume) stay as they are.
 
 Both sides run with librdkafka's defaults but for what a billing producer must have (acks=all,
-idempotence where the broker has it, as the relays); linger.ms is its default 5 ms.
+idempotence where the broker has it, as the relays) and the Java client's partitioner; linger.ms
+is its default 5 ms.
 """
 
 from __future__ import annotations
@@ -38,8 +39,11 @@ class LoadProducer:
     raises if the broker refused any."""
 
     def __init__(self, kafka: KafkaSettings) -> None:
+        # murmur2: a key lands on the partition the Java client, aiokafka and so the services' own
+        # producers put it on (librdkafka's default hashes keys with CRC32).
         self._producer = Producer({**_connection(kafka), "acks": "all",
                                    "enable.idempotence": kafka.idempotent_producer,
+                                   "partitioner": "murmur2_random",
                                    "queue.buffering.max.messages": 1_000_000})
         self._failures: list[str] = []
 
