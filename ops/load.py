@@ -99,9 +99,14 @@ class TopicReader:
 
     def _read(self) -> None:
         while not self._stopping.is_set():
-            messages = self._consumer.consume(num_messages=10_000, timeout=0.2)
+            # poll returns at the first message; consume(n, timeout) would wait for n messages or the
+            # whole timeout, and every message of the batch would seem to arrive that late.
+            first = self._consumer.poll(0.2)
+            if first is None:
+                continue
             arrived = time.perf_counter()
-            for message in messages:
+            # What librdkafka has fetched by now: it arrived no later than the first was handed over.
+            for message in [first, *self._consumer.consume(num_messages=10_000, timeout=0)]:
                 if message.error() is None:
                     self._on_message(message.value(), arrived)
 
