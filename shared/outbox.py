@@ -121,21 +121,6 @@ class OutboxRelay:
         # published at once. The poll only catches what arrived while the listener was reconnecting.
         self._listener: AsyncConnection | None = None
         self.loop = BackgroundLoop(self.client_id, self._tick, settings.outbox_poll_interval_s, self.log)
-        # The oldest unpublished rows, in the statement that takes the relay's lock (one round trip).
-        # The lock is held until commit: one relay per database publishes, so a key's rows keep their
-        # order; without it the statement gives no rows. The transaction then marks what it published
-        # without waiting for the WAL's flush (synchronous_commit off, for it alone): a mark lost in a
-        # crash of PostgreSQL only publishes its rows again, and every inbox drops those.
-        relay = select(func.pg_try_advisory_xact_lock(self.lock_key).label("held"),
-                       func.set_config("synchronous_commit", "off", True).label("commit")).cte("relay")
-        self._pending = (
-            select(self.outbox.c.id, self.outbox.c.event_id, self.outbox.c.topic, self.outbox.c.key,
-                   self.outbox.c.payload, self.outbox.c.actor)
-            .join(relay, relay.c.held)
-            .where(self.outbox.c.published_at.is_(None), self.outbox.c.quarantined_at.is_(None))
-            .order_by(self.outbox.c.id)
-            .limit(self.batch_size)
-        )
 
     def start(self) -> None:
         self.loop.start()
@@ -193,9 +178,20 @@ class OutboxRelay:
 
     async def _publish_batch(self, producer: AIOKafkaProducer) -> int:
         async with self.database.transaction() as session:
-            rows = (await session.execute(self._pending)).all()
+            # Held until commit: one relay per database publishes, so a key's rows keep their order.
+            if not await session.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key))):
+                return 0
+            rows = (
+                await session.execute(
+                    select(self.outbox.c.id, self.outbox.c.event_id, self.outbox.c.topic, self.outbox.c.key,
+                           self.outbox.c.payload, self.outbox.c.actor)
+                    .where(self.outbox.c.published_at.is_(None), self.outbox.c.quarantined_at.is_(None))
+                    .order_by(self.outbox.c.id)
+                    .limit(self.batch_size)
+                )
+            ).all()
             if not rows:
-                return 0  # nothing to publish, or another relay is publishing
+                return 0
             # send() only queues (in call order, so a key's rows keep their order); every
             # acknowledgement is awaited before the rows are marked published. A transient failure
             # raises, and the whole batch is sent again (the inboxes drop what arrived twice).
