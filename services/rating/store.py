@@ -73,10 +73,11 @@ class ContractCache:
         cached = self._contracts.get(contract_id)
         if cached is None or cached[0] != revision:
             return None
-        self._contracts.move_to_end(contract_id)
         contract = cached[1]
-        return contract if contract.closed_through == closed_through else replace(contract,
-                                                                                 closed_through=closed_through)
+        if contract.closed_through != closed_through:
+            contract = replace(contract, closed_through=closed_through)
+        self.put(revision, contract)
+        return contract
 
     def put(self, revision: int, contract: Contract) -> None:
         self._contracts[contract.contract_id] = (revision, contract)
