@@ -609,35 +609,56 @@ async def measure_latency(kafka: KafkaSettings, specs: list[ContractSpec], confi
     Both ends are librdkafka (ops.load), as an upstream product and a downstream reader would be,
     spending little of the machine they share with what they measure: the producer lingers 5 ms
     (librdkafka's default: a request per few events), the loop wakes only to send what is due,
-    and the reader takes of each item only the ids of the events it rated."""
-    total = int(config.latency_rate * config.latency_seconds)
-    messages = [(str(event.event_id), event.key.encode(), encode_event(event))
-                for event in usage_events(total, specs, label)]
+    and the reader takes of each item only the ids of the events it rated. The clock starts once
+    a few events went all the way through untimed (`LATENCY_WARM_UP_EVENTS`): until then the two
+    clients are still connecting and the reader has not fetched yet, which the first 0.7 s of
+    events waited for (300-650 ms), so that they were the slowest percent."""
+    warm_up, timed = _latency_events(specs, label, int(config.latency_rate * config.latency_seconds))
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
+    warmed: set[str] = set()
 
     def rated(value: bytes, arrived: float) -> None:
-        latencies.extend((arrived - sent_at[event_id]) * 1000 for event_id in json.loads(value)["source_event_ids"]
-                         if event_id in sent_at)
+        for event_id in json.loads(value)["source_event_ids"]:
+            if event_id in sent_at:
+                latencies.append((arrived - sent_at[event_id]) * 1000)
+            else:
+                warmed.add(event_id)
 
     reader = load.TopicReader(kafka, topics.ITEMS_RATED, rated)
     try:
         producer = load.LoadProducer(kafka)
+        for _, key, payload in warm_up:
+            producer.send(topics.USAGE_RECORDED, key, payload)
+        await asyncio.to_thread(producer.flush)
+        await wait_until(lambda: _async(len(warmed) >= len(warm_up)), timeout_s=300, what="the warm-up's rated items")
         interval = 1 / config.latency_rate
         began = time.perf_counter()
         sent = 0
-        while sent < total:
-            due = min(total, int((time.perf_counter() - began) / interval) + 1)
-            for event_id, key, payload in messages[sent:due]:
+        while sent < len(timed):
+            due = min(len(timed), int((time.perf_counter() - began) / interval) + 1)
+            for event_id, key, payload in timed[sent:due]:
                 sent_at[event_id] = time.perf_counter()
                 producer.send(topics.USAGE_RECORDED, key, payload)
             sent = due
             await asyncio.sleep(max(0.0, began + sent * interval - time.perf_counter()))
         await asyncio.to_thread(producer.flush)
-        await wait_until(lambda: _async(len(latencies) >= total), timeout_s=300, what="every event's rated item")
+        await wait_until(lambda: _async(len(latencies) >= len(timed)), timeout_s=300, what="every event's rated item")
     finally:
         await asyncio.to_thread(reader.close)
     return latencies
+
+
+# Events sent through before the latency clock starts (measure_latency).
+LATENCY_WARM_UP_EVENTS = 20
+
+
+def _latency_events(specs: list[ContractSpec], label: str, count: int
+                    ) -> tuple[list[tuple[str, bytes, bytes]], list[tuple[str, bytes, bytes]]]:
+    """(event id, key, payload) of the untimed warm-up events and of the `count` timed ones."""
+    messages = [(str(event.event_id), event.key.encode(), encode_event(event))
+                for event in usage_events(LATENCY_WARM_UP_EVENTS + count, specs, label)]
+    return messages[:LATENCY_WARM_UP_EVENTS], messages[LATENCY_WARM_UP_EVENTS:]
 
 
 def run_benchmark(config: BenchmarkConfig) -> dict[str, list[Results]]:
