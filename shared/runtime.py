@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any, Sequence, TypeVar
 
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -125,13 +127,19 @@ class ServiceRuntime:
         offsets = OffsetsBehind(consumer.log)
         self.offsets.append(offsets)
 
+        # A consumer whose fetches linger gets what arrived meanwhile with its next fetch anyway.
+        top_up_ms = 0 if self.settings.fetch_linger_ms else self.kafka.batch_top_up_ms or 0
+
         async def handle(message: KafkaMessage) -> None:
+            records = message.raw_message
             try:
-                await consumer.consume_batch(message.raw_message)
+                records = await topped_up(message.consumer, records, self.settings.batch_max_records, top_up_ms)
+                await consumer.consume_batch(records)
             except BaseException:
+                rewind(message.consumer, records)
                 await message.nack()
                 raise
-            offsets.applied(message.consumer, message.raw_message)
+            offsets.applied(message.consumer, records)
 
         self.broker.subscriber(
             topic, **consumer_options(consumer.name, self.kafka, self.settings.fetch_linger_ms), batch=True,
@@ -215,6 +223,31 @@ def settle_heap() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
+
+
+async def topped_up(consumer: AIOKafkaConsumer, records: tuple[ConsumerRecord, ...], max_records: int,
+                    wait_ms: int) -> tuple[ConsumerRecord, ...]:
+    """A polled batch with what arrived while the previous batch was applied, waiting at most
+    `wait_ms` for it. aiokafka fetches a partition again only once the application has taken what
+    it fetched before, so a poll hands over what was fetched as the previous batch began: at 1,000
+    events/s its events were one to two batches old before their batch started. Taking the fetch
+    that the poll set off as well makes a batch reach up to its own start. A batch polled whole
+    (`max_records`) is left as it is: what follows it is already waiting in the fetcher."""
+    room = max_records - len(records)
+    if wait_ms <= 0 or room <= 0:
+        return records
+    fresh = await consumer.getmany(timeout_ms=wait_ms, max_records=room)
+    return records + tuple(chain.from_iterable(fresh.values()))
+
+
+def rewind(consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> None:
+    """Seek each partition of `records` back to its earliest one, so they are all polled again."""
+    earliest: dict[TopicPartition, int] = {}
+    for record in records:
+        partition = TopicPartition(record.topic, record.partition)
+        earliest[partition] = min(earliest.get(partition, record.offset), record.offset)
+    for partition, offset in earliest.items():
+        consumer.seek(partition, offset)
 
 
 async def _undecoded(message: KafkaMessage) -> Any:

@@ -43,10 +43,11 @@ def local_stack_state() -> dict[str, str]:
 BROKER_DEFAULTS: dict[str, dict[str, object]] = {
     # Kafka's usual fetch wait, which saves idle fetches; with aiokafka it still cost latency in the
     # benchmark (README, "On both brokers"), so 50 is the candidate once CI has run with it.
-    "kafka": {"idempotent_producer": True, "fetch_max_wait_ms": 500},
-    # Tansu answers a fetch only when its wait runs out, so the wait is every hop's latency; and it
-    # fails idempotent producers with UnknownError.
-    "tansu": {"idempotent_producer": False, "fetch_max_wait_ms": 50},
+    "kafka": {"idempotent_producer": True, "fetch_max_wait_ms": 500, "batch_top_up_ms": 10},
+    # Tansu answers a fetch only when its wait runs out, so the wait is every hop's latency (and a
+    # batch's top-up would wait its whole time for nothing); and it fails idempotent producers with
+    # UnknownError.
+    "tansu": {"idempotent_producer": False, "fetch_max_wait_ms": 50, "batch_top_up_ms": 0},
 }
 
 
@@ -77,6 +78,9 @@ class KafkaSettings(BaseSettings):
     heartbeat_interval_ms: int = 3_000
     # How long a fetch may wait for data (default: by broker, BROKER_DEFAULTS).
     fetch_max_wait_ms: int | None = None
+    # How long a batch consumer waits for what arrived while it applied its previous batch before
+    # it starts the next one (shared.runtime.topped_up); 0 never waits (default: by broker).
+    batch_top_up_ms: int | None = None
     # The outbox relays' producers: the broker drops a retried send it already has and keeps a
     # partition's sends in order (default: by broker). Exactly-once effects do not depend on it:
     # the inboxes drop what arrives twice.
