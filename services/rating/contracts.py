@@ -40,11 +40,8 @@ async def save_contracts(database: Database, specs: list[ContractSpec], change: 
     seller = SellerSettings()
 
     async def save_all(session: AsyncSession) -> list[Outgoing]:
-        outgoing = []
-        for spec in specs:
-            revision, changed = await handlers.save_contract(session, spec, seller)
-            revisions.append(revision)
-            outgoing.extend(changed)
+        saved, outgoing = await handlers.save_contracts(session, specs, seller)
+        revisions.extend(saved)
         return outgoing
 
     revisions: list[int] = []

@@ -13,8 +13,8 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Collection, Iterable, Mapping, Sequence
 
-from sqlalchemy import func, or_, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import any_, bindparam, func, null, or_, select, tuple_, update
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.rating.domain import (
@@ -60,7 +60,7 @@ def _contract(row, items: list[ContractItemSpec]) -> Contract:
 
 class ContractCache:
     """The contracts this process rated lately, as of their revision: every change of a contract
-    or its items goes through `save_contract`, which bumps the revision, so a cached contract of
+    or its items goes through `save_contracts`, which bumps the revision, so a cached contract of
     the revision the database holds is the contract. Only `closed_through`, which the period close
     moves without a new revision, is read each time. Building a contract from its rows (its items'
     terms validated by pydantic) was the largest part of a batch of a few dozen events."""
@@ -186,57 +186,86 @@ async def contract_ids_to_close(session: AsyncSession, as_of: date) -> list[str]
     )
 
 
-async def save_customer(session: AsyncSession, customer: CustomerProfile) -> None:
-    """Create or change the customer; `updated_at` moves only when the profile differs from the stored one."""
-    values = customer.model_dump(mode="json")
-    statement = insert(customers).values(values)
-    await session.execute(statement.on_conflict_do_update(
-        index_elements=["customer_id"], set_={**values, "updated_at": func.now()},
-        where=or_(*(customers.c[name].is_distinct_from(statement.excluded[name]) for name in values))))
+_CUSTOMER_COLUMNS = tuple(CustomerProfile.model_fields)
+_PROFILE_COLUMNS = _CUSTOMER_COLUMNS[1:]
+_new_customers = inserting(customers, _CUSTOMER_COLUMNS)
+_save_customers = CompiledOnce(_new_customers.on_conflict_do_update(
+    index_elements=["customer_id"],
+    set_={**{name: _new_customers.excluded[name] for name in _PROFILE_COLUMNS}, "updated_at": func.now()},
+    where=or_(*(customers.c[name].is_distinct_from(_new_customers.excluded[name]) for name in _PROFILE_COLUMNS),
+              # Given several profiles in one call, one of them differed from the stored one (see below).
+              customers.c.customer_id == any_(bindparam("profile_varied", type_=ARRAY(customers.c.customer_id.type)))),
+))
 
 
-async def save_contract(session: AsyncSession, spec: ContractSpec) -> int:
-    """Create or replace a contract with exactly the given items; returns its new revision."""
-    values = {
-        "contract_id": spec.contract_id,
-        "customer_id": spec.customer.customer_id,
-        "currency": spec.currency,
-        "starts_on": spec.starts_on,
-        "ends_on": spec.ends_on,
-        "status": spec.status.value,
-        "billing_cycle": spec.billing_cycle.value,
-        "period_months": spec.period_months,
-        "alignment_date": spec.alignment_date,
-        "time_zone": spec.time_zone,
-        "close_due_on": None,  # its periods or fees may have changed: the next tick looks again
-    }
-    revision = (
-        await session.execute(
-            insert(contracts)
-            .values(**values, revision=1)
-            .on_conflict_do_update(
-                index_elements=["contract_id"], set_={**values, "revision": contracts.c.revision + 1}
-            )
-            .returning(contracts.c.revision)
-        )
-    ).scalar_one()
-    await session.execute(contract_items.delete().where(contract_items.c.contract_id == spec.contract_id))
-    await session.execute(
-        insert(contract_items),
-        [
-            {
-                "contract_id": spec.contract_id,
-                "item_code": item.item_code,
-                "description": item.description,
-                "unit_price": item.to_domain().unit_price.quantize(QUANTITY_QUANTUM),
-                "tax_category": item.tax_category.value,
-                "kind": item.kind.value,
-                "terms": item.model_dump(mode="json", exclude_defaults=True),
-            }
-            for item in spec.items
-        ],
-    )
-    return revision
+async def save_customers(session: AsyncSession, profiles: Sequence[CustomerProfile]) -> None:
+    """Create or change customers in one statement, leaving what saving the profiles one by one in
+    this order would: each customer its last profile, and `updated_at` moved only when one of its
+    profiles differs from the stored one. (An upsert cannot change a row twice: a customer given
+    several profiles is written once, with its last, and moved even if that one is the stored one,
+    since an earlier one then differed from it.)"""
+    rows_by_customer: dict[str, list[tuple]] = defaultdict(list)
+    for profile in profiles:
+        rows_by_customer[profile.customer_id].append(_customer_row(profile))
+    varied = [customer_id for customer_id, rows in rows_by_customer.items() if len(set(rows)) > 1]
+    last_rows = [rows[-1] for _, rows in sorted(rows_by_customer.items())]  # locked in key order
+    if last_rows:
+        await _save_customers.execute(session, **column_arrays(_CUSTOMER_COLUMNS, last_rows), profile_varied=varied)
+
+
+def _customer_row(profile: CustomerProfile) -> tuple:
+    values = profile.model_dump(mode="json")
+    return tuple(_jsonb(values[name]) if isinstance(customers.c[name].type, JSONB) else values[name]
+                 for name in _CUSTOMER_COLUMNS)
+
+
+def _jsonb(value: object) -> str | None:
+    """A JSONB value as asyncpg takes it from an array parameter or COPY: its text; None stays SQL NULL."""
+    return None if value is None else json.dumps(value)
+
+
+_CONTRACT_COLUMNS = ("contract_id", "customer_id", "currency", "starts_on", "ends_on", "status", "billing_cycle",
+                     "period_months", "alignment_date", "time_zone", "revision")
+_new_contracts = inserting(contracts, _CONTRACT_COLUMNS)
+_save_contracts = CompiledOnce(_new_contracts.on_conflict_do_update(
+    index_elements=["contract_id"],
+    set_={**{name: _new_contracts.excluded[name] for name in _CONTRACT_COLUMNS if name not in ("contract_id", "revision")},
+          "revision": contracts.c.revision + 1,
+          "close_due_on": null()},  # its periods or fees may have changed: the next tick looks again
+).returning(contracts.c.contract_id, contracts.c.revision))
+
+_CONTRACT_ITEM_COLUMNS = ("contract_id", "item_code", "description", "unit_price", "tax_category", "kind", "terms")
+
+
+async def save_contracts(session: AsyncSession, specs: Sequence[ContractSpec]) -> list[int]:
+    """Create or replace contracts, each with exactly the given items, in four statements however
+    many; returns their new revisions (1 for a new one) in the order of `specs`. Each contract once:
+    PostgreSQL's upsert cannot change a row twice in one statement."""
+    contract_ids = [spec.contract_id for spec in specs]
+    assert len(set(contract_ids)) == len(contract_ids), "each contract once per call"
+    if not specs:
+        return []
+    ordered = sorted(specs, key=lambda spec: spec.contract_id)  # rows locked in key order, as load_contracts does
+    saved = await _save_contracts.execute(session, **column_arrays(_CONTRACT_COLUMNS, list(map(_contract_row, ordered))))
+    await session.execute(contract_items.delete().where(among(contract_items.c.contract_id, contract_ids)))
+    await insert_rows(session, contract_items, _CONTRACT_ITEM_COLUMNS,
+                      [row for spec in ordered for row in _contract_item_rows(spec)])
+    revisions = {row["contract_id"]: row["revision"] for row in saved}
+    return [revisions[contract_id] for contract_id in contract_ids]
+
+
+def _contract_row(spec: ContractSpec) -> tuple:
+    """The values of `_CONTRACT_COLUMNS`; the revision is a new contract's (a stored one's grows)."""
+    return (spec.contract_id, spec.customer.customer_id, spec.currency, spec.starts_on, spec.ends_on,
+            spec.status.value, spec.billing_cycle.value, spec.period_months, spec.alignment_date, spec.time_zone, 1)
+
+
+def _contract_item_rows(spec: ContractSpec) -> list[tuple]:
+    """The values of `_CONTRACT_ITEM_COLUMNS` for each of the contract's items."""
+    return [(spec.contract_id, item.item_code, item.description,
+             item.to_domain().unit_price.quantize(QUANTITY_QUANTUM), item.tax_category.value, item.kind.value,
+             _jsonb(item.model_dump(mode="json", exclude_defaults=True)))
+            for item in spec.items]
 
 
 async def mark_closed(session: AsyncSession, contract_id: str, closed_through: date | None,
@@ -348,9 +377,14 @@ def _row(item: BillableItem) -> dict:
     }
 
 
-async def has_billable_items(session: AsyncSession, contract_id: str) -> bool:
-    return bool(await session.scalar(select(select(billable_items.c.billable_item_id)
-                                            .where(billable_items.c.contract_id == contract_id).exists())))
+async def contracts_with_billable_items(session: AsyncSession, contract_ids: Collection[str]) -> set[str]:
+    """Those of the contracts that have billable items, in one query (none for no contracts)."""
+    if not contract_ids:
+        return set()
+    return set(await session.scalars(select(contracts.c.contract_id).where(
+        among(contracts.c.contract_id, contract_ids),
+        select(billable_items.c.billable_item_id).where(billable_items.c.contract_id == contracts.c.contract_id).exists(),
+    )))
 
 
 async def billed_into(session: AsyncSession, contract_id: str, periods: Sequence[Period]) -> dict[Period, tuple[int, Decimal]]:
