@@ -318,9 +318,11 @@ async def test_ledger_balances_follow_receivables_payments_a_chargeback_a_refund
     customer = f"CUST-{contract}"
     await given_contract(databases, contract, {"api-calls": "0.0125", "storage-gb": "0.10"})
     await given_contract(databases, other, {"sms": "0.075"}, currency="USD", customer_id=customer)
+    # The first use is rated alone (an item of 150.00, credited below); the second adds to its period.
+    await publish(broker, topics.USAGE_RECORDED, used_now(contract, "api-calls", "12000"))  # 150.00
+    await wait_for_settlement_to_hold(databases, contract, 1)
     await publish(broker, topics.USAGE_RECORDED,
-                  used_now(contract, "api-calls", "12000"),  # 150.00
-                  used_now(contract, "api-calls", "333"),  # 4.16
+                  used_now(contract, "api-calls", "333"),  # 12,333 x 0.0125 = 154.16: 4.16 more
                   used_now(contract, "storage-gb", "0.5"),  # 0.05
                   used_now(other, "sms", "7"))  # 0.525 -> 0.53 USD
     await wait_for_settlement_to_hold(databases, contract, 3)
