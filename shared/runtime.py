@@ -8,11 +8,13 @@ and exports `runtime.app()` for `faststream run`.
 from __future__ import annotations
 
 import gc
+import logging
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any, Sequence, TypeVar
+from typing import Any, Awaitable, Callable, Sequence, TypeVar
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
+from aiokafka.errors import KafkaError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -127,23 +129,19 @@ class ServiceRuntime:
         offsets = OffsetsBehind(consumer.log)
         self.offsets.append(offsets)
 
-        # A consumer whose fetches linger gets what arrived meanwhile with its next fetch anyway.
-        top_up_ms = 0 if self.settings.fetch_linger_ms else self.kafka.batch_top_up_ms or 0
-
         async def handle(message: KafkaMessage) -> None:
-            records = message.raw_message
             try:
-                records = await topped_up(message.consumer, records, self.settings.batch_max_records, top_up_ms)
-                await consumer.consume_batch(records)
+                await consumer.consume_batch(message.raw_message)
             except BaseException:
-                rewind(message.consumer, records)
                 await message.nack()
                 raise
-            offsets.applied(message.consumer, records)
+            offsets.applied(message.consumer, message.raw_message)
 
+        # A consumer whose fetches linger gets what arrived meanwhile with its next fetch anyway.
+        top_up_ms = 0 if self.settings.fetch_linger_ms else self.kafka.batch_top_up_ms or 0
         self.broker.subscriber(
             topic, **consumer_options(consumer.name, self.kafka, self.settings.fetch_linger_ms), batch=True,
-            decoder=_undecoded,
+            parser=topping_up(self.settings.batch_max_records, top_up_ms), decoder=_undecoded,
             max_records=self.settings.batch_max_records, batch_timeout_ms=self.settings.batch_timeout_ms,
             title=consumer.name, description=f"{schema.__name__} -> {apply_batch.__name__}",
         )(handle)
@@ -225,6 +223,21 @@ def settle_heap() -> None:
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, middle, old)
 
 
+def topping_up(max_records: int, wait_ms: int) -> Callable[..., Awaitable[KafkaMessage]] | None:
+    """FastStream's parser of a polled batch, topped up (`topped_up`); in the parser, so that the
+    message FastStream counts in its metrics and rewinds on nack is the whole batch."""
+    if wait_ms <= 0:
+        return None
+
+    async def parse_topped_up(records: tuple[ConsumerRecord, ...],
+                              parse_polled: Callable[..., Awaitable[KafkaMessage]]) -> KafkaMessage:
+        polled = await parse_polled(records)
+        batch = await topped_up(polled.consumer, records, max_records, wait_ms)
+        return polled if batch is records else await parse_polled(batch)
+
+    return parse_topped_up
+
+
 async def topped_up(consumer: AIOKafkaConsumer, records: tuple[ConsumerRecord, ...], max_records: int,
                     wait_ms: int) -> tuple[ConsumerRecord, ...]:
     """A polled batch with what arrived while the previous batch was applied, waiting at most
@@ -236,18 +249,14 @@ async def topped_up(consumer: AIOKafkaConsumer, records: tuple[ConsumerRecord, .
     room = max_records - len(records)
     if wait_ms <= 0 or room <= 0:
         return records
-    fresh = await consumer.getmany(timeout_ms=wait_ms, max_records=room)
+    try:
+        fresh = await consumer.getmany(timeout_ms=wait_ms, max_records=room)
+    except KafkaError as error:
+        # The polled records must not be lost with it: the partition stays where the error is,
+        # so the next poll meets it again.
+        logging.getLogger("billing.runtime").warning("a batch went without its top-up: %r", error)
+        return records
     return records + tuple(chain.from_iterable(fresh.values()))
-
-
-def rewind(consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> None:
-    """Seek each partition of `records` back to its earliest one, so they are all polled again."""
-    earliest: dict[TopicPartition, int] = {}
-    for record in records:
-        partition = TopicPartition(record.topic, record.partition)
-        earliest[partition] = min(earliest.get(partition, record.offset), record.offset)
-    for partition, offset in earliest.items():
-        consumer.seek(partition, offset)
 
 
 async def _undecoded(message: KafkaMessage) -> Any:

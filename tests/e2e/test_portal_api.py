@@ -40,11 +40,13 @@ async def billed_customer(broker, databases, portal_url):
     customer = f"CUST-{api}"
     await given_contract(databases, api, {"api-calls": "0.0125"}, customer_id=customer)
     await given_contract(databases, sms, {"sms": "0.075"}, customer_id=customer)
-    await publish_usage(broker, usage(api, "api-calls", "12000", day=3),  # 150.00
-                        usage(api, "api-calls", "8500", day=17),  # 106.25
-                        usage(sms, "sms", "1234", day=11))  # 92.55
     async with httpx.AsyncClient(base_url=portal_url, timeout=10, headers=as_role()) as client:
         base = f"/api/customers/{customer}"
+        # The first use is rated alone, so that the second is an item of its own (not one of 20,500).
+        await publish_usage(broker, usage(api, "api-calls", "12000", day=3))  # 150.00
+        await wait_for_rows(client, f"{base}/billable-items", 1)
+        await publish_usage(broker, usage(api, "api-calls", "8500", day=17),  # 20,500 x 0.0125 = 256.25: 106.25 more
+                            usage(sms, "sms", "1234", day=11))  # 92.55
         await wait_for_rows(client, f"{base}/billable-items", 3)
         await request_billing_run(broker, api)
         invoice = (await wait_for_rows(client, f"{base}/open-items", 1))["items"][0]

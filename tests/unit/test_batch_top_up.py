@@ -1,13 +1,16 @@
 """A polled batch topped up with what arrived while the previous one was applied (shared.runtime):
-the fresh records come after the polled ones, never more than the batch has room for, and a batch
-that fails is rewound on every partition it took records of, the topped-up ones included."""
+the fresh records come after the polled ones, never more than the batch has room for, and the
+message FastStream counts and rewinds is the whole batch."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 from aiokafka import ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
-from shared.runtime import rewind, topped_up
+from shared.runtime import topped_up, topping_up
 
 pytestmark = pytest.mark.asyncio
 
@@ -20,22 +23,21 @@ def records(partition: TopicPartition, *offsets: int) -> tuple[ConsumerRecord, .
 
 
 class Fetcher:
-    """A consumer whose next fetch holds `fresh`; it records how it was polled and where it was sought."""
+    """A consumer whose next fetch holds `fresh`; it records how it was polled."""
 
-    def __init__(self, fresh: dict[TopicPartition, tuple[ConsumerRecord, ...]]) -> None:
+    def __init__(self, fresh: dict[TopicPartition, tuple[ConsumerRecord, ...]], error: KafkaError | None = None) -> None:
         self.fresh = fresh
+        self.error = error
         self.polls: list[tuple[int, int]] = []
-        self.positions: dict[TopicPartition, int] = {}
 
     async def getmany(self, *, timeout_ms: int, max_records: int) -> dict[TopicPartition, list[ConsumerRecord]]:
         self.polls.append((timeout_ms, max_records))
+        if self.error is not None:
+            raise self.error
         taken: dict[TopicPartition, list[ConsumerRecord]] = {}
         for partition, fetched in self.fresh.items():
             taken[partition] = list(fetched[:max_records - sum(map(len, taken.values()))])
         return {partition: found for partition, found in taken.items() if found}
-
-    def seek(self, partition: TopicPartition, offset: int) -> None:
-        self.positions[partition] = offset
 
 
 def offsets(batch) -> list[tuple[int, int]]:
@@ -62,8 +64,19 @@ async def test_a_full_batch_and_a_broker_that_holds_fetches_are_not_topped_up():
     assert consumer.polls == []
 
 
-async def test_a_failed_batch_is_rewound_on_every_partition_it_holds_records_of():
+async def test_the_message_faststream_counts_and_rewinds_is_the_whole_batch():
     consumer = Fetcher({P2: records(P2, 7, 8)})
-    batch = await topped_up(consumer, records(P0, 10, 11) + records(P1, 4), max_records=500, wait_ms=10)
-    rewind(consumer, batch)
-    assert consumer.positions == {P0: 10, P1: 4, P2: 7}
+
+    async def parse_polled(batch):
+        return SimpleNamespace(consumer=consumer, raw_message=batch)
+
+    parse = topping_up(max_records=500, wait_ms=10)
+    message = await parse(records(P0, 10, 11) + records(P1, 4), parse_polled)
+    assert offsets(message.raw_message) == [(0, 10), (0, 11), (1, 4), (2, 7), (2, 8)]
+    assert topping_up(max_records=500, wait_ms=0) is None  # FastStream's own parser
+
+
+async def test_a_top_up_that_fails_leaves_the_polled_batch_to_be_applied():
+    consumer = Fetcher({P0: records(P0, 12)}, error=TopicAuthorizationFailedError())
+    batch = await topped_up(consumer, records(P0, 10, 11), max_records=500, wait_ms=10)
+    assert offsets(batch) == [(0, 10), (0, 11)]
