@@ -86,7 +86,10 @@ class TopicReader:
     in a thread of its own, handing each message with the time it arrived to `on_message`."""
 
     def __init__(self, kafka: KafkaSettings, topic: str, on_message: Callable[[bytes, float], None]) -> None:
-        self._consumer = Consumer({**_connection(kafka), "group.id": "bench-reader", "enable.auto.commit": False})
+        # The broker's fetch wait as the services' consumers have it: Tansu answers a fetch only when
+        # its wait runs out, and librdkafka's own default (500 ms) was then every item's delay.
+        self._consumer = Consumer({**_connection(kafka), "group.id": "bench-reader", "enable.auto.commit": False,
+                                   "fetch.wait.max.ms": kafka.fetch_max_wait_ms})
         partitions = self._consumer.list_topics(topic, timeout=30).topics[topic].partitions
         self._consumer.assign([TopicPartition(topic, partition,
                                               self._consumer.get_watermark_offsets(
