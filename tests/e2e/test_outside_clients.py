@@ -17,7 +17,8 @@ import pytest
 from ops import load
 from ops.observe import wait_until
 from shared import topics
-from tests.e2e.conftest import DEADLINE_S, given_contract, new_contract_id, request_billing_run, wait_for_invoice
+from tests.e2e.conftest import (DEADLINE_S, given_contract, new_contract_id, request_billing_run, wait_for_invoice,
+                                wait_for_settlement_to_hold)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -46,6 +47,9 @@ async def test_usage_published_with_librdkafka_ends_in_a_document_read_with_libr
             return sum(Decimal(item["net"]) for item in rated if item["contract_id"] == contract) == Decimal("15.00")
 
         await wait_until(rated_in_full, timeout_s=DEADLINE_S, what=f"15.00 EUR rated for {contract} on items.rated")
+        # Read off items.rated is not yet held by settlement (its fetches linger): a run requested
+        # before settlement holds anything of the contract bills nothing.
+        await wait_for_settlement_to_hold(databases, contract, 2)
         await request_billing_run(broker, contract)
         invoice = await wait_for_invoice(databases, contract)
 
