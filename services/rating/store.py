@@ -459,7 +459,7 @@ async def add_billable_items(session: AsyncSession, items: list[BillableItem]) -
     """Insert new items in one statement (a batch at a low rate holds an item for almost every event); a
     second item for the same source fails loudly."""
     if items:
-        rows = [{**row, "price_breakdown": json.dumps(row["price_breakdown"])} for row in map(_row, items)]
+        rows = [{**row, "price_breakdown": _jsonb(row["price_breakdown"])} for row in map(_row, items)]
         await insert_rows(session, billable_items, _BILLABLE_ITEM_COLUMNS,
                           [tuple(row[name] for name in _BILLABLE_ITEM_COLUMNS) for row in rows])
 
