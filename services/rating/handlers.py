@@ -137,11 +137,18 @@ async def save_contracts(session: AsyncSession, specs: Sequence[ContractSpec],
 CONTRACTS_PER_ROUND = 2_000
 
 
+# A save of this many contracts or more refreshes the planner's statistics of the contract tables
+# (store.analyze_contracts) before it commits.
+CONTRACTS_WORTH_ANALYZING = 1_000
+
+
 async def _replace_contracts(session: AsyncSession, specs: Sequence[ContractSpec],
                              default_time_zone: str | None) -> tuple[list[int], list[Outgoing]]:
     saved = []
     for round_of_specs in _rounds(specs):
         saved += await _replace_distinct_contracts(session, round_of_specs, default_time_zone)
+    if len(specs) >= CONTRACTS_WORTH_ANALYZING:
+        await store.analyze_contracts(session)
     return ([revision for _, revision in saved],
             [Outgoing(topics.CONTRACTS_CHANGED, changed_event(spec, revision)) for spec, revision in saved])
 
