@@ -366,10 +366,9 @@ async def _idle(databases: Databases, kafka: KafkaSettings) -> bool:
     and settlement, rating's period close has looked at every contract loaded, and no outbox holds
     anything: a latency figure then measures the path of an event, not a backlog left by the
     stages before (invoicing still rendering the last run's e-invoices, say)."""
-    for groups in stage_subscriptions().values():
-        for group, topic in groups:
-            if any((await group_lag(kafka.bootstrap_servers, group, topic)).values()):
-                return False
+    for service in stage_subscriptions():
+        if not await _caught_up(kafka, service):
+            return False
     docs = await count(databases, "invoicing", documents)
     inbox = settlement_messaging.inbox
     taxed = await databases.count("settlement", select(func.count()).select_from(inbox)
@@ -379,6 +378,14 @@ async def _idle(databases: Databases, kafka: KafkaSettings) -> bool:
                      if RatingSettings().period_close_interval_s > 0 else 0)
     return (await count(databases, "payments", open_items) >= docs and taxed >= docs and not close_pending
             and await databases.outboxes_drained())
+
+
+async def _caught_up(kafka: KafkaSettings, service: str) -> bool:
+    """Every consumer group of the service has consumed its topic to the end."""
+    for group, topic in stage_subscriptions()[service]:
+        if any((await group_lag(kafka.bootstrap_servers, group, topic)).values()):
+            return False
+    return True
 
 
 async def until_rated_and_held(databases: Databases, events: int, what: str, timeout_s: float = 1800) -> None:
@@ -528,7 +535,8 @@ async def run(config: BenchmarkConfig, root: Path) -> Results:
 async def billing_run(kafka: KafkaSettings, databases: Databases, workers: Workers, contracts: int, prefix: str,
                       *, render_pdfs: bool, env: dict[str, str] | None = None) -> float:
     """Seconds from publishing one billing run request per contract (each with one rated item) to
-    the last document; invoicing is (re)started to render PDFs or not, with `env` (or its defaults)."""
+    the last document; invoicing is (re)started to render PDFs or not, with `env` (or its defaults),
+    and has caught up with the contracts before the requests are published."""
     specs = contract_specs(contracts, prefix)
     await save_contracts(databases["rating"], specs)
     settled_before = await count(databases, "settlement", settled_items)
@@ -543,6 +551,9 @@ async def billing_run(kafka: KafkaSettings, databases: Databases, workers: Worke
     starts = _started_lines(log)
     workers.start("invoicing")
     await wait_until(lambda: _async(_started_lines(log) > starts), timeout_s=120, what="invoicing to start")
+    # The clock starts once invoicing holds every contract's terms, as a running invoicing would
+    # from the import on: it is started here, and would otherwise first read the run's contracts.
+    await wait_until(lambda: _caught_up(kafka, "invoicing"), timeout_s=600, what="invoicing to hold the contracts")
     docs_before = await count(databases, "invoicing", documents)
     now = datetime.now(UTC)
     requests = encoded([BillingRunRequested(event_id=derive_id(f"bench-run-{prefix}", spec.contract_id),
