@@ -147,6 +147,11 @@ class ServiceRuntime:
         )(handle)
         self.subscriptions.append(Subscription(topic, consumer.name, schema))
 
+    def group_of(self, topic: str) -> str:
+        """The consumer group this service reads `topic` in."""
+        [group_id] = [subscription.group_id for subscription in self.subscriptions if subscription.topic == topic]
+        return group_id
+
     def _check_declared(self, outgoing: Sequence[Outgoing]) -> None:
         undeclared = {message.topic for message in outgoing} - self.publishes
         if undeclared:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from functools import partial
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Awaitable, Callable, Iterable, Mapping, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +35,7 @@ from shared.events import (
     SettlementItem,
     derive_id,
 )
+from shared.backlog import AppliedThrough
 from shared.inbox import BatchOutcome, each_in_savepoint
 from shared.outbox import Outgoing
 from shared.money import Money
@@ -106,15 +107,37 @@ async def record_contract(session: AsyncSession, event: ContractChanged) -> list
 _record_each_contract = each_in_savepoint(record_contract)
 
 
-async def run_billing(session: AsyncSession, events: Sequence[BillingRunRequested]) -> BatchOutcome:
+def billing_runs(rated_items: AppliedThrough, wait_s: float) -> Callable[..., Awaitable[BatchOutcome]]:
+    """The use case of billing-runs.requested, billing what rating had rated by the time a run was
+    requested: a run settles once settlement applied every item published to items.rated before
+    it (`rated_items`), waiting at most `wait_s`, then parked. A run requested right after usage
+    was rated thus bills that usage, whenever settlement's fetch of the items comes back."""
+
+    async def run_billing(session: AsyncSession, events: Sequence[BillingRunRequested]) -> BatchOutcome:
+        now = datetime.now(UTC)
+        due = {event.event_id: event for event in events if event.cutoff <= now}
+        behind = await rated_items.wait(max(event.occurred_at for event in due.values()), wait_s) if due else 0
+        if not behind:
+            return await _settle_requests(session, events, now)
+        waiting = DependencyNotReady(f"{behind} item(s) rating published before the run was requested are not "
+                                     "applied in settlement yet; the run bills them")
+        outcome = await _settle_requests(session, [event for event in events if event.event_id not in due], now)
+        return BatchOutcome(outcome.outgoing, outcome.rejected, {**outcome.parked, **dict.fromkeys(due, waiting)})
+
+    return run_billing
+
+
+async def _settle_requests(session: AsyncSession, events: Sequence[BillingRunRequested],
+                           now: datetime) -> BatchOutcome:
     """"Create vouchers": settle now, or, for a cutoff still ahead, record the run for the scheduler.
 
-    "Ahead" is by this worker's clock, the one its scheduler goes by; a request that was made
-    before its cutoff but is applied after it settles at once. The batch's runs are written
+    "Ahead" is by this worker's clock (`now`), the one its scheduler goes by; a request that was
+    made before its cutoff but is applied after it settles at once. The batch's runs are written
     together, one per contract: a second request for a contract in the batch is parked, and so
     re-driven the moment this batch is applied, over what the first one left.
     """
-    now = datetime.now(UTC)
+    if not events:
+        return BatchOutcome()
     contract_ids = {event.contract_id for event in events}
     accounts = await store.lock_accounts(session, contract_ids)
     contracts = await store.find_contracts(session, contract_ids)

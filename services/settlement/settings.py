@@ -15,6 +15,9 @@ class SettlementSettings(ServiceSettings):
     # may wait this long for a fuller batch. At 1,000 items/s that made settlement's intake take
     # 13 % of a core instead of 31 %, which the latency-bound stages before it get instead.
     fetch_linger_ms: int = 200
+    # A billing run waits at most this long for settlement to apply the items rating published
+    # before the run was requested (handlers.billing_runs); then it is parked and re-driven.
+    run_waits_for_rated_s: float = 10.0
     # The HTTP API (`python -m services.settlement.api`): cancelled orders' credits.
     api_host: str = "127.0.0.1"
     api_port: int = 8092
