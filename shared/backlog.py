@@ -84,7 +84,8 @@ class AppliedThrough:
         while True:
             behind = 0
             for partition, target in targets.items():
-                behind += max(target - (await consumer.committed(partition) or 0), 0)
+                if target:  # an empty partition has nothing to apply
+                    behind += max(target - (await consumer.committed(partition) or 0), 0)
             if not behind:
                 # A moment still ahead is known to be covered only up to when the offsets were read.
                 self._through_ms = max(self._through_ms, min(moment_ms, asked_ms))

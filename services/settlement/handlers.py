@@ -17,6 +17,7 @@ from services.settlement import domain, store
 from services.settlement.domain import Account, ContractTerms, EntryType, LedgerEntry, RunStatus, SettlementRun
 from services.settlement.store import RunRecord
 from shared import topics
+from shared.backlog import AppliedThrough
 from shared.errors import DependencyNotReady, Rejected
 from shared.events import (
     BillingRunRequested,
@@ -35,7 +36,6 @@ from shared.events import (
     SettlementItem,
     derive_id,
 )
-from shared.backlog import AppliedThrough
 from shared.inbox import BatchOutcome, each_in_savepoint
 from shared.outbox import Outgoing
 from shared.money import Money
