@@ -84,7 +84,7 @@ class AppliedThrough:
         while True:
             behind = 0
             for partition, target in targets.items():
-                if target:  # an empty partition has nothing to apply
+                if target:  # nothing was published to it before the moment: nothing to apply
                     behind += max(target - (await consumer.committed(partition) or 0), 0)
             if not behind:
                 # A moment still ahead is known to be covered only up to when the offsets were read.
