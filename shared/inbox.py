@@ -45,7 +45,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_delay, wait_exponential
 
 from shared import metrics, topics
-from shared.db import CompiledOnce, Database, MessagingTables, among, column_arrays, unnested
+from shared.db import (
+    COPY_FROM_ROWS,
+    CompiledOnce,
+    Database,
+    MessagingTables,
+    among,
+    column_arrays,
+    insert_rows,
+    unnested,
+)
 from shared.errors import DependencyNotReady, Rejected
 from shared.events import DeadLetter, InvalidMessage, Message, derive_id, encode_event, parse_event
 from shared.logs import about_message
@@ -197,7 +206,7 @@ class Consumer:
         self.log = logging.getLogger(f"billing.{name}")
         # One statement with two array parameters, however big the batch: no per-row parameters.
         inbox = tables.inbox
-        self._claim = CompiledOnce(
+        self._claim_new = CompiledOnce(
             pg_insert(inbox).from_select([*CLAIMED_COLUMNS, "consumer"], unnested(inbox, CLAIMED_COLUMNS).add_columns(
                 bindparam("consumer", type_=String))).on_conflict_do_nothing().returning(inbox.c.event_id))
 
@@ -269,8 +278,7 @@ class Consumer:
             elif seen[2] != digest:
                 applied.refused.append((record, _reused_id(event)))
         async with self.database.transaction() as session:
-            claimed = {row[0] for row in await self._claim.execute(session, consumer=self.name, **column_arrays(
-                CLAIMED_COLUMNS, [(event_id, digest) for event_id, (_, _, digest) in first.items()]))}
+            claimed = await self._claim(session, [(event_id, digest) for event_id, (_, _, digest) in first.items()])
             # Mostly every event is new: then no lookup per event (asyncpg's UUIDs hash slowly).
             earlier = [] if len(claimed) == len(first) else [event_id for event_id in first if event_id not in claimed]
             if earlier:
@@ -306,6 +314,24 @@ class Consumer:
             await write_outbox(session, self.tables, outcome.outgoing)
         self.on_commit(applied, outcome.outgoing)
         return applied
+
+    async def _claim(self, session: AsyncSession, claims: Sequence[tuple[uuid.UUID, str]]) -> set[uuid.UUID]:
+        """Claim (event id, payload digest) pairs in the inbox; returns the ids not claimed before.
+
+        A big batch is nearly always all new, and COPY claims it for about a third of what the
+        conflict-tolerant INSERT costs (5,000 usage events: 15-20 ms less of a 150 ms batch, and no
+        ids sent back), in a savepoint: if one was claimed before, nothing of the COPY stays and the
+        INSERT claims the others."""
+        if len(claims) >= COPY_FROM_ROWS:
+            try:
+                async with session.begin_nested():
+                    await insert_rows(session, self.tables.inbox, (*CLAIMED_COLUMNS, "consumer"),
+                                      [(*claim, self.name) for claim in claims])
+                return {event_id for event_id, _ in claims}
+            except asyncpg.exceptions.UniqueViolationError:
+                self.log.info("a batch of %d holds events claimed before; claiming the others", len(claims))
+        return {row[0] for row in await self._claim_new.execute(
+            session, consumer=self.name, **column_arrays(CLAIMED_COLUMNS, claims))}
 
     async def _park(self, session: AsyncSession, record: ConsumerRecord, event: Message,
                     waiting: DependencyNotReady) -> None:

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from services.rating.settings import RatingSettings
 from services.rating.tables import messaging
 from shared import topics
+from shared.db import COPY_FROM_ROWS
 from shared.errors import DependencyNotReady, Rejected
 from shared.events import DeadLetter, UsageRecorded, encode_event
 from shared.inbox import BatchOutcome, Consumer, ParkedRedrive
@@ -120,6 +121,27 @@ async def test_one_batch_applies_the_good_drops_duplicates_and_dead_letters_the_
     await consume.consume_batch(batch)
     assert handler.calls[1:] == [[refused.event_id]]
     assert await inbox_ids(databases, consume.name) == {a.event_id, b.event_id}
+
+
+async def test_a_big_batch_claims_every_new_event_once_even_when_it_holds_events_applied_before(consumer,
+                                                                                                 databases):
+    # Batches of COPY_FROM_ROWS events or more are claimed in bulk, which a single event claimed
+    # before makes fail as a whole; then the others are claimed all the same, and only they applied.
+    consume, sink, handler, _ = consumer
+    earlier = [usage("1") for _ in range(COPY_FROM_ROWS)]
+    await consume.consume_batch(records(*earlier))
+    assert handler.calls == [[event.event_id for event in earlier]]
+
+    later = [usage("2") for _ in range(COPY_FROM_ROWS)]
+    changed = earlier[0].model_copy(update={"quantity": Decimal("5")})
+    mixed = [*later[:50], *earlier[:60], changed, *later[50:]]
+    await consume.consume_batch(records(*mixed, first_offset=COPY_FROM_ROWS))
+
+    assert handler.calls[1:] == [[event.event_id for event in later]]
+    assert await inbox_ids(databases, consume.name) == {event.event_id for event in [*earlier, *later]}
+    assert await outbox_ids(databases, [event.event_id for event in later]) == {event.event_id for event in later}
+    assert [(letter.offset, letter.error_type) for letter in sink.letters] == [(COPY_FROM_ROWS + 110, "Rejected")]
+    assert "already applied with different content" in sink.letters[0].reason
 
 
 async def test_a_message_that_breaks_the_handler_falls_back_to_one_at_a_time(consumer, databases):
