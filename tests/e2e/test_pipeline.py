@@ -189,6 +189,12 @@ async def test_payments_move_the_ledger_and_the_open_items_alike(broker, databas
     invoice = await wait_for_invoice(databases, contract)
     await wait_until(lambda: databases.has_exactly("payments", open_items, 1, open_items.c.contract_id == contract),
                      timeout_s=DEADLINE_S, what="the open item")
+    # Settlement books the invoice's tax from its own read of documents.created, which may come after
+    # payments opened the item: the balances below are in booking order.
+    await wait_until(lambda: databases.has_exactly("settlement", ledger_entries, 1,
+                                                   (ledger_entries.c.contract_id == contract)
+                                                   & (ledger_entries.c.entry_type == "Tax")),
+                     timeout_s=DEADLINE_S, what="the invoice's tax on the ledger")
 
     async def pay(payment_id: str, amount: str) -> None:
         payment = PaymentReceived(

@@ -50,6 +50,9 @@ async def billed_customer(broker, databases, portal_url):
         await wait_for_rows(client, f"{base}/billable-items", 3)
         await request_billing_run(broker, api)
         invoice = (await wait_for_rows(client, f"{base}/open-items", 1))["items"][0]
+        # Settlement books the invoice's tax from its own read of documents.created, which may come
+        # after payments opened the item: the ledger's running balances below are in booking order.
+        await wait_for_rows(client, f"{base}/ledger", 1, type="Tax")
         payment = PaymentReceived(
             event_id=derive_id("portal-tests", api), occurred_at=datetime.now(UTC), contract_id=api,
             payment_id=f"{api}-P1", kind=PaymentKind.PAYMENT, provider="test-bank", customer_id=customer,
