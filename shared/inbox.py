@@ -126,6 +126,10 @@ _TRANSIENT_TYPES = (
     NodeNotReadyError,
     RequestTimedOutError,
     asyncpg.exceptions.ConnectionDoesNotExistError,
+    # The client's protocol with a connection out of step, never the message: a pooled connection
+    # the server terminated while it shut down, taken before asyncpg saw the socket close ("cannot
+    # switch to state 15; another operation (2) is in progress"), or a statement cache gone stale.
+    asyncpg.exceptions.InternalClientError,
 )
 
 
