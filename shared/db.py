@@ -92,8 +92,10 @@ def among(column: Column, values: Iterable) -> ColumnElement[bool]:
     IN (...) would be a parameter each, and a statement text of its own for every batch size, and
     more ids than PostgreSQL takes parameters (32,767) would not go at all. As `= ANY` PostgreSQL
     looks the values up in the column's index; as `IN (SELECT unnest(...))` it hash-joined them
-    with a scan of the whole table once a contract had many rows (110 ms instead of 15)."""
-    return column == any_(bindparam(f"{column.name}_values", sorted(set(values)), type_=ARRAY(column.type),
+    with a scan of the whole table once a contract had many rows (110 ms instead of 15). Each value
+    goes once, in the order given: sorting a batch's 5,000 UUIDs took a millisecond of Python
+    comparisons, and the order of `= ANY`'s values changes neither the rows nor the plan."""
+    return column == any_(bindparam(f"{column.name}_values", list(dict.fromkeys(values)), type_=ARRAY(column.type),
                                     unique=True))
 
 

@@ -323,7 +323,8 @@ class Consumer:
             # Whatever is settled now (applied, refused or a duplicate) is no longer parked.
             await session.execute(delete(parked_table).where(
                 parked_table.c.consumer == self.name,
-                among(parked_table.c.event_id, [event_id for event_id in first if event_id not in waiting])))
+                among(parked_table.c.event_id, [event_id for event_id in first if event_id not in waiting]
+                      if waiting else first)))
             for record, event in new:
                 if event.event_id in outcome.rejected:
                     applied.refused.append((record, outcome.rejected[event.event_id]))

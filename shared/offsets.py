@@ -35,9 +35,15 @@ class OffsetsBehind:
     def applied(self, consumer: AIOKafkaConsumer, records: Sequence[ConsumerRecord]) -> None:
         """`records` are durably applied: their offsets may be committed."""
         self._consumer = consumer
+        # By plain (topic, partition) pairs: a batch holds thousands of records of a few partitions.
+        last: dict[tuple[str, int], int] = {}
         for record in records:
-            partition = TopicPartition(record.topic, record.partition)
-            self._pending[partition] = max(self._pending.get(partition, 0), record.offset + 1)
+            key = (record.topic, record.partition)
+            if last.get(key, -1) < record.offset:
+                last[key] = record.offset
+        for (topic, number), offset in last.items():
+            partition = TopicPartition(topic, number)
+            self._pending[partition] = max(self._pending.get(partition, 0), offset + 1)
         if self._committing is None or self._committing.done():
             self._committing = asyncio.create_task(self._commit_pending())
 
