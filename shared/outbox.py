@@ -26,7 +26,17 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.access.domain import ACTOR_HEADER
 from shared.access.store import Change, record
-from shared.db import CompiledOnce, Database, MessagingTables, advisory_lock_key, among, column_arrays, inserting
+from shared.db import (
+    COPY_FROM_ROWS,
+    CompiledOnce,
+    Database,
+    MessagingTables,
+    advisory_lock_key,
+    among,
+    column_arrays,
+    insert_rows,
+    inserting,
+)
 from shared.events import Message, encode_event
 from shared.loop import BackgroundLoop
 from shared.settings import KafkaSettings, ServiceSettings
@@ -47,9 +57,16 @@ async def write_outbox(session: AsyncSession, tables: MessagingTables, outgoing:
     """Add the rows in the caller's transaction; `actor` (who caused them) travels as a header."""
     if not outgoing:
         return
-    await _writing(tables.outbox).execute(session, **column_arrays(_OUTBOX_COLUMNS, [
-        (message.event.event_id, message.topic, message.event.key, encode_event(message.event), actor)
-        for message in outgoing]))
+    rows = [(message.event.event_id, message.topic, message.event.key, encode_event(message.event), actor)
+            for message in outgoing]
+    if len(rows) < COPY_FROM_ROWS:
+        await _writing(tables.outbox).execute(session, **column_arrays(_OUTBOX_COLUMNS, rows))
+        return
+    # Many rows go with COPY, which sends them in chunks: as one array parameter, the 5,000 payloads
+    # of a rating batch over 5,000 contracts (about 7 MB) were encoded into one message at once,
+    # which set the worker's peak memory.
+    await insert_rows(session, tables.outbox, _OUTBOX_COLUMNS, rows)
+    await session.execute(select(func.pg_notify(OUTBOX_CHANNEL, "")))
 
 
 _OUTBOX_COLUMNS = ("event_id", "topic", "key", "payload", "actor")
@@ -57,7 +74,7 @@ _OUTBOX_COLUMNS = ("event_id", "topic", "key", "payload", "actor")
 
 @functools.cache
 def _writing(outbox: Table) -> CompiledOnce:
-    """The rows and the relays' notification in one statement: one round trip for a consumer's batch."""
+    """The rows and the relays' notification in one statement: one round trip for a small batch."""
     written = inserting(outbox, _OUTBOX_COLUMNS).returning(outbox.c.id).cte("written")
     return CompiledOnce(select(func.pg_notify(OUTBOX_CHANNEL, "")).where(exists(select(written.c.id))))
 

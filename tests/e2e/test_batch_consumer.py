@@ -7,12 +7,14 @@ events a batch handler sees and what reaches the outbox, the inbox and the dead 
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Sequence
 
+import asyncpg
 import pytest
 from aiokafka import ConsumerRecord
 from sqlalchemy import select
@@ -24,7 +26,7 @@ from shared.db import COPY_FROM_ROWS
 from shared.errors import DependencyNotReady, Rejected
 from shared.events import DeadLetter, UsageRecorded, encode_event
 from shared.inbox import BatchOutcome, Consumer, ParkedRedrive
-from shared.outbox import Outgoing
+from shared.outbox import OUTBOX_CHANNEL, Outgoing
 
 pytestmark = [pytest.mark.e2e, pytest.mark.asyncio(loop_scope="session")]
 
@@ -142,6 +144,26 @@ async def test_a_big_batch_claims_every_new_event_once_even_when_it_holds_events
     assert await outbox_ids(databases, [event.event_id for event in later]) == {event.event_id for event in later}
     assert [(letter.offset, letter.error_type) for letter in sink.letters] == [(COPY_FROM_ROWS + 110, "Rejected")]
     assert "already applied with different content" in sink.letters[0].reason
+
+
+async def test_a_big_batch_writes_every_event_it_emits_to_the_outbox_and_wakes_the_relays(consumer, databases):
+    # Many outgoing events go to the outbox with COPY and a notification of their own.
+    consume, _, _, _ = consumer
+    events = [usage("1") for _ in range(COPY_FROM_ROWS + 1)]
+    listener = await asyncpg.connect(databases["rating"].url.replace("postgresql+asyncpg", "postgresql"))
+    notified = asyncio.Event()
+    try:
+        await listener.add_listener(OUTBOX_CHANNEL, lambda *_: notified.set())
+        await consume.consume_batch(records(*events))
+        await asyncio.wait_for(notified.wait(), timeout=10)
+    finally:
+        await listener.close()
+    async with databases["rating"].transaction() as session:
+        written = dict((await session.execute(
+            select(messaging.outbox.c.event_id, messaging.outbox.c.payload)
+            .where(messaging.outbox.c.event_id.in_([event.event_id for event in events])))).all())
+    assert {event_id: bytes(payload) for event_id, payload in written.items()} == {
+        event.event_id: encode_event(event) for event in events}
 
 
 async def test_a_message_that_breaks_the_handler_falls_back_to_one_at_a_time(consumer, databases):
