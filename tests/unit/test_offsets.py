@@ -84,6 +84,10 @@ async def test_a_failed_commit_is_logged_and_a_later_one_covers_it(caplog):
     assert consumer.committed == [{P0: 3}]
 
 
+def applied_behind(from_records: int) -> AppliedBehind:
+    return AppliedBehind(OffsetsBehind(logging.getLogger("test")), logging.getLogger("test"), from_records)
+
+
 class Database:
     """Applies batches, taking a while each, and records their order; fails those it is told to."""
 
@@ -106,7 +110,7 @@ class Database:
 
 async def test_batches_are_applied_one_at_a_time_in_order_while_the_next_is_polled():
     consumer, database = SlowCoordinator({P0}), Database()
-    behind = AppliedBehind(OffsetsBehind(logging.getLogger("test")), logging.getLogger("test"))
+    behind = applied_behind(from_records=1)
     await behind.follow(consumer, records(P0, 0, 1), database.apply(1))
     # The poll returns while the first batch is applied: the next batch is polled meanwhile.
     assert database.applied == []
@@ -122,7 +126,7 @@ async def test_batches_are_applied_one_at_a_time_in_order_while_the_next_is_poll
 
 async def test_a_failed_batch_is_rewound_with_the_one_polled_behind_it_and_neither_is_committed(caplog):
     consumer, database = SlowCoordinator({P0, P1, P2}), Database(failing=2)
-    behind = AppliedBehind(OffsetsBehind(logging.getLogger("test")), logging.getLogger("test"))
+    behind = applied_behind(from_records=1)
     await behind.follow(consumer, records(P0, 0), database.apply(1))
     await behind.follow(consumer, records(P0, 1, 2) + records(P1, 7), database.apply(2))
     with pytest.raises(NotApplied):
@@ -144,7 +148,7 @@ async def test_a_failed_batch_is_rewound_with_the_one_polled_behind_it_and_neith
 
 async def test_a_failed_batch_is_rewound_at_once_even_when_no_batch_follows_it():
     consumer, database = SlowCoordinator({P0}), Database(failing=1)
-    behind = AppliedBehind(OffsetsBehind(logging.getLogger("test")), logging.getLogger("test"))
+    behind = applied_behind(from_records=1)
     await behind.follow(consumer, records(P0, 5, 6), database.apply(1))
     await asyncio.sleep(0.05)
     assert consumer.positions == {P0: 5}
@@ -152,7 +156,31 @@ async def test_a_failed_batch_is_rewound_at_once_even_when_no_batch_follows_it()
 
 async def test_a_draining_consumer_applies_each_batch_before_the_next_poll():
     consumer, database = SlowCoordinator({P0}), Database()
-    behind = AppliedBehind(OffsetsBehind(logging.getLogger("test")), logging.getLogger("test"))
+    behind = applied_behind(from_records=1)
     await behind.drain()
     await behind.follow(consumer, records(P0, 0), database.apply(1))
+    assert database.applied == [1]
+
+
+async def test_a_small_batch_is_applied_before_the_next_poll_and_a_big_one_behind_it():
+    consumer, database = SlowCoordinator({P0}), Database()
+    behind = applied_behind(from_records=3)
+    await behind.follow(consumer, records(P0, 0, 1), database.apply(1))
+    assert database.applied == [1]
+    await behind.follow(consumer, records(P0, 2, 3, 4), database.apply(2))
+    assert database.applied == [1]
+    await behind.follow(consumer, records(P0, 5), database.apply(3))
+    assert database.applied == [1, 2, 3]
+    await behind.drain()
+    assert consumer.committed[-1] == {P0: 6}
+
+
+async def test_a_small_batch_that_failed_has_rewound_itself_and_the_next_poll_applies_what_it_delivers(caplog):
+    consumer, database = SlowCoordinator({P0}), Database(failing=1)
+    behind = applied_behind(from_records=3)
+    await behind.follow(consumer, records(P0, 0, 1), database.apply(1))
+    assert consumer.positions == {P0: 0}
+    assert "rewound" in caplog.text
+    database.failing = None
+    await behind.follow(consumer, records(P0, 0, 1), database.apply(1))
     assert database.applied == [1]
