@@ -41,16 +41,15 @@ async def rate_usage(session: AsyncSession, events: Sequence[UsageRecorded]) -> 
     """Rate a batch of usage: one query for its contracts, one locking its period states (and
     one its meters), the events in order in the domain, then bulk writes: one billable item (and
     one items.rated) per contract item and period the batch has events of, one row per event."""
-    usages = [domain.Usage(event.event_id, event.contract_id, event.item_code, event.quantity, event.occurred_at,
-                           event.meter_reading) for event in events]
-    contracts = await store.load_contracts(session, {usage.contract_id for usage in usages})
-    placements, rejected = domain.place_batch(usages, contracts)
-    states = await store.lock_period_usage(session, [placement.key for placement in placements.values()])
+    contracts = await store.load_contracts(session, {event.contract_id for event in events})
+    placed, rejected = domain.place_batch(events, contracts)
+    placements = {placement.key: placement for _, placement in placed}
+    states = await store.lock_period_usage(session, placements.keys())
     meters = await store.lock_meters(session, [placement.meter_key for placement in placements.values()
                                                if placement.meter_key is not None])
-    rating = domain.rate_batch(usages, contracts, placements, states, meters)
-    period_ends = {placement.key: placement.period.end for placement in placements.values()}
-    await store.save_period_usage(session, {key: (state, period_ends[key]) for key, state in rating.states.items()})
+    rating = domain.rate_batch(placed, contracts, states, meters)
+    await store.save_period_usage(session, {key: (state, placements[key].period.end)
+                                            for key, state in rating.states.items()})
     await store.save_meters(session, rating.meters)
     await store.add_billable_items(session, rating.items)
     await store.add_rated_usage(session, rating.usage)

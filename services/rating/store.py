@@ -452,16 +452,10 @@ async def _line_page(session: AsyncSession, table, row_id, columns: list, line: 
     return list((await session.execute(statement)).all())
 
 
-_RATED_USAGE_COLUMNS = ("event_id", "billable_item_id", "contract_id", "item_code", "period_start", "occurred_at",
-                        "quantity", "meter_reading")
-
-
 async def add_rated_usage(session: AsyncSession, usage: Sequence[RatedUsage]) -> None:
     """Record every rated event with its item, in one statement; an event rated twice fails loudly."""
     if usage:
-        await insert_rows(session, rated_usage, _RATED_USAGE_COLUMNS, [
-            (event.event_id, event.billable_item_id, event.contract_id, event.item_code, event.period_start,
-             event.occurred_at, event.quantity, event.meter_reading) for event in usage])
+        await insert_rows(session, rated_usage, RatedUsage._fields, usage)
 
 
 _BILLABLE_ITEM_COLUMNS = tuple(column.name for column in billable_items.columns if column.name != "rated_at")

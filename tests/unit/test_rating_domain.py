@@ -19,10 +19,9 @@ from services.rating.domain import (
     MeterState,
     PeriodUsage,
     RatingError,
-    Usage,
 )
 from services.rating.pricing import PricePlan, PricingModel, Tier
-from shared.events import BillingCycle, ChargeKind, TaxCategory
+from shared.events import BillingCycle, ChargeKind, TaxCategory, UsageRecorded
 from shared.money import Money
 
 D = Decimal
@@ -48,32 +47,34 @@ def at(month: int, day: int, hour: int = 12) -> datetime:
     return datetime(2026, month, day, hour, tzinfo=UTC)
 
 
-def usage(item: str, quantity: str, when: datetime, reading: str | None = None) -> Usage:
-    return Usage(uuid.uuid4(), "C-1", item, D(quantity), when, None if reading is None else D(reading))
+def usage(item: str, quantity: str, when: datetime, reading: str | None = None,
+          contract_id: str = "C-1") -> UsageRecorded:
+    return UsageRecorded(event_id=uuid.uuid4(), occurred_at=when, contract_id=contract_id, item_code=item,
+                         quantity=D(quantity), meter_reading=None if reading is None else D(reading))
 
 
-def rate_all(terms: Contract, events: list[Usage]) -> domain.BatchRating:
-    placements, rejected = domain.place_batch(events, {"C-1": terms})
-    outcome = domain.rate_batch(events, {"C-1": terms}, placements, {}, {})
+def rate_all(terms: Contract, events: list[UsageRecorded]) -> domain.BatchRating:
+    placed, rejected = domain.place_batch(events, {"C-1": terms})
+    outcome = domain.rate_batch(placed, {"C-1": terms}, {}, {})
     outcome.rejected.update(rejected)
     return outcome
 
 
-def rate_each(terms: Contract, events: list[Usage]) -> list[domain.BillableItem]:
+def rate_each(terms: Contract, events: list[UsageRecorded]) -> list[domain.BillableItem]:
     """Each event in a batch of its own: the items show what each event added to its period."""
     states: dict = {}
     meters: dict = {}
     items = []
     for event in events:
-        placements, _ = domain.place_batch([event], {"C-1": terms})
-        outcome = domain.rate_batch([event], {"C-1": terms}, placements, states, meters)
+        placed, _ = domain.place_batch([event], {"C-1": terms})
+        outcome = domain.rate_batch(placed, {"C-1": terms}, states, meters)
         states.update(outcome.states)
         meters.update(outcome.meters)
         items += outcome.items
     return items
 
 
-def rate_one(event: Usage, terms: Contract, state: PeriodUsage) -> tuple[domain.BillableItem, PeriodUsage]:
+def rate_one(event: UsageRecorded, terms: Contract, state: PeriodUsage) -> tuple[domain.BillableItem, PeriodUsage]:
     return domain.rate([domain.Consumption(event, event.quantity)], terms, domain.place(event, terms), state)
 
 
@@ -182,10 +183,37 @@ def test_usage_that_cannot_be_rated_is_refused_with_a_reason(event, reason):
         domain.place(event, contract())
 
 
+def test_a_batch_places_each_event_by_its_own_day_and_checks_each_events_measure():
+    """A batch looks each (contract, item, day) up once: events sharing it must still be judged on
+    their own (each one's measure), and an event a minute later on another day must not share it."""
+    berlin = contract(time_zone="Europe/Berlin", ends_on=date(2026, 5, 31))
+    last_day = [usage("api", "10", datetime(2026, 5, 31, 9, tzinfo=UTC)),
+                usage("api", "0", datetime(2026, 5, 31, 10, tzinfo=UTC), "5"),
+                usage("api", "20", datetime(2026, 5, 31, 21, 59, tzinfo=UTC))]
+    after_the_end = [usage("api", "30", datetime(2026, 5, 31, 22, 0, tzinfo=UTC)),  # 00:00 on 1 June in Berlin
+                     usage("api", "40", datetime(2026, 5, 31, 23, 0, tzinfo=UTC))]
+    readings = [usage("power", "0", datetime(2026, 5, 2, 8, tzinfo=UTC), "1100"),
+                usage("power", "0", datetime(2026, 5, 2, 9, tzinfo=UTC)),
+                usage("power", "0", datetime(2026, 5, 2, 10, tzinfo=UTC), "1160")]
+    placed, rejected = domain.place_batch([*last_day, *after_the_end, *readings], {"C-1": berlin})
+    assert [(event.event_id, placement.key) for event, placement in placed] == [
+        (last_day[0].event_id, ("C-1", "api", date(2026, 5, 1))), (last_day[2].event_id, ("C-1", "api", date(2026, 5, 1))),
+        (readings[0].event_id, ("C-1", "power", date(2026, 5, 1))),
+        (readings[2].event_id, ("C-1", "power", date(2026, 5, 1)))]
+    assert "not a meter_reading" in str(rejected[last_day[1].event_id])
+    assert all("on 2026-06-01 is outside contract C-1's term" in str(rejected[event.event_id]) for event in after_the_end)
+    assert "send its current meter_reading" in str(rejected[readings[1].event_id])
+    outcome = domain.rate_batch(placed, {"C-1": berlin}, {}, {})
+    assert [(item.item_code, item.quantity, item.net) for item in outcome.items] == [
+        ("api", D(30), Money.of("0.00", EUR)),  # within the 100 free
+        ("power", D(160), Money.of("48.00", EUR))]  # 1,160 - 1,000 at 0.30
+    assert [rated.event_id for rated in outcome.usage] == [event.event_id for event, _ in placed]
+
+
 def test_usage_of_an_unknown_contract_is_refused():
-    event = Usage(uuid.uuid4(), "C-404", "api", D(1), at(3, 1))
-    placements, rejected = domain.place_batch([event], {"C-1": contract()})
-    assert not placements and "unknown contract 'C-404'" in str(rejected[event.event_id])
+    event = usage("api", "1", at(3, 1), contract_id="C-404")
+    placed, rejected = domain.place_batch([event], {"C-1": contract()})
+    assert not placed and "unknown contract 'C-404'" in str(rejected[event.event_id])
 
 
 def test_usage_after_a_cancellation_is_refused():
@@ -356,8 +384,8 @@ def test_a_period_rated_in_any_batches_costs_what_it_costs_at_once(events, batch
     size = max(1, len(stream) // batches)
     for start in range(0, len(stream), size):
         chunk = stream[start:start + size]
-        placements = {event.event_id: domain.place(event, terms) for event in chunk}
-        outcome = domain.rate_batch(chunk, {"C-1": terms}, placements, states, {})
+        placed, _ = domain.place_batch(chunk, {"C-1": terms})
+        outcome = domain.rate_batch(placed, {"C-1": terms}, states, {})
         states.update(outcome.states)
         billed += Money.sum((item.net for item in outcome.items), EUR)
         assert all(item.billable_quantity >= 0 for item in outcome.items)
