@@ -5,8 +5,9 @@ Applying a poll of messages (`Consumer.consume_batch`; a single message is a bat
   2. in ONE database transaction: claim the event ids in the inbox (already there: a duplicate,
      dropped), apply the service's use case to the new events, write the events it emits to the
      outbox, and record the events it cannot apply yet as parked;
-  3. return, after which the offsets are committed behind it (shared.offsets); a batch that
-     fails is nacked: rewound and redelivered.
+  3. hand its offsets over, to be committed behind it (shared.offsets); a batch that fails is
+     rewound and redelivered.
+Step 1 of the next poll runs while step 2 of this one waits for the database (shared.offsets).
 A crash before 2 commits leaves no trace and the messages are redelivered; a crash after it makes
 the redelivery a no-op thanks to the inbox. Offsets are never committed before the effect is
 durable. What a use case does with each event is one of three outcomes:
@@ -19,7 +20,7 @@ durable. What a use case does with each event is one of three outcomes:
     same path: at once when a message of the same key (contract) is applied, and otherwise on a
     backoff schedule; after `<SERVICE>_PARK_TIMEOUT_S` it is dead-lettered with its reason.
 Infrastructure failures (database or broker unreachable, serialization failures) are retried with
-capped backoff and then nacked, never skipped. A message that breaks the use case makes the batch
+capped backoff and then rewound, never skipped. A message that breaks the use case makes the batch
 fall back to one transaction per message, so that only that one is dead-lettered.
 """
 
@@ -30,6 +31,7 @@ import base64
 import hashlib
 import logging
 import uuid
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
@@ -88,6 +90,8 @@ class BatchOutcome:
 
 
 Apply = Callable[[AsyncSession, E], Awaitable[Sequence[Outgoing]]]
+# A polled record, the event it holds (validated) and the digest of the event's content.
+Decoded = tuple[ConsumerRecord, Message, str]
 # Applies new (not yet applied) events of one topic, in offset order, in one transaction.
 ApplyBatch = Callable[[AsyncSession, Sequence[E]], Awaitable[BatchOutcome]]
 
@@ -164,7 +168,7 @@ def retrying_transient(max_delay_s: float = 120.0,
                        before_sleep: Callable[[RetryCallState], None] | None = None) -> AsyncRetrying:
     """Retry transient failures with capped exponential backoff; anything else raises at once.
 
-    After `max_delay_s` the error propagates and FastStream nacks, so the message is redelivered
+    After `max_delay_s` the error propagates and the batch is rewound, so the message is redelivered
     and retried again: a long database outage stalls the partition instead of losing messages.
     """
     return AsyncRetrying(
@@ -216,20 +220,34 @@ class Consumer:
 
     async def consume_batch(self, records: Sequence[ConsumerRecord]) -> None:
         """Apply a polled batch in ONE transaction: one commit (and fsync) for hundreds of messages."""
-        if not records:
-            return
+        await self.apply_decoded(records, await self.decode_batch(records))
+
+    async def decode_batch(self, records: Sequence[ConsumerRecord]) -> list[Decoded]:
+        """Each record validated against the schema, with its content's digest; what is invalid is
+        dead-lettered. The part of a batch that needs no database: a worker does it while the
+        previous batch's transaction runs (shared.offsets.AppliedBehind)."""
         latest_accepted = datetime.now(UTC) + self.max_future_skew
-        one = records[0] if len(records) == 1 else None
-        with about_message(consumer=self.name, topic=records[0].topic, partition=one and one.partition,
-                           offset=one and one.offset):
-            parsed: list[tuple[ConsumerRecord, Message]] = []
+        decoded: list[Decoded] = []
+        with self._about(records):
             for record in records:
                 try:
-                    parsed.append((record, self._parse(record.value or b"", latest_accepted)))
+                    event = self._parse(record.value or b"", latest_accepted)
                 except (InvalidMessage, Rejected) as error:
                     await self.dead_letter_record(record, error)
-            if parsed:
-                await self._apply_parsed(parsed)
+                else:
+                    decoded.append((record, event, _digest(event)))
+        return decoded
+
+    async def apply_decoded(self, records: Sequence[ConsumerRecord], decoded: Sequence[Decoded]) -> None:
+        """Apply the decoded messages of a polled batch (`records`) in one transaction."""
+        if decoded:
+            with self._about(records):
+                await self._apply_parsed(decoded)
+
+    def _about(self, records: Sequence[ConsumerRecord]) -> AbstractContextManager[None]:
+        one = records[0] if len(records) == 1 else None
+        return about_message(consumer=self.name, topic=records[0].topic if records else None,
+                             partition=one and one.partition, offset=one and one.offset)
 
     def _parse(self, payload: bytes, latest_accepted: datetime) -> Message:
         event = parse_event(self.schema, payload)
@@ -237,20 +255,20 @@ class Consumer:
             raise Rejected(f"occurred_at {event.occurred_at.isoformat()} is too far in the future")
         return event
 
-    async def _apply_parsed(self, parsed: Sequence[tuple[ConsumerRecord, Message]]) -> None:
+    async def _apply_parsed(self, parsed: Sequence[Decoded]) -> None:
         try:
             async for attempt in retrying_transient(self.retry_window_s, self._retrying):
                 with attempt:
                     applied = await self._apply_batch_once(parsed)
         except Exception as error:
             if is_transient(error):
-                raise  # nack: the whole batch is redelivered and retried, never skipped
+                raise  # the whole batch is rewound, redelivered and retried, never skipped
             if len(parsed) > 1:
                 self.log.warning("a batch of %d failed (%s); applying its messages one by one", len(parsed), error)
                 for one in parsed:
                     await self._apply_parsed([one])
                 return
-            [(record, event)] = parsed
+            [(record, event, _)] = parsed
             with about_message(partition=record.partition, offset=record.offset, event_id=event.event_id):
                 if isinstance(error, DependencyNotReady):
                     await self._park_alone(record, event, error)
@@ -269,13 +287,12 @@ class Consumer:
         self.log.warning("retrying a batch in %.1fs (attempt %d): %s", state.upcoming_sleep, state.attempt_number,
                          state.outcome.exception() if state.outcome else "")
 
-    async def _apply_batch_once(self, parsed: Sequence[tuple[ConsumerRecord, Message]]) -> _Applied:
+    async def _apply_batch_once(self, parsed: Sequence[Decoded]) -> _Applied:
         """One transaction over the batch; returns what it refused and parked (and the keys it applied)."""
         inbox, parked_table = self.tables.inbox, self.tables.parked
         applied = _Applied()
-        first: dict[uuid.UUID, tuple[ConsumerRecord, Message, str]] = {}
-        for record, event in parsed:
-            digest = _digest(event)
+        first: dict[uuid.UUID, Decoded] = {}
+        for record, event, digest in parsed:
             seen = first.get(event.event_id)
             if seen is None:
                 first[event.event_id] = (record, event, digest)

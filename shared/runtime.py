@@ -28,7 +28,7 @@ from shared.health import Readiness, broker_reachable, database_reachable, schem
 from shared.http import OperationsEndpoint
 from shared.inbox import Apply, ApplyBatch, BatchOutcome, Consumer, ParkedRedrive, each_in_savepoint
 from shared.logs import configure_logging
-from shared.offsets import OffsetsBehind
+from shared.offsets import AppliedBehind, OffsetsBehind, rewind
 from shared.outbox import OutboxRelay, Outgoing
 from shared.settings import KafkaSettings, ServiceSettings
 
@@ -56,8 +56,8 @@ FETCH_LINGER_MIN_BYTES = 256 * 1024
 
 
 def consumer_options(group_id: str, settings: KafkaSettings, linger_ms: int = 0) -> dict[str, Any]:
-    """Subscriber options for a pipeline consumer. Acknowledged by hand: a failed batch is nacked
-    (rewound and redelivered), an applied one's offsets committed behind it (shared.offsets)."""
+    """Subscriber options for a pipeline consumer. Acknowledged by hand: a failed batch is rewound
+    (and redelivered), an applied one's offsets committed behind it (shared.offsets)."""
     return {
         "group_id": group_id,
         "auto_offset_reset": "earliest",
@@ -91,7 +91,7 @@ class ServiceRuntime:
     # The topics this service emits to (besides dead letters); checked on every emit.
     publishes: frozenset[str]
     subscriptions: list[Subscription] = field(default_factory=list)
-    offsets: list[OffsetsBehind] = field(default_factory=list)
+    behind: list[AppliedBehind] = field(default_factory=list)
 
     @classmethod
     def create(
@@ -110,7 +110,8 @@ class ServiceRuntime:
 
     def subscribe_batch(self, topic: str, schema: type[E], apply_batch: ApplyBatch[E]) -> None:
         """Apply every `topic` message, in a consumer group of this service's own: each poll of up to
-        `<SERVICE>_BATCH_MAX_RECORDS` messages in one transaction (`Consumer.consume_batch`)."""
+        `<SERVICE>_BATCH_MAX_RECORDS` messages in one transaction (`Consumer.consume_batch`), each
+        applied while the next is polled and decoded (shared.offsets)."""
 
         async def apply_declared(session: AsyncSession, events: Sequence[E]) -> BatchOutcome:
             outcome = await apply_batch(session, events)
@@ -126,16 +127,17 @@ class ServiceRuntime:
                             self.settings, committed)
         self.parked.consumers.append(consumer)
 
-        offsets = OffsetsBehind(consumer.log)
-        self.offsets.append(offsets)
+        behind = AppliedBehind(OffsetsBehind(consumer.log), consumer.log)
+        self.behind.append(behind)
 
         async def handle(message: KafkaMessage) -> None:
+            records = message.raw_message
             try:
-                await consumer.consume_batch(message.raw_message)
+                decoded = await consumer.decode_batch(records)
             except BaseException:
-                await message.nack()
+                rewind(message.consumer, records)
                 raise
-            offsets.applied(message.consumer, message.raw_message)
+            await behind.follow(message.consumer, records, lambda: consumer.apply_decoded(records, decoded))
 
         # A consumer whose fetches linger gets what arrived meanwhile with its next fetch anyway.
         top_up_ms = 0 if self.settings.fetch_linger_ms else self.kafka.batch_top_up_ms or 0
@@ -173,8 +175,8 @@ class ServiceRuntime:
 
         @app.on_shutdown
         async def _stop() -> None:
-            for offsets in self.offsets:
-                await offsets.flush()
+            for behind in self.behind:
+                await behind.drain()
             await self.parked.loop.stop()
             await self.relay.stop()
             await self.database.dispose()
@@ -230,7 +232,7 @@ def settle_heap() -> None:
 
 def topping_up(max_records: int, wait_ms: int) -> Callable[..., Awaitable[KafkaMessage]] | None:
     """FastStream's parser of a polled batch, topped up (`topped_up`); in the parser, so that the
-    message FastStream counts in its metrics and rewinds on nack is the whole batch."""
+    message FastStream counts in its metrics, and the consumer rewinds if it fails, is the whole batch."""
     if wait_ms <= 0:
         return None
 

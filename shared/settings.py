@@ -203,7 +203,7 @@ class ServiceSettings(BaseSettings):
     outbox_poll_interval_s: float = 1.0
     outbox_batch_size: int = 500
     # How long a consumer retries a batch that fails transiently (database or broker away) before
-    # it nacks it, so that it is redelivered and retried again.
+    # it rewinds it, so that it is redelivered and retried again.
     retry_window_s: float = 120.0
     # A message that waits for another (a chargeback for its payment) is parked, re-driven when a
     # message of its contract is applied and otherwise on a backoff schedule; the loop looks for
