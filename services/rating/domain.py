@@ -205,13 +205,6 @@ class Placement:
     meter_key: tuple[str, str] | None
 
 
-def place(usage: UsageRecorded, contract: Contract) -> Placement:
-    """Check a usage event against its contract and find its period; raises RatingError."""
-    placement = placed_on(contract, usage.item_code, contract.day_of(usage.occurred_at))
-    check_measure(usage, placement.item)
-    return placement
-
-
 def placed_on(contract: Contract, item_code: str, day: date) -> Placement:
     """Where usage of a contract item on a (business) day goes; raises RatingError."""
     item = contract.item(item_code)
@@ -397,14 +390,15 @@ def rate_batch(placed: Placed, contracts: Mapping[str, Contract], states: Mappin
             assert usage.meter_reading is not None
             current_meters[placement.meter_key] = outcome.meters[placement.meter_key] = MeterState(
                 usage.meter_reading, usage.occurred_at)
-        items = periods.get(placement.key)
-        if items is None:
-            items = periods[placement.key] = (placement, [[]])
-        if len(items[1][-1]) == MAX_EVENTS_PER_ITEM:
-            items[1].append([])
-        items[1][-1].append(consumption)
-    for key, (placement, items) in periods.items():
-        for consumed in items:
+        period = periods.get(placement.key)
+        if period is None:
+            period = periods[placement.key] = (placement, [[]])
+        chunks = period[1]  # each chunk one item's events
+        if len(chunks[-1]) == MAX_EVENTS_PER_ITEM:
+            chunks.append([])
+        chunks[-1].append(consumption)
+    for key, (placement, chunks) in periods.items():
+        for consumed in chunks:
             item, outcome.states[key] = rate(consumed, contracts[key[0]], placement,
                                              outcome.states.get(key) or states.get(key, PeriodUsage()))
             outcome.items.append(item)

@@ -53,6 +53,15 @@ def usage(item: str, quantity: str, when: datetime, reading: str | None = None,
                          quantity=D(quantity), meter_reading=None if reading is None else D(reading))
 
 
+def place(event: UsageRecorded, terms: Contract) -> domain.Placement:
+    """Where a batch of this one event places it; raises its refusal."""
+    placed, rejected = domain.place_batch([event], {event.contract_id: terms})
+    if rejected:
+        raise rejected[event.event_id]
+    [(_, placement)] = placed
+    return placement
+
+
 def rate_all(terms: Contract, events: list[UsageRecorded]) -> domain.BatchRating:
     placed, rejected = domain.place_batch(events, {"C-1": terms})
     outcome = domain.rate_batch(placed, {"C-1": terms}, {}, {})
@@ -75,7 +84,7 @@ def rate_each(terms: Contract, events: list[UsageRecorded]) -> list[domain.Billa
 
 
 def rate_one(event: UsageRecorded, terms: Contract, state: PeriodUsage) -> tuple[domain.BillableItem, PeriodUsage]:
-    return domain.rate([domain.Consumption(event, event.quantity)], terms, domain.place(event, terms), state)
+    return domain.rate([domain.Consumption(event, event.quantity)], terms, place(event, terms), state)
 
 
 # --- periods ----------------------------------------------------------------------------------
@@ -180,7 +189,7 @@ def test_out_of_order_and_backwards_readings_are_refused():
 ])
 def test_usage_that_cannot_be_rated_is_refused_with_a_reason(event, reason):
     with pytest.raises(RatingError, match=reason):
-        domain.place(event, contract())
+        place(event, contract())
 
 
 def test_a_batch_places_each_event_by_its_own_day_and_checks_each_events_measure():
@@ -218,13 +227,13 @@ def test_usage_of_an_unknown_contract_is_refused():
 
 def test_usage_after_a_cancellation_is_refused():
     with pytest.raises(RatingError, match="outside"):
-        domain.place(usage("api", "1", at(6, 2)), contract(ends_on=date(2026, 6, 1)))
+        place(usage("api", "1", at(6, 2)), contract(ends_on=date(2026, 6, 1)))
 
 
 def test_late_usage_continues_its_closed_period_and_is_billed_in_the_first_open_one():
     terms = contract(closed_through=date(2026, 3, 31))
     march = ("C-1", "api", date(2026, 3, 1))
-    placement = domain.place(usage("api", "50", at(3, 30)), terms)
+    placement = place(usage("api", "50", at(3, 30)), terms)
     # March had 80 used (all free) and was closed: the late 50 get only the 20 free left.
     item, state = rate_one(usage("api", "50", at(3, 30)), terms, PeriodUsage(D(80)))
     assert placement.key == march
@@ -344,8 +353,8 @@ def test_usage_goes_to_the_period_of_its_day_in_the_contracts_time_zone_and_fees
     berlin = contract(time_zone="Europe/Berlin")
     # 22:30 UTC on 31 May is 00:30 on 1 June in Berlin (summer time, UTC+2).
     late_evening = usage("api", "10", datetime(2026, 5, 31, 22, 30, tzinfo=UTC))
-    assert domain.place(late_evening, berlin).period.start == date(2026, 6, 1)
-    assert domain.place(late_evening, contract()).period.start == date(2026, 5, 1)  # in UTC: still May
+    assert place(late_evening, berlin).period.start == date(2026, 6, 1)
+    assert place(late_evening, contract()).period.start == date(2026, 5, 1)  # in UTC: still May
     assert berlin.start_of(date(2026, 6, 1)) == datetime(2026, 5, 31, 22, 0, tzinfo=UTC)
 
 
