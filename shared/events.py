@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import uuid
+from hashlib import sha1
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
@@ -36,11 +37,21 @@ from shared.money import CURRENCY_EXPONENTS, MoneyError, exponent, to_decimal
 MAX_MESSAGE_BYTES = 256 * 1024
 
 _NAMESPACE = uuid.UUID("6f1d8a52-3c1e-4d8e-9a57-2b8f0c6a4e11")
+_NAMESPACE_BYTES = _NAMESPACE.bytes
+# RFC 9562 version 5: the SHA-1's first 16 bytes with the version nibble set to 5 and the variant
+# bits to 10, as an integer (the same bits as uuid.uuid5).
+_VERSION_5_KEPT = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_VERSION_5_SET = (0x5000 << 64) | (0x8000 << 48)
 
 
 def derive_id(source: uuid.UUID | str, kind: str) -> uuid.UUID:
-    """The id of whatever `source` gives rise to as `kind`; the same inputs always give the same id."""
-    return uuid.uuid5(_NAMESPACE, f"{source}:{kind}")
+    """The id of whatever `source` gives rise to as `kind`; the same inputs always give the same id.
+
+    It is `uuid.uuid5(_NAMESPACE, f"{source}:{kind}")`, built from the integer: uuid5 goes through
+    UUID(bytes=..., version=5), which takes twice as long, and every stage derives several ids per
+    item or document (6.5 against 3.3 µs a call)."""
+    digest = sha1(_NAMESPACE_BYTES + f"{source}:{kind}".encode()).digest()
+    return uuid.UUID(int=int.from_bytes(digest[:16]) & _VERSION_5_KEPT | _VERSION_5_SET)
 
 
 def _exact_decimal(value: object) -> Decimal:
