@@ -15,7 +15,7 @@ credit is the customer's at once.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -174,22 +174,21 @@ class Document:
     payment_means: PaymentMeans = PaymentMeans(PaymentMeansCode.CLEARING_BETWEEN_PARTNERS)
     e_invoice_format: EInvoiceFormat = EInvoiceFormat.FACTUR_X
     buyer_reference: str | None = None
+    # The sums of the tax lines, once per document: its row, its event and its PDF each read them.
+    net_total: Money = field(init=False)
+    tax_total: Money = field(init=False)
+    gross_total: Money = field(init=False)
+
+    def __post_init__(self) -> None:
+        net = Money.sum((line.base for line in self.tax_lines), self.currency)
+        tax = Money.sum((line.tax for line in self.tax_lines), self.currency)
+        object.__setattr__(self, "net_total", net)
+        object.__setattr__(self, "tax_total", tax)
+        object.__setattr__(self, "gross_total", net + tax)
 
     @property
     def series(self) -> str:
         return series_of(self.document_type, self.issue_date)
-
-    @property
-    def net_total(self) -> Money:
-        return Money.sum((line.base for line in self.tax_lines), self.currency)
-
-    @property
-    def tax_total(self) -> Money:
-        return Money.sum((line.tax for line in self.tax_lines), self.currency)
-
-    @property
-    def gross_total(self) -> Money:
-        return self.net_total + self.tax_total
 
     @property
     def service_period(self) -> tuple[date, date]:
