@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import base64
 import uuid
-from hashlib import sha1
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from hashlib import sha1
 from typing import Annotated, Literal, TypeVar
 
 from pydantic import (
