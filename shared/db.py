@@ -99,6 +99,12 @@ def among(column: Column, values: Iterable) -> ColumnElement[bool]:
                                     unique=True))
 
 
+def any_of(column: Column) -> ColumnElement[bool]:
+    """`among` in a `CompiledOnce` statement: `column = ANY(:<column>_values)`, whose values are
+    given each time it runs (`<column>_values=[...]`, each value once)."""
+    return column == any_(bindparam(f"{column.name}_values", type_=ARRAY(column.type)))
+
+
 def column_arrays(columns: Sequence[str], rows: Sequence[tuple]) -> dict[str, list]:
     """The parameters of `unnested(table, columns)`: one list of values per column."""
     return {f"{name}_values": [row[index] for row in rows] for index, name in enumerate(columns)}

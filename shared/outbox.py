@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import uuid
 from dataclasses import dataclass
-from typing import Awaitable, Callable, Sequence
+from typing import Awaitable, Callable, NamedTuple, Sequence
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import InvalidProducerEpoch, KafkaError, OutOfOrderSequenceNumber, UnknownProducerId
-from sqlalchemy import Table, exists, func, select, update
+from sqlalchemy import BigInteger, Integer, Table, bindparam, exists, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from shared.access.domain import ACTOR_HEADER
@@ -33,6 +34,7 @@ from shared.db import (
     MessagingTables,
     advisory_lock_key,
     among,
+    any_of,
     column_arrays,
     insert_rows,
     inserting,
@@ -106,6 +108,17 @@ async def _not_written_before(session: AsyncSession, tables: MessagingTables,
     return [message for message in outgoing if message.event.event_id not in written]
 
 
+class _Pending(NamedTuple):
+    """An outbox row to publish."""
+
+    id: int
+    event_id: uuid.UUID
+    topic: str
+    key: str
+    payload: bytes
+    actor: str | None
+
+
 # What the broker answers an idempotent producer whose sequence numbers are out of step with its
 # own: the producer's state is wrong, not the row, so these quarantine nothing.
 PRODUCER_OUT_OF_STEP = (OutOfOrderSequenceNumber, InvalidProducerEpoch, UnknownProducerId)
@@ -133,6 +146,16 @@ class OutboxRelay:
         self.lock_key = advisory_lock_key(f"outbox-relay:{name}")
         self.log = logging.getLogger(f"billing.{name}.relay")
         self._producer: AIOKafkaProducer | None = None
+        # Compiled once: a relay's transaction per consumer batch at a few dozen rows a batch, where
+        # building, caching and compiling each statement cost as much CPU as its round trip.
+        outbox = tables.outbox
+        self._lock = CompiledOnce(select(func.pg_try_advisory_xact_lock(bindparam("lock_key", type_=BigInteger))))
+        self._pending = CompiledOnce(
+            select(outbox.c.id, outbox.c.event_id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.actor)
+            .where(outbox.c.published_at.is_(None), outbox.c.quarantined_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(bindparam("batch_size", type_=Integer)))
+        self._published = CompiledOnce(update(outbox).where(any_of(outbox.c.id)).values(published_at=func.now()))
         # Woken by the database's notification when rows are committed, by any process (this
         # worker's consumers, the APIs, the webhook bridge, operators' commands), so they are
         # published at once. The poll only catches what arrived while the listener was reconnecting.
@@ -196,17 +219,10 @@ class OutboxRelay:
     async def _publish_batch(self, producer: AIOKafkaProducer) -> int:
         async with self.database.transaction() as session:
             # Held until commit: one relay per database publishes, so a key's rows keep their order.
-            if not await session.scalar(select(func.pg_try_advisory_xact_lock(self.lock_key))):
+            [(locked,)] = await self._lock.execute(session, lock_key=self.lock_key)
+            if not locked:
                 return 0
-            rows = (
-                await session.execute(
-                    select(self.outbox.c.id, self.outbox.c.event_id, self.outbox.c.topic, self.outbox.c.key,
-                           self.outbox.c.payload, self.outbox.c.actor)
-                    .where(self.outbox.c.published_at.is_(None), self.outbox.c.quarantined_at.is_(None))
-                    .order_by(self.outbox.c.id)
-                    .limit(self.batch_size)
-                )
-            ).all()
+            rows = [_Pending(*row) for row in await self._pending.execute(session, batch_size=self.batch_size)]
             if not rows:
                 return 0
             # send() only queues (in call order, so a key's rows keep their order); every
@@ -231,8 +247,7 @@ class OutboxRelay:
                     refused[row_id] = outcome
             published = [row.id for row in rows if row.id not in refused]
             if published:
-                await session.execute(
-                    update(self.outbox).where(among(self.outbox.c.id, published)).values(published_at=func.now()))
+                await self._published.execute(session, id_values=published)
             for row in rows:
                 if row.id in refused:
                     reason = f"{type(refused[row.id]).__name__}: {refused[row.id]}"[:2000]

@@ -36,7 +36,7 @@ from services.rating.tables import (
     period_usage,
     rated_usage,
 )
-from shared.db import CompiledOnce, among, column_arrays, insert_rows, inserting, unnested
+from shared.db import CompiledOnce, among, any_of, column_arrays, insert_rows, inserting, unnested
 from shared.events import BillingCycle, ContractStatus, CustomerProfile
 from shared.periods import Period
 
@@ -92,6 +92,18 @@ class ContractCache:
 _cached = ContractCache(size=2_000)
 
 
+def _locking_contracts(*, read: bool) -> CompiledOnce:
+    """The revisions (and `closed_through`) of the contracts `contract_id_values`, locked in
+    contract order. Compiled once: at a few dozen events a batch, building, caching and compiling
+    the statement cost as much CPU as its round trip."""
+    return CompiledOnce(select(contracts.c.contract_id, contracts.c.revision, contracts.c.closed_through)
+                        .where(any_of(contracts.c.contract_id)).order_by(contracts.c.contract_id)
+                        .with_for_update(read=read))
+
+
+_lock_for_share, _lock_for_update = _locking_contracts(read=True), _locking_contracts(read=False)
+
+
 async def load_contracts(session: AsyncSession, contract_ids: Collection[str], *,
                          for_update: bool = False) -> dict[str, Contract]:
     """The contracts with their items, locked against concurrent changes: one query for their
@@ -100,13 +112,10 @@ async def load_contracts(session: AsyncSession, contract_ids: Collection[str], *
     Rating takes a share lock, so usage of a contract is never rated while its periods are
     being closed (an exclusive lock) or the contract is replaced.
     """
-    locked = (await session.execute(
-        select(contracts.c.contract_id, contracts.c.revision, contracts.c.closed_through)
-        .where(among(contracts.c.contract_id, sorted(contract_ids)))
-        .order_by(contracts.c.contract_id)
-        .with_for_update(read=not for_update)
-    )).all()
-    found = {row.contract_id: _cached.get(row.contract_id, row.revision, row.closed_through) for row in locked}
+    locked = await (_lock_for_update if for_update else _lock_for_share).execute(
+        session, contract_id_values=list(contract_ids))
+    found = {contract_id: _cached.get(contract_id, revision, closed_through)
+             for contract_id, revision, closed_through in locked}
     missing = [contract_id for contract_id, contract in found.items() if contract is None]
     if missing:
         rows_by_contract = defaultdict(list)
@@ -289,6 +298,12 @@ async def mark_closed(session: AsyncSession, contract_id: str, closed_through: d
 
 
 STATE_KEY_COLUMNS = ("contract_id", "item_code", "period_start")
+_STATE_KEY = [period_usage.c[name] for name in STATE_KEY_COLUMNS]
+_lock_period_usage = CompiledOnce(
+    select(*_STATE_KEY, period_usage.c.quantity, period_usage.c.net, period_usage.c.discount)
+    .where(tuple_(*_STATE_KEY).in_(unnested(period_usage, STATE_KEY_COLUMNS)))
+    .order_by(*_STATE_KEY)
+    .with_for_update())
 
 
 async def lock_period_usage(session: AsyncSession, keys: Iterable[StateKey]) -> dict[StateKey, PeriodUsage]:
@@ -296,17 +311,9 @@ async def lock_period_usage(session: AsyncSession, keys: Iterable[StateKey]) -> 
     ordered = sorted(set(keys))
     if not ordered:
         return {}
-    key = [period_usage.c[name] for name in STATE_KEY_COLUMNS]
-    rows = (
-        await session.execute(
-            select(period_usage)
-            .where(tuple_(*key).in_(unnested(period_usage, STATE_KEY_COLUMNS, ordered)))
-            .order_by(*key)
-            .with_for_update()
-        )
-    ).all()
-    return {(row.contract_id, row.item_code, row.period_start): PeriodUsage(row.quantity, row.net, row.discount)
-            for row in rows}
+    rows = await _lock_period_usage.execute(session, **column_arrays(STATE_KEY_COLUMNS, ordered))
+    return {(contract_id, item_code, period_start): PeriodUsage(quantity, net, discount)
+            for contract_id, item_code, period_start, quantity, net, discount in rows}
 
 
 _PERIOD_USAGE_COLUMNS = (*STATE_KEY_COLUMNS, "period_end", "quantity", "net", "discount")
