@@ -70,11 +70,24 @@ def _refuse_closed(dbapi_connection, _record, _proxy) -> None:
 async def in_transaction(session: AsyncSession) -> asyncpg.Connection:
     """The session's asyncpg connection, inside the session's transaction. SQLAlchemy's adapter
     begins the transaction lazily, at its own first statement: a statement sent to asyncpg before
-    that would run (and commit) on its own, outside the transaction."""
+    that would run (and commit) on its own, outside the transaction.
+
+    Kept in the session for as long as that transaction lasts: asking SQLAlchemy again took two
+    greenlet hops a statement, and a consumer's batch and its relay run eleven (a rating batch of
+    one event and its publication: 1.7 ms of CPU in finding the connection, 0.8 ms kept)."""
+    transaction = session.sync_session.get_transaction()
+    kept = session.info.get(_KEPT_CONNECTION)
+    if kept is not None and kept[0] is transaction:
+        return kept[1]
     pooled = await (await session.connection()).get_raw_connection()
     if not pooled.driver_connection.is_in_transaction():
         await pooled.dbapi_connection._start_transaction()  # what the adapter does before its first statement
+    # Keyed by the transaction: once it ends, the session's next one may be on another connection.
+    session.info[_KEPT_CONNECTION] = (session.sync_session.get_transaction(), pooled.driver_connection)
     return pooled.driver_connection
+
+
+_KEPT_CONNECTION = "shared.db.in_transaction"
 
 
 def unnested(table: Table, columns: Sequence[str], rows: Sequence[tuple] = ()) -> Select:
