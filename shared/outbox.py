@@ -109,7 +109,7 @@ async def _not_written_before(session: AsyncSession, tables: MessagingTables,
 
 
 class _Pending(NamedTuple):
-    """An outbox row to publish."""
+    """An outbox row to publish: the columns the relay reads, in this order."""
 
     id: int
     event_id: uuid.UUID
@@ -151,7 +151,7 @@ class OutboxRelay:
         outbox = tables.outbox
         self._lock = CompiledOnce(select(func.pg_try_advisory_xact_lock(bindparam("lock_key", type_=BigInteger))))
         self._pending = CompiledOnce(
-            select(outbox.c.id, outbox.c.event_id, outbox.c.topic, outbox.c.key, outbox.c.payload, outbox.c.actor)
+            select(*(outbox.c[name] for name in _Pending._fields))
             .where(outbox.c.published_at.is_(None), outbox.c.quarantined_at.is_(None))
             .order_by(outbox.c.id)
             .limit(bindparam("batch_size", type_=Integer)))
