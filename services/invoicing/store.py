@@ -65,6 +65,9 @@ async def save_contract_terms(session: AsyncSession, snapshots: Sequence[Contrac
 
 
 async def find_contract_terms(session: AsyncSession, contract_ids: Iterable[str]) -> dict[str, ContractTerms]:
+    contract_ids = set(contract_ids)
+    if not contract_ids:
+        return {}
     rows = await session.execute(select(contract_terms).where(among(contract_terms.c.contract_id, contract_ids)))
     return {
         row.contract_id: ContractTerms(
