@@ -83,6 +83,7 @@ async def in_transaction(session: AsyncSession) -> asyncpg.Connection:
     if not pooled.driver_connection.is_in_transaction():
         await pooled.dbapi_connection._start_transaction()  # what the adapter does before its first statement
     # Keyed by the transaction: once it ends, the session's next one may be on another connection.
+    # Read again, not `transaction`: session.connection() begins one if the session had none.
     session.info[_KEPT_CONNECTION] = (session.sync_session.get_transaction(), pooled.driver_connection)
     return pooled.driver_connection
 
