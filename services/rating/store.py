@@ -460,7 +460,8 @@ async def _line_page(session: AsyncSession, table, row_id, columns: list, line: 
 
 
 async def add_rated_usage(session: AsyncSession, usage: Sequence[RatedUsage]) -> None:
-    """Record every rated event with its item, in one statement; an event rated twice fails loudly."""
+    """Record every rated event with its item, in one statement; an event recorded twice in its line fails
+    loudly (the inbox claims each event once: it is never rated twice)."""
     if usage:
         await insert_rows(session, rated_usage, RatedUsage._fields, usage)
 
