@@ -262,9 +262,7 @@ class Consumer:
 
     async def _apply_parsed(self, parsed: Sequence[Decoded]) -> None:
         try:
-            async for attempt in retrying_transient(self.retry_window_s, self._retrying):
-                with attempt:
-                    applied = await self._apply_batch_once(parsed)
+            applied = await self._apply_retrying(parsed)
         except Exception as error:
             if is_transient(error):
                 raise  # the whole batch is rewound, redelivered and retried, never skipped
@@ -286,6 +284,25 @@ class Consumer:
             return
         for record, reason in applied.refused:
             await self.dead_letter_record(record, reason)
+
+    async def _apply_retrying(self, parsed: Sequence[Decoded]) -> _Applied:
+        """`_apply_batch_once`, retried while it fails transiently (`retrying_transient`).
+
+        The first attempt goes without the retry machinery: tenacity keeps a retry's state in a
+        reference cycle, some thirty objects a batch left for the garbage collector, which freed
+        them (with the database sessions' own, since gone) in one pause of about 60 ms every few
+        seconds at 1,000 events/s, the slowest percent of the events arriving meanwhile."""
+        try:
+            return await self._apply_batch_once(parsed)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            metrics.RETRIES.labels(self.name).inc()
+            self.log.warning("retrying a batch at once: %s", error)
+        async for attempt in retrying_transient(self.retry_window_s, self._retrying):
+            with attempt:
+                applied = await self._apply_batch_once(parsed)
+        return applied
 
     def _retrying(self, state: RetryCallState) -> None:
         metrics.RETRIES.labels(self.name).inc()

@@ -4,6 +4,8 @@ the connection is kept for the transaction, not for the session."""
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 from sqlalchemy import text
 
@@ -45,3 +47,21 @@ async def test_after_its_transaction_ends_the_session_begins_another_for_direct_
             assert second[1] != first[1]  # a new transaction, not the committed one's connection state
             orm = tuple((await session.execute(text("SELECT pg_backend_pid(), txid_current()"))).one())
             assert orm == second
+
+
+async def test_a_transaction_with_direct_statements_leaves_nothing_for_the_cycle_collector(databases):
+    """What a transaction leaves is freed as it goes: garbage in reference cycles waits for the
+    collector, which freed a busy worker's in pauses that the events arriving then waited through."""
+    database = databases["rating"]
+    gc.collect()
+    gc.set_debug(gc.DEBUG_SAVEALL)
+    try:
+        for _ in range(5):
+            async with database.transaction() as session:
+                await backend_pid_and_transaction(session)
+        gc.collect()
+        left = [type(thing).__qualname__ for thing in gc.garbage]
+    finally:
+        gc.set_debug(0)
+        gc.garbage.clear()
+    assert left == []
