@@ -50,12 +50,6 @@ class Outgoing:
     event: Message
 
 
-# What a relay's producer gathers for one partition before a send waits for it to go out. aiokafka
-# keeps one batch a partition and sends a broker one request at a time, so with its default (16 KB)
-# a relay batch of 500 documents (about 1-2 KB each) over four partitions went as a dozen requests one
-# after the other. Well under the broker's limit for a record batch (message.max.bytes, 1 MB).
-RELAY_PARTITION_BATCH_BYTES = 256 * 1024
-
 # The channel each service database's relays listen on (NOTIFY is per database).
 OUTBOX_CHANNEL = "outbox"
 
@@ -149,6 +143,7 @@ class OutboxRelay:
         self.kafka = kafka
         self.client_id = f"{name}-outbox-relay"
         self.batch_size = settings.outbox_batch_size
+        self.partition_batch_bytes = settings.outbox_partition_batch_bytes
         self.lock_key = advisory_lock_key(f"outbox-relay:{name}")
         self.log = logging.getLogger(f"billing.{name}.relay")
         self._producer: AIOKafkaProducer | None = None
@@ -207,7 +202,7 @@ class OutboxRelay:
             # written twice. A batch resent after a crash still is; the consumers' inboxes drop that.
             producer = AIOKafkaProducer(**self.kafka.client_options(), client_id=self.client_id,
                                         acks="all", enable_idempotence=self.kafka.idempotent_producer, linger_ms=2,
-                                        max_batch_size=RELAY_PARTITION_BATCH_BYTES)
+                                        max_batch_size=self.partition_batch_bytes)
             await producer.start()
             self._producer = producer
         return self._producer

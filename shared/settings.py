@@ -202,6 +202,12 @@ class ServiceSettings(BaseSettings):
     # are missed only while its listening connection is re-established).
     outbox_poll_interval_s: float = 1.0
     outbox_batch_size: int = 500
+    # What a relay's producer gathers for one partition before a send waits for it to go out.
+    # aiokafka keeps one batch a partition and sends a broker one request at a time, so with its
+    # default (16 KB) a relay batch of 500 documents (1-2 KB each) over four partitions went as a
+    # dozen requests one after the other. Well under the broker's limit for a record batch
+    # (message.max.bytes, 1 MB); the bytes a worker holds in flight grow with it (RatingSettings).
+    outbox_partition_batch_bytes: int = 256 * 1024
     # How long a consumer retries a batch that fails transiently (database or broker away) before
     # it rewinds it, so that it is redelivered and retried again.
     retry_window_s: float = 120.0
