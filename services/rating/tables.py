@@ -121,7 +121,7 @@ billable_items = Table(
 # cost as much again, as both rows are written by the same statement sequence of one transaction.
 # Its one index is its key, in a line's order: that an event is rated once is the inbox's claim of
 # its id, in the same transaction, and a second index on the (random) event id alone cost
-# PostgreSQL a quarter of its work per rated event.
+# PostgreSQL about a sixth of its work per rated event.
 rated_usage = Table(
     "rated_usage",
     metadata,
