@@ -297,17 +297,19 @@ class Consumer:
         except Exception as error:
             if not is_transient(error):
                 raise
-            metrics.RETRIES.labels(self.name).inc()
-            self.log.warning("retrying a batch at once: %s", error)
+            self._retried("at once", error)
         async for attempt in retrying_transient(self.retry_window_s, self._retrying):
             with attempt:
                 applied = await self._apply_batch_once(parsed)
         return applied
 
     def _retrying(self, state: RetryCallState) -> None:
+        self._retried(f"in {state.upcoming_sleep:.1f}s (attempt {state.attempt_number})",
+                      state.outcome.exception() if state.outcome else "")
+
+    def _retried(self, when: str, error: object) -> None:
         metrics.RETRIES.labels(self.name).inc()
-        self.log.warning("retrying a batch in %.1fs (attempt %d): %s", state.upcoming_sleep, state.attempt_number,
-                         state.outcome.exception() if state.outcome else "")
+        self.log.warning("retrying a batch %s: %s", when, error)
 
     async def _apply_batch_once(self, parsed: Sequence[Decoded]) -> _Applied:
         """One transaction over the batch; returns what it refused and parked (and the keys it applied)."""
